@@ -1,0 +1,8 @@
+"""streamgmm: Gaussian mixture models by exact out-of-core and stepwise online EM."""
+
+from .io import load, save
+from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
+
+__version__ = "0.1.0"
+
+__all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "load", "save"]

@@ -1,0 +1,168 @@
+"""Input adapters: every supported kind of X becomes a row-chunked Dask array.
+
+Supported inputs are NumPy arrays, Dask arrays, ``zarr.Array`` objects, paths to
+a Zarr store holding a 2-D array, and 2-D ``xarray.DataArray`` objects (NumPy- or
+Dask-backed). :func:`as_rows` returns a :class:`RowData` that also remembers how
+to give results back in the kind that came in (:func:`wrap_rows`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+TARGET_CHUNK_BYTES = 32 * 2**20
+"""Rows of in-memory data are cut into Dask chunks of about this many bytes."""
+
+MIN_CHUNK_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class RowData:
+    """A 2-D input as a Dask array with whole rows in every chunk.
+
+    Attributes
+    ----------
+    array : dask.array.Array of shape (n_samples, n_features)
+    kind : {"numpy", "dask", "zarr", "xarray"}
+    sample_dim, sample_coords : the DataArray's sample dimension and the
+        coordinates along it, to label outputs (xarray inputs only).
+    lazy : whether a DataArray input was Dask-backed (its outputs stay lazy).
+    """
+
+    array: da.Array
+    kind: str
+    sample_dim: str | None = None
+    sample_coords: Any = None
+    lazy: bool = False
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.array.shape[1])
+
+
+def open_zarr_array(path: str | os.PathLike) -> zarr.Array:
+    """Open the 2-D array in a Zarr store, or at a path inside one, read-only."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No Zarr store at {path!r}")
+    try:
+        node = zarr.open(store=path, mode="r")
+    except Exception as error:
+        raise ValueError(f"{path!r} is not a readable Zarr store: {error}") from error
+    if isinstance(node, zarr.Array):
+        return node
+    arrays = [(name, array) for name, array in node.arrays() if array.ndim == 2]
+    if len(arrays) == 1:
+        return arrays[0][1]
+    names = sorted(name for name, _ in node.arrays())
+    raise ValueError(
+        f"The Zarr group at {path!r} holds {len(arrays)} two-dimensional arrays "
+        f"(arrays: {names}); pass the path of one of them, e.g. {path!r} + '/name'"
+    )
+
+
+def _check_matrix(shape: tuple, dtype: np.dtype) -> None:
+    if len(shape) != 2:
+        raise ValueError(
+            f"Expected a 2-D array of shape (n_samples, n_features), got {len(shape)}-D "
+            f"input of shape {shape}; reshape 1-D data with X.reshape(-1, 1)."
+        )
+    if not (
+        np.issubdtype(dtype, np.floating)
+        or np.issubdtype(dtype, np.integer)
+        or np.issubdtype(dtype, np.bool_)
+    ):
+        raise TypeError(f"Expected numeric input, got dtype {dtype}")
+    if shape[0] == 0:
+        raise ValueError("Input has 0 rows; at least one row is needed")
+    if shape[1] == 0:
+        raise ValueError("Input has 0 features; at least one feature is needed")
+
+
+def _rows_per_chunk(n_features: int, itemsize: int) -> int:
+    return max(MIN_CHUNK_ROWS, TARGET_CHUNK_BYTES // max(1, n_features * itemsize))
+
+
+def _whole_rows(array: da.Array) -> da.Array:
+    """Merge feature chunks, and merge row-chunks much smaller than the target."""
+    target_rows = _rows_per_chunk(array.shape[1], array.dtype.itemsize)
+    row_chunks = array.chunks[0]
+    if array.numblocks[1] == 1 and max(row_chunks) * 4 >= min(target_rows, array.shape[0]):
+        return array
+    if max(row_chunks) * 4 >= min(target_rows, array.shape[0]):
+        return array.rechunk({1: -1})
+    factor = max(1, target_rows // max(row_chunks))
+    rows = max(row_chunks) * factor
+    return array.rechunk({0: rows, 1: -1})
+
+
+def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
+    """Adapt any supported input to a :class:`RowData`.
+
+    Raises ``TypeError`` for unsupported kinds and non-numeric data, ``ValueError``
+    for wrong dimensionality or zero rows, ``FileNotFoundError`` for a missing store.
+    """
+    if isinstance(X, RowData):
+        return X
+    if isinstance(X, xr.DataArray):
+        return _from_dataarray(X, sample_dim)
+    if isinstance(X, str | os.PathLike):
+        X = open_zarr_array(X)
+    if isinstance(X, zarr.Array):
+        _check_matrix(X.shape, X.dtype)
+        return RowData(_whole_rows(da.from_zarr(X)), "zarr")
+    if isinstance(X, da.Array):
+        _check_matrix(X.shape, X.dtype)
+        return RowData(_whole_rows(X), "dask")
+    if isinstance(X, xr.Dataset):
+        raise TypeError(
+            "Got an xarray.Dataset; pass one of its variables (a DataArray), "
+            "e.g. ds['name'], or stack several with ds.to_dataarray()"
+        )
+    array = np.asarray(X)
+    _check_matrix(array.shape, array.dtype)
+    rows = _rows_per_chunk(array.shape[1], array.dtype.itemsize)
+    return RowData(da.from_array(array, chunks=(rows, -1)), "numpy")
+
+
+def _from_dataarray(X: xr.DataArray, sample_dim: str | None) -> RowData:
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2-D DataArray (samples, features), got dims {X.dims}; "
+            "stack the sample dimensions first, e.g. X.stack(sample=('time', 'space'))"
+        )
+    sample_dim = sample_dim if sample_dim is not None else X.dims[0]
+    if sample_dim not in X.dims:
+        raise ValueError(f"sample_dim {sample_dim!r} is not a dimension of X {X.dims}")
+    feature_dim = next(dim for dim in X.dims if dim != sample_dim)
+    X = X.transpose(sample_dim, feature_dim)
+    inner = as_rows(X.data)
+    coords = {name: coord for name, coord in X.coords.items() if coord.dims == (sample_dim,)}
+    return RowData(inner.array, "xarray", sample_dim, coords, lazy=inner.kind == "dask")
+
+
+def wrap_rows(data: RowData, result: da.Array, extra_dim: str | None = None):
+    """Return a per-row Dask result in the kind of the input.
+
+    NumPy input gives NumPy output, Dask and Zarr inputs give lazy Dask arrays,
+    DataArray input gives a DataArray along the sample dimension (plus
+    ``extra_dim`` for 2-D results such as responsibilities).
+    """
+    if data.kind == "numpy":
+        return result.compute()
+    if data.kind in ("dask", "zarr"):
+        return result
+    dims = (data.sample_dim,) if result.ndim == 1 else (data.sample_dim, extra_dim)
+    values = result if data.lazy else result.compute()
+    return xr.DataArray(values, dims=dims, coords=data.sample_coords)

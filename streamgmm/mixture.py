@@ -1,0 +1,471 @@
+"""The ``GaussianMixture`` estimator: a thin driver around the E-step, the M-step
+and the Dask reduction, with scikit-learn's names and meanings."""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import time
+import warnings
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from .estep import (
+    GaussianParameters,
+    check_finite,
+    chunk_log_likelihood,
+    chunk_statistics,
+    e_step,
+)
+from .initialization import INIT_METHODS, initialize_parameters
+from .inputs import RowData, as_rows, wrap_rows
+from .mstep import (
+    covariances_from_precisions_cholesky,
+    parameters_from_statistics,
+    precision_cholesky_from_precisions,
+    precisions_from_cholesky,
+)
+from .reduction import tree_reduce
+from .statistics import COVARIANCE_TYPES, merge_all
+
+ALGORITHMS = ("batch",)
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``."""
+
+
+def make_rng(random_state: Any) -> np.random.Generator:
+    """A NumPy Generator from None, an int, a Generator or a legacy RandomState."""
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31 - 1))
+    return np.random.default_rng(random_state)
+
+
+def _sum_pairs(parts):
+    return tuple(map(sum, zip(*parts, strict=True)))
+
+
+class GaussianMixture:
+    """Gaussian mixture fitted by exact EM over data that need not fit in memory.
+
+    Parameters mean what they mean in ``sklearn.mixture.GaussianMixture``; the
+    additions are listed last.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Stop when the per-sample mean log-likelihood changes by less than this.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default=100
+        EM iterations (passes over the data) per initialisation.
+    n_init : int, default=1
+        Initialisations; the one with the best final lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
+        How starting parameters are found (see :mod:`streamgmm.initialization`).
+    weights_init, means_init, precisions_init : array-like, optional
+        User-given starting parameters.
+    random_state : int, Generator, RandomState or None
+    warm_start : bool, default=False
+        Continue from the fitted parameters on the next ``fit``.
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    algorithm : {"batch"}, default="batch"
+        ``"batch"`` runs exact EM, one pass over the data per iteration.
+    init_sample_size : int, default=100_000
+        Rows sampled (in one pass) for the k-means-based initialisations.
+    sample_dim : str, optional
+        For DataArray inputs, the dimension that indexes samples (default: the
+        first dimension).
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, d)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shape (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Per-sample mean log-likelihood of the best run at its last E-step.
+    lower_bounds_ : list of float
+        ``lower_bound_`` after every iteration of the best run.
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        algorithm: str = "batch",
+        init_sample_size: int = 100_000,
+        sample_dim: str | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.algorithm = algorithm
+        self.init_sample_size = init_sample_size
+        self.sample_dim = sample_dim
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _parameter_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._parameter_names()}
+
+    def set_params(self, **params: Any) -> GaussianMixture:
+        """Set constructor parameters, as scikit-learn's ``set_params``."""
+        valid = set(self._parameter_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for {type(self).__name__}; "
+                    f"valid parameters are {sorted(valid)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params()
+        changed = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if not _same(value, defaults[name])
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def _check_parameters(self, n_features: int) -> None:
+        def check_number(name, low, integer=False, strict=False):
+            value = getattr(self, name)
+            kind = numbers.Integral if integer else numbers.Real
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise TypeError(
+                    f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}"
+                )
+            if not np.isfinite(value) or value < low or (strict and value == low):
+                bound = f"> {low}" if strict else f">= {low}"
+                raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+        check_number("n_components", 1, integer=True)
+        check_number("tol", 0.0)
+        check_number("reg_covar", 0.0)
+        check_number("max_iter", 1, integer=True)
+        check_number("n_init", 1, integer=True)
+        check_number("init_sample_size", 1, integer=True)
+        check_number("verbose_interval", 1, integer=True)
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}"
+            )
+        if self.init_params not in INIT_METHODS:
+            raise ValueError(
+                f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}"
+            )
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        self._user_parameters(n_features)
+
+    def _user_parameters(self, n_features: int):
+        """Validated ``weights_init``, ``means_init`` and precision factors (or None)."""
+        K, cov_type = self.n_components, self.covariance_type
+        weights = means = prec_chol = None
+        if self.weights_init is not None:
+            weights = np.array(self.weights_init, dtype=np.float64)
+            if weights.shape != (K,):
+                raise ValueError(f"weights_init must have shape ({K},), got {weights.shape}")
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0) or np.any(weights > 1):
+                raise ValueError("weights_init must hold finite values in [0, 1]")
+            if not np.allclose(weights.sum(), 1.0):
+                raise ValueError(f"weights_init must sum to 1, got {weights.sum()}")
+        if self.means_init is not None:
+            means = np.array(self.means_init, dtype=np.float64)
+            if means.shape != (K, n_features):
+                raise ValueError(
+                    f"means_init must have shape ({K}, {n_features}), got {means.shape}"
+                )
+            if not np.all(np.isfinite(means)):
+                raise ValueError("means_init must be finite")
+        if self.precisions_init is not None:
+            precisions = np.array(self.precisions_init, dtype=np.float64)
+            expected = {
+                "full": (K, n_features, n_features),
+                "tied": (n_features, n_features),
+                "diag": (K, n_features),
+                "spherical": (K,),
+            }[cov_type]
+            if precisions.shape != expected:
+                raise ValueError(
+                    f"precisions_init must have shape {expected} for covariance_type "
+                    f"{cov_type!r}, got {precisions.shape}"
+                )
+            if not np.all(np.isfinite(precisions)):
+                raise ValueError("precisions_init must be finite")
+            prec_chol = precision_cholesky_from_precisions(precisions, cov_type)
+        return weights, means, prec_chol
+
+    # --------------------------------------------------------------- fitting
+    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
+        """Fit by EM; X is any supported input (see :mod:`streamgmm.inputs`).
+
+        Raises ``ValueError`` or ``TypeError`` naming the problem for bad input or
+        parameters; the model's previous state is kept in that case.
+        """
+        data = self._validate_data(X, reset=True)
+        self._check_parameters(data.n_features)
+        if data.n_samples < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components, got n_samples={data.n_samples} "
+                f"and n_components={self.n_components}"
+            )
+        rng = make_rng(self.random_state)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        best = None
+        for init in range(self.n_init if do_init else 1):
+            if do_init:
+                params, covariances = self._initial_parameters(data, rng)
+                start_bound = -np.inf
+            else:
+                params, covariances = self._fitted_parameters(), self.covariances_
+                start_bound = self.lower_bound_
+            run = self._batch_em(data, params, covariances, start_bound, init)
+            if best is None or run["lower_bound"] > best["lower_bound"]:
+                best = run
+        if not best["converged"]:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self._set_fitted(best, data.n_features)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None):
+        """Fit, then return the label of every row under the fitted model."""
+        return self.fit(X).predict(X)
+
+    def _validate_data(self, X: Any, reset: bool) -> RowData:
+        data = as_rows(X, self.sample_dim)
+        if not reset:
+            self._check_is_fitted()
+            if data.n_features != self.n_features_in_:
+                raise ValueError(
+                    f"X has {data.n_features} features, but {type(self).__name__} "
+                    f"was fitted with {self.n_features_in_} features"
+                )
+        return data
+
+    def _initial_parameters(self, data: RowData, rng: np.random.Generator):
+        weights, means, prec_chol = self._user_parameters(data.n_features)
+        if weights is not None and means is not None and prec_chol is not None:
+            params = GaussianParameters(weights, means, prec_chol, self.covariance_type)
+            return params, covariances_from_precisions_cholesky(prec_chol, self.covariance_type)
+        params, covariances = initialize_parameters(
+            data,
+            self.n_components,
+            self.covariance_type,
+            self.reg_covar,
+            self.init_params,
+            rng,
+            self.init_sample_size,
+        )
+        if prec_chol is not None:
+            covariances = covariances_from_precisions_cholesky(prec_chol, self.covariance_type)
+        params = GaussianParameters(
+            params.weights if weights is None else weights,
+            params.means if means is None else means,
+            params.precisions_cholesky if prec_chol is None else prec_chol,
+            self.covariance_type,
+        )
+        return params, covariances
+
+    def _batch_em(self, data, params, covariances, lower_bound, init_index):
+        """Exact EM from ``params``: one Dask reduction and one M-step per iteration."""
+        combine = partial(merge_all, covariance_type=self.covariance_type)
+        lower_bounds, converged, n_iter = [], False, 0
+        started = time.perf_counter()
+        if self.verbose:
+            print(f"Initialization {init_index}")
+        for n_iter in range(1, self.max_iter + 1):
+            previous = lower_bound
+            stats = tree_reduce(data.array, chunk_statistics, combine, params)
+            params, covariances = parameters_from_statistics(
+                stats, self.reg_covar, self.covariance_type
+            )
+            lower_bound = stats.log_likelihood / stats.n_samples
+            lower_bounds.append(lower_bound)
+            change = lower_bound - previous
+            if self.verbose >= 1 and n_iter % self.verbose_interval == 0:
+                elapsed = time.perf_counter() - started
+                print(f"  Iteration {n_iter}\t time lapse {elapsed:.5f}s\t ll change {change:.5f}")
+            if abs(change) < self.tol:
+                converged = True
+                break
+        return {
+            "params": params,
+            "covariances": covariances,
+            "lower_bound": lower_bound,
+            "lower_bounds": lower_bounds,
+            "n_iter": n_iter,
+            "converged": converged,
+        }
+
+    def _set_fitted(self, run: dict, n_features: int) -> None:
+        params = run["params"]
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.covariances_ = run["covariances"]
+        self.precisions_ = precisions_from_cholesky(
+            params.precisions_cholesky, params.covariance_type
+        )
+        self.converged_ = run["converged"]
+        self.n_iter_ = run["n_iter"]
+        self.lower_bound_ = run["lower_bound"]
+        self.lower_bounds_ = run["lower_bounds"]
+        self.n_features_in_ = n_features
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "means_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit first."
+            )
+
+    def _fitted_parameters(self) -> GaussianParameters:
+        return GaussianParameters(
+            self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+        )
+
+    # ------------------------------------------------------------ prediction
+    def _map_rows(self, X: Any, function, n_columns: int | None, dtype, extra_dim=None):
+        data = self._validate_data(X, reset=False)
+        params = self._fitted_parameters()
+
+        def apply(block, block_info=None):
+            offset = block_info[0]["array-location"][0][0] if block_info else 0
+            check_finite(block, offset)
+            return function(block, params)
+
+        array = data.array
+        if n_columns is None:
+            result = array.map_blocks(apply, drop_axis=1, dtype=dtype)
+        else:
+            result = array.map_blocks(apply, chunks=(array.chunks[0], (n_columns,)), dtype=dtype)
+        return wrap_rows(data, result, extra_dim)
+
+    def score_samples(self, X: Any):
+        """Log-likelihood of every row, shape (n,), in the kind of X."""
+        return self._map_rows(X, lambda b, p: e_step(b, p)[0], None, np.float64)
+
+    def predict_proba(self, X: Any):
+        """Responsibilities, shape (n, K), in the kind of X (DataArray: dim "component")."""
+        return self._map_rows(
+            X, lambda b, p: np.exp(e_step(b, p)[1]), self.n_components, np.float64, "component"
+        )
+
+    def predict(self, X: Any):
+        """Most likely component of every row, shape (n,), in the kind of X."""
+        return self._map_rows(X, lambda b, p: e_step(b, p)[1].argmax(axis=1), None, np.intp)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Per-sample mean log-likelihood of X, computed in one pass."""
+        total, count = self._total_log_likelihood(self._validate_data(X, reset=False))
+        return total / count
+
+    def _total_log_likelihood(self, data: RowData) -> tuple[float, int]:
+        return tree_reduce(data.array, chunk_log_likelihood, _sum_pairs, self._fitted_parameters())
+
+    def _n_parameters(self) -> int:
+        K, d = self.means_.shape
+        covariance_parameters = {
+            "full": K * d * (d + 1) / 2,
+            "diag": K * d,
+            "tied": d * (d + 1) / 2,
+            "spherical": K,
+        }[self.covariance_type]
+        return int(covariance_parameters + K * d + K - 1)
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on X (lower is better), in one pass."""
+        total, count = self._total_log_likelihood(self._validate_data(X, reset=False))
+        return -2 * total + self._n_parameters() * np.log(count)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on X (lower is better), in one pass."""
+        total, _ = self._total_log_likelihood(self._validate_data(X, reset=False))
+        return -2 * total + 2 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` rows from the fitted mixture: (X (n, d), labels (n,))."""
+        self._check_is_fitted()
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        rng = make_rng(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        d = self.means_.shape[1]
+        parts = []
+        for k, count in enumerate(counts):
+            if self.covariance_type == "full":
+                cov = self.covariances_[k]
+            elif self.covariance_type == "tied":
+                cov = self.covariances_
+            elif self.covariance_type == "diag":
+                cov = np.diag(self.covariances_[k])
+            else:
+                cov = np.eye(d) * self.covariances_[k]
+            parts.append(rng.multivariate_normal(self.means_[k], cov, int(count)))
+        labels = np.repeat(np.arange(self.n_components), counts)
+        return np.vstack(parts), labels
+
+    def to_xarray(self):
+        """The fitted parameters as an ``xarray.Dataset`` with dims (component, feature)."""
+        from .io import model_to_dataset
+
+        return model_to_dataset(self)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return False
+    return a is b or a == b
+
+
+__all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError"]

@@ -1,0 +1,72 @@
+"""The Dask reduction: map a chunk function over row-chunks, tree-combine, compute.
+
+This is the chunk / combine / aggregate pattern of ``dask.array.reductions``
+with results that are :class:`~streamgmm.statistics.SufficientStatistics` (or any
+value with a combine function) instead of arrays. Only those small results travel
+between workers and to the client; each iteration is one graph and one
+``dask.compute`` on whatever scheduler is active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import accumulate
+from typing import Any
+
+import dask
+import dask.array as da
+
+SPLIT_EVERY = 8
+"""How many partial results one combine task merges."""
+
+
+def row_offsets(array: da.Array) -> list[int]:
+    """Index of the first row of every row-chunk."""
+    return [0, *accumulate(array.chunks[0])][:-1]
+
+
+def build_tree_reduction(
+    array: da.Array,
+    chunk_function: Callable[..., Any],
+    combine_function: Callable[[Sequence[Any]], Any],
+    *arguments: Any,
+    split_every: int = SPLIT_EVERY,
+):
+    """A lazy ``dask.delayed`` result of reducing ``array`` (row-chunked, one
+    feature chunk) with ``chunk_function(block, *arguments, row_offset)`` and
+    ``combine_function(list_of_partials)``.
+
+    ``arguments`` are wrapped once as graph keys so that large parameters are
+    not copied into every task.
+    """
+    if array.numblocks[1] != 1:
+        raise ValueError("array must have a single chunk along the feature axis")
+    shared = [dask.delayed(argument, pure=True) for argument in arguments]
+    map_task = dask.delayed(chunk_function, pure=True)
+    combine_task = dask.delayed(combine_function, pure=True)
+    blocks = array.to_delayed().ravel()
+    partials = [
+        map_task(block, *shared, offset)
+        for block, offset in zip(blocks, row_offsets(array), strict=True)
+    ]
+    while len(partials) > 1:
+        partials = [
+            combine_task(partials[start : start + split_every])
+            for start in range(0, len(partials), split_every)
+        ]
+    return partials[0]
+
+
+def tree_reduce(
+    array: da.Array,
+    chunk_function: Callable[..., Any],
+    combine_function: Callable[[Sequence[Any]], Any],
+    *arguments: Any,
+    split_every: int = SPLIT_EVERY,
+):
+    """Compute :func:`build_tree_reduction` on the active Dask scheduler."""
+    reduction = build_tree_reduction(
+        array, chunk_function, combine_function, *arguments, split_every=split_every
+    )
+    (result,) = dask.compute(reduction)
+    return result

@@ -1,0 +1,25 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from streamgmm.datasets import make_mixture
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence_warnings():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Best performing initialization did not converge")
+        yield
+
+
+@pytest.fixture(scope="session")
+def mixture_data():
+    """3 well-separated components in 3-D: (X, labels, truth)."""
+    return make_mixture(6000, n_components=3, n_features=3, separation=5.0, random_state=1)
+
+
+def matched_order(true_means, fitted_means):
+    from streamgmm.cli import match_components
+
+    return match_components(np.asarray(true_means), np.asarray(fitted_means))
