@@ -8,18 +8,9 @@ from pathlib import Path
 
 import click
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from .datasets import random_mixture, write_mixture_zarr
+from .datasets import match_components, random_mixture, write_mixture_zarr
 from .mixture import GaussianMixture
-
-
-def match_components(true_means: np.ndarray, fitted_means: np.ndarray) -> np.ndarray:
-    """Index of the fitted component paired with each true one (Hungarian matching
-    on the distances between means)."""
-    distances = np.linalg.norm(true_means[:, None, :] - fitted_means[None, :, :], axis=2)
-    _, columns = linear_sum_assignment(distances)
-    return columns
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import zarr
+from scipy.optimize import linear_sum_assignment
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,11 @@ def write_mixture_zarr(
         rows, _ = sample_mixture(truth, stop - start, np.random.default_rng([random_state, index]))
         array[start:stop] = rows.astype(dtype)
     return array
+
+
+def match_components(true_means: np.ndarray, fitted_means: np.ndarray) -> np.ndarray:
+    """Index of the fitted component paired with each true one (Hungarian matching
+    on the distances between means)."""
+    distances = np.linalg.norm(true_means[:, None, :] - fitted_means[None, :, :], axis=2)
+    _, columns = linear_sum_assignment(distances)
+    return columns

@@ -17,9 +17,3 @@ def _quiet_convergence_warnings():
 def mixture_data():
     """3 well-separated components in 3-D: (X, labels, truth)."""
     return make_mixture(6000, n_components=3, n_features=3, separation=5.0, random_state=1)
-
-
-def matched_order(true_means, fitted_means):
-    from streamgmm.cli import match_components
-
-    return match_components(np.asarray(true_means), np.asarray(fitted_means))

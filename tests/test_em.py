@@ -1,0 +1,122 @@
+"""Batch EM recovers known mixtures and never lowers the log-likelihood."""
+
+import numpy as np
+import pytest
+
+from streamgmm import GaussianMixture
+from streamgmm.datasets import make_mixture, match_components, random_mixture, sample_mixture
+from streamgmm.mstep import CholeskyError
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def test_recovers_known_parameters():
+    X, _, truth = make_mixture(40_000, n_components=4, n_features=3, separation=6.0,
+                               random_state=7)
+    model = GaussianMixture(4, random_state=0, tol=1e-6).fit(X)
+    order = match_components(truth.means, model.means_)
+    assert model.converged_
+    np.testing.assert_allclose(model.means_[order], truth.means, atol=0.05)
+    np.testing.assert_allclose(model.weights_[order], truth.weights, atol=0.01)
+    np.testing.assert_allclose(model.covariances_[order], truth.covariances, atol=0.08)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_log_likelihood_never_decreases(covariance_type):
+    X, _, _ = make_mixture(5000, n_components=5, n_features=4, separation=2.0, random_state=2)
+    model = GaussianMixture(
+        5, covariance_type=covariance_type, init_params="random", tol=0.0, max_iter=40,
+        random_state=0,
+    ).fit(X)
+    bounds = np.asarray(model.lower_bounds_)
+    assert len(bounds) == 40
+    assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:])), np.diff(bounds).min()
+    assert bounds[-1] > bounds[0]
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_with_large_offset_fits_like_centred_float64(covariance_type):
+    truth = random_mixture(3, 4, separation=4.0, random_state=5)
+    X, _ = sample_mixture(truth, 20_000, random_state=5)
+    offset = 1e4
+    shifted32 = (X + offset).astype(np.float32)
+    centred64 = shifted32.astype(np.float64) - offset
+    start = GaussianMixture(3, covariance_type=covariance_type, max_iter=2,
+                            random_state=0).fit(centred64)
+    shared = dict(
+        covariance_type=covariance_type, weights_init=start.weights_,
+        precisions_init=start.precisions_, tol=0.0, max_iter=15,
+    )
+    centred = GaussianMixture(3, means_init=start.means_, **shared).fit(centred64)
+    far = GaussianMixture(3, means_init=start.means_ + offset, **shared).fit(shifted32)
+    np.testing.assert_allclose(far.covariances_, centred.covariances_, rtol=1e-9)
+    np.testing.assert_allclose(far.means_ - offset, centred.means_, atol=1e-9)
+    np.testing.assert_allclose(far.weights_, centred.weights_, rtol=1e-9)
+
+
+def test_cholesky_failure_says_what_to_do():
+    X = np.repeat(np.array([[1.0, 2.0], [3.0, 4.0]]), 50, axis=0)
+    with pytest.raises(CholeskyError, match="reg_covar"):
+        GaussianMixture(2, reg_covar=0.0, random_state=0).fit(X)
+    model = GaussianMixture(2, random_state=0).fit(X)
+    assert np.all(np.isfinite(model.covariances_))
+
+
+def test_fit_predict_matches_fit_then_predict(mixture_data):
+    X, _, _ = mixture_data
+    labels = GaussianMixture(3, random_state=0).fit_predict(X)
+    model = GaussianMixture(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(labels, model.predict(X))
+
+
+def test_n_init_keeps_the_best_run():
+    X, _, _ = make_mixture(3000, n_components=6, n_features=2, separation=3.0, random_state=4)
+    single = [
+        GaussianMixture(6, init_params="random_from_data", random_state=seed, max_iter=20)
+        for seed in range(3)
+    ]
+    best = GaussianMixture(6, init_params="random_from_data", n_init=5, random_state=0,
+                           max_iter=20).fit(X)
+    bounds = [model.fit(X).lower_bound_ for model in single]
+    assert best.lower_bound_ >= min(bounds)
+    assert best.lower_bound_ == max(best.lower_bounds_) or best.converged_
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_every_init_method_fits(init_params, mixture_data):
+    X, _, truth = mixture_data
+    # "random" starts every mean near the data mean (as in scikit-learn) and needs a
+    # tight tol to break the symmetry
+    model = GaussianMixture(3, init_params=init_params, random_state=0, max_iter=500,
+                            tol=1e-6).fit(X)
+    order = match_components(truth.means, model.means_)
+    np.testing.assert_allclose(model.means_[order], truth.means, atol=0.2)
+
+
+def test_sample_draws_from_the_fitted_mixture(mixture_data):
+    X, _, _ = mixture_data
+    model = GaussianMixture(3, random_state=0).fit(X)
+    drawn, labels = model.sample(30_000)
+    assert drawn.shape == (30_000, 3) and labels.shape == (30_000,)
+    np.testing.assert_allclose(np.bincount(labels) / 30_000, model.weights_, atol=0.02)
+    refit = GaussianMixture(3, random_state=0).fit(drawn)
+    assert refit.score(X) == pytest.approx(model.score(X), abs=0.02)
+
+
+def test_params_round_trip_and_reject_unknown_names():
+    model = GaussianMixture(4, covariance_type="diag")
+    params = model.get_params()
+    assert params["n_components"] == 4 and params["covariance_type"] == "diag"
+    clone = GaussianMixture(**params)
+    assert clone.get_params() == params
+    model.set_params(tol=1e-5)
+    assert model.tol == 1e-5
+    with pytest.raises(ValueError, match="Invalid parameter 'tolerance'"):
+        model.set_params(tolerance=1)
+
+
+def test_sklearn_clone_works():
+    from sklearn.base import clone
+
+    model = GaussianMixture(3, covariance_type="tied", random_state=1)
+    assert clone(model).get_params() == model.get_params()
