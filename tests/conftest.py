@@ -1,6 +1,5 @@
 import warnings
 
-import numpy as np
 import pytest
 
 from streamgmm.datasets import make_mixture
@@ -9,7 +8,9 @@ from streamgmm.datasets import make_mixture
 @pytest.fixture(autouse=True)
 def _quiet_convergence_warnings():
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Best performing initialization did not converge")
+        warnings.filterwarnings(
+            "ignore", message="Best performing initialization did not converge"
+        )
         yield
 
 

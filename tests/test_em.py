@@ -11,8 +11,9 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
 def test_recovers_known_parameters():
-    X, _, truth = make_mixture(40_000, n_components=4, n_features=3, separation=6.0,
-                               random_state=7)
+    X, _, truth = make_mixture(
+        40_000, n_components=4, n_features=3, separation=6.0, random_state=7
+    )
     model = GaussianMixture(4, random_state=0, tol=1e-6).fit(X)
     order = match_components(truth.means, model.means_)
     assert model.converged_
@@ -25,7 +26,11 @@ def test_recovers_known_parameters():
 def test_log_likelihood_never_decreases(covariance_type):
     X, _, _ = make_mixture(5000, n_components=5, n_features=4, separation=2.0, random_state=2)
     model = GaussianMixture(
-        5, covariance_type=covariance_type, init_params="random", tol=0.0, max_iter=40,
+        5,
+        covariance_type=covariance_type,
+        init_params="random",
+        tol=0.0,
+        max_iter=40,
         random_state=0,
     ).fit(X)
     bounds = np.asarray(model.lower_bounds_)
@@ -41,11 +46,15 @@ def test_float32_with_large_offset_fits_like_centred_float64(covariance_type):
     offset = 1e4
     shifted32 = (X + offset).astype(np.float32)
     centred64 = shifted32.astype(np.float64) - offset
-    start = GaussianMixture(3, covariance_type=covariance_type, max_iter=2,
-                            random_state=0).fit(centred64)
+    start = GaussianMixture(3, covariance_type=covariance_type, max_iter=2, random_state=0).fit(
+        centred64
+    )
     shared = dict(
-        covariance_type=covariance_type, weights_init=start.weights_,
-        precisions_init=start.precisions_, tol=0.0, max_iter=15,
+        covariance_type=covariance_type,
+        weights_init=start.weights_,
+        precisions_init=start.precisions_,
+        tol=0.0,
+        max_iter=15,
     )
     centred = GaussianMixture(3, means_init=start.means_, **shared).fit(centred64)
     far = GaussianMixture(3, means_init=start.means_ + offset, **shared).fit(shifted32)
@@ -75,8 +84,9 @@ def test_n_init_keeps_the_best_run():
         GaussianMixture(6, init_params="random_from_data", random_state=seed, max_iter=20)
         for seed in range(3)
     ]
-    best = GaussianMixture(6, init_params="random_from_data", n_init=5, random_state=0,
-                           max_iter=20).fit(X)
+    best = GaussianMixture(
+        6, init_params="random_from_data", n_init=5, random_state=0, max_iter=20
+    ).fit(X)
     bounds = [model.fit(X).lower_bound_ for model in single]
     assert best.lower_bound_ >= min(bounds)
     assert best.lower_bound_ == max(best.lower_bounds_) or best.converged_
@@ -87,8 +97,9 @@ def test_every_init_method_fits(init_params, mixture_data):
     X, _, truth = mixture_data
     # "random" starts every mean near the data mean (as in scikit-learn) and needs a
     # tight tol to break the symmetry
-    model = GaussianMixture(3, init_params=init_params, random_state=0, max_iter=500,
-                            tol=1e-6).fit(X)
+    model = GaussianMixture(
+        3, init_params=init_params, random_state=0, max_iter=500, tol=1e-6
+    ).fit(X)
     order = match_components(truth.means, model.means_)
     np.testing.assert_allclose(model.means_[order], truth.means, atol=0.2)
 

@@ -38,7 +38,10 @@ def test_compressed_zarr_store_on_disk(reference, tmp_path):
     X, expected = reference
     path = tmp_path / "data.zarr"
     array = zarr.create_array(
-        store=str(path), shape=X.shape, chunks=(1000, 3), dtype="f8",
+        store=str(path),
+        shape=X.shape,
+        chunks=(1000, 3),
+        dtype="f8",
         compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=3),
     )
     array[:] = X

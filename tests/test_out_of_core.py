@@ -35,7 +35,11 @@ def _peak_rss_of_fit(path, start):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     result = subprocess.run(
         [sys.executable, "-c", FIT_AND_REPORT, str(path), json.dumps(start)],
-        capture_output=True, text=True, check=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=300,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -54,8 +58,10 @@ def test_peak_memory_does_not_grow_with_rows(tmp_path):
     large_run = _peak_rss_of_fit(large, start)
     large_bytes = 30 * CHUNK_ROWS * N_FEATURES * 8
     growth = (large_run["peak_rss_kib"] - small_run["peak_rss_kib"]) * 1024
-    print(f"peak RSS small {small_run['peak_rss_kib'] / 1024:.0f} MiB, "
-          f"large {large_run['peak_rss_kib'] / 1024:.0f} MiB, "
-          f"data of the large store {large_bytes / 2**20:.0f} MiB")
+    print(
+        f"peak RSS small {small_run['peak_rss_kib'] / 1024:.0f} MiB, "
+        f"large {large_run['peak_rss_kib'] / 1024:.0f} MiB, "
+        f"data of the large store {large_bytes / 2**20:.0f} MiB"
+    )
     assert growth < 0.25 * large_bytes, growth
     assert abs(large_run["lower_bound"] - small_run["lower_bound"]) < 0.05

@@ -25,7 +25,10 @@ def _assert_close(ours, theirs, what, iteration):
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     scale = np.abs(theirs).max()
     np.testing.assert_allclose(
-        ours, theirs, rtol=RTOL, atol=RTOL * 1e-4 * scale,
+        ours,
+        theirs,
+        rtol=RTOL,
+        atol=RTOL * 1e-4 * scale,
         err_msg=f"{what} differs from scikit-learn after iteration {iteration}",
     )
 
@@ -55,8 +58,12 @@ def test_each_of_first_ten_iterations_matches_sklearn(dataset, covariance_type):
         _assert_close(ours.weights_, theirs.weights_, "weights_", iteration)
         _assert_close(ours.means_, theirs.means_, "means_", iteration)
         _assert_close(ours.covariances_, theirs.covariances_, "covariances_", iteration)
-        _assert_close(ours.precisions_cholesky_, theirs.precisions_cholesky_,
-                      "precisions_cholesky_", iteration)
+        _assert_close(
+            ours.precisions_cholesky_,
+            theirs.precisions_cholesky_,
+            "precisions_cholesky_",
+            iteration,
+        )
         assert abs(ours.lower_bound_ - theirs.lower_bound_) < 1e-8, iteration
 
 
