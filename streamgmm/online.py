@@ -204,27 +204,33 @@ def iterate_batches(
     ``chunk_order`` (default: stored order).
 
     Rows left over at the end of a chunk start the next batch, so only the last
-    batch is short. Every chunk is checked for NaN and infinity as it is read,
-    so errors name the true rows (counted from ``first_row``).
+    batch is short; batches are views into the chunk (only a batch that spans
+    two chunks is copied), so memory holds about one chunk. Every chunk is
+    checked for NaN and infinity as it is read, so errors name the true rows
+    (counted from ``first_row``).
     """
     blocks = array.to_delayed().ravel()
     offsets = row_offsets(array)
     order = range(len(blocks)) if chunk_order is None else chunk_order
-    pending, pending_start = None, first_row
+    pending, pending_start = array[:0].compute(), first_row
     for index in order:
         (chunk,) = dask.compute(blocks[index])
         chunk = np.asarray(chunk)
-        check_finite(chunk, first_row + offsets[index])
-        if pending is not None and pending.shape[0]:
-            chunk = np.concatenate([pending, chunk])
-        else:
-            pending_start = first_row + offsets[index]
-        n_whole = chunk.shape[0] // batch_size * batch_size
-        for start in range(0, n_whole, batch_size):
-            yield chunk[start : start + batch_size], pending_start + start
-        pending = chunk[n_whole:]
-        pending_start += n_whole
-    if pending is not None and pending.shape[0]:
+        chunk_start = first_row + offsets[index]
+        check_finite(chunk, chunk_start)
+        position = 0
+        if pending.shape[0]:
+            position = min(batch_size - pending.shape[0], chunk.shape[0])
+            pending = np.concatenate([pending, chunk[:position]])
+            if pending.shape[0] < batch_size:
+                continue
+            yield pending, pending_start
+        n_whole = (chunk.shape[0] - position) // batch_size * batch_size
+        for start in range(position, position + n_whole, batch_size):
+            yield chunk[start : start + batch_size], chunk_start + start
+        pending = chunk[position + n_whole :].copy()
+        pending_start = chunk_start + position + n_whole
+    if pending.shape[0]:
         yield pending, pending_start
 
 
