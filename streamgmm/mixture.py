@@ -36,6 +36,7 @@ from .online import (
     online_em,
     reported_parameters,
     run_batches,
+    single_threaded_blas,
 )
 from .reduction import tree_reduce
 from .statistics import COVARIANCE_TYPES, merge_all
@@ -415,7 +416,8 @@ class GaussianMixture:
         config = self._online_config()
         if continue_:
             state = self._online_state()
-            params = current_parameters(state, params, config)
+            with single_threaded_blas():
+                params = current_parameters(state, params, config)
         else:
             state = initial_state(self.n_components, data.n_features, self.covariance_type)
         return online_em(
@@ -458,13 +460,15 @@ class GaussianMixture:
             state = initial_state(self.n_components, data.n_features, self.covariance_type)
         else:
             state = self._online_state()
-            params = current_parameters(state, self._fitted_parameters(), config)
+            with single_threaded_blas():
+                params = current_parameters(state, self._fitted_parameters(), config)
             covariances = self.covariances_
         batches = iterate_batches(data.array, self.batch_size, first_row=first_row)
         state, params, covariances, total, count = run_batches(
             state, params, covariances, batches, config
         )
-        shown, shown_covariances = reported_parameters(state, params, covariances, config)
+        with single_threaded_blas():
+            shown, shown_covariances = reported_parameters(state, params, covariances, config)
         previous_bounds = [] if first_call else list(self.lower_bounds_)
         run = {
             "params": shown,

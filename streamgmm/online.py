@@ -39,6 +39,7 @@ can drop a half-processed call (a batch with NaN) and keep its previous model.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -47,7 +48,7 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .estep import GaussianParameters, check_finite, chunk_statistics
 from .mstep import parameters_from_statistics
@@ -212,7 +213,7 @@ def iterate_batches(
     blocks = array.to_delayed().ravel()
     offsets = row_offsets(array)
     order = range(len(blocks)) if chunk_order is None else chunk_order
-    pending, pending_start = array[:0].compute(), first_row
+    pending, pending_start = np.empty((0, array.shape[1]), array.dtype), first_row
     for index in order:
         (chunk,) = dask.compute(blocks[index])
         chunk = np.asarray(chunk)
@@ -234,6 +235,23 @@ def iterate_batches(
         yield pending, pending_start
 
 
+def single_threaded_blas():
+    """A context in which BLAS uses one thread.
+
+    Stepwise EM works on one mini-batch at a time: its products and the K small
+    Cholesky factorisations are too small to share between threads, and on a
+    busy machine OpenBLAS threads waiting for work made a step about 50 times
+    slower (docs/online.md).
+    """
+    return _thread_pools().limit(limits=1, user_api="blas")
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The loaded thread pools, found once (the search costs about 10 ms)."""
+    return ThreadpoolController()
+
+
 def run_batches(
     state: OnlineState,
     params: GaussianParameters,
@@ -242,15 +260,9 @@ def run_batches(
     config: OnlineConfig,
 ) -> tuple[OnlineState, GaussianParameters, np.ndarray, float, int]:
     """Apply :func:`online_step` to every batch; returns the final state and
-    parameters, and the summed log-likelihood and row count of the batches.
-
-    BLAS runs single-threaded here: a mini-batch's products and the K small
-    Cholesky factorisations are too small to share, and on a busy machine
-    OpenBLAS threads waiting for work made a step about 50 times slower
-    (docs/online.md).
-    """
+    parameters, and the summed log-likelihood and row count of the batches."""
     total, count = 0.0, 0
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded_blas():
         for batch, first_row in batches:
             state, params, covariances, log_likelihood = online_step(
                 state, params, covariances, batch, config, first_row
@@ -294,7 +306,8 @@ def online_em(
         if abs(lower_bound - previous) < tol:
             converged = True
             break
-    shown, shown_covariances = reported_parameters(state, params, covariances, config)
+    with single_threaded_blas():
+        shown, shown_covariances = reported_parameters(state, params, covariances, config)
     return {
         "params": shown,
         "covariances": shown_covariances,
