@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import time
 
 import numpy as np
@@ -98,6 +100,13 @@ def main() -> None:
     parser.add_argument("--batch-max-iter", type=int, default=2000)
     parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--no-grid", action="store_true", help="only the defaults")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096, 16384])
+    parser.add_argument("--decays", type=float, nargs="+", default=[0.6, 0.75, 0.9])
+    parser.add_argument("--offsets", type=float, nargs="+", default=[0.0, 10.0])
+    parser.add_argument("--averaging", choices=["both", "off", "on"], default="both")
+    parser.add_argument(
+        "--reference-cache", help="JSON file to keep batch EM's results in between runs"
+    )
     args = parser.parse_args()
 
     X, _, _ = make_mixture(
@@ -105,9 +114,17 @@ def main() -> None:
     )
     with threadpool_limits(limits=args.blas_threads, user_api="blas"):
         start = starting_parameters(X, args.components, 0)
-        reference, n_iter, total, passes, seconds = batch_reference(
-            X, args.components, start, args.batch_max_iter
-        )
+        key = f"{args.rows} {args.components} {args.features} {args.separation}"
+        cache = {}
+        if args.reference_cache and os.path.exists(args.reference_cache):
+            with open(args.reference_cache) as file:
+                cache = json.load(file)
+        if key not in cache:
+            cache[key] = batch_reference(X, args.components, start, args.batch_max_iter)
+            if args.reference_cache:
+                with open(args.reference_cache, "w") as file:
+                    json.dump(cache, file)
+        reference, n_iter, total, passes, seconds = cache[key]
         print(
             f"{args.rows} rows, {args.components} components, {args.features} features, "
             f"separation {args.separation}, BLAS threads {args.blas_threads}"
@@ -125,11 +142,8 @@ def main() -> None:
         print(f"{'batch':<9} {'':>10} {'':>6} {'':>6} {'':>5} {passes:>6} {seconds:>8.2f} {'':>8}")
         grid = [(BATCH_SIZE, LEARNING_DECAY, LEARNING_OFFSET, False)]
         if not args.no_grid:
-            grid += list(
-                itertools.product(
-                    (256, 1024, 4096, 16384), (0.6, 0.75, 0.9), (0.0, 10.0), (False, True)
-                )
-            )
+            averaging = {"both": (False, True), "off": (False,), "on": (True,)}[args.averaging]
+            grid += list(itertools.product(args.batch_sizes, args.decays, args.offsets, averaging))
         for batch_size, decay, offset, averaging in dict.fromkeys(grid):
             settings = dict(
                 batch_size=batch_size,

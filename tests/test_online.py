@@ -272,3 +272,28 @@ def test_online_float32_with_large_offset_fits_like_centred_data(covariance_type
     np.testing.assert_allclose(far.covariances_, centred.covariances_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(far.weights_, centred.weights_, atol=1e-9)
     assert np.all(np.isfinite(far.covariances_))
+
+
+def test_partial_fit_gives_the_same_model_for_every_input_kind(tmp_path):
+    """Batches carry over chunk boundaries, so chunking does not change the result."""
+    import xarray as xr
+    import zarr
+
+    X, _, _ = make_mixture(3000, n_components=3, n_features=2, random_state=11)
+    zarr.create_array(store=tmp_path / "x.zarr", data=X, chunks=(700, 2))
+    kinds = {
+        "numpy": X,
+        "dask": da.from_array(X, chunks=(450, 1)),
+        "zarr path": str(tmp_path / "x.zarr"),
+        "dataarray": xr.DataArray(X.T, dims=("feature", "time")),
+    }
+    settings = dict(batch_size=256, sample_dim="time", **_start(X, 3))
+    models = {
+        kind: GaussianMixture(3, **settings).partial_fit(data) for kind, data in kinds.items()
+    }
+    for kind, model in models.items():
+        assert model.n_samples_seen_ == 3000, kind
+        np.testing.assert_allclose(model.means_, models["numpy"].means_, atol=1e-12, err_msg=kind)
+        np.testing.assert_allclose(
+            model.covariances_, models["numpy"].covariances_, atol=1e-12, err_msg=kind
+        )
