@@ -43,7 +43,7 @@ from .statistics import COVARIANCE_TYPES, merge_all
 
 ALGORITHMS = ("batch", "online")
 
-BATCH_SIZE = 1024
+BATCH_SIZE = 512
 LEARNING_DECAY = 0.6
 LEARNING_OFFSET = 0.0
 """Defaults of online EM, chosen by ``benchmarks/online_vs_batch.py`` (docs/online.md)."""
