@@ -297,3 +297,40 @@ def test_partial_fit_gives_the_same_model_for_every_input_kind(tmp_path):
         np.testing.assert_allclose(
             model.covariances_, models["numpy"].covariances_, atol=1e-12, err_msg=kind
         )
+
+
+def test_fit_online_is_seeded_stops_on_tol_and_warm_starts():
+    X, _, _ = make_mixture(6000, n_components=3, n_features=2, random_state=12)
+    chunked = da.from_array(X, chunks=(1500, 2))  # 4 chunks, kept as they are
+    settings = dict(algorithm="online", batch_size=128, **_start(X, 3))
+    one = GaussianMixture(3, max_iter=3, tol=0.0, random_state=1, **settings).fit(chunked)
+    same = GaussianMixture(3, max_iter=3, tol=0.0, random_state=1, **settings).fit(chunked)
+    other = GaussianMixture(3, max_iter=3, tol=0.0, random_state=2, **settings).fit(chunked)
+    np.testing.assert_array_equal(one.means_, same.means_)
+    assert not np.array_equal(one.means_, other.means_)  # another chunk order
+    np.testing.assert_allclose(one.means_, other.means_, atol=0.1)
+
+    stopped = GaussianMixture(3, max_iter=50, tol=1e-2, random_state=1, **settings).fit(X)
+    assert stopped.converged_ and stopped.n_iter_ < 50
+    assert abs(stopped.lower_bounds_[-1] - stopped.lower_bounds_[-2]) < 1e-2
+
+    warm = GaussianMixture(3, max_iter=1, tol=0.0, warm_start=True, random_state=1, **settings)
+    warm.fit(X)
+    steps = warm.n_steps_
+    warm.fit(X)
+    assert warm.n_steps_ > steps and warm.n_samples_seen_ == 2 * X.shape[0]
+
+
+def test_partial_fit_after_batch_fit_starts_from_the_fitted_parameters():
+    X, _, _ = make_mixture(4000, n_components=3, n_features=2, random_state=13)
+    model = GaussianMixture(3, random_state=0, batch_size=4000).fit(X)
+    assert not hasattr(model, "n_steps_")
+    fitted_means = model.means_.copy()
+    model.partial_fit(X)  # one batch: the burn-in, then one M-step
+    assert model.n_steps_ == 1 and model.n_samples_seen_ == 4000
+    np.testing.assert_allclose(model.means_, fitted_means, atol=1e-3)
+
+
+def test_averaging_must_be_a_bool():
+    with pytest.raises(TypeError, match="averaging"):
+        GaussianMixture(2, algorithm="online", averaging="yes").fit(np.eye(4))
