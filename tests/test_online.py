@@ -334,3 +334,31 @@ def test_partial_fit_after_batch_fit_starts_from_the_fitted_parameters():
 def test_averaging_must_be_a_bool():
     with pytest.raises(TypeError, match="averaging"):
         GaussianMixture(2, algorithm="online", averaging="yes").fit(np.eye(4))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_model_files_round_trip_the_online_state(tmp_path, covariance_type):
+    X, _, _ = make_mixture(2000, n_components=3, n_features=3, random_state=14)
+    batch = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    save(batch, tmp_path / "batch.zarr")
+    loaded = load(tmp_path / "batch.zarr")
+    assert not hasattr(loaded, "running_statistics_")
+    np.testing.assert_array_equal(loaded.means_, batch.means_)
+
+    settings = dict(covariance_type=covariance_type, batch_size=40, averaging=True)
+    far_away = batch.means_.copy()
+    far_away[2] += 100.0  # a starved component keeps the burn-in going up to its cap
+    waiting = GaussianMixture(
+        3,
+        weights_init=batch.weights_,
+        means_init=far_away,
+        precisions_init=batch.precisions_,
+        **settings,
+    ).partial_fit(X[:80])
+    online = GaussianMixture(3, random_state=0, **settings).partial_fit(X)
+    for name, model in (("waiting", waiting), ("online", online)):
+        save(model, tmp_path / f"{name}.zarr")
+        again = load(tmp_path / f"{name}.zarr")
+        fitted = {k: v for k, v in _snapshot(model).items() if k.endswith("_")}
+        _assert_same_state(fitted, {k: v for k, v in _snapshot(again).items() if k in fitted})
+    assert waiting.n_steps_ == 0 and waiting.averaged_statistics_ is None
