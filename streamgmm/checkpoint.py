@@ -84,7 +84,7 @@ def write_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta}
-    contents = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
+    contents = {name: np.asarray(value, order="C") for name, value in arrays.items()}
     contents["meta"] = np.array(json.dumps(meta))
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
