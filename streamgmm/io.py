@@ -132,7 +132,11 @@ def _open_checked_group(path: str) -> zarr.Group:
             f"{path!r} was written by a newer streamgmm (format version {version}; "
             f"this one reads up to {FORMAT_VERSION}); upgrade streamgmm"
         )
-    for name, array in group.arrays():
+    try:
+        arrays = list(group.arrays())
+    except Exception as error:
+        raise ValueError(f"{path!r} holds an array this reader refuses: {error}") from error
+    for name, array in arrays:
         if np.dtype(array.dtype).kind not in _NUMERIC_KINDS:
             raise ValueError(
                 f"{path!r}: variable {name!r} has dtype {array.dtype}; model files hold "
