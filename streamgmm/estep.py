@@ -135,15 +135,39 @@ def statistics_from_responsibilities(
     )
 
 
-def check_finite(X: np.ndarray, row_offset: int = 0) -> None:
-    """Raise ``ValueError`` naming the rows if X holds NaN or infinity."""
-    finite = np.isfinite(X)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1)) + row_offset
+MAX_ABS_VALUE = 1e100
+"""Largest accepted magnitude of an input value: squares and products of such
+values (distances, scatters) stay far from float64 overflow."""
+
+
+def usable_rows(X: np.ndarray) -> np.ndarray:
+    """Boolean mask (n,) of rows whose values are all finite and at most
+    ``MAX_ABS_VALUE`` in magnitude (one comparison; NaN compares false)."""
+    return (np.abs(X) <= MAX_ABS_VALUE).all(axis=1)
+
+
+def check_finite(
+    X: np.ndarray, row_offset: int = 0, row_numbers: np.ndarray | None = None
+) -> None:
+    """Raise ``ValueError`` naming the rows if X holds NaN, infinity or values
+    too large to square in float64 (above ``MAX_ABS_VALUE``).
+
+    Rows are named as ``row_offset`` plus their position in X, or by
+    ``row_numbers`` (n,) when X gathers rows from all over the data.
+    """
+    usable = usable_rows(X)
+    if not usable.all():
+        if row_numbers is None:
+            bad_rows = np.flatnonzero(~usable) + row_offset
+        else:
+            bad_rows = np.asarray(row_numbers)[~usable]
+        if np.isfinite(X[~usable]).all():
+            problem = f"values larger than {MAX_ABS_VALUE:g} in magnitude (rescale the data)"
+        else:
+            problem = "NaN or infinity (remove or impute them)"
         raise ValueError(
-            f"Input contains NaN or infinity in {bad_rows.size} row(s) between rows "
-            f"{bad_rows[0]} and {bad_rows[-1]} (first bad row {bad_rows[0]}); "
-            "remove or impute them before fitting."
+            f"Input contains {problem} in {bad_rows.size} row(s) between rows "
+            f"{bad_rows[0]} and {bad_rows[-1]} (first bad row {bad_rows[0]}) before fitting."
         )
 
 

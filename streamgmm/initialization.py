@@ -37,13 +37,7 @@ def sample_rows(data: RowData, n_rows: int, rng: np.random.Generator) -> np.ndar
     n_rows = min(n_rows, data.n_samples)
     indices = np.sort(rng.choice(data.n_samples, size=n_rows, replace=False))
     sample = np.asarray(data.array[indices].compute(), dtype=np.float64)
-    bad_rows = indices[~np.isfinite(sample).all(axis=1)]
-    if bad_rows.size:
-        raise ValueError(
-            f"Input contains NaN or infinity in row(s) {bad_rows[:10].tolist()}"
-            f"{' and others' if bad_rows.size > 10 else ''} (found in the rows sampled "
-            "for the initialisation); remove or impute them before fitting."
-        )
+    check_finite(sample, row_numbers=indices)
     return sample
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import dask
 import dask.array as da
+import numpy as np
 
 SPLIT_EVERY = 8
 """How many partial results one combine task merges."""
@@ -46,7 +47,8 @@ def build_tree_reduction(
     optimisation fuses it with the task that loads the block (from Zarr, say):
     a block is reduced on the worker that reads it and only the partial results
     travel. The mapped "array" is never computed as an array: its blocks are the
-    partial results, taken one by one with ``to_delayed``. ``arguments`` are
+    partial results, taken one by one with ``to_delayed`` (``meta`` is given so
+    that Dask never calls the chunk function to guess it). ``arguments`` are
     wrapped once as graph keys so that large parameters are not copied into
     every task.
     """
@@ -57,8 +59,8 @@ def build_tree_reduction(
         _reduce_block,
         *shared,
         chunk_function=chunk_function,
-        dtype=object,
         chunks=(1, 1),
+        meta=np.empty((0, 0), dtype=object),
         token=f"reduce-{getattr(chunk_function, '__name__', 'chunk')}",
     )
     partials = list(partial_blocks.to_delayed().ravel())
