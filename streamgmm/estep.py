@@ -81,10 +81,17 @@ def log_gaussian_density(X: np.ndarray, params: GaussianParameters) -> np.ndarra
 
 
 def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood per row (n,) and log-responsibilities (n, K) by log-sum-exp."""
+    """Log-likelihood per row (n,) and log-responsibilities (n, K) by log-sum-exp.
+
+    The log-responsibilities are formed from the differences to each row's
+    largest term, so they stay normalised even for rows whose log-densities are
+    far larger in magnitude than 1/eps (rows far from every component).
+    """
     weighted = log_gaussian_density(X, params) + np.log(params.weights)
-    log_prob_norm = logsumexp(weighted, axis=1)
-    return log_prob_norm, weighted - log_prob_norm[:, None]
+    shifted = weighted - weighted.max(axis=1, keepdims=True)
+    log_norm_shifted = logsumexp(shifted, axis=1)
+    log_prob_norm = weighted.max(axis=1) + log_norm_shifted
+    return log_prob_norm, shifted - log_norm_shifted[:, None]
 
 
 def statistics_from_responsibilities(
@@ -142,8 +149,12 @@ values (distances, scatters) stay far from float64 overflow."""
 
 def usable_rows(X: np.ndarray) -> np.ndarray:
     """Boolean mask (n,) of rows whose values are all finite and at most
-    ``MAX_ABS_VALUE`` in magnitude (one comparison; NaN compares false)."""
-    return (np.abs(X) <= MAX_ABS_VALUE).all(axis=1)
+    ``MAX_ABS_VALUE`` in magnitude (one comparison; NaN compares false). X has a
+    real or integer dtype; integer and boolean rows are always usable."""
+    if X.dtype.kind in "iub":
+        return np.ones(X.shape[0], dtype=bool)
+    limit = X.dtype.type(min(MAX_ABS_VALUE, float(np.finfo(X.dtype).max)))
+    return (np.abs(X) <= limit).all(axis=1)
 
 
 def check_finite(
