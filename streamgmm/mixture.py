@@ -307,9 +307,7 @@ class GaussianMixture:
                 run = self._start_run(data, rng, do_init)
             save = None
             if checkpoint is not None:
-                save = partial(
-                    self._write_checkpoint, checkpoint, fingerprint, init, rng, best
-                )
+                save = partial(self._write_checkpoint, checkpoint, fingerprint, init, rng, best)
                 save(run)
             run = self._batch_em(data, run, init, on_iteration=save)
             if best is None or run["lower_bound"] > best["lower_bound"]:

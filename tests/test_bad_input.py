@@ -17,8 +17,16 @@ from streamgmm.mstep import CholeskyError
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 STATE = (
-    "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
-    "converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_",
+    "weights_",
+    "means_",
+    "covariances_",
+    "precisions_",
+    "precisions_cholesky_",
+    "converged_",
+    "n_iter_",
+    "lower_bound_",
+    "lower_bounds_",
+    "n_features_in_",
 )
 
 
@@ -51,8 +59,9 @@ def _with_bad_value(X, row, value):
 
 def _zarr(tmp_path, X, chunk_rows=300):
     path = str(tmp_path / "x.zarr")
-    array = zarr.create_array(store=path, shape=X.shape, chunks=(chunk_rows, X.shape[1]),
-                              dtype=X.dtype)
+    array = zarr.create_array(
+        store=path, shape=X.shape, chunks=(chunk_rows, X.shape[1]), dtype=X.dtype
+    )
     array[:] = X
     return path
 
@@ -63,7 +72,8 @@ FIT_CASES = {
     "inf": (lambda X, tmp: _with_bad_value(X, 5, np.inf), ValueError, "NaN or infinity.*5"),
     "nan in zarr, last chunk": (
         lambda X, tmp: _zarr(tmp, _with_bad_value(X, 1100, -np.inf)),
-        ValueError, "NaN or infinity.*1100",
+        ValueError,
+        "NaN or infinity.*1100",
     ),
     "1-D": (lambda X, tmp: X[:, 0], ValueError, "2-D.*1-D"),
     "3-D": (lambda X, tmp: X.reshape(100, 12, -1), ValueError, "2-D.*3-D"),
@@ -91,16 +101,21 @@ def test_bad_fit_input_raises_and_keeps_the_model(model, data, tmp_path, case):
 def test_nan_is_named_by_row_for_every_initialisation(data, tmp_path, init_params, row):
     path = _zarr(tmp_path, _with_bad_value(data, row, np.nan))
     with pytest.raises(ValueError, match=rf"NaN or infinity.*\b{row}\b"):
-        GaussianMixture(3, init_params=init_params, init_sample_size=200,
-                        random_state=0).fit(path)
+        GaussianMixture(3, init_params=init_params, init_sample_size=200, random_state=0).fit(path)
 
 
 PARAMETER_CASES = [
-    ("n_components", 0, ValueError), ("n_components", 2.5, TypeError),
-    ("covariance_type", "banana", ValueError), ("tol", -1e-3, ValueError),
-    ("reg_covar", -1.0, ValueError), ("max_iter", 0, ValueError), ("n_init", 0, ValueError),
-    ("init_params", "magic", ValueError), ("persist", "sometimes", ValueError),
-    ("tol", float("nan"), ValueError), ("max_iter", "10", TypeError),
+    ("n_components", 0, ValueError),
+    ("n_components", 2.5, TypeError),
+    ("covariance_type", "banana", ValueError),
+    ("tol", -1e-3, ValueError),
+    ("reg_covar", -1.0, ValueError),
+    ("max_iter", 0, ValueError),
+    ("n_init", 0, ValueError),
+    ("init_params", "magic", ValueError),
+    ("persist", "sometimes", ValueError),
+    ("tol", float("nan"), ValueError),
+    ("max_iter", "10", TypeError),
 ]
 
 
@@ -165,8 +180,13 @@ def _poisoned_on_pass(X, chunk_rows, poison_from_pass):
 
 def test_nan_found_in_a_later_em_iteration_keeps_the_model(model, data):
     before = _snapshot(model)
-    start = dict(weights_init=model.weights_, means_init=model.means_ + 0.5,
-                 precisions_init=model.precisions_, tol=0.0, max_iter=10)
+    start = dict(
+        weights_init=model.weights_,
+        means_init=model.means_ + 0.5,
+        precisions_init=model.precisions_,
+        tol=0.0,
+        max_iter=10,
+    )
     X = _poisoned_on_pass(data, 400, poison_from_pass=4)
     model.set_params(**start)
     with dask.config.set(scheduler="synchronous"):
@@ -211,8 +231,9 @@ def _degenerate(name):
 @pytest.mark.parametrize("n_components", [1, 3, 5])
 def test_degenerate_data_give_finite_parameters(covariance_type, name, n_components):
     X = _degenerate(name)
-    model = GaussianMixture(n_components, covariance_type=covariance_type, max_iter=20,
-                            random_state=0).fit(X)
+    model = GaussianMixture(
+        n_components, covariance_type=covariance_type, max_iter=20, random_state=0
+    ).fit(X)
     for attribute in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         assert np.all(np.isfinite(getattr(model, attribute))), attribute
     assert np.isclose(model.weights_.sum(), 1.0)

@@ -38,14 +38,15 @@ def inputs(draw, n_features=None):
         return values.astype(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nan_to_num(values, posinf=100, neginf=-100).astype(dtype) if dtype in (
-            "int64", "int8", "bool"
-        ) else values.astype(dtype)
+        return (
+            np.nan_to_num(values, posinf=100, neginf=-100).astype(dtype)
+            if dtype in ("int64", "int8", "bool")
+            else values.astype(dtype)
+        )
 
 
 def _fitted_state(model):
-    return {name: np.copy(getattr(model, name)) for name in ("weights_", "means_",
-                                                            "covariances_")}
+    return {name: np.copy(getattr(model, name)) for name in ("weights_", "means_", "covariances_")}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,8 +59,9 @@ def _fitted_state(model):
 def test_fit_and_predict_succeed_with_finite_outputs_or_raise_clear_errors(
     X, X_new, n_components, covariance_type
 ):
-    model = GaussianMixture(n_components, covariance_type=covariance_type, max_iter=3,
-                            random_state=0)
+    model = GaussianMixture(
+        n_components, covariance_type=covariance_type, max_iter=3, random_state=0
+    )
     try:
         model.fit(X)
     except (ValueError, TypeError) as error:
@@ -71,9 +73,9 @@ def test_fit_and_predict_succeed_with_finite_outputs_or_raise_clear_errors(
         assert np.isclose(model.weights_.sum(), 1.0)
 
     if not hasattr(model, "means_") or model.n_features_in_ != 3:
-        model = GaussianMixture(2, covariance_type=covariance_type, max_iter=3,
-                                random_state=0).fit(np.random.default_rng(0).normal(
-                                    size=(30, 3)))
+        model = GaussianMixture(
+            2, covariance_type=covariance_type, max_iter=3, random_state=0
+        ).fit(np.random.default_rng(0).normal(size=(30, 3)))
     before = _fitted_state(model)
     for method in ("predict", "predict_proba"):
         try:

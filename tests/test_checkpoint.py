@@ -36,8 +36,13 @@ def _start(data_path, folder: Path, tag: str, delay: float) -> subprocess.Popen:
     paths = [str(SCRIPT.parent.parent), str(SCRIPT.parent), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     arguments = [
-        sys.executable, str(SCRIPT), data_path, str(folder / "fit.ckpt"),
-        str(folder / f"model-{tag}.zarr"), str(folder / f"calls-{tag}"), str(delay),
+        sys.executable,
+        str(SCRIPT),
+        data_path,
+        str(folder / "fit.ckpt"),
+        str(folder / f"model-{tag}.zarr"),
+        str(folder / f"calls-{tag}"),
+        str(delay),
         json.dumps(SETTINGS),
     ]
     return subprocess.Popen(arguments, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -57,9 +62,7 @@ def _wait_for_checkpoint(path: Path, process: subprocess.Popen, init_index: int,
 
 
 @pytest.mark.parametrize("kill_at", [(0, 3), (1, 2)], ids=["first-init", "second-init"])
-def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(
-    data_path, tmp_path, kill_at
-):
+def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(data_path, tmp_path, kill_at):
     counter = tmp_path / "calls-reference"
     reference = GaussianMixture(**SETTINGS).fit(counted_blocks(data_path, str(counter), 0.0))
     full_fit_reads = counter.stat().st_size

@@ -41,15 +41,19 @@ def _write_zarr(path, X, chunk_rows):
 
 
 def _data(n_samples=2000, seed=0):
-    X, _, _ = make_mixture(n_samples, n_components=3, n_features=3, separation=4.0,
-                           random_state=seed)
+    X, _, _ = make_mixture(
+        n_samples, n_components=3, n_features=3, separation=4.0, random_state=seed
+    )
     return X
 
 
 def _assert_same_fit(model, reference):
     for name in FITTED:
         np.testing.assert_allclose(
-            getattr(model, name), getattr(reference, name), rtol=RTOL, atol=0,
+            getattr(model, name),
+            getattr(reference, name),
+            rtol=RTOL,
+            atol=0,
             err_msg=f"{name} differs",
         )
     assert model.n_iter_ == reference.n_iter_

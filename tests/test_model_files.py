@@ -45,7 +45,10 @@ def test_round_trip_is_exact(fitted, mixture_data, tmp_path, covariance_type):
     assert loaded.get_params() == model.get_params()
     assert loaded.lower_bounds_ == model.lower_bounds_
     assert (loaded.n_iter_, loaded.converged_, loaded.lower_bound_, loaded.n_features_in_) == (
-        model.n_iter_, model.converged_, model.lower_bound_, model.n_features_in_
+        model.n_iter_,
+        model.converged_,
+        model.lower_bound_,
+        model.n_features_in_,
     )
     X = mixture_data[0][:500]
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
@@ -147,10 +150,20 @@ def test_pickled_object_array_is_never_unpickled(fitted, tmp_path):
     (path / "trap").mkdir(parents=True)
     (path / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
     (path / ".zattrs").write_text(json.dumps(attrs))
-    (path / "trap" / ".zarray").write_text(json.dumps({
-        "zarr_format": 2, "shape": [1], "chunks": [1], "dtype": "|O", "fill_value": 0,
-        "order": "C", "compressor": None, "filters": [{"id": "pickle"}],
-    }))
+    (path / "trap" / ".zarray").write_text(
+        json.dumps(
+            {
+                "zarr_format": 2,
+                "shape": [1],
+                "chunks": [1],
+                "dtype": "|O",
+                "fill_value": 0,
+                "order": "C",
+                "compressor": None,
+                "filters": [{"id": "pickle"}],
+            }
+        )
+    )
     (path / "trap" / ".zattrs").write_text(json.dumps({"_ARRAY_DIMENSIONS": ["component"]}))
     payload = np.empty(1, dtype=object)
     payload[0] = _Trap(marker)
