@@ -151,11 +151,15 @@ def test_auto_persists_numpy_input_only_under_a_client(client):
     X = _data()
     assert should_persist(as_rows(X), "auto")
     assert not should_persist(as_rows(da.from_array(X, chunks=500)), "auto")
-    persisted = persisted_rows(as_rows(X), "auto")
-    graph = dict(persisted.array.__dask_graph__())
-    assert len(graph) == persisted.array.npartitions
-    # The graph refers to data held by the workers, not to the client's array.
-    assert not any(isinstance(value, np.ndarray) for value in graph.values())
+    shipped = dict(as_rows(X).array.__dask_graph__())
+    assert any(isinstance(value, np.ndarray) for value in shipped.values())
+    persisted = persisted_rows(as_rows(X), "auto").array
+    graph = dict(persisted.__dask_graph__())
+    # Every pass's graph now refers to blocks held by the workers, not to the
+    # client's array, so the data are not shipped again with every pass.
+    assert len(graph) == persisted.npartitions
+    assert all(isinstance(value, distributed.Future) for value in graph.values())
+    np.testing.assert_array_equal(persisted.compute(), X)
 
 
 def test_persist_reads_the_store_once_and_streaming_reads_it_every_pass(client, tmp_path):
