@@ -3,6 +3,8 @@ parity with the threaded scheduler, a worker killed mid-fit, what travels per
 iteration, and keeping the input in cluster memory (persist)."""
 
 import os
+import threading
+import time
 
 import dask
 import dask.array as da
@@ -13,6 +15,7 @@ import zarr
 distributed = pytest.importorskip("distributed")
 
 from streamgmm import GaussianMixture  # noqa: E402
+from streamgmm.checkpoint import read_checkpoint  # noqa: E402
 from streamgmm.cluster import persisted_rows, should_persist  # noqa: E402
 from streamgmm.datasets import make_mixture  # noqa: E402
 from streamgmm.inputs import as_rows  # noqa: E402
@@ -103,8 +106,8 @@ def test_worker_killed_mid_fit_gives_the_undisturbed_result(client, tmp_path):
     settings = dict(init_params="random_from_data", max_iter=8, tol=0.0, random_state=3)
     undisturbed = GaussianMixture(3, **settings).fit(path)
     n_chunks = 4
-    # Passes before EM: the random rows and the assignment pass, so the kill
-    # lands in the middle of the third EM iteration.
+    # Before EM: at most 3 reads for the random rows and 4 for the assignment
+    # pass, so read number 18 falls in the third or fourth EM iteration.
     wrapped, counter, marker = _counted(path, tmp_path, kill_from=n_chunks * 4 + 2)
     pids_before = set(client.run(os.getpid).values())
     disturbed = GaussianMixture(3, **settings).fit(wrapped)
@@ -176,3 +179,38 @@ def test_persist_reads_the_store_once_and_streaming_reads_it_every_pass(client, 
     assert calls[True] == n_chunks
     assert calls[False] >= n_chunks * results[False].n_iter_ + n_chunks
     _assert_same_fit(results[True], results[False])
+
+
+def test_worker_killed_while_holding_persisted_data(client, tmp_path):
+    """With ``persist=True`` the killed worker's blocks are gone from memory; Dask
+    reads them again from the store and the fit is unchanged. The kill comes from
+    the test (``client.run``) once the fit's checkpoint shows two iterations."""
+    path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
+    settings = dict(persist=True, max_iter=15, tol=0.0, random_state=2)
+    undisturbed = GaussianMixture(3, **settings).fit(path)
+    checkpoint = tmp_path / "fit.ckpt"
+    killed_at = []
+
+    def kill_a_worker_after_two_iterations():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            contents = read_checkpoint(checkpoint) if checkpoint.exists() else None
+            if contents is not None and contents[1]["run"]["n_iter"] >= 2:
+                killed_at.append(contents[1]["run"]["n_iter"])
+                victim = sorted(client.scheduler_info()["workers"])[0]
+                try:
+                    client.run(os._exit, 1, workers=[victim])
+                except Exception:  # the call cannot answer: its worker is gone
+                    pass
+                return
+            time.sleep(0.005)
+
+    pids_before = set(client.run(os.getpid).values())
+    killer = threading.Thread(target=kill_a_worker_after_two_iterations)
+    killer.start()
+    disturbed = GaussianMixture(3, **settings).fit(path, checkpoint=checkpoint)
+    killer.join()
+    assert killed_at and killed_at[0] < settings["max_iter"] - 5
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.run(os.getpid).values()) != pids_before
+    _assert_same_fit(disturbed, undisturbed)
