@@ -25,7 +25,8 @@ algorithm or a format version it does not know.
 
 The file is written to a temporary name in the same folder, flushed to disk and
 renamed over the old one with :func:`os.replace`, so a crash at any moment
-leaves either the previous complete checkpoint or the new one.
+leaves either the previous complete checkpoint or the new one (and perhaps a
+temporary file, which the next fit with that checkpoint deletes).
 """
 
 from __future__ import annotations
@@ -101,6 +102,23 @@ def write_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
         raise
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
+    """Delete temporary files left next to ``path`` by a writer that was killed
+    in the middle of :func:`write_checkpoint`; returns their paths. Only one fit
+    may use a checkpoint path at a time."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}."
+    stale = [
+        os.path.join(folder, name)
+        for name in os.listdir(folder)
+        if name.startswith(prefix) and name.endswith(".tmp")
+    ]
+    for temporary in stale:
+        os.remove(temporary)
+    return stale
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict] | None:
     """The arrays and the ``meta`` document of a checkpoint, or None if there is no
     file at ``path``. Raises ``ValueError`` for a file that is not a readable
@@ -149,6 +167,7 @@ __all__ = [
     "FORMAT_VERSION",
     "check_fingerprint",
     "read_checkpoint",
+    "remove_stale_temporaries",
     "run_from_arrays",
     "run_to_arrays",
     "write_checkpoint",

@@ -18,6 +18,7 @@ import numpy as np
 from .checkpoint import (
     check_fingerprint,
     read_checkpoint,
+    remove_stale_temporaries,
     run_from_arrays,
     run_to_arrays,
     write_checkpoint,
@@ -296,6 +297,7 @@ class GaussianMixture:
         fingerprint = self._checkpoint_fingerprint(data) if checkpoint is not None else None
         first, resumed, best = 0, None, None
         if checkpoint is not None:
+            remove_stale_temporaries(checkpoint)
             state = self._read_checkpoint(checkpoint, fingerprint)
             if state is not None:
                 first, resumed, best, rng_state = state

@@ -91,6 +91,17 @@ def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(data_path, 
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_temporary_files_of_a_killed_writer_are_removed(data_path, tmp_path):
+    checkpoint = tmp_path / "fit.ckpt"
+    stale = tmp_path / ".fit.ckpt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    unrelated = tmp_path / ".other.ckpt.abc123.tmp"
+    unrelated.write_bytes(b"not ours")
+    GaussianMixture(**{**SETTINGS, "max_iter": 2}).fit(data_path, checkpoint=checkpoint)
+    assert not stale.exists() and unrelated.exists()
+    assert read_checkpoint(checkpoint)[1]["run"]["n_iter"] == 2
+
+
 def test_finished_checkpoint_returns_the_fit_without_reading_the_data(data_path, tmp_path):
     settings = {**SETTINGS, "max_iter": 4}
     checkpoint = tmp_path / "fit.ckpt"
