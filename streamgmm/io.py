@@ -102,7 +102,7 @@ def save(model: Any, path: str | os.PathLike) -> None:
 def _checksum(values: np.ndarray) -> str:
     """SHA-256 of an array's dtype, shape and bytes, to detect truncated stores
     (Zarr reads a missing chunk as its fill value without complaint)."""
-    values = np.ascontiguousarray(values)
+    values = np.asarray(values, order="C")
     digest = hashlib.sha256(f"{values.dtype.str}{values.shape}".encode())
     digest.update(values.tobytes())
     return digest.hexdigest()
