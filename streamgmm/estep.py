@@ -81,10 +81,17 @@ def log_gaussian_density(X: np.ndarray, params: GaussianParameters) -> np.ndarra
 
 
 def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood per row (n,) and log-responsibilities (n, K) by log-sum-exp."""
+    """Log-likelihood per row (n,) and log-responsibilities (n, K) by log-sum-exp.
+
+    The log-responsibilities are formed from the differences to each row's
+    largest term, so they stay normalised even for rows whose log-densities are
+    far larger in magnitude than 1/eps (rows far from every component).
+    """
     weighted = log_gaussian_density(X, params) + np.log(params.weights)
-    log_prob_norm = logsumexp(weighted, axis=1)
-    return log_prob_norm, weighted - log_prob_norm[:, None]
+    shifted = weighted - weighted.max(axis=1, keepdims=True)
+    log_norm_shifted = logsumexp(shifted, axis=1)
+    log_prob_norm = weighted.max(axis=1) + log_norm_shifted
+    return log_prob_norm, shifted - log_norm_shifted[:, None]
 
 
 def statistics_from_responsibilities(
@@ -135,15 +142,43 @@ def statistics_from_responsibilities(
     )
 
 
-def check_finite(X: np.ndarray, row_offset: int = 0) -> None:
-    """Raise ``ValueError`` naming the rows if X holds NaN or infinity."""
-    finite = np.isfinite(X)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1)) + row_offset
+MAX_ABS_VALUE = 1e100
+"""Largest accepted magnitude of an input value: squares and products of such
+values (distances, scatters) stay far from float64 overflow."""
+
+
+def usable_rows(X: np.ndarray) -> np.ndarray:
+    """Boolean mask (n,) of rows whose values are all finite and at most
+    ``MAX_ABS_VALUE`` in magnitude (one comparison; NaN compares false). X has a
+    real or integer dtype; integer and boolean rows are always usable."""
+    if X.dtype.kind in "iub":
+        return np.ones(X.shape[0], dtype=bool)
+    limit = X.dtype.type(min(MAX_ABS_VALUE, float(np.finfo(X.dtype).max)))
+    return (np.abs(X) <= limit).all(axis=1)
+
+
+def check_finite(
+    X: np.ndarray, row_offset: int = 0, row_numbers: np.ndarray | None = None
+) -> None:
+    """Raise ``ValueError`` naming the rows if X holds NaN, infinity or values
+    too large to square in float64 (above ``MAX_ABS_VALUE``).
+
+    Rows are named as ``row_offset`` plus their position in X, or by
+    ``row_numbers`` (n,) when X gathers rows from all over the data.
+    """
+    usable = usable_rows(X)
+    if not usable.all():
+        if row_numbers is None:
+            bad_rows = np.flatnonzero(~usable) + row_offset
+        else:
+            bad_rows = np.asarray(row_numbers)[~usable]
+        if np.isfinite(X[~usable]).all():
+            problem = f"values larger than {MAX_ABS_VALUE:g} in magnitude (rescale the data)"
+        else:
+            problem = "NaN or infinity (remove or impute them)"
         raise ValueError(
-            f"Input contains NaN or infinity in {bad_rows.size} row(s) between rows "
-            f"{bad_rows[0]} and {bad_rows[-1]} (first bad row {bad_rows[0]}); "
-            "remove or impute them before fitting."
+            f"Input contains {problem} in {bad_rows.size} row(s) between rows "
+            f"{bad_rows[0]} and {bad_rows[-1]} (first bad row {bad_rows[0]}) before fitting."
         )
 
 

@@ -37,7 +37,7 @@ def sample_rows(data: RowData, n_rows: int, rng: np.random.Generator) -> np.ndar
     n_rows = min(n_rows, data.n_samples)
     indices = np.sort(rng.choice(data.n_samples, size=n_rows, replace=False))
     sample = np.asarray(data.array[indices].compute(), dtype=np.float64)
-    check_finite(sample)
+    check_finite(sample, row_numbers=indices)
     return sample
 
 

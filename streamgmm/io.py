@@ -7,12 +7,16 @@ format version, so that it reads the same in any language that reads Zarr.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
 
 import numpy as np
 import xarray as xr
+import zarr
+
+from .statistics import scatter_shape
 
 FORMAT_NAME = "streamgmm.GaussianMixture"
 FORMAT_VERSION = 1
@@ -25,6 +29,16 @@ COVARIANCE_DIMS = {
 }
 
 _ARRAY_HYPERPARAMETERS = ("weights_init", "means_init", "precisions_init")
+_PARAMETER_VARIABLES = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
+_REQUIRED_ATTRS = (
+    "covariance_type",
+    "hyperparameters",
+    "converged",
+    "n_iter",
+    "lower_bound",
+    "n_features_in",
+)
+_NUMERIC_KINDS = "fiub"
 
 
 def model_to_dataset(model: Any) -> xr.Dataset:
@@ -140,36 +154,135 @@ def _json_safe(value: Any) -> bool:
 
 def save(model: Any, path: str | os.PathLike) -> None:
     """Write a fitted model to a Zarr store at ``path`` (overwriting it)."""
-    model_to_dataset(model).to_zarr(os.fspath(path), mode="w", consolidated=False)
+    dataset = model_to_dataset(model)
+    dataset.attrs["checksums"] = json.dumps(
+        {name: _checksum(variable.values) for name, variable in dataset.data_vars.items()}
+    )
+    dataset.to_zarr(os.fspath(path), mode="w", consolidated=False)
 
 
-def load(path: str | os.PathLike):
-    """Read a model written by :func:`save`. Reads arrays and JSON attributes only;
-    raises ``ValueError`` for a store that is not a streamgmm model."""
-    from .mixture import GaussianMixture
+def _checksum(values: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes, to detect truncated stores
+    (Zarr reads a missing chunk as its fill value without complaint)."""
+    values = np.asarray(values, order="C")
+    digest = hashlib.sha256(f"{values.dtype.str}{values.shape}".encode())
+    digest.update(values.tobytes())
+    return digest.hexdigest()
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No model file at {path!r}")
+
+def _open_checked_group(path: str) -> zarr.Group:
+    """The store's root group, after checking from metadata alone that it is a
+    model of a known version holding only numeric arrays. Nothing is decoded
+    before that, so an object array (whose codec could unpickle) is never read."""
     try:
-        dataset = xr.open_zarr(path, consolidated=False).load()
+        group = zarr.open_group(store=path, mode="r")
     except Exception as error:
-        raise ValueError(f"{path!r} is not a readable streamgmm model: {error}") from error
-    if dataset.attrs.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path!r} is not a streamgmm model file")
-    version = int(dataset.attrs.get("format_version", -1))
+        raise ValueError(
+            f"{path!r} is not a streamgmm model file (not a readable Zarr group: {error})"
+        ) from error
+    attrs = dict(group.attrs)
+    if attrs.get("format") != FORMAT_NAME:
+        raise ValueError(
+            f"{path!r} is not a streamgmm model file (its 'format' attribute is "
+            f"{attrs.get('format')!r}, expected {FORMAT_NAME!r})"
+        )
+    version = attrs.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path!r} has an invalid format_version {version!r}")
     if version > FORMAT_VERSION:
         raise ValueError(
             f"{path!r} was written by a newer streamgmm (format version {version}; "
             f"this one reads up to {FORMAT_VERSION}); upgrade streamgmm"
         )
-    model = GaussianMixture(**json.loads(dataset.attrs["hyperparameters"]))
+    try:
+        arrays = list(group.arrays())
+    except Exception as error:
+        raise ValueError(f"{path!r} holds an array this reader refuses: {error}") from error
+    for name, array in arrays:
+        if np.dtype(array.dtype).kind not in _NUMERIC_KINDS:
+            raise ValueError(
+                f"{path!r}: variable {name!r} has dtype {array.dtype}; model files hold "
+                "numeric arrays only (object arrays are refused, never unpickled)"
+            )
+    return group
+
+
+def _expected_shapes(covariance_type: str, n_components: int, n_features: int) -> dict:
+    cov_shape = scatter_shape(n_components, n_features, covariance_type)
+    return {
+        "weights": (n_components,),
+        "means": (n_components, n_features),
+        "covariances": cov_shape,
+        "precisions": cov_shape,
+        "precisions_cholesky": cov_shape,
+    }
+
+
+def _check_dataset(path: str, dataset: xr.Dataset) -> None:
+    """Raise ``ValueError`` naming what is missing, misshapen or corrupted."""
+    attrs = dataset.attrs
+    missing_attrs = [name for name in _REQUIRED_ATTRS if name not in attrs]
+    if missing_attrs:
+        raise ValueError(f"{path!r} is truncated: attribute(s) {missing_attrs} are missing")
+    covariance_type = attrs["covariance_type"]
+    if covariance_type not in COVARIANCE_DIMS:
+        raise ValueError(f"{path!r} has an unknown covariance_type {covariance_type!r}")
+    missing = [name for name in (*_PARAMETER_VARIABLES, "lower_bounds") if name not in dataset]
+    if missing:
+        raise ValueError(f"{path!r} is truncated: variable(s) {missing} are missing")
+    n_components, n_features = dataset["weights"].size, int(attrs["n_features_in"])
+    for name, shape in _expected_shapes(covariance_type, n_components, n_features).items():
+        if dataset[name].shape != shape:
+            raise ValueError(
+                f"{path!r}: variable {name!r} has shape {dataset[name].shape}, expected "
+                f"{shape} for {n_components} component(s), {n_features} feature(s) and "
+                f"covariance_type {covariance_type!r}"
+            )
+        if not np.all(np.isfinite(dataset[name].values)):
+            raise ValueError(f"{path!r}: variable {name!r} holds NaN or infinity")
+    checksums = json.loads(attrs.get("checksums", "{}"))
+    for name, expected in checksums.items():
+        if name not in dataset:
+            raise ValueError(f"{path!r} is truncated: variable {name!r} is missing")
+        if _checksum(dataset[name].values) != expected:
+            raise ValueError(
+                f"{path!r} is truncated or corrupted: variable {name!r} does not match "
+                "the checksum written with it (a chunk may be missing)"
+            )
+
+
+def load(path: str | os.PathLike):
+    """Read a model written by :func:`save`.
+
+    Reads numeric arrays and JSON attributes only (never pickle). Raises
+    ``FileNotFoundError`` if nothing is at ``path`` and ``ValueError`` naming the
+    problem for a store that is not a model, a newer format version, a missing
+    variable or chunk, or arrays of the wrong shape.
+    """
+    from .mixture import GaussianMixture
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path!r}")
+    _open_checked_group(path)
+    try:
+        dataset = xr.open_zarr(path, consolidated=False).load()
+    except Exception as error:
+        raise ValueError(f"{path!r} is not a readable streamgmm model: {error}") from error
+    _check_dataset(path, dataset)
+    try:
+        hyper = json.loads(dataset.attrs["hyperparameters"])
+        model = GaussianMixture(**hyper)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path!r} has invalid hyper-parameters: {error}") from error
+    if model.covariance_type != dataset.attrs["covariance_type"]:
+        raise ValueError(f"{path!r}: covariance_type attributes disagree")
     model.weights_ = dataset["weights"].values
     model.means_ = dataset["means"].values
     model.covariances_ = dataset["covariances"].values
     model.precisions_ = dataset["precisions"].values
     model.precisions_cholesky_ = dataset["precisions_cholesky"].values
-    model.lower_bounds_ = list(dataset["lower_bounds"].values)
+    model.lower_bounds_ = [float(value) for value in dataset["lower_bounds"].values]
     model.converged_ = bool(dataset.attrs["converged"])
     model.n_iter_ = int(dataset.attrs["n_iter"])
     model.lower_bound_ = float(dataset.attrs["lower_bound"])

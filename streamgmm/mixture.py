@@ -3,8 +3,11 @@ and the Dask reduction, with scikit-learn's names and meanings."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import numbers
+import os
 import time
 import warnings
 from functools import partial
@@ -12,6 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint import (
+    check_fingerprint,
+    read_checkpoint,
+    remove_stale_temporaries,
+    run_from_arrays,
+    run_to_arrays,
+    write_checkpoint,
+)
+from .cluster import persisted_rows
 from .estep import (
     GaussianParameters,
     check_finite,
@@ -42,6 +54,7 @@ from .reduction import tree_reduce
 from .statistics import COVARIANCE_TYPES, merge_all
 
 ALGORITHMS = ("batch", "online")
+PERSIST_OPTIONS = ("auto", True, False)
 
 BATCH_SIZE = 512
 LEARNING_DECAY = 0.6
@@ -113,6 +126,14 @@ class GaussianMixture:
     sample_dim : str, optional
         For DataArray inputs, the dimension that indexes samples (default: the
         first dimension).
+    persist : {"auto", True, False}, default="auto"
+        Keep the row-chunked input in (cluster) memory for the whole fit with
+        ``dask.persist`` instead of reading it again on every pass. ``True``
+        persists any input (use it when the data fit in the workers' memory);
+        ``False`` streams every pass from the source (Zarr store, Dask graph);
+        ``"auto"`` persists only in-memory NumPy input and only under a
+        ``dask.distributed`` client, so that it is shipped to the workers once
+        per fit rather than once per pass. See ``docs/cluster.md``.
 
     Attributes
     ----------
@@ -153,6 +174,7 @@ class GaussianMixture:
         averaging: bool = False,
         init_sample_size: int = 100_000,
         sample_dim: str | None = None,
+        persist: bool | str = "auto",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -175,6 +197,7 @@ class GaussianMixture:
         self.averaging = averaging
         self.init_sample_size = init_sample_size
         self.sample_dim = sample_dim
+        self.persist = persist
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -234,6 +257,8 @@ class GaussianMixture:
             raise ValueError(
                 f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}"
             )
+        if self.persist not in PERSIST_OPTIONS:
+            raise ValueError(f"persist must be one of {PERSIST_OPTIONS}, got {self.persist!r}")
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         check_number("batch_size", 1, integer=True)
@@ -287,11 +312,21 @@ class GaussianMixture:
         return weights, means, prec_chol
 
     # --------------------------------------------------------------- fitting
-    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
+    def fit(
+        self, X: Any, y: Any = None, *, checkpoint: str | os.PathLike | None = None
+    ) -> GaussianMixture:
         """Fit by EM; X is any supported input (see :mod:`streamgmm.inputs`).
 
+        ``checkpoint`` is the path of a file (see :mod:`streamgmm.checkpoint`)
+        that receives the whole fitting state after the initialisation and after
+        every EM iteration, atomically. If the file exists when ``fit`` starts,
+        the fit resumes from it (it must come from a fit with the same
+        hyper-parameters and data of the same shape and dtype) and ends with the
+        parameters the uninterrupted fit would have reached.
+
         Raises ``ValueError`` or ``TypeError`` naming the problem for bad input or
-        parameters; the model's previous state is kept in that case.
+        parameters, at any point of the fit; the model's previous state is kept
+        in that case.
         """
         data = self._validate_data(X, reset=True)
         self._check_parameters(data.n_features)
@@ -300,20 +335,40 @@ class GaussianMixture:
                 f"Expected n_samples >= n_components, got n_samples={data.n_samples} "
                 f"and n_components={self.n_components}"
             )
+        if checkpoint is not None and self.algorithm != "batch":
+            raise ValueError(
+                "checkpoint= is supported for algorithm='batch' only; for online EM, "
+                "save the model with streamgmm.save between partial_fit calls"
+            )
+        data = persisted_rows(data, self.persist)
         rng = make_rng(self.random_state)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
-        best = None
-        for init in range(self.n_init if do_init else 1):
-            if do_init:
-                params, covariances = self._initial_parameters(data, rng)
-                start_bound = -np.inf
+        n_runs = self.n_init if do_init else 1
+        fingerprint = self._checkpoint_fingerprint(data) if checkpoint is not None else None
+        first, resumed, best = 0, None, None
+        if checkpoint is not None:
+            remove_stale_temporaries(checkpoint)
+            state = self._read_checkpoint(checkpoint, fingerprint)
+            if state is not None:
+                first, resumed, best, rng_state = state
+                rng.bit_generator.state = rng_state
+        for init in range(first, n_runs):
+            if resumed is not None and init == first:
+                run = resumed
             else:
-                params, covariances = self._fitted_parameters(), self.covariances_
-                start_bound = self.lower_bound_
+                run = self._start_run(data, rng, do_init)
             if self.algorithm == "online":
-                run = self._online_em(data, params, covariances, rng, continue_=not do_init)
+                run = self._online_em(
+                    data, run["params"], run["covariances"], rng, continue_=not do_init
+                )
             else:
-                run = self._batch_em(data, params, covariances, start_bound, init)
+                save = None
+                if checkpoint is not None:
+                    save = partial(
+                        self._write_checkpoint, checkpoint, fingerprint, init, rng, best
+                    )
+                    save(run)
+                run = self._batch_em(data, run, init, on_iteration=save)
             if best is None or run["lower_bound"] > best["lower_bound"]:
                 best = run
         if not best["converged"]:
@@ -325,6 +380,77 @@ class GaussianMixture:
             )
         self._set_fitted(best, data.n_features)
         return self
+
+    def _start_run(self, data: RowData, rng: np.random.Generator, do_init: bool) -> dict:
+        """The state of an EM run before its first iteration."""
+        if do_init:
+            params, covariances = self._initial_parameters(data, rng)
+            start_bound = -np.inf
+        else:
+            params, covariances = self._fitted_parameters(), self.covariances_
+            start_bound = self.lower_bound_
+        return {
+            "params": params,
+            "covariances": covariances,
+            "lower_bound": start_bound,
+            "lower_bounds": [],
+            "n_iter": 0,
+            "converged": False,
+        }
+
+    def _checkpoint_fingerprint(self, data: RowData) -> dict:
+        """What a checkpoint must match to be resumed by this fit: the
+        hyper-parameters that change the result (arrays by their SHA-256) and the
+        data's shape and dtype (not its contents)."""
+        ignored = {"verbose", "verbose_interval", "persist"}
+        hyper = {}
+        for name, value in self.get_params().items():
+            if name in ignored:
+                continue
+            if isinstance(value, np.ndarray | list | tuple):
+                array = np.ascontiguousarray(value, dtype=np.float64)
+                value = f"sha256:{hashlib.sha256(array.tobytes()).hexdigest()}{array.shape}"
+            elif isinstance(value, np.random.Generator | np.random.RandomState):
+                value = f"{type(value).__name__} (its state is not compared)"
+            hyper[name] = value
+        fingerprint = {
+            **hyper,
+            "n_samples": data.n_samples,
+            "n_features": data.n_features,
+            "dtype": str(data.array.dtype),
+        }
+        return json.loads(json.dumps(fingerprint))
+
+    def _write_checkpoint(self, path, fingerprint, init_index, rng, best, run) -> None:
+        arrays, run_scalars = run_to_arrays(run, "run")
+        meta = {
+            "algorithm": "batch",
+            "fit": fingerprint,
+            "init_index": init_index,
+            "rng_state": rng.bit_generator.state,
+            "run": run_scalars,
+        }
+        if best is not None:
+            best_arrays, meta["best"] = run_to_arrays(best, "best")
+            arrays.update(best_arrays)
+        write_checkpoint(path, arrays, meta)
+
+    def _read_checkpoint(self, path, fingerprint):
+        """``(init_index, run, best, rng_state)`` from a checkpoint, or None."""
+        contents = read_checkpoint(path)
+        if contents is None:
+            return None
+        arrays, meta = contents
+        if meta.get("algorithm") != "batch":
+            raise ValueError(
+                f"The checkpoint {os.fspath(path)!r} was written by algorithm "
+                f"{meta.get('algorithm')!r}, not 'batch'"
+            )
+        check_fingerprint(path, meta["fit"], fingerprint)
+        cov_type = self.covariance_type
+        run = run_from_arrays(arrays, meta["run"], "run", cov_type)
+        best = run_from_arrays(arrays, meta["best"], "best", cov_type) if "best" in meta else None
+        return meta["init_index"], run, best, meta["rng_state"]
 
     def fit_predict(self, X: Any, y: Any = None):
         """Fit, then return the label of every row under the fitted model."""
@@ -365,14 +491,18 @@ class GaussianMixture:
         )
         return params, covariances
 
-    def _batch_em(self, data, params, covariances, lower_bound, init_index):
-        """Exact EM from ``params``: one Dask reduction and one M-step per iteration."""
+    def _batch_em(self, data, run, init_index, on_iteration=None):
+        """Exact EM continuing ``run``: one Dask reduction and one M-step per
+        iteration until convergence or ``max_iter``; ``on_iteration(run)`` is
+        called with the new state after every iteration."""
         combine = partial(merge_all, covariance_type=self.covariance_type)
-        lower_bounds, converged, n_iter = [], False, 0
+        params, lower_bound, n_iter = run["params"], run["lower_bound"], run["n_iter"]
+        lower_bounds, converged = list(run["lower_bounds"]), run["converged"]
         started = time.perf_counter()
         if self.verbose:
             print(f"Initialization {init_index}")
-        for n_iter in range(1, self.max_iter + 1):
+        while not converged and n_iter < self.max_iter:
+            n_iter += 1
             previous = lower_bound
             stats = tree_reduce(data.array, chunk_statistics, combine, params)
             params, covariances = parameters_from_statistics(
@@ -384,17 +514,18 @@ class GaussianMixture:
             if self.verbose >= 1 and n_iter % self.verbose_interval == 0:
                 elapsed = time.perf_counter() - started
                 print(f"  Iteration {n_iter}\t time lapse {elapsed:.5f}s\t ll change {change:.5f}")
-            if abs(change) < self.tol:
-                converged = True
-                break
-        return {
-            "params": params,
-            "covariances": covariances,
-            "lower_bound": lower_bound,
-            "lower_bounds": lower_bounds,
-            "n_iter": n_iter,
-            "converged": converged,
-        }
+            converged = abs(change) < self.tol
+            run = {
+                "params": params,
+                "covariances": covariances,
+                "lower_bound": lower_bound,
+                "lower_bounds": list(lower_bounds),
+                "n_iter": n_iter,
+                "converged": converged,
+            }
+            if on_iteration is not None:
+                on_iteration(run)
+        return run
 
     def _online_config(self) -> OnlineConfig:
         return OnlineConfig(

@@ -114,7 +114,17 @@ def parameters_from_statistics(
     stats: SufficientStatistics, reg_covar: float, covariance_type: str
 ) -> tuple[GaussianParameters, np.ndarray]:
     """The M-step followed by the precision factors: returns the parameters the
-    E-step needs and the covariances."""
+    E-step needs and the covariances.
+
+    Raises ``ValueError`` when the statistics overflowed (data values so large
+    that their squares exceed float64), rather than returning NaN parameters.
+    """
+    if not all(np.all(np.isfinite(part)) for part in (stats.weight, stats.mean, stats.scatter)):
+        raise ValueError(
+            "The sufficient statistics overflowed float64 (the data hold values too "
+            "large to square, or the current parameters give no row any weight); "
+            "rescale or standardise the data before fitting."
+        )
     weights, means, covariances = m_step(stats, reg_covar, covariance_type)
     prec_chol = precision_cholesky_from_covariances(covariances, covariance_type)
     return GaussianParameters(weights, means, prec_chol, covariance_type), covariances

@@ -15,6 +15,7 @@ from typing import Any
 
 import dask
 import dask.array as da
+import numpy as np
 
 SPLIT_EVERY = 8
 """How many partial results one combine task merges."""
@@ -23,6 +24,12 @@ SPLIT_EVERY = 8
 def row_offsets(array: da.Array) -> list[int]:
     """Index of the first row of every row-chunk."""
     return [0, *accumulate(array.chunks[0])][:-1]
+
+
+def _reduce_block(block, *arguments, chunk_function, block_info=None):
+    """``chunk_function(block, *arguments, row_offset)`` for one block."""
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    return chunk_function(block, *arguments, offset)
 
 
 def build_tree_reduction(
@@ -36,19 +43,28 @@ def build_tree_reduction(
     feature chunk) with ``chunk_function(block, *arguments, row_offset)`` and
     ``combine_function(list_of_partials)``.
 
-    ``arguments`` are wrapped once as graph keys so that large parameters are
-    not copied into every task.
+    The chunk function is mapped with ``map_blocks``, so Dask's graph
+    optimisation fuses it with the task that loads the block (from Zarr, say):
+    a block is reduced on the worker that reads it and only the partial results
+    travel. The mapped "array" is never computed as an array: its blocks are the
+    partial results, taken one by one with ``to_delayed`` (``meta`` is given so
+    that Dask never calls the chunk function to guess it). ``arguments`` are
+    wrapped once as graph keys so that large parameters are not copied into
+    every task.
     """
     if array.numblocks[1] != 1:
         raise ValueError("array must have a single chunk along the feature axis")
     shared = [dask.delayed(argument, pure=True) for argument in arguments]
-    map_task = dask.delayed(chunk_function, pure=True)
+    partial_blocks = array.map_blocks(
+        _reduce_block,
+        *shared,
+        chunk_function=chunk_function,
+        chunks=(1, 1),
+        meta=np.empty((0, 0), dtype=object),
+        token=f"reduce-{getattr(chunk_function, '__name__', 'chunk')}",
+    )
+    partials = list(partial_blocks.to_delayed().ravel())
     combine_task = dask.delayed(combine_function, pure=True)
-    blocks = array.to_delayed().ravel()
-    partials = [
-        map_task(block, *shared, offset)
-        for block, offset in zip(blocks, row_offsets(array), strict=True)
-    ]
     while len(partials) > 1:
         partials = [
             combine_task(partials[start : start + split_every])

@@ -1,0 +1,174 @@
+"""Checkpoints of a running fit, written atomically and read without pickle.
+
+A checkpoint is one ``.npz`` file (NumPy arrays only, read with
+``allow_pickle=False``) holding every array of the fitting state plus a JSON
+document (stored as a 0-d unicode array) with the scalars, the random generator's
+state and a description of the fit (hyper-parameters and data shape) that a
+resumed fit must match.
+
+Layout, for format version 1:
+
+* ``meta``: JSON with ``format``, ``format_version``, ``algorithm`` (``"batch"``),
+  ``fit`` (the fingerprint: hyper-parameters, ``n_samples``, ``n_features``,
+  ``dtype``), ``init_index`` (the initialisation being run), ``rng_state`` (the
+  generator after that initialisation drew its start), and per stored run its
+  scalars (``n_iter``, ``converged``).
+* ``run/<field>`` and ``best/<field>``: arrays of the current run and of the best
+  finished run so far (absent before one finished); fields are ``weights``,
+  ``means``, ``precisions_cholesky``, ``covariances``, ``lower_bounds`` and
+  ``lower_bound``.
+
+Other algorithms (stepwise online EM) extend this by their own ``algorithm``
+name, extra groups of arrays (for example ``online/<statistic>``) and extra
+scalars in ``meta`` (step counter, mini-batch position); a reader refuses an
+algorithm or a format version it does not know.
+
+The file is written to a temporary name in the same folder, flushed to disk and
+renamed over the old one with :func:`os.replace`, so a crash at any moment
+leaves either the previous complete checkpoint or the new one (and perhaps a
+temporary file, which the next fit with that checkpoint deletes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from .estep import GaussianParameters
+
+FORMAT_NAME = "streamgmm.checkpoint"
+FORMAT_VERSION = 1
+
+_RUN_ARRAYS = ("weights", "means", "precisions_cholesky", "covariances", "lower_bounds")
+
+
+def run_to_arrays(run: dict, prefix: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Split an EM run (the dict ``GaussianMixture._batch_em`` returns) into arrays
+    named ``prefix/<field>`` and JSON-safe scalars."""
+    params: GaussianParameters = run["params"]
+    arrays = {
+        f"{prefix}/weights": params.weights,
+        f"{prefix}/means": params.means,
+        f"{prefix}/precisions_cholesky": params.precisions_cholesky,
+        f"{prefix}/covariances": run["covariances"],
+        f"{prefix}/lower_bounds": np.asarray(run["lower_bounds"], dtype=np.float64),
+        f"{prefix}/lower_bound": np.asarray(run["lower_bound"], dtype=np.float64),
+    }
+    scalars = {"n_iter": int(run["n_iter"]), "converged": bool(run["converged"])}
+    return arrays, scalars
+
+
+def run_from_arrays(arrays: dict, scalars: dict, prefix: str, covariance_type: str) -> dict:
+    """Inverse of :func:`run_to_arrays`."""
+    params = GaussianParameters(
+        arrays[f"{prefix}/weights"],
+        arrays[f"{prefix}/means"],
+        arrays[f"{prefix}/precisions_cholesky"],
+        covariance_type,
+    )
+    return {
+        "params": params,
+        "covariances": arrays[f"{prefix}/covariances"],
+        "lower_bound": float(arrays[f"{prefix}/lower_bound"]),
+        "lower_bounds": [float(value) for value in arrays[f"{prefix}/lower_bounds"]],
+        "n_iter": int(scalars["n_iter"]),
+        "converged": bool(scalars["converged"]),
+    }
+
+
+def write_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Atomically write ``arrays`` and the JSON document ``meta`` to ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta}
+    contents = {name: np.asarray(value, order="C") for name, value in arrays.items()}
+    contents["meta"] = np.array(json.dumps(meta))
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            np.savez(handle, **contents)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
+    """Delete temporary files left next to ``path`` by a writer that was killed
+    in the middle of :func:`write_checkpoint`; returns their paths. Only one fit
+    may use a checkpoint path at a time."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}."
+    stale = [
+        os.path.join(folder, name)
+        for name in os.listdir(folder)
+        if name.startswith(prefix) and name.endswith(".tmp")
+    ]
+    for temporary in stale:
+        os.remove(temporary)
+    return stale
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict] | None:
+    """The arrays and the ``meta`` document of a checkpoint, or None if there is no
+    file at ``path``. Raises ``ValueError`` for a file that is not a readable
+    checkpoint or has a newer format version."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        meta = json.loads(str(arrays.pop("meta")))
+    except Exception as error:
+        raise ValueError(
+            f"{path!r} is not a readable streamgmm checkpoint ({error}); "
+            "delete it or pass another checkpoint path"
+        ) from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path!r} is not a streamgmm checkpoint")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} has checkpoint format version {version!r}; this streamgmm reads "
+            f"up to {FORMAT_VERSION}"
+        )
+    return arrays, meta
+
+
+def check_fingerprint(path: str | os.PathLike, stored: dict, expected: dict) -> None:
+    """Raise ``ValueError`` listing what differs when a checkpoint was written by
+    another fit (other hyper-parameters or data of another shape or dtype)."""
+    differences = [
+        f"{name}: checkpoint has {stored.get(name)!r}, this fit has {value!r}"
+        for name, value in expected.items()
+        if stored.get(name) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"The checkpoint {os.fspath(path)!r} belongs to a different fit ("
+            + "; ".join(differences)
+            + "); delete it or pass another checkpoint path"
+        )
+
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "check_fingerprint",
+    "read_checkpoint",
+    "remove_stale_temporaries",
+    "run_from_arrays",
+    "run_to_arrays",
+    "write_checkpoint",
+]

@@ -1,0 +1,216 @@
+"""Fits on a real dask.distributed LocalCluster with two worker processes:
+parity with the threaded scheduler, a worker killed mid-fit, what travels per
+iteration, and keeping the input in cluster memory (persist)."""
+
+import os
+import threading
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+distributed = pytest.importorskip("distributed")
+
+from streamgmm import GaussianMixture  # noqa: E402
+from streamgmm.checkpoint import read_checkpoint  # noqa: E402
+from streamgmm.cluster import persisted_rows, should_persist  # noqa: E402
+from streamgmm.datasets import make_mixture  # noqa: E402
+from streamgmm.inputs import as_rows  # noqa: E402
+
+RTOL = 1e-10
+FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def _write_zarr(path, X, chunk_rows):
+    array = zarr.create_array(
+        store=str(path), shape=X.shape, chunks=(chunk_rows, X.shape[1]), dtype=X.dtype
+    )
+    array[:] = X
+    return str(path)
+
+
+def _data(n_samples=2000, seed=0):
+    X, _, _ = make_mixture(
+        n_samples, n_components=3, n_features=3, separation=4.0, random_state=seed
+    )
+    return X
+
+
+def _assert_same_fit(model, reference):
+    for name in FITTED:
+        np.testing.assert_allclose(
+            getattr(model, name),
+            getattr(reference, name),
+            rtol=RTOL,
+            atol=0,
+            err_msg=f"{name} differs",
+        )
+    assert model.n_iter_ == reference.n_iter_
+
+
+def _count_and_maybe_kill(block, counter_path, marker_path, kill_from):
+    """Count this call in a file; the first call at or after ``kill_from`` (over
+    all workers, once per test thanks to an O_EXCL marker) kills its worker.
+    Empty blocks (Dask's calls to infer the output type) are not counted."""
+    if block.size == 0:
+        return block
+    with open(counter_path, "ab") as counter:
+        counter.write(b"x")
+    if kill_from is not None and os.path.getsize(counter_path) >= kill_from:
+        try:
+            os.close(os.open(marker_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return block
+        os._exit(1)
+    return block
+
+
+def _counted(path, tmp_path, kill_from=None):
+    counter, marker = tmp_path / "calls", tmp_path / "killed"
+    source = da.from_zarr(zarr.open_array(path, mode="r"))
+    wrapped = source.map_blocks(
+        _count_and_maybe_kill, str(counter), str(marker), kill_from, dtype=source.dtype
+    )
+    return wrapped, counter, marker
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "tied", "spherical"])
+@pytest.mark.parametrize("kind", ["numpy", "zarr"])
+def test_distributed_fit_equals_threaded_fit(client, tmp_path, covariance_type, kind):
+    X = _data()
+    source = X if kind == "numpy" else _write_zarr(tmp_path / "x.zarr", X, 500)
+    settings = dict(covariance_type=covariance_type, max_iter=15, tol=1e-8, random_state=0)
+    on_cluster = GaussianMixture(3, **settings).fit(source)
+    with dask.config.set(scheduler="threads"):
+        threaded = GaussianMixture(3, **settings).fit(source)
+    assert on_cluster.n_iter_ > 2
+    _assert_same_fit(on_cluster, threaded)
+
+
+def test_worker_killed_mid_fit_gives_the_undisturbed_result(client, tmp_path):
+    path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
+    settings = dict(init_params="random_from_data", max_iter=8, tol=0.0, random_state=3)
+    undisturbed = GaussianMixture(3, **settings).fit(path)
+    n_chunks = 4
+    # Before EM: at most 3 reads for the random rows and 4 for the assignment
+    # pass, so read number 18 falls in the third or fourth EM iteration.
+    wrapped, counter, marker = _counted(path, tmp_path, kill_from=n_chunks * 4 + 2)
+    pids_before = set(client.run(os.getpid).values())
+    disturbed = GaussianMixture(3, **settings).fit(wrapped)
+    assert marker.exists(), "no worker was killed"
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.run(os.getpid).values()) != pids_before
+    _assert_same_fit(disturbed, undisturbed)
+
+
+def _outgoing_bytes(client) -> int:
+    """Bytes all workers have sent with ``get_data`` (to each other and to the
+    client): an upper bound of what the client receives."""
+    counts = client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total)
+    return int(sum(counts.values()))
+
+
+def _bytes_per_iteration(client, path, start):
+    before = _outgoing_bytes(client)
+    model = GaussianMixture(3, max_iter=3, tol=0.0, **start).fit(path)
+    return (_outgoing_bytes(client) - before) / model.n_iter_
+
+
+def test_bytes_per_iteration_do_not_grow_with_rows_per_chunk(client, tmp_path):
+    n_chunks = 4
+    reference = GaussianMixture(3, random_state=0, max_iter=5).fit(_data())
+    start = dict(
+        weights_init=reference.weights_,
+        means_init=reference.means_,
+        precisions_init=reference.precisions_,
+    )
+    measured = {}
+    for rows in (500, 5000):
+        X = _data(n_chunks * rows, seed=rows)
+        path = _write_zarr(tmp_path / f"x{rows}.zarr", X, rows)
+        measured[rows] = _bytes_per_iteration(client, path, start)
+    small, large = measured[500], measured[5000]
+    chunk_bytes_large = 5000 * 3 * 8
+    print(f"bytes sent by workers per iteration: {measured}")
+    assert 0 < large < chunk_bytes_large / 10, measured
+    assert large <= 1.5 * small + 1024, measured
+
+
+def test_auto_persists_numpy_input_only_under_a_client(client):
+    X = _data()
+    assert should_persist(as_rows(X), "auto")
+    assert not should_persist(as_rows(da.from_array(X, chunks=500)), "auto")
+    shipped = dict(as_rows(X).array.__dask_graph__())
+    assert any(isinstance(value, np.ndarray) for value in shipped.values())
+    persisted = persisted_rows(as_rows(X), "auto").array
+    graph = dict(persisted.__dask_graph__())
+    # Every pass's graph now refers to blocks held by the workers, not to the
+    # client's array, so the data are not shipped again with every pass.
+    assert len(graph) == persisted.npartitions
+    assert all(isinstance(value, distributed.Future) for value in graph.values())
+    np.testing.assert_array_equal(persisted.compute(), X)
+
+
+def test_persist_reads_the_store_once_and_streaming_reads_it_every_pass(client, tmp_path):
+    path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
+    n_chunks = 4
+    settings = dict(max_iter=6, tol=0.0, random_state=1)
+    results, calls = {}, {}
+    for persist in (True, False):
+        folder = tmp_path / f"persist_{persist}"
+        folder.mkdir()
+        wrapped, counter, _ = _counted(path, folder)
+        results[persist] = GaussianMixture(3, persist=persist, **settings).fit(wrapped)
+        calls[persist] = os.path.getsize(counter)
+    assert calls[True] == n_chunks
+    assert calls[False] >= n_chunks * results[False].n_iter_ + n_chunks
+    _assert_same_fit(results[True], results[False])
+
+
+def test_worker_killed_while_holding_persisted_data(client, tmp_path):
+    """With ``persist=True`` the killed worker's blocks are gone from memory; Dask
+    reads them again from the store and the fit is unchanged. The kill comes from
+    the test (``client.run``) once the fit's checkpoint shows two iterations."""
+    path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
+    settings = dict(persist=True, max_iter=15, tol=0.0, random_state=2)
+    undisturbed = GaussianMixture(3, **settings).fit(path)
+    checkpoint = tmp_path / "fit.ckpt"
+    killed_at = []
+
+    def kill_a_worker_after_two_iterations():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            contents = read_checkpoint(checkpoint) if checkpoint.exists() else None
+            if contents is not None and contents[1]["run"]["n_iter"] >= 2:
+                killed_at.append(contents[1]["run"]["n_iter"])
+                victim = sorted(client.scheduler_info()["workers"])[0]
+                try:
+                    client.run(os._exit, 1, workers=[victim])
+                except Exception:  # the call cannot answer: its worker is gone
+                    pass
+                return
+            time.sleep(0.005)
+
+    pids_before = set(client.run(os.getpid).values())
+    killer = threading.Thread(target=kill_a_worker_after_two_iterations)
+    killer.start()
+    disturbed = GaussianMixture(3, **settings).fit(path, checkpoint=checkpoint)
+    killer.join()
+    assert killed_at and killed_at[0] < settings["max_iter"] - 5
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.run(os.getpid).values()) != pids_before
+    _assert_same_fit(disturbed, undisturbed)
