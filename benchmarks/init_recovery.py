@@ -22,18 +22,7 @@ import numpy as np
 
 import streamgmm.initialization as initialization
 from streamgmm import GaussianMixture
-from streamgmm.datasets import match_components, random_mixture, write_mixture_zarr
-
-
-def all_means_recovered(truth, fitted_means, tolerance=0.5) -> bool:
-    """Every true mean has a fitted mean within ``tolerance`` standard deviations
-    (Mahalanobis distance under the true covariance, Hungarian matching)."""
-    order = match_components(truth.means, fitted_means)
-    for k, j in enumerate(order):
-        diff = fitted_means[j] - truth.means[k]
-        if np.sqrt(diff @ np.linalg.solve(truth.covariances[k], diff)) > tolerance:
-            return False
-    return True
+from streamgmm.datasets import means_recovered, random_mixture, write_mixture_zarr
 
 
 def write_case(directory, seed, n_components, n_features, rows_per_component):
@@ -71,7 +60,7 @@ def main() -> None:
                     random_state=seed,
                 ).fit(str(path))
                 elapsed = time.perf_counter() - started
-                ok = all_means_recovered(truth, model.means_)
+                ok = means_recovered(truth, model.means_)
                 results[(method, rounds)].append((ok, model.n_iter_, elapsed))
     print(f"K={args.components} d={args.features} rows/component={args.rows_per_component} "
           f"seeds={args.seeds} max_iter={args.max_iter}")
