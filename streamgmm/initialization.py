@@ -41,9 +41,11 @@ from .statistics import SufficientStatistics, empty_statistics, merge, merge_all
 
 INIT_METHODS = ("kmeans", "k-means++", "k-means||", "random", "random_from_data")
 
-KMEANS_PARALLEL_ROUNDS = 3
-"""Default sampling rounds of ``"k-means||"`` (one pass each); chosen by
-``benchmarks/kmeans_parallel_rounds.py`` (see docs/initialization.md)."""
+KMEANS_PARALLEL_ROUNDS = 2
+"""Default sampling rounds of ``"k-means||"`` (one pass each). Measured with
+``benchmarks/init_recovery.py`` (docs/initialization.md): one round misses
+clusters, two recovered every mean in every seed tried, as did three and five,
+which cost more passes than the EM iterations they save."""
 
 RECLUSTER_RESTARTS = 10
 """k-means++/Lloyd restarts on the k-means|| candidates (in memory, no pass)."""

@@ -7,8 +7,8 @@ per iteration merges them. So the grid reads the data
 
     init passes + (largest n_iter) + 1
 
-times, where the init passes are those of one model (2 for ``"kmeans"``, see
-:mod:`streamgmm.initialization`), against
+times, where the init passes are those of one model (3 for the default
+``"k-means||"``, 2 for ``"kmeans"``, see :mod:`streamgmm.initialization`), against
 ``sum over candidates (init passes + n_iter + 1)`` when each candidate is fitted
 and scored on its own.
 """
@@ -121,7 +121,7 @@ def select(
     reg_covar: float = 1e-6,
     max_iter: int = 100,
     n_init: int = 1,
-    init_params: str = "kmeans",
+    init_params: str = "k-means||",
     random_state: Any = None,
     init_sample_size: int = 100_000,
     sample_dim: str | None = None,

@@ -18,6 +18,7 @@ from streamgmm.datasets import (
 )
 from streamgmm.estep import statistics_from_responsibilities
 from streamgmm.initialization import (
+    KMEANS_PARALLEL_ROUNDS,
     _combine_rounds,
     _sampling_round_chunk,
     convert_scatter,
@@ -117,10 +118,10 @@ def test_kmeans_parallel_takes_one_pass_per_round_plus_one(small_store, n_rounds
 def test_fit_reads_the_init_passes_plus_one_per_iteration(small_store):
     array, store = open_counting(small_store)
     store.reset()
-    model = GaussianMixture(3, init_params="k-means||", max_iter=4, tol=0.0, random_state=0)
+    model = GaussianMixture(3, max_iter=4, tol=0.0, random_state=0)
     model.fit(array)
-    assert model.n_iter_ == 4
-    assert store.n_reads == 1 + (3 + 1 + 4) * n_chunks(array)
+    assert model.init_params == "k-means||" and model.n_iter_ == 4
+    assert store.n_reads == 1 + (KMEANS_PARALLEL_ROUNDS + 1 + 4) * n_chunks(array)
 
 
 # ------------------------------------------------------ k-means|| pieces
@@ -218,7 +219,7 @@ def test_kmeans_parallel_is_the_same_on_every_scheduler(small_store):
 
     threaded, synchronous = start("threads"), start("synchronous")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster):
+                      dashboard_address=":0") as cluster, Client(cluster):
         params, _ = initialize_parameters(
             as_rows(str(small_store)), 3, "full", 1e-6, "k-means||",
             np.random.default_rng(7), 1,

@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 import streamgmm
 from streamgmm import GaussianMixture, select
 from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr
+from streamgmm.initialization import KMEANS_PARALLEL_ROUNDS
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +57,7 @@ def test_select_picks_the_true_number_of_components(four_component_store):
 
 
 @pytest.mark.filterwarnings("ignore::streamgmm.ConvergenceWarning")
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means||"])
 @pytest.mark.parametrize(
     "sizes, types",
     [
@@ -65,19 +67,28 @@ def test_select_picks_the_true_number_of_components(four_component_store):
     ],
     ids=["1 candidate", "10 candidates", "16 candidates"],
 )
-def test_grid_reads_the_data_once_per_iteration(four_component_store, sizes, types):
+def test_grid_reads_the_data_once_per_iteration(
+    four_component_store, sizes, types, init_params
+):
     array, store = open_counting(four_component_store)
     max_iter = 3
     store.reset()
     _, table = select(
         array, n_components=sizes, covariance_types=types, max_iter=max_iter, tol=0.0,
-        random_state=0,
+        init_params=init_params, random_state=0,
     )
     assert (table["n_iter"] == max_iter).all()
-    # 2 init passes ("kmeans": sample + assignment), one per iteration, one for the criterion
-    assert store.n_reads == (2 + max_iter + 1) * n_chunks(array)
-    assert table.attrs["n_passes"] == 2 + max_iter + 1
-    assert table.attrs["n_passes_one_by_one"] == len(sizes) * len(types) * (2 + max_iter + 1)
+    # "kmeans": sample + assignment passes; "k-means||": one chunk read for the first
+    # centre, its rounds and the candidate statistics pass; then one pass per
+    # iteration and one for the criterion, whatever the number of candidates
+    if init_params == "kmeans":
+        first_centre, init_passes = 0, 2
+    else:
+        first_centre, init_passes = 1, KMEANS_PARALLEL_ROUNDS + 1
+    passes = init_passes + max_iter + 1
+    assert store.n_reads == first_centre + passes * n_chunks(array)
+    assert table.attrs["n_passes"] == passes
+    assert table.attrs["n_passes_one_by_one"] == len(sizes) * len(types) * passes
 
 
 def test_fitting_one_by_one_reads_the_data_once_per_candidate_iteration(
@@ -92,9 +103,10 @@ def test_fitting_one_by_one_reads_the_data_once_per_candidate_iteration(
         for covariance_type in types:
             model = GaussianMixture(K, covariance_type=covariance_type, random_state=0)
             model.fit(array).bic(array)
-            expected += 2 + model.n_iter_ + 1
-    assert store.n_reads == expected * n_chunks(array)
-    assert table.attrs["n_passes"] == 2 + int(table["n_iter"].max()) + 1
+            expected += KMEANS_PARALLEL_ROUNDS + 1 + model.n_iter_ + 1
+    # each k-means|| start also reads one chunk for its first centre
+    assert store.n_reads == expected * n_chunks(array) + len(sizes) * len(types)
+    assert table.attrs["n_passes"] == KMEANS_PARALLEL_ROUNDS + 1 + int(table["n_iter"].max()) + 1
     assert table.attrs["n_passes"] < expected
 
 
