@@ -52,7 +52,11 @@ def main() -> None:
         warnings.simplefilter("ignore")
         for seed in range(args.seeds):
             path, truth = write_case(
-                directory, seed, args.components, args.features, args.rows_per_component,
+                directory,
+                seed,
+                args.components,
+                args.features,
+                args.rows_per_component,
                 args.separation,
             )
             for method, rounds in settings:
@@ -60,7 +64,9 @@ def main() -> None:
                     initialization.KMEANS_PARALLEL_ROUNDS = rounds
                 started = time.perf_counter()
                 model = GaussianMixture(
-                    args.components, init_params=method, max_iter=args.max_iter,
+                    args.components,
+                    init_params=method,
+                    max_iter=args.max_iter,
                     random_state=seed,
                 ).fit(str(path))
                 elapsed = time.perf_counter() - started
@@ -69,15 +75,20 @@ def main() -> None:
                 results[(method, rounds)].append(
                     (ok, model.n_iter_, init_passes + model.n_iter_, elapsed)
                 )
-    print(f"K={args.components} d={args.features} rows/component={args.rows_per_component} "
-          f"separation={args.separation} seeds={args.seeds} max_iter={args.max_iter}")
-    print(f"{'method':<22}{'recovered':>10}{'mean n_iter':>13}{'mean passes':>13}"
-          f"{'mean time s':>13}")
+    print(
+        f"K={args.components} d={args.features} rows/component={args.rows_per_component} "
+        f"separation={args.separation} seeds={args.seeds} max_iter={args.max_iter}"
+    )
+    print(
+        f"{'method':<22}{'recovered':>10}{'mean n_iter':>13}{'mean passes':>13}{'mean time s':>13}"
+    )
     for (method, rounds), rows in results.items():
         name = method if rounds is None else f"{method} rounds={rounds}"
         ok, n_iter, passes, elapsed = map(np.array, zip(*rows, strict=True))
-        print(f"{name:<22}{ok.mean():>10.2f}{n_iter.mean():>13.1f}{passes.mean():>13.1f}"
-              f"{elapsed.mean():>13.2f}")
+        print(
+            f"{name:<22}{ok.mean():>10.2f}{n_iter.mean():>13.1f}{passes.mean():>13.1f}"
+            f"{elapsed.mean():>13.2f}"
+        )
 
 
 if __name__ == "__main__":

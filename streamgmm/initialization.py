@@ -18,7 +18,7 @@ tests in ``tests/test_initialization.py`` count the chunk reads):
 * ``"random_from_data"``: K distinct random rows as centres (reading only the
   chunks that hold them), then the assignment pass: at most 2 passes.
 * ``"random"``: random responsibilities for every row (scikit-learn's meaning),
-  drawn per chunk from a seed and the chunk's position: 1 pass.
+  a hash of a seed and the row's index (any chunking gives the same): 1 pass.
 
 :func:`initial_statistics_grid` starts many candidate models (numbers of
 components, covariance types) in the same passes; :func:`initialize_parameters`
@@ -77,6 +77,31 @@ def squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     Xs, Cs = X - shift, centres - shift
     distances = (Xs**2).sum(axis=1)[:, None] - 2.0 * Xs @ Cs.T + (Cs**2).sum(axis=1)[None, :]
     return np.maximum(distances, 0.0)
+
+
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on an array of uint64 (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def row_uniforms(
+    seed: int, stream: int, first_row: int, n_rows: int, n_columns: int = 1
+) -> np.ndarray:
+    """Uniforms in (0, 1], shape (n_rows, n_columns), for rows ``first_row``
+    onwards: a counter-based hash (splitmix64) of ``(seed, stream, row, column)``.
+
+    Each row's draw depends on its index only, so any chunking of the data and
+    any scheduler give the same draws."""
+    key = _mix64(_mix64(np.array([seed], dtype=np.uint64)) ^ np.array([stream], np.uint64))
+    start = first_row * n_columns
+    counters = np.arange(start, start + n_rows * n_columns, dtype=np.uint64) + np.uint64(1)
+    bits = _mix64(key + counters * _GOLDEN_GAMMA) >> np.uint64(11)
+    return ((bits + np.uint64(1)) * 2.0**-53).reshape(n_rows, n_columns)
 
 
 def nearest_centres(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -272,14 +297,15 @@ def hard_assignment_statistics(
 def _random_chunk(block, seeds, n_components, scatter_types, row_offset):
     """Statistics of a chunk under random responsibilities, one set per seed.
 
-    Draws come from ``(seed, row_offset)``, so every chunk's draw is reproducible
-    on any worker; sums are taken about the chunk's own mean (exact, as merges are)."""
+    Draws are :func:`row_uniforms` of the global row index, so they do not depend
+    on the chunking or the worker; sums are taken about the chunk's own mean
+    (exact, as merges are)."""
     check_finite(block, row_offset)
     X = np.asarray(block, dtype=np.float64)
     centre = X.mean(axis=0)
     parts = []
     for seed, K, scatter_type in zip(seeds, n_components, scatter_types, strict=True):
-        resp = np.random.default_rng([seed, row_offset]).random((X.shape[0], K))
+        resp = row_uniforms(seed, 0, row_offset, X.shape[0], K)
         resp /= resp.sum(axis=1, keepdims=True)
         shift = np.repeat(centre[None, :], K, axis=0)
         parts.append(statistics_from_responsibilities(X, resp, shift, scatter_type))
@@ -317,7 +343,7 @@ def _sampling_round_chunk(block, candidates, oversampling, seed, round_index, ro
     check_finite(block, row_offset)
     X = np.asarray(block, dtype=np.float64)
     _, closest = nearest_centres(X, candidates)
-    uniform = 1.0 - np.random.default_rng([seed, round_index, row_offset]).random(X.shape[0])
+    uniform = row_uniforms(seed, round_index, row_offset, X.shape[0])[:, 0]
     sample = RoundSample(X, closest / uniform, float(closest.sum()))
     return threshold_sample(sample, oversampling)
 
@@ -344,9 +370,10 @@ def kmeans_parallel_candidates(
     ``n_rounds`` rounds is one pass in which every row joins the candidates
     independently with probability ``min(1, l d^2(x, C) / phi(C))``, where ``C``
     are the candidates so far and ``phi(C)`` the summed ``d^2``. The same pass
-    computes ``phi(C)``: every row draws its uniform from ``(seed, round, chunk
-    offset)`` first, the chunk keeps the rows that pass with its partial cost,
-    and the threshold is tightened as partial costs are added up the tree.
+    computes ``phi(C)``: every row's uniform is a hash of ``(seed, round, row
+    index)`` (:func:`row_uniforms`), the chunk keeps the rows that pass with its
+    partial cost, and the threshold is tightened as partial costs are added up
+    the tree. The result depends neither on the chunking nor on the scheduler.
     Rounds stop early when every row coincides with a candidate.
     """
     first = int(rng.integers(data.n_samples))
@@ -384,7 +411,7 @@ def recluster_groups(
     for _ in range(n_restarts):
         centres = lloyd(points, kmeans_plusplus(points, n_components, rng, weights), weights)
         cost = float(weights @ nearest_centres(points, centres)[1])
-        if cost < best_cost:
+        if cost < best_cost * (1.0 - 1e-9):  # ties keep the earlier restart
             best_cost, best_centres = cost, centres
     assignment = np.full(groups.weight.shape[0], -1)
     assignment[occupied] = nearest_centres(points, best_centres)[0]

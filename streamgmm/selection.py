@@ -69,8 +69,12 @@ def run_grid_em(data, runs: list[dict], tol: float, max_iter: int, reg_covar: fl
     """
     for run in runs:
         run.update(
-            lower_bound=-np.inf, lower_bounds=[], n_iter=0, converged=False,
-            total_log_likelihood=np.nan, state="running" if run.get("error") is None else "failed",
+            lower_bound=-np.inf,
+            lower_bounds=[],
+            n_iter=0,
+            converged=False,
+            total_log_likelihood=np.nan,
+            state="running" if run.get("error") is None else "failed",
         )
     n_passes = 0
     while True:
@@ -82,9 +86,7 @@ def run_grid_em(data, runs: list[dict], tol: float, max_iter: int, reg_covar: fl
             for run in active
         ]
         kinds = [(kind, params.covariance_type) for kind, params in tasks]
-        results = tree_reduce(
-            data.array, _grid_chunk, partial(_combine_grid, kinds=kinds), tasks
-        )
+        results = tree_reduce(data.array, _grid_chunk, partial(_combine_grid, kinds=kinds), tasks)
         n_passes += 1
         for run, (kind, _), result in zip(active, kinds, results, strict=True):
             if kind == "log_likelihood":
@@ -156,9 +158,14 @@ def select(
         raise ValueError(f"n_components holds repeated values: {sizes}")
     data = as_rows(X, sample_dim)
     settings = dict(
-        tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
-        init_params=init_params, random_state=random_state,
-        init_sample_size=init_sample_size, sample_dim=sample_dim,
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        n_init=n_init,
+        init_params=init_params,
+        random_state=random_state,
+        init_sample_size=init_sample_size,
+        sample_dim=sample_dim,
     )
     models = {
         (K, t): GaussianMixture(K, covariance_type=t, **settings) for K in sizes for t in types

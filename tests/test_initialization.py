@@ -26,10 +26,11 @@ from streamgmm.initialization import (
     initialize_parameters,
     merge_groups,
     nearest_centres,
+    row_uniforms,
     threshold_sample,
 )
 from streamgmm.inputs import as_rows
-from streamgmm.reduction import row_offsets, tree_reduce
+from streamgmm.reduction import tree_reduce
 
 
 @pytest.fixture(autouse=True)
@@ -146,12 +147,7 @@ def test_one_round_samples_exactly_with_the_total_cost():
     drawn = threshold_sample(drawn, oversampling)
     _, closest = nearest_centres(X, candidates)
     phi = closest.sum()
-    uniform = np.concatenate(
-        [
-            1.0 - np.random.default_rng([seed, round_index, offset]).random(size)
-            for offset, size in zip(row_offsets(array), array.chunks[0], strict=True)
-        ]
-    )
+    uniform = row_uniforms(seed, round_index, 0, len(X))[:, 0]
     expected = X[uniform < oversampling * closest / phi]
     assert drawn.cost == pytest.approx(phi, rel=1e-12)
     assert 0 < len(expected) < 3 * oversampling
@@ -185,8 +181,9 @@ def test_merging_groups_equals_grouping_by_component(covariance_type):
     centres = np.array([candidates[assignment == k].mean(axis=0) for k in range(3)])
     scatter_type = "full" if covariance_type == "tied" else covariance_type
     groups = grouped_statistics(X, labels, candidates, scatter_type)
-    merged = convert_scatter(merge_groups(groups, assignment, centres, scatter_type),
-                             covariance_type)
+    merged = convert_scatter(
+        merge_groups(groups, assignment, centres, scatter_type), covariance_type
+    )
     direct = statistics_from_responsibilities(
         X, np.eye(3)[assignment[labels]], centres, covariance_type
     )
@@ -212,22 +209,37 @@ def test_kmeans_parallel_is_the_same_on_every_scheduler(small_store):
     def start(scheduler):
         with dask.config.set(scheduler=scheduler):
             params, _ = initialize_parameters(
-                as_rows(str(small_store)), 3, "full", 1e-6, "k-means||",
-                np.random.default_rng(7), 1,
+                as_rows(str(small_store)),
+                3,
+                "full",
+                1e-6,
+                "k-means||",
+                np.random.default_rng(7),
+                1,
             )
         return params
 
     threaded, synchronous = start("threads"), start("synchronous")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster):
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster),
+    ):
         params, _ = initialize_parameters(
-            as_rows(str(small_store)), 3, "full", 1e-6, "k-means||",
-            np.random.default_rng(7), 1,
+            as_rows(str(small_store)),
+            3,
+            "full",
+            1e-6,
+            "k-means||",
+            np.random.default_rng(7),
+            1,
         )
     for other in (synchronous, params):
         np.testing.assert_allclose(other.means, threaded.means, rtol=1e-12)
-        np.testing.assert_allclose(other.precisions_cholesky, threaded.precisions_cholesky,
-                                   rtol=1e-10)
+        np.testing.assert_allclose(
+            other.precisions_cholesky, threaded.precisions_cholesky, rtol=1e-10
+        )
 
 
 def test_kmeans_parallel_copes_with_fewer_distinct_rows_than_components():
@@ -302,3 +314,36 @@ def test_bic_and_aic_match_sklearn_signs_from_zarr(small_store):
         bics[K] = ours.bic(str(small_store))
     # lower is better, and the true number of components scores best
     assert min(bics, key=bics.get) == 3
+
+
+# ------------------------------------------------- chunking independence
+def test_row_uniforms_depend_on_the_row_index_only():
+    whole = row_uniforms(123, 4, 0, 10_000, 3)
+    pieces = np.vstack(
+        [
+            row_uniforms(123, 4, start, stop - start, 3)
+            for start, stop in [(0, 7), (7, 5000), (5000, 10_000)]
+        ]
+    )
+    np.testing.assert_array_equal(whole, pieces)
+    assert whole.min() > 0.0 and whole.max() <= 1.0
+    from scipy.stats import kstest
+
+    assert kstest(whole.ravel(), "uniform").pvalue > 1e-3
+    assert not np.array_equal(whole, row_uniforms(123, 5, 0, 10_000, 3))
+    assert not np.array_equal(whole, row_uniforms(124, 4, 0, 10_000, 3))
+
+
+@pytest.mark.parametrize("method", ["k-means||", "random"])
+def test_starts_do_not_depend_on_the_chunking(mixture_data, method):
+    X, _, _ = mixture_data
+    starts = []
+    for chunks in [(6000, 3), ((700, 1300, 2500, 1, 1499), (3,)), (500, 3)]:
+        data = as_rows(dask.array.from_array(X, chunks=chunks))
+        params, _ = initialize_parameters(
+            data, 3, "full", 1e-6, method, np.random.default_rng(5), 1
+        )
+        starts.append(params)
+    for other in starts[1:]:
+        np.testing.assert_allclose(other.means, starts[0].means, rtol=1e-10)
+        np.testing.assert_allclose(other.weights, starts[0].weights, rtol=1e-10)

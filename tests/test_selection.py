@@ -38,9 +38,7 @@ def test_select_is_exported():
 
 # ----------------------------------------------------------- must show 3
 def test_select_picks_the_true_number_of_components(four_component_store):
-    model, table = select(
-        str(four_component_store), n_components=range(1, 8), random_state=0
-    )
+    model, table = select(str(four_component_store), n_components=range(1, 8), random_state=0)
     assert isinstance(model, GaussianMixture)
     assert model.n_components == 4
     assert isinstance(table, xr.Dataset)
@@ -67,15 +65,18 @@ def test_select_picks_the_true_number_of_components(four_component_store):
     ],
     ids=["1 candidate", "10 candidates", "16 candidates"],
 )
-def test_grid_reads_the_data_once_per_iteration(
-    four_component_store, sizes, types, init_params
-):
+def test_grid_reads_the_data_once_per_iteration(four_component_store, sizes, types, init_params):
     array, store = open_counting(four_component_store)
     max_iter = 3
     store.reset()
     _, table = select(
-        array, n_components=sizes, covariance_types=types, max_iter=max_iter, tol=0.0,
-        init_params=init_params, random_state=0,
+        array,
+        n_components=sizes,
+        covariance_types=types,
+        max_iter=max_iter,
+        tol=0.0,
+        init_params=init_params,
+        random_state=0,
     )
     assert (table["n_iter"] == max_iter).all()
     # "kmeans": sample + assignment passes; "k-means||": one chunk read for the first
@@ -114,7 +115,10 @@ def test_fitting_one_by_one_reads_the_data_once_per_candidate_iteration(
 def test_a_single_candidate_grid_is_exactly_a_fit(init_params):
     X, _, _ = make_mixture(2000, n_components=3, n_features=2, separation=4.0, random_state=6)
     model, table = select(
-        X, n_components=[3], covariance_types=["diag"], init_params=init_params,
+        X,
+        n_components=[3],
+        covariance_types=["diag"],
+        init_params=init_params,
         random_state=11,
     )
     alone = GaussianMixture(
@@ -130,17 +134,31 @@ def test_a_single_candidate_grid_is_exactly_a_fit(init_params):
 
 def test_n_init_keeps_each_candidates_best_run():
     X, _, _ = make_mixture(2000, n_components=5, n_features=2, separation=3.0, random_state=4)
-    _, one = select(X, n_components=[5], covariance_types=["full"],
-                    init_params="random_from_data", random_state=3)
-    _, many = select(X, n_components=[5], covariance_types=["full"],
-                     init_params="random_from_data", random_state=3, n_init=4)
+    _, one = select(
+        X,
+        n_components=[5],
+        covariance_types=["full"],
+        init_params="random_from_data",
+        random_state=3,
+    )
+    _, many = select(
+        X,
+        n_components=[5],
+        covariance_types=["full"],
+        init_params="random_from_data",
+        random_state=3,
+        n_init=4,
+    )
     assert float(many["lower_bound"].item()) >= float(one["lower_bound"].item())
 
 
 def test_aic_criterion_ranks_by_aic(four_component_store):
     model, table = select(
-        str(four_component_store), n_components=[2, 4], covariance_types=["diag"],
-        criterion="aic", random_state=0,
+        str(four_component_store),
+        n_components=[2, 4],
+        covariance_types=["diag"],
+        criterion="aic",
+        random_state=0,
     )
     assert table.attrs["criterion"] == "aic"
     assert model.n_components == int(table["aic"].idxmin("n_components").item())
