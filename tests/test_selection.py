@@ -187,3 +187,18 @@ def test_bad_arguments_raise_clear_errors():
         select(X, n_components=[2, 60])
     with pytest.raises(ValueError, match="repeated"):
         select(X, n_components=[2, 2])
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask", "xarray"])
+def test_select_takes_every_input_kind(kind):
+    import dask.array as da
+
+    X, _, _ = make_mixture(1500, n_components=2, n_features=2, separation=6.0, random_state=8)
+    data = {
+        "numpy": X,
+        "dask": da.from_array(X, chunks=(400, 2)),
+        "xarray": xr.DataArray(X, dims=("time", "feature")),
+    }[kind]
+    model, table = select(data, n_components=[1, 2, 3], covariance_types=["full"], random_state=0)
+    assert model.n_components == 2
+    assert model.predict(X[:5]).shape == (5,)
