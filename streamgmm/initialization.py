@@ -61,13 +61,21 @@ def sample_rows(data: RowData, n_rows: int, rng: np.random.Generator) -> np.ndar
     one pass over the chunks that hold them; returned in float64, in row order."""
     n_rows = min(n_rows, data.n_samples)
     indices = np.sort(rng.choice(data.n_samples, size=n_rows, replace=False))
-    return read_rows(data, indices)
+    sample = np.asarray(data.array[indices].compute(), dtype=np.float64)
+    check_finite(sample)
+    return sample
 
 
 def read_rows(data: RowData, indices: np.ndarray) -> np.ndarray:
-    """Rows at sorted ``indices`` (float64), reading only the chunks that hold them."""
-    rows = np.asarray(data.array[np.asarray(indices)].compute(), dtype=np.float64)
-    check_finite(rows)
+    """Rows at sorted ``indices`` (float64), reading only the chunks that hold them.
+
+    A NaN or infinite value raises the ``ValueError`` of ``check_finite`` naming
+    its row in the data."""
+    indices = np.asarray(indices)
+    rows = np.asarray(data.array[indices].compute(), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if bad.size:
+        check_finite(rows[bad[:1]], row_offset=int(indices[bad[0]]))
     return rows
 
 

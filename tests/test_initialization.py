@@ -347,3 +347,20 @@ def test_starts_do_not_depend_on_the_chunking(mixture_data, method):
     for other in starts[1:]:
         np.testing.assert_allclose(other.means, starts[0].means, rtol=1e-10)
         np.testing.assert_allclose(other.weights, starts[0].weights, rtol=1e-10)
+
+
+@pytest.mark.parametrize("init_params", ["k-means||", "random_from_data"])
+def test_a_nan_in_a_row_read_directly_is_named_by_its_row(tmp_path, init_params):
+    X = np.random.default_rng(0).normal(size=(1200, 2))
+    rng = np.random.default_rng(0)
+    # the rows these starts read directly: the first centre / the chosen rows
+    row = (
+        int(rng.integers(1200))
+        if init_params == "k-means||"
+        else int(np.sort(rng.choice(1200, size=3, replace=False))[1])
+    )
+    X[row, 1] = np.nan
+    with pytest.raises(ValueError, match=rf"NaN or infinity.*\b{row}\b"):
+        initialize_parameters(
+            as_rows(X), 3, "full", 1e-6, init_params, np.random.default_rng(0), 1
+        )
