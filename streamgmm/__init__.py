@@ -2,7 +2,8 @@
 
 from .io import load, save
 from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
+from .selection import select
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "load", "save"]
+__all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "load", "save", "select"]

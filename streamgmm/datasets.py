@@ -108,3 +108,15 @@ def match_components(true_means: np.ndarray, fitted_means: np.ndarray) -> np.nda
     distances = np.linalg.norm(true_means[:, None, :] - fitted_means[None, :, :], axis=2)
     _, columns = linear_sum_assignment(distances)
     return columns
+
+
+def means_recovered(truth: MixtureTruth, fitted_means: np.ndarray, tolerance: float = 0.5) -> bool:
+    """Whether every true mean has its own fitted mean (Hungarian matching) within
+    ``tolerance`` standard deviations: the Mahalanobis distance under the true
+    covariance."""
+    order = match_components(truth.means, np.asarray(fitted_means))
+    for k, j in enumerate(order):
+        diff = fitted_means[j] - truth.means[k]
+        if np.sqrt(diff @ np.linalg.solve(truth.covariances[k], diff)) > tolerance:
+            return False
+    return True

@@ -4,33 +4,58 @@ Every method ends with one pass over the data that turns an assignment of rows
 to components into statistics, and the M-step turns those into the first
 parameters, so the starting covariances describe the whole data set, not a sample.
 
-Passes over the data, by ``init_params``:
+Passes over the data, by ``init_params`` (a pass reads every chunk once; the
+tests in ``tests/test_initialization.py`` count the chunk reads):
 
-* ``"kmeans"``: 1 pass to draw a uniform sample of rows, Lloyd's k-means (from
-  k-means++ seeds) on the sample in memory, then 1 pass assigning every row to its
-  nearest centre: 2 passes.
+* ``"kmeans"``: 1 pass to draw a uniform sample of rows (it reads only the chunks
+  that hold sampled rows), Lloyd's k-means (from k-means++ seeds) on the sample in
+  memory, then 1 pass assigning every row to its nearest centre: 2 passes.
 * ``"k-means++"``: the same with k-means++ seeds and no Lloyd steps: 2 passes.
-* ``"random_from_data"``: K distinct random rows as centres, then the assignment
-  pass: 2 passes.
+* ``"k-means||"``: 1 chunk read for a random first centre, ``n_rounds`` sampling
+  passes, then 1 pass that gives the statistics of the rows nearest to every
+  candidate; the candidates are reclustered in memory and their statistics
+  merged: ``n_rounds + 1`` passes (:data:`KMEANS_PARALLEL_ROUNDS` by default).
+* ``"random_from_data"``: K distinct random rows as centres (reading only the
+  chunks that hold them), then the assignment pass: at most 2 passes.
 * ``"random"``: random responsibilities for every row (scikit-learn's meaning),
-  drawn per chunk from a seed and the chunk's position: 1 pass.
+  a hash of a seed and the row's index (any chunking gives the same): 1 pass.
+
+:func:`initial_statistics_grid` starts many candidate models (numbers of
+components, covariance types) in the same passes; :func:`initialize_parameters`
+is the one-model case.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
-from .estep import GaussianParameters, check_finite, statistics_from_responsibilities
+from .estep import BLOCK_ROWS, GaussianParameters, check_finite, statistics_from_responsibilities
 from .inputs import RowData
 from .mstep import parameters_from_statistics
 from .reduction import tree_reduce
-from .statistics import merge_all
+from .statistics import SufficientStatistics, empty_statistics, merge, merge_all
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_METHODS = ("kmeans", "k-means++", "k-means||", "random", "random_from_data")
+
+KMEANS_PARALLEL_ROUNDS = 2
+"""Default sampling rounds of ``"k-means||"`` (one pass each). Measured with
+``benchmarks/init_recovery.py`` (docs/initialization.md): one round misses
+clusters, two recovered every mean in every seed tried, as did three and five,
+which cost more passes than the EM iterations they save."""
+
+RECLUSTER_RESTARTS = 10
+"""k-means++/Lloyd restarts on the k-means|| candidates (in memory, no pass)."""
+
+OVERSAMPLING_PER_COMPONENT = 2.0
+"""Default oversampling factor of ``"k-means||"`` per component: ``l = 2 K``
+rows are expected to be drawn in every round."""
 
 
+# ----------------------------------------------------------------- in memory
 def sample_rows(data: RowData, n_rows: int, rng: np.random.Generator) -> np.ndarray:
     """A uniform random sample of ``min(n_rows, n_samples)`` distinct rows, read in
     one pass over the chunks that hold them; returned in float64, in row order."""
@@ -41,12 +66,63 @@ def sample_rows(data: RowData, n_rows: int, rng: np.random.Generator) -> np.ndar
     return sample
 
 
+def read_rows(data: RowData, indices: np.ndarray) -> np.ndarray:
+    """Rows at sorted ``indices`` (float64), reading only the chunks that hold them.
+
+    A NaN or infinite value raises the ``ValueError`` of ``check_finite`` naming
+    its row in the data."""
+    indices = np.asarray(indices)
+    rows = np.asarray(data.array[indices].compute(), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if bad.size:
+        check_finite(rows[bad[:1]], row_offset=int(indices[bad[0]]))
+    return rows
+
+
 def squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances (n, K), computed about the centres' mean."""
     shift = centres.mean(axis=0)
     Xs, Cs = X - shift, centres - shift
     distances = (Xs**2).sum(axis=1)[:, None] - 2.0 * Xs @ Cs.T + (Cs**2).sum(axis=1)[None, :]
     return np.maximum(distances, 0.0)
+
+
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on an array of uint64 (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def row_uniforms(
+    seed: int, stream: int, first_row: int, n_rows: int, n_columns: int = 1
+) -> np.ndarray:
+    """Uniforms in (0, 1], shape (n_rows, n_columns), for rows ``first_row``
+    onwards: a counter-based hash (splitmix64) of ``(seed, stream, row, column)``.
+
+    Each row's draw depends on its index only, so any chunking of the data and
+    any scheduler give the same draws."""
+    key = _mix64(_mix64(np.array([seed], dtype=np.uint64)) ^ np.array([stream], np.uint64))
+    start = first_row * n_columns
+    counters = np.arange(start, start + n_rows * n_columns, dtype=np.uint64) + np.uint64(1)
+    bits = _mix64(key + counters * _GOLDEN_GAMMA) >> np.uint64(11)
+    return ((bits + np.uint64(1)) * 2.0**-53).reshape(n_rows, n_columns)
+
+
+def nearest_centres(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest centre (n,) and the squared distance to it (n,),
+    ``BLOCK_ROWS`` rows at a time so that the (rows, K) distances stay small."""
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    closest = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, X.shape[0])
+        distances = squared_distances(X[start:stop], centres)
+        labels[start:stop] = distances.argmin(axis=1)
+        closest[start:stop] = distances[np.arange(stop - start), labels[start:stop]]
+    return labels, closest
 
 
 def kmeans_plusplus(
@@ -104,33 +180,319 @@ def lloyd(
     return centres
 
 
-def _assignment_statistics(block, centres, covariance_type, row_offset):
-    """Statistics of a chunk with every row given wholly to its nearest centre."""
+# ------------------------------------------------- statistics of hard groups
+def richest_scatter_type(covariance_types: Sequence[str]) -> str:
+    """The scatter from which every requested covariance type can be derived
+    (full for full and tied, else diag, else spherical)."""
+    kinds = set(covariance_types)
+    if kinds & {"full", "tied"}:
+        return "full"
+    return "diag" if "diag" in kinds else "spherical"
+
+
+def convert_scatter(stats: SufficientStatistics, covariance_type: str) -> SufficientStatistics:
+    """Statistics whose scatter keeps only what ``covariance_type`` needs.
+
+    The input scatter is full (K, d, d), diag (K, d) or spherical (K,); tied is
+    the sum of the full scatters over components."""
+    scatter = stats.scatter
+    if covariance_type == "full":
+        if scatter.ndim != 3:
+            raise ValueError("full scatter cannot be derived from a diagonal one")
+    elif covariance_type == "tied":
+        if scatter.ndim != 3:
+            raise ValueError("tied scatter cannot be derived from a diagonal one")
+        scatter = scatter.sum(axis=0)
+    elif covariance_type == "diag":
+        if scatter.ndim == 1:
+            raise ValueError("diag scatter cannot be derived from a spherical one")
+        scatter = np.diagonal(scatter, axis1=1, axis2=2).copy() if scatter.ndim == 3 else scatter
+    elif covariance_type == "spherical":
+        if scatter.ndim == 3:
+            scatter = np.trace(scatter, axis1=1, axis2=2)
+        elif scatter.ndim == 2:
+            scatter = scatter.sum(axis=1)
+    else:
+        raise ValueError(f"unknown covariance_type {covariance_type!r}")
+    return stats._replace(scatter=scatter)
+
+
+def grouped_statistics(
+    X: np.ndarray, labels: np.ndarray, centres: np.ndarray, scatter_type: str
+) -> SufficientStatistics:
+    """Statistics (G groups) of rows X (n, d) given wholly to group ``labels``.
+
+    Each group's sums are taken about its centre (``centres``, shape (G, d)); a
+    group with no rows keeps its centre as mean and has zero weight. Costs
+    ``O(n d^2)`` for full scatter whatever G, unlike one-hot responsibilities.
+    """
+    n_groups = centres.shape[0]
+    stats = empty_statistics(n_groups, X.shape[1], scatter_type)
+    weight, mean, scatter = stats.weight, centres.astype(np.float64), stats.scatter
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=n_groups)
+    ends = np.cumsum(counts)
+    for group in np.flatnonzero(counts):
+        rows = X[order[ends[group] - counts[group] : ends[group]]]
+        part = statistics_from_responsibilities(
+            rows, np.ones((rows.shape[0], 1)), mean[group : group + 1], scatter_type
+        )
+        weight[group], mean[group], scatter[group] = part.weight[0], part.mean[0], part.scatter[0]
+    return SufficientStatistics(weight, mean, scatter, 0.0, float(X.shape[0]))
+
+
+def components_of(stats: SufficientStatistics, indices: np.ndarray) -> SufficientStatistics:
+    """The statistics of some components only (no rows counted)."""
+    return SufficientStatistics(
+        stats.weight[indices], stats.mean[indices], stats.scatter[indices], 0.0, 0.0
+    )
+
+
+def merge_groups(
+    stats: SufficientStatistics, assignment: np.ndarray, centres: np.ndarray, scatter_type: str
+) -> SufficientStatistics:
+    """Statistics of K components, each the union of the groups assigned to it.
+
+    ``stats`` holds G groups (full, diag or spherical scatter), ``assignment``
+    (G,) the component of every group and ``centres`` (K, d) the mean a component
+    with no group keeps. Uses the exact pairwise :func:`~streamgmm.statistics.merge`.
+    """
+    n_components = centres.shape[0]
+    result = empty_statistics(n_components, centres.shape[1], scatter_type)
+    mean = centres.astype(np.float64)
+    for component in range(n_components):
+        members = np.flatnonzero(assignment == component)
+        if members.size == 0:
+            continue
+        total = components_of(stats, members[:1])
+        for member in members[1:]:
+            total = merge(total, components_of(stats, np.array([member])), scatter_type)
+        result.weight[component] = total.weight[0]
+        mean[component] = total.mean[0]
+        result.scatter[component] = total.scatter[0]
+    return result._replace(mean=mean, n_samples=stats.n_samples)
+
+
+def _hard_assignment_chunk(block, centre_sets, scatter_type, row_offset):
+    """Statistics of a chunk for every centre set, each row to its nearest centre."""
     check_finite(block, row_offset)
     X = np.asarray(block, dtype=np.float64)
-    labels = squared_distances(X, centres).argmin(axis=1)
-    resp = np.zeros((X.shape[0], centres.shape[0]))
-    resp[np.arange(X.shape[0]), labels] = 1.0
-    return statistics_from_responsibilities(X, resp, centres, covariance_type)
+    return [
+        grouped_statistics(X, nearest_centres(X, centres)[0], centres, scatter_type)
+        for centres in centre_sets
+    ]
 
 
-def _random_statistics(block, shift, seed, covariance_type, row_offset):
-    """Statistics of a chunk under random responsibilities drawn from
-    ``(seed, row_offset)``, so every chunk's draw is reproducible on any worker."""
+def _combine_lists(parts, scatter_types):
+    """Merge lists of statistics position by position."""
+    return [
+        merge_all(column, scatter_type)
+        for column, scatter_type in zip(zip(*parts, strict=True), scatter_types, strict=True)
+    ]
+
+
+def hard_assignment_statistics(
+    data: RowData, centre_sets: Sequence[np.ndarray], scatter_type: str
+) -> list[SufficientStatistics]:
+    """One pass: for every centre set (G_j, d), the statistics of the rows
+    nearest to each of its centres (see :func:`grouped_statistics`)."""
+    centre_sets = [np.asarray(centres, dtype=np.float64) for centres in centre_sets]
+    combine = partial(_combine_lists, scatter_types=[scatter_type] * len(centre_sets))
+    return tree_reduce(data.array, _hard_assignment_chunk, combine, centre_sets, scatter_type)
+
+
+# ------------------------------------------------------------------ random
+def _random_chunk(block, seeds, n_components, scatter_types, row_offset):
+    """Statistics of a chunk under random responsibilities, one set per seed.
+
+    Draws are :func:`row_uniforms` of the global row index, so they do not depend
+    on the chunking or the worker; sums are taken about the chunk's own mean
+    (exact, as merges are)."""
     check_finite(block, row_offset)
-    rng = np.random.default_rng([seed, row_offset])
-    resp = rng.random((block.shape[0], shift.shape[0]))
-    resp /= resp.sum(axis=1, keepdims=True)
-    return statistics_from_responsibilities(block, resp, shift, covariance_type)
+    X = np.asarray(block, dtype=np.float64)
+    centre = X.mean(axis=0)
+    parts = []
+    for seed, K, scatter_type in zip(seeds, n_components, scatter_types, strict=True):
+        resp = row_uniforms(seed, 0, row_offset, X.shape[0], K)
+        resp /= resp.sum(axis=1, keepdims=True)
+        shift = np.repeat(centre[None, :], K, axis=0)
+        parts.append(statistics_from_responsibilities(X, resp, shift, scatter_type))
+    return parts
+
+
+# ---------------------------------------------------------------- k-means||
+class RoundSample(NamedTuple):
+    """Rows drawn in one k-means|| round, before the final threshold.
+
+    ``keys`` are ``d^2(x, C) / u`` with ``u`` uniform in (0, 1]: a row is drawn
+    iff ``key > cost / l``. ``cost`` is the summed ``d^2(x, C)`` of the rows seen."""
+
+    rows: np.ndarray
+    keys: np.ndarray
+    cost: float
+
+
+def threshold_sample(sample: RoundSample, oversampling: float) -> RoundSample:
+    """Keep the rows whose key beats ``cost / l`` for the cost seen so far.
+
+    The total cost is at least any partial cost, so applying this to partial
+    results drops only rows the final threshold would drop too."""
+    if sample.cost <= 0:
+        keep = np.zeros(sample.keys.shape, dtype=bool)
+    else:
+        keep = sample.keys > sample.cost / oversampling
+    return RoundSample(sample.rows[keep], sample.keys[keep], sample.cost)
+
+
+def _sampling_round_chunk(block, candidates, oversampling, seed, round_index, row_offset):
+    """One chunk of a k-means|| round: every row is drawn independently with
+    probability ``min(1, l d^2(x, C) / phi)``; ``phi`` is not known yet, so the
+    chunk keeps the rows that pass with its own cost (a lower bound of ``phi``)."""
+    check_finite(block, row_offset)
+    X = np.asarray(block, dtype=np.float64)
+    _, closest = nearest_centres(X, candidates)
+    uniform = row_uniforms(seed, round_index, row_offset, X.shape[0])[:, 0]
+    sample = RoundSample(X, closest / uniform, float(closest.sum()))
+    return threshold_sample(sample, oversampling)
+
+
+def _combine_rounds(parts, oversampling):
+    """Concatenate partial round samples, add their costs and re-threshold."""
+    merged = RoundSample(
+        np.concatenate([part.rows for part in parts]),
+        np.concatenate([part.keys for part in parts]),
+        float(sum(part.cost for part in parts)),
+    )
+    return threshold_sample(merged, oversampling)
+
+
+def kmeans_parallel_candidates(
+    data: RowData,
+    oversampling: float,
+    n_rounds: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The k-means|| candidate centres (M, d) (Bahmani et al. 2012).
+
+    A seeded random row is the first candidate (one chunk read); each of
+    ``n_rounds`` rounds is one pass in which every row joins the candidates
+    independently with probability ``min(1, l d^2(x, C) / phi(C))``, where ``C``
+    are the candidates so far and ``phi(C)`` the summed ``d^2``. The same pass
+    computes ``phi(C)``: every row's uniform is a hash of ``(seed, round, row
+    index)`` (:func:`row_uniforms`), the chunk keeps the rows that pass with its
+    partial cost, and the threshold is tightened as partial costs are added up
+    the tree. The result depends neither on the chunking nor on the scheduler.
+    Rounds stop early when every row coincides with a candidate.
+    """
+    first = int(rng.integers(data.n_samples))
+    candidates = read_rows(data, np.array([first]))
+    seed = int(rng.integers(2**63))
+    combine = partial(_combine_rounds, oversampling=oversampling)
+    for round_index in range(n_rounds):
+        drawn = tree_reduce(
+            data.array, _sampling_round_chunk, combine, candidates, oversampling, seed, round_index
+        )
+        drawn = threshold_sample(drawn, oversampling)
+        candidates = np.concatenate([candidates, drawn.rows])
+        if drawn.cost <= 0:
+            break
+    return candidates
+
+
+def recluster_groups(
+    groups: SufficientStatistics,
+    n_components: int,
+    rng: np.random.Generator,
+    n_restarts: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted k-means++ and Lloyd on the group means (weights = rows per group),
+    best of ``n_restarts`` in memory: returns the component of every group (G,)
+    and the K centres (K, d).
+
+    Clustering the weighted group means minimises the k-means cost over all
+    assignments that keep each group whole, since a group's own scatter does not
+    depend on where it goes; restarts cost no pass over the data."""
+    n_restarts = RECLUSTER_RESTARTS if n_restarts is None else n_restarts
+    occupied = np.flatnonzero(groups.weight > 0)
+    points, weights = groups.mean[occupied], groups.weight[occupied]
+    best_cost, best_centres = np.inf, None
+    for _ in range(n_restarts):
+        centres = lloyd(points, kmeans_plusplus(points, n_components, rng, weights), weights)
+        cost = float(weights @ nearest_centres(points, centres)[1])
+        if cost < best_cost * (1.0 - 1e-9):  # ties keep the earlier restart
+            best_cost, best_centres = cost, centres
+    assignment = np.full(groups.weight.shape[0], -1)
+    assignment[occupied] = nearest_centres(points, best_centres)[0]
+    return assignment, best_centres
+
+
+# ------------------------------------------------------------ grid drivers
+def initial_statistics_grid(
+    data: RowData,
+    candidates: Sequence[tuple[int, str]],
+    method: str,
+    rng: np.random.Generator,
+    sample_size: int,
+    *,
+    n_rounds: int | None = None,
+    oversampling: float | None = None,
+) -> list[SufficientStatistics]:
+    """Starting statistics for many candidate models in shared passes.
+
+    ``candidates`` lists ``(n_components, covariance_type)`` pairs (repeats are
+    separate starts). The passes are those of one model (module docs) whatever
+    the number of candidates: one sample, one set of k-means|| rounds (with
+    ``l = oversampling * max K``) or one set of random rows serves them all, and
+    one statistics pass computes every candidate's statistics.
+    """
+    if method not in INIT_METHODS:
+        raise ValueError(f"init_params must be one of {INIT_METHODS}, got {method!r}")
+    candidates = [(int(K), covariance_type) for K, covariance_type in candidates]
+    largest = max(K for K, _ in candidates)
+    if method == "random":
+        seeds = [int(rng.integers(2**63)) for _ in candidates]
+        Ks = [K for K, _ in candidates]
+        types = [covariance_type for _, covariance_type in candidates]
+        scatter_types = [richest_scatter_type([t]) for t in types]
+        combine = partial(_combine_lists, scatter_types=scatter_types)
+        stats = tree_reduce(data.array, _random_chunk, combine, seeds, Ks, scatter_types)
+        return [convert_scatter(s, t) for s, t in zip(stats, types, strict=True)]
+    scatter_type = richest_scatter_type([t for _, t in candidates])
+    if method == "k-means||":
+        factor = OVERSAMPLING_PER_COMPONENT if oversampling is None else oversampling
+        rounds = KMEANS_PARALLEL_ROUNDS if n_rounds is None else n_rounds
+        points = kmeans_parallel_candidates(data, factor * largest, rounds, rng)
+        (groups,) = hard_assignment_statistics(data, [points], scatter_type)
+        results = []
+        for K, covariance_type in candidates:
+            assignment, centres = recluster_groups(groups, K, rng)
+            merged = merge_groups(groups, assignment, centres, scatter_type)
+            results.append(convert_scatter(merged, covariance_type))
+        return results
+    if method == "random_from_data":
+        chosen = [rng.choice(data.n_samples, size=K, replace=False) for K, _ in candidates]
+        unique, inverse = np.unique(np.concatenate(chosen), return_inverse=True)
+        rows = read_rows(data, unique)
+        bounds = np.cumsum([0] + [K for K, _ in candidates])
+        centre_sets = [rows[inverse[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    else:
+        sample = sample_rows(data, max(sample_size, largest), rng)
+        centre_sets = []
+        for K, _ in candidates:
+            centres = kmeans_plusplus(sample, K, rng)
+            centre_sets.append(lloyd(sample, centres) if method == "kmeans" else centres)
+    stats = hard_assignment_statistics(data, centre_sets, scatter_type)
+    return [convert_scatter(s, t) for s, (_, t) in zip(stats, candidates, strict=True)]
 
 
 def initial_centres(
     data: RowData, n_components: int, method: str, rng: np.random.Generator, sample_size: int
 ) -> np.ndarray:
-    """Centres (K, d) for the hard-assignment methods, from a sample of rows."""
+    """Centres (K, d) for ``"kmeans"``, ``"k-means++"`` or ``"random_from_data"``
+    (reads a sample or K rows; no statistics pass)."""
     if method == "random_from_data":
         indices = np.sort(rng.choice(data.n_samples, size=n_components, replace=False))
-        return np.asarray(data.array[indices].compute(), dtype=np.float64)
+        return read_rows(data, indices)
     sample = sample_rows(data, max(sample_size, n_components), rng)
     centres = kmeans_plusplus(sample, n_components, rng)
     if method == "kmeans":
@@ -146,15 +508,20 @@ def initialize_parameters(
     method: str,
     rng: np.random.Generator,
     sample_size: int,
+    *,
+    n_rounds: int | None = None,
+    oversampling: float | None = None,
 ) -> tuple[GaussianParameters, np.ndarray]:
-    """Starting parameters and covariances by ``method`` (module docs)."""
-    combine = partial(merge_all, covariance_type=covariance_type)
-    if method == "random":
-        seed = int(rng.integers(2**63))
-        shift = sample_rows(data, min(sample_size, 1000), rng).mean(axis=0)
-        shift = np.repeat(shift[None, :], n_components, axis=0)
-        stats = tree_reduce(data.array, _random_statistics, combine, shift, seed, covariance_type)
-    else:
-        centres = initial_centres(data, n_components, method, rng, sample_size)
-        stats = tree_reduce(data.array, _assignment_statistics, combine, centres, covariance_type)
+    """Starting parameters and covariances by ``method``; passes as in the module
+    docs. ``n_rounds`` (default :data:`KMEANS_PARALLEL_ROUNDS`) and ``oversampling``
+    (``l / K``, default :data:`OVERSAMPLING_PER_COMPONENT`) tune ``"k-means||"``."""
+    (stats,) = initial_statistics_grid(
+        data,
+        [(n_components, covariance_type)],
+        method,
+        rng,
+        sample_size,
+        n_rounds=n_rounds,
+        oversampling=oversampling,
+    )
     return parameters_from_statistics(stats, reg_covar, covariance_type)

@@ -99,8 +99,12 @@ class GaussianMixture:
         EM iterations (passes over the data) per initialisation.
     n_init : int, default=1
         Initialisations; the one with the best final lower bound is kept.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
-        How starting parameters are found (see :mod:`streamgmm.initialization`).
+    init_params : {"k-means||", "kmeans", "k-means++", "random", "random_from_data"}
+        How starting parameters are found, and in how many passes (see
+        :mod:`streamgmm.initialization` and docs/initialization.md). The default
+        differs from scikit-learn's ``"kmeans"``: measured on well-separated
+        mixtures of 20 and 50 components, ``"k-means||"`` found every mean in every
+        seed where ``"kmeans"`` found them in 43% and 0% of seeds.
     weights_init, means_init, precisions_init : array-like, optional
         User-given starting parameters.
     random_state : int, Generator, RandomState or None
@@ -159,7 +163,7 @@ class GaussianMixture:
         reg_covar: float = 1e-6,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "k-means||",
         weights_init: Any = None,
         means_init: Any = None,
         precisions_init: Any = None,
@@ -720,12 +724,12 @@ class GaussianMixture:
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on X (lower is better), in one pass."""
         total, count = self._total_log_likelihood(self._validate_data(X, reset=False))
-        return -2 * total + self._n_parameters() * np.log(count)
+        return information_criterion("bic", total, count, self._n_parameters())
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on X (lower is better), in one pass."""
-        total, _ = self._total_log_likelihood(self._validate_data(X, reset=False))
-        return -2 * total + 2 * self._n_parameters()
+        total, count = self._total_log_likelihood(self._validate_data(X, reset=False))
+        return information_criterion("aic", total, count, self._n_parameters())
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` rows from the fitted mixture: (X (n, d), labels (n,))."""
@@ -754,6 +758,18 @@ class GaussianMixture:
         from .io import model_to_dataset
 
         return model_to_dataset(self)
+
+
+def information_criterion(
+    name: str, total_log_likelihood: float, n_samples: int, n_parameters: int
+) -> float:
+    """BIC ``-2 log L + p log n`` or AIC ``-2 log L + 2 p`` (scikit-learn's signs:
+    lower is better)."""
+    if name == "bic":
+        return -2 * total_log_likelihood + n_parameters * np.log(n_samples)
+    if name == "aic":
+        return -2 * total_log_likelihood + 2 * n_parameters
+    raise ValueError(f"criterion must be 'bic' or 'aic', got {name!r}")
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -92,7 +92,9 @@ def test_n_init_keeps_the_best_run():
     assert best.lower_bound_ == max(best.lower_bounds_) or best.converged_
 
 
-@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+@pytest.mark.parametrize(
+    "init_params", ["k-means||", "kmeans", "k-means++", "random", "random_from_data"]
+)
 def test_every_init_method_fits(init_params, mixture_data):
     X, _, truth = mixture_data
     # "random" starts every mean near the data mean (as in scikit-learn) and needs a
