@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import numbers
-import time
 import warnings
 from functools import partial
 from typing import Any
@@ -27,6 +26,7 @@ from .mstep import (
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
 )
+from .progress import FitProgress
 from .reduction import tree_reduce
 from .statistics import COVARIANCE_TYPES, merge_all
 
@@ -78,6 +78,8 @@ class GaussianMixture:
     warm_start : bool, default=False
         Continue from the fitted parameters on the next ``fit``.
     verbose : int, default=0
+        1 shows a progress bar per iteration on a terminal; 2 also prints a line
+        every ``verbose_interval`` iterations when not on a terminal.
     verbose_interval : int, default=10
     algorithm : {"batch"}, default="batch"
         ``"batch"`` runs exact EM, one pass over the data per iteration.
@@ -99,6 +101,10 @@ class GaussianMixture:
         Per-sample mean log-likelihood of the best run at its last E-step.
     lower_bounds_ : list of float
         ``lower_bound_`` after every iteration of the best run.
+    history_ : dict of lists
+        The best run's record per iteration: ``"passes"`` over the data,
+        ``"log_likelihood"`` (per-sample mean) and ``"elapsed"`` seconds
+        (see :mod:`streamgmm.progress`).
     n_features_in_ : int
     """
 
@@ -321,9 +327,12 @@ class GaussianMixture:
         """Exact EM from ``params``: one Dask reduction and one M-step per iteration."""
         combine = partial(merge_all, covariance_type=self.covariance_type)
         lower_bounds, converged, n_iter = [], False, 0
-        started = time.perf_counter()
-        if self.verbose:
-            print(f"Initialization {init_index}")
+        progress = FitProgress(
+            self.verbose,
+            self.max_iter,
+            f"batch EM, init {init_index}",
+            verbose_interval=self.verbose_interval,
+        )
         for n_iter in range(1, self.max_iter + 1):
             previous = lower_bound
             stats = tree_reduce(data.array, chunk_statistics, combine, params)
@@ -332,13 +341,11 @@ class GaussianMixture:
             )
             lower_bound = stats.log_likelihood / stats.n_samples
             lower_bounds.append(lower_bound)
-            change = lower_bound - previous
-            if self.verbose >= 1 and n_iter % self.verbose_interval == 0:
-                elapsed = time.perf_counter() - started
-                print(f"  Iteration {n_iter}\t time lapse {elapsed:.5f}s\t ll change {change:.5f}")
-            if abs(change) < self.tol:
+            progress.record(lower_bound, passes=n_iter)
+            if abs(lower_bound - previous) < self.tol:
                 converged = True
                 break
+        progress.close()
         return {
             "params": params,
             "covariances": covariances,
@@ -346,6 +353,7 @@ class GaussianMixture:
             "lower_bounds": lower_bounds,
             "n_iter": n_iter,
             "converged": converged,
+            "history": progress.history,
         }
 
     def _set_fitted(self, run: dict, n_features: int) -> None:
@@ -361,6 +369,7 @@ class GaussianMixture:
         self.n_iter_ = run["n_iter"]
         self.lower_bound_ = run["lower_bound"]
         self.lower_bounds_ = run["lower_bounds"]
+        self.history_ = run["history"]
         self.n_features_in_ = n_features
 
     def _check_is_fitted(self) -> None:
