@@ -297,14 +297,15 @@ def _criterion_curves(table, criterion, n_components):
     return curves, counts
 
 
-def plot_model(model: Any, X: Any = None, *, features=None, runs: Any = None):
+def plot_model(model: Any, X: Any = None, *, features=None, n_points: int = 5000, runs=None):
     """A two-panel figure: convergence (of ``runs``, default the model itself) and
-    the components over a sample of ``X``. Returns the matplotlib Figure."""
+    the components over a sample of ``n_points`` rows of ``X`` (see
+    :func:`plot_components`). Returns the matplotlib Figure."""
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     plot_convergence(model if runs is None else runs, ax=left)
     if model.means_.shape[1] >= 2:
-        plot_components(model, X, features=features, ax=right)
+        plot_components(model, X, features=features, n_points=n_points, ax=right)
     else:
         right.set_axis_off()
     return figure
