@@ -21,6 +21,7 @@ import click
 import numpy as np
 
 from .datasets import MixtureTruth, match_components, random_mixture, write_mixture_zarr
+from .initialization import INIT_METHODS
 from .mixture import ALGORITHMS, GaussianMixture
 from .statistics import COVARIANCE_TYPES
 
@@ -187,21 +188,58 @@ def progress_options(function):
 # -------------------------------------------------------------------- fit
 @main.command()
 @click.argument("data")
-@click.option("-k", "--n-components", type=click.IntRange(min=1), required=True)
 @click.option(
-    "--covariance-type", type=click.Choice(COVARIANCE_TYPES), default="full", show_default=True
+    "-k", "--n-components", type=click.IntRange(min=1), required=True, help="Mixture components."
 )
-@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="batch", show_default=True)
-@click.option("--max-iter", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
-@click.option("--reg-covar", type=click.FloatRange(min=0), default=1e-6, show_default=True)
+@click.option(
+    "--covariance-type",
+    type=click.Choice(COVARIANCE_TYPES),
+    default="full",
+    show_default=True,
+    help="Shape of the component covariances.",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(ALGORITHMS),
+    default="batch",
+    show_default=True,
+    help="batch: exact EM, one pass over DATA per iteration.",
+)
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Most EM iterations (passes over DATA).",
+)
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0),
+    default=1e-3,
+    show_default=True,
+    help="Stop when the mean log-likelihood per row changes by less.",
+)
+@click.option(
+    "--reg-covar",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    help="Added to every covariance diagonal.",
+)
 @click.option(
     "--init-params",
-    type=click.Choice(["kmeans", "k-means++", "random", "random_from_data"]),
+    type=click.Choice(INIT_METHODS),
     default="kmeans",
     show_default=True,
+    help="How the starting parameters are found.",
 )
-@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--n-init",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Starts to try; the best final fit is kept.",
+)
 @click.option("--random-state", type=int, default=None, help="Seed (default: unseeded).")
 @data_options
 @scheduler_option
@@ -407,7 +445,13 @@ def component_spreads(model: GaussianMixture) -> np.ndarray:
     default=None,
     help="Two feature indices to draw (default: the first two principal axes).",
 )
-@click.option("--n-points", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option(
+    "--n-points",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Rows to sample for the scatter.",
+)
 @data_options
 def plot(
     model_path: Path,
@@ -506,7 +550,11 @@ def demo(
             runs[name] = (model, elapsed, model.score(store))
         click.echo(comparison_table(runs, truth))
         if plot_path is not None:
-            plotting = plot_module()
+            try:
+                plotting = plot_module()
+            except click.ClickException as error:
+                click.echo(f"plot skipped: {error.message}", err=True)
+                return
             first_model = next(iter(runs.values()))[0]
             histories = {name: model for name, (model, _, _) in runs.items()}
             plotting.save_figure(
