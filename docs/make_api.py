@@ -86,7 +86,13 @@ def _command_help() -> str:
     from streamgmm.cli import main
 
     text = "## The `streamgmm` command\n\n"
-    root = click.Context(main, info_name="streamgmm", terminal_width=99, max_content_width=99)
+    root = click.Context(
+        main,
+        info_name="streamgmm",
+        terminal_width=99,
+        max_content_width=99,
+        **main.context_settings,
+    )
     text += _block(main.get_help(root)) + "\n"
     for name, command in main.commands.items():
         context = click.Context(

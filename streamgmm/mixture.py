@@ -26,7 +26,7 @@ from .mstep import (
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from .progress import FitProgress
+from .progress import FitProgress, history_from_lower_bounds
 from .reduction import tree_reduce
 from .statistics import COVARIANCE_TYPES, merge_all
 
@@ -369,7 +369,7 @@ class GaussianMixture:
         self.n_iter_ = run["n_iter"]
         self.lower_bound_ = run["lower_bound"]
         self.lower_bounds_ = run["lower_bounds"]
-        self.history_ = run["history"]
+        self.history_ = run.get("history") or history_from_lower_bounds(run["lower_bounds"])
         self.n_features_in_ = n_features
 
     def _check_is_fitted(self) -> None:

@@ -30,6 +30,16 @@ def empty_history() -> dict[str, list[float]]:
     return {key: [] for key in HISTORY_KEYS}
 
 
+def history_from_lower_bounds(lower_bounds: list[float]) -> dict[str, list[float]]:
+    """A history for a run that recorded only its per-pass log-likelihoods: one
+    pass per value, elapsed times unknown (NaN)."""
+    return {
+        "passes": [float(index) for index in range(1, len(lower_bounds) + 1)],
+        "log_likelihood": [float(value) for value in lower_bounds],
+        "elapsed": [float("nan")] * len(lower_bounds),
+    }
+
+
 def is_terminal(stream: IO[str]) -> bool:
     """Whether ``stream`` is an interactive terminal."""
     isatty = getattr(stream, "isatty", None)

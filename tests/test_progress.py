@@ -103,3 +103,12 @@ def test_fit_progress_records_without_output():
     progress.close()
     assert progress.history["passes"] == [0.5, 1.0]
     assert progress.history["log_likelihood"] == [-2.0, -1.5]
+
+
+def test_history_from_lower_bounds_for_runs_without_a_recorder():
+    from streamgmm.progress import history_from_lower_bounds
+
+    history = history_from_lower_bounds([-3.0, -2.5])
+    assert history["passes"] == [1.0, 2.0]
+    assert history["log_likelihood"] == [-3.0, -2.5]
+    assert np.isnan(history["elapsed"]).all()
