@@ -199,9 +199,10 @@ def plot_components(
             f"{k}: w={model.weights_[k]:.2f}",
             mean,
             textcoords="offset points",
-            xytext=(4, 4),
+            xytext=(8, 8),
             color=color,
             fontsize=8,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.7, "lw": 0},
         )
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])

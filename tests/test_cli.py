@@ -188,6 +188,30 @@ def test_fit_and_predict_a_netcdf_variable_with_sample_dim(netcdf, tmp_path):
     np.testing.assert_array_equal(labels.values, reference.predict(X))
 
 
+def test_fit_a_zarr_dataset_variable(netcdf, tmp_path):
+    path, X, _ = netcdf
+    dataset = xr.open_dataset(path).drop_vars("feature").chunk({"time": 500})
+    dataset.to_zarr(tmp_path / "obs.zarr", consolidated=False)
+    out = tmp_path / "model.zarr"
+    result = invoke(
+        "fit",
+        tmp_path / "obs.zarr",
+        "--variable",
+        "obs",
+        "--sample-dim",
+        "time",
+        "-k",
+        K,
+        "--random-state",
+        0,
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    reference = streamgmm.GaussianMixture(K, random_state=0).fit(X)
+    np.testing.assert_allclose(streamgmm.load(out).means_, reference.means_, rtol=1e-9)
+
+
 def test_predict_writes_labels_and_responsibilities_chunked_like_the_input(
     model_path, store, tmp_path
 ):
