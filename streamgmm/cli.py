@@ -8,6 +8,7 @@ standard error and exit status 1 (2 for usage errors), never a traceback; set
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import time
@@ -24,6 +25,12 @@ from .datasets import MixtureTruth, match_components, random_mixture, write_mixt
 from .initialization import INIT_METHODS
 from .mixture import ALGORITHMS, GaussianMixture
 from .statistics import COVARIANCE_TYPES
+
+ESTIMATOR_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(GaussianMixture).parameters.items()
+}
+"""The estimator's defaults, used as the defaults of ``streamgmm fit``'s options."""
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 
@@ -194,49 +201,49 @@ def progress_options(function):
 @click.option(
     "--covariance-type",
     type=click.Choice(COVARIANCE_TYPES),
-    default="full",
+    default=ESTIMATOR_DEFAULTS["covariance_type"],
     show_default=True,
     help="Shape of the component covariances.",
 )
 @click.option(
     "--algorithm",
     type=click.Choice(ALGORITHMS),
-    default="batch",
+    default=ESTIMATOR_DEFAULTS["algorithm"],
     show_default=True,
     help="batch: exact EM, one pass over DATA per iteration.",
 )
 @click.option(
     "--max-iter",
     type=click.IntRange(min=1),
-    default=100,
+    default=ESTIMATOR_DEFAULTS["max_iter"],
     show_default=True,
     help="Most EM iterations (passes over DATA).",
 )
 @click.option(
     "--tol",
     type=click.FloatRange(min=0),
-    default=1e-3,
+    default=ESTIMATOR_DEFAULTS["tol"],
     show_default=True,
     help="Stop when the mean log-likelihood per row changes by less.",
 )
 @click.option(
     "--reg-covar",
     type=click.FloatRange(min=0),
-    default=1e-6,
+    default=ESTIMATOR_DEFAULTS["reg_covar"],
     show_default=True,
     help="Added to every covariance diagonal.",
 )
 @click.option(
     "--init-params",
     type=click.Choice(INIT_METHODS),
-    default="kmeans",
+    default=ESTIMATOR_DEFAULTS["init_params"],
     show_default=True,
     help="How the starting parameters are found.",
 )
 @click.option(
     "--n-init",
     type=click.IntRange(min=1),
-    default=1,
+    default=ESTIMATOR_DEFAULTS["n_init"],
     show_default=True,
     help="Starts to try; the best final fit is kept.",
 )

@@ -241,6 +241,8 @@ def plot_criterion(
     best_label, best_index, best_value = None, 0, np.inf
     for label, values in curves.items():
         ax.plot(counts, values, marker="o", label=label)
+        if np.isnan(values).all():
+            continue
         index = int(np.nanargmin(values))
         if values[index] < best_value:
             best_label, best_index, best_value = label, index, values[index]

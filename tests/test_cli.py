@@ -131,6 +131,11 @@ def test_fit_an_array_inside_a_zarr_group(tmp_path, truth):
     np.testing.assert_array_equal(
         streamgmm.load(out).means_, streamgmm.load(tmp_path / "inner.zarr").means_
     )
+    # options left out take the estimator's defaults
+    fitted, default = streamgmm.load(out).get_params(), streamgmm.GaussianMixture().get_params()
+    for name in ("n_components", "random_state", "verbose"):
+        fitted.pop(name), default.pop(name)
+    assert fitted == default
 
 
 @pytest.fixture(scope="module")

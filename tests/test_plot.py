@@ -110,6 +110,10 @@ def test_criterion_png_from_a_dataset_and_from_arrays(tmp_path):
     save_figure(ax, tmp_path / "bic.png")
     assert_png(tmp_path / "bic.png")
 
+    with_gaps = table.copy(deep=True)
+    with_gaps["bic"][1, :] = np.nan  # a covariance type whose fits all failed
+    assert plot_criterion(with_gaps).get_lines()[-1].get_xdata()[0] == 3
+
     ax = plot_criterion(bic[0], "aic", n_components=counts)
     assert ax.get_lines()[-1].get_xdata()[0] == 3
     assert ax.get_ylabel() == "AIC"
