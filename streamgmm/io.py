@@ -65,10 +65,72 @@ def model_to_dataset(model: Any) -> xr.Dataset:
         "lower_bound": float(model.lower_bound_),
         "n_features_in": int(model.n_features_in_),
     }
+    online_vars, online_attrs = online_state_variables(model)
+    data_vars.update(online_vars)
+    attrs.update(online_attrs)
     coords = {"component": np.arange(K), "feature": np.arange(d)}
     if "feature_j" in cov_dims:
         coords["feature_j"] = np.arange(d)
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+ONLINE_PREFIXES = {"running_statistics_": "online_", "averaged_statistics_": "averaged_"}
+"""Model attribute holding a SufficientStatistics -> prefix of its variables."""
+
+ONLINE_COUNTERS = ("n_steps_", "n_samples_seen_", "n_averaged_")
+
+
+def online_state_variables(model: Any) -> tuple[dict, dict]:
+    """Data variables and attrs for the stepwise-EM state of ``model`` (empty if
+    it has none), so that a loaded model continues the schedule exactly.
+
+    Each statistics set becomes ``<prefix>weight`` (component), ``<prefix>mean``
+    (component, feature), ``<prefix>scatter`` (dims by covariance type) and the
+    0-d float64 variables ``<prefix>log_likelihood`` and ``<prefix>n_samples``;
+    the counters and ``stream_position_`` are integer attrs. Files without these
+    read as before (format version 1 stays readable both ways).
+    """
+    data_vars, attrs = {}, {}
+    if hasattr(model, "running_statistics_"):
+        cov_dims = COVARIANCE_DIMS[model.covariance_type]
+        for attribute, prefix in ONLINE_PREFIXES.items():
+            stats = getattr(model, attribute)
+            if stats is None:
+                continue
+            data_vars[prefix + "weight"] = (("component",), stats.weight)
+            data_vars[prefix + "mean"] = (("component", "feature"), stats.mean)
+            data_vars[prefix + "scatter"] = (cov_dims, stats.scatter)
+            data_vars[prefix + "log_likelihood"] = ((), np.float64(stats.log_likelihood))
+            data_vars[prefix + "n_samples"] = ((), np.float64(stats.n_samples))
+        for name in ONLINE_COUNTERS:
+            attrs[name.rstrip("_")] = int(getattr(model, name))
+    if hasattr(model, "stream_position_"):
+        attrs["stream_position"] = int(model.stream_position_)
+    return data_vars, attrs
+
+
+def restore_online_state(model: Any, dataset: xr.Dataset) -> None:
+    """Set the stepwise-EM attributes of ``model`` from a Dataset written by
+    :func:`model_to_dataset` (nothing if the file holds no online state)."""
+    from .statistics import SufficientStatistics
+
+    if "stream_position" in dataset.attrs:
+        model.stream_position_ = int(dataset.attrs["stream_position"])
+    if "online_weight" not in dataset:
+        return
+    for attribute, prefix in ONLINE_PREFIXES.items():
+        stats = None
+        if prefix + "weight" in dataset:
+            stats = SufficientStatistics(
+                weight=dataset[prefix + "weight"].values,
+                mean=dataset[prefix + "mean"].values,
+                scatter=dataset[prefix + "scatter"].values,
+                log_likelihood=float(dataset[prefix + "log_likelihood"].values),
+                n_samples=float(dataset[prefix + "n_samples"].values),
+            )
+        setattr(model, attribute, stats)
+    for name in ONLINE_COUNTERS:
+        setattr(model, name, int(dataset.attrs[name.rstrip("_")]))
 
 
 def _json_safe(value: Any) -> bool:
@@ -120,4 +182,5 @@ def load(path: str | os.PathLike):
     model.n_iter_ = int(dataset.attrs["n_iter"])
     model.lower_bound_ = float(dataset.attrs["lower_bound"])
     model.n_features_in_ = int(dataset.attrs["n_features_in"])
+    restore_online_state(model, dataset)
     return model

@@ -26,11 +26,27 @@ from .mstep import (
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
 )
+from .online import (
+    OnlineConfig,
+    OnlineState,
+    current_parameters,
+    initial_state,
+    iterate_batches,
+    online_em,
+    reported_parameters,
+    run_batches,
+    single_threaded_blas,
+)
 from .progress import FitProgress, history_from_lower_bounds
 from .reduction import tree_reduce
 from .statistics import COVARIANCE_TYPES, merge_all
 
-ALGORITHMS = ("batch",)
+ALGORITHMS = ("batch", "online")
+
+BATCH_SIZE = 1024
+LEARNING_DECAY = 0.6
+LEARNING_OFFSET = 0.0
+"""Defaults of online EM, chosen by ``benchmarks/online_vs_batch.py`` (docs/online.md)."""
 
 
 class ConvergenceWarning(UserWarning):
@@ -81,8 +97,19 @@ class GaussianMixture:
         1 shows a progress bar per iteration on a terminal; 2 also prints a line
         every ``verbose_interval`` iterations when not on a terminal.
     verbose_interval : int, default=10
-    algorithm : {"batch"}, default="batch"
+    algorithm : {"batch", "online"}, default="batch"
         ``"batch"`` runs exact EM, one pass over the data per iteration.
+        ``"online"`` runs stepwise EM (:mod:`streamgmm.online`): the parameters
+        move after every mini-batch, and ``max_iter`` counts passes.
+    batch_size : int, default=BATCH_SIZE
+        Rows per mini-batch of online EM (``fit`` and ``partial_fit``).
+    learning_decay : float in (0.5, 1], default=LEARNING_DECAY
+        ``alpha`` of the online step size ``rho_t = (t + t0) ** -alpha``.
+    learning_offset : float >= 0, default=LEARNING_OFFSET
+        ``t0`` of the online step size.
+    averaging : bool, default=False
+        Report the parameters of the Polyak–Ruppert average of the online
+        statistics (from the end of the burn-in on).
     init_sample_size : int, default=100_000
         Rows sampled (in one pass) for the k-means-based initialisations.
     sample_dim : str, optional
@@ -126,6 +153,10 @@ class GaussianMixture:
         verbose: int = 0,
         verbose_interval: int = 10,
         algorithm: str = "batch",
+        batch_size: int = BATCH_SIZE,
+        learning_decay: float = LEARNING_DECAY,
+        learning_offset: float = LEARNING_OFFSET,
+        averaging: bool = False,
         init_sample_size: int = 100_000,
         sample_dim: str | None = None,
     ) -> None:
@@ -144,6 +175,10 @@ class GaussianMixture:
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.algorithm = algorithm
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.averaging = averaging
         self.init_sample_size = init_sample_size
         self.sample_dim = sample_dim
 
@@ -207,6 +242,16 @@ class GaussianMixture:
             )
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        check_number("batch_size", 1, integer=True)
+        check_number("learning_offset", 0.0)
+        check_number("learning_decay", 0.5, strict=True)
+        if self.learning_decay > 1:
+            raise ValueError(
+                f"learning_decay must be in (0.5, 1] so that the steps sum to infinity and "
+                f"their squares do not, got {self.learning_decay!r}"
+            )
+        if not isinstance(self.averaging, bool | np.bool_):
+            raise TypeError(f"averaging must be True or False, got {self.averaging!r}")
         self._user_parameters(n_features)
 
     def _user_parameters(self, n_features: int):
@@ -271,7 +316,10 @@ class GaussianMixture:
             else:
                 params, covariances = self._fitted_parameters(), self.covariances_
                 start_bound = self.lower_bound_
-            run = self._batch_em(data, params, covariances, start_bound, init)
+            if self.algorithm == "online":
+                run = self._online_em(data, params, covariances, rng, continue_=not do_init)
+            else:
+                run = self._batch_em(data, params, covariances, start_bound, init)
             if best is None or run["lower_bound"] > best["lower_bound"]:
                 best = run
         if not best["converged"]:
@@ -356,6 +404,120 @@ class GaussianMixture:
             "history": progress.history,
         }
 
+    def _online_config(self) -> OnlineConfig:
+        return OnlineConfig(
+            self.covariance_type,
+            self.reg_covar,
+            self.learning_decay,
+            self.learning_offset,
+            self.averaging,
+        )
+
+    def _online_state(self):
+        """The stepwise-EM state of a fitted model (a fresh one if it has none)."""
+        if hasattr(self, "running_statistics_"):
+            return self._online_state_from_attributes()
+        return initial_state(self.n_components, self.n_features_in_, self.covariance_type)
+
+    def _online_em(self, data, params, covariances, rng, continue_: bool):
+        """Stepwise EM over ``max_iter`` passes (see :func:`streamgmm.online.online_em`)."""
+        config = self._online_config()
+        if continue_:
+            state = self._online_state()
+            with single_threaded_blas():
+                params = current_parameters(state, params, config)
+        else:
+            state = initial_state(self.n_components, data.n_features, self.covariance_type)
+        return online_em(
+            data.array,
+            params,
+            covariances,
+            state,
+            config,
+            batch_size=self.batch_size,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            rng=rng,
+            verbose=self.verbose,
+            verbose_interval=self.verbose_interval,
+        )
+
+    def partial_fit(self, X: Any, y: Any = None) -> GaussianMixture:
+        """Stepwise-EM updates from the rows of X, in mini-batches of ``batch_size``.
+
+        The first call (on an unfitted model) starts from ``*_init`` or from
+        initialisation on X; later calls continue the step-size schedule where the
+        previous call (or ``fit``, or a saved model) stopped. X is any supported
+        input. The call is all or nothing: if any row is NaN or infinite, a
+        ``ValueError`` is raised and the model stays exactly as it was.
+        """
+        return self._partial_fit(X)
+
+    def _partial_fit(self, X: Any, first_row: int = 0) -> GaussianMixture:
+        first_call = not hasattr(self, "means_")
+        data = self._validate_data(X, reset=first_call)
+        self._check_parameters(data.n_features)
+        config = self._online_config()
+        if first_call:
+            if data.n_samples < self.n_components:
+                raise ValueError(
+                    f"The first partial_fit needs n_samples >= n_components to initialise, "
+                    f"got n_samples={data.n_samples} and n_components={self.n_components}"
+                )
+            params, covariances = self._initial_parameters(data, make_rng(self.random_state))
+            state = initial_state(self.n_components, data.n_features, self.covariance_type)
+        else:
+            state = self._online_state()
+            with single_threaded_blas():
+                params = current_parameters(state, self._fitted_parameters(), config)
+            covariances = self.covariances_
+        batches = iterate_batches(data.array, self.batch_size, first_row=first_row)
+        state, params, covariances, total, count = run_batches(
+            state, params, covariances, batches, config
+        )
+        with single_threaded_blas():
+            shown, shown_covariances = reported_parameters(state, params, covariances, config)
+        previous_bounds = [] if first_call else list(self.lower_bounds_)
+        run = {
+            "params": shown,
+            "covariances": shown_covariances,
+            "lower_bound": total / count,
+            "lower_bounds": [*previous_bounds, total / count],
+            "n_iter": 1 if first_call else self.n_iter_ + 1,
+            "converged": False,
+            "online_state": state,
+        }
+        self._set_fitted(run, data.n_features)
+        return self
+
+    def _set_online_attributes(self, state) -> None:
+        """Store (or, for ``None``, remove) the stepwise-EM state as attributes."""
+        names = (
+            "running_statistics_",
+            "averaged_statistics_",
+            "n_steps_",
+            "n_samples_seen_",
+            "n_averaged_",
+        )
+        if state is None:
+            for name in names:
+                self.__dict__.pop(name, None)
+            return
+        self.running_statistics_ = state.statistics
+        self.averaged_statistics_ = state.averaged
+        self.n_steps_ = state.n_steps
+        self.n_samples_seen_ = state.n_samples_seen
+        self.n_averaged_ = state.n_averaged
+
+    def _online_state_from_attributes(self) -> OnlineState:
+        return OnlineState(
+            self.running_statistics_,
+            self.n_steps_,
+            self.n_samples_seen_,
+            self.averaged_statistics_,
+            self.n_averaged_,
+        )
+
     def _set_fitted(self, run: dict, n_features: int) -> None:
         params = run["params"]
         self.weights_ = params.weights
@@ -369,6 +531,7 @@ class GaussianMixture:
         self.n_iter_ = run["n_iter"]
         self.lower_bound_ = run["lower_bound"]
         self.lower_bounds_ = run["lower_bounds"]
+        self._set_online_attributes(run.get("online_state"))
         self.history_ = run.get("history") or history_from_lower_bounds(run["lower_bounds"])
         self.n_features_in_ = n_features
 

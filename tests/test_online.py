@@ -1,0 +1,274 @@
+"""Stepwise online EM (issue 3): the update, the schedule, fit/partial_fit, state, safety."""
+
+import copy
+import os
+import subprocess
+import sys
+import textwrap
+
+import dask.array as da
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from streamgmm import GaussianMixture
+from streamgmm.datasets import make_mixture, random_mixture, sample_mixture
+from streamgmm.estep import statistics_from_responsibilities
+from streamgmm.io import load, save
+from streamgmm.online import (
+    burn_in_complete,
+    iterate_batches,
+    step_size,
+    stepwise_update,
+)
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _start(X, n_components, covariance_type="full", random_state=0):
+    """Starting parameters shared by the models a test compares."""
+    start = GaussianMixture(
+        n_components, covariance_type=covariance_type, max_iter=1, random_state=random_state
+    ).fit(X)
+    return dict(
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        covariance_type=covariance_type,
+    )
+
+
+def _raw_moments(X, resp):
+    """Per-component raw sums: n_k, sum g x, sum g x x^T."""
+    return resp.sum(0), resp.T @ X, np.einsum("nk,ni,nj->kij", resp, X, X)
+
+
+# ------------------------------------------------------------------ the math
+def test_step_size_schedule():
+    assert step_size(1, 0.6, 10.0) == 1.0
+    assert step_size(2, 0.6, 0.0) == pytest.approx(2**-0.6)
+    assert step_size(7, 0.75, 3.0) == pytest.approx(10**-0.75)
+    steps = [step_size(t, 0.6, 2.0) for t in range(2, 50)]
+    assert np.all(np.diff(steps) < 0)
+
+
+def test_stepwise_update_is_the_convex_combination_of_raw_moments():
+    rng = np.random.default_rng(0)
+    XA, XB = rng.normal(5e3, 1, (300, 3)), rng.normal(5e3 + 2, 2, (500, 3))
+    rA, rB = rng.dirichlet(np.ones(4), 300), rng.dirichlet(np.ones(4), 500)
+    shift = np.full((4, 3), 5e3)
+    a = statistics_from_responsibilities(XA, rA, shift, "full")
+    b = statistics_from_responsibilities(XB, rB, shift, "full")
+    rho = 0.3
+    mixed = stepwise_update(a, b, rho, "full")
+    nA, sA, qA = _raw_moments(XA - 5e3, rA)
+    nB, sB, qB = _raw_moments(XB - 5e3, rB)
+    n = (1 - rho) * nA + rho * nB
+    first = ((1 - rho) * sA + rho * sB) / n[:, None]
+    second = ((1 - rho) * qA + rho * qB) / n[:, None, None]
+    np.testing.assert_allclose(mixed.weight, n, rtol=1e-12)
+    np.testing.assert_allclose(mixed.mean - 5e3, first, rtol=1e-9)
+    covariance = second - np.einsum("ki,kj->kij", first, first)
+    np.testing.assert_allclose(mixed.scatter / n[:, None, None], covariance, atol=1e-9)
+    assert mixed.n_samples == pytest.approx((1 - rho) * 300 + rho * 500)
+
+
+def test_burn_in_needs_d_plus_one_rows_per_component_or_the_cap():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 5))
+    resp = np.zeros((40, 2))
+    resp[:35, 0], resp[35:, 1] = 1.0, 1.0
+    stats = statistics_from_responsibilities(X, resp, np.zeros((2, 5)), "full")
+    normalised = stepwise_update(stats, stats, 1.0, "full")._replace()
+    per_row = normalised._replace(weight=normalised.weight / 40)
+    assert not burn_in_complete(per_row, 40, "full")  # component 1 holds 5 < d + 1 rows
+    assert burn_in_complete(per_row, 40, "diag")  # 2 rows suffice for variances
+    assert burn_in_complete(per_row, 10 * 2 * 6, "full")  # the cap
+
+
+@pytest.mark.parametrize("order", [None, [2, 0, 3, 1]])
+def test_iterate_batches_carries_rows_across_chunks(order):
+    X = np.arange(4 * 70 * 2, dtype=float).reshape(-1, 2)
+    array = da.from_array(X, chunks=(70, 2))
+    batches = list(iterate_batches(array, 32, order, first_row=1000))
+    sizes = [batch.shape[0] for batch, _ in batches]
+    assert sizes == [32] * 8 + [280 - 8 * 32]
+    chunk_order = order or [0, 1, 2, 3]
+    expected = np.concatenate([X[70 * i : 70 * (i + 1)] for i in chunk_order])
+    np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), expected)
+    first_batch, first_row = batches[0]
+    np.testing.assert_array_equal(first_batch, X[first_row - 1000 : first_row - 1000 + 32])
+
+
+# ------------------------------------------------------------ the estimator
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(learning_decay=0.5), "learning_decay"),
+        (dict(learning_decay=1.2), "learning_decay"),
+        (dict(learning_offset=-1.0), "learning_offset"),
+        (dict(algorithm="stochastic"), "algorithm"),
+    ],
+)
+def test_bad_online_parameters_raise(params, message):
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    for method in ("fit", "partial_fit"):
+        model = GaussianMixture(2, **{"algorithm": "online", **params})
+        with pytest.raises(ValueError, match=message):
+            getattr(model, method)(X)
+        assert not hasattr(model, "means_")
+
+
+def test_partial_fit_rejects_a_different_feature_count():
+    X = np.random.default_rng(0).normal(size=(500, 3))
+    model = GaussianMixture(2, batch_size=100, random_state=0).partial_fit(X)
+    with pytest.raises(ValueError, match="3 features"):
+        model.partial_fit(X[:, :2])
+
+
+def test_two_passes_reach_batch_em_within_a_hundredth_of_a_nat():
+    """Must show 1 on a small overlapping mixture (the full size is in the benchmark).
+
+    BLAS is limited to one thread only to keep batch EM's 100 iterations fast on a
+    shared machine; it changes no result.
+    """
+    X, _, _ = make_mixture(20_000, n_components=4, n_features=4, separation=1.0, random_state=3)
+    with threadpool_limits(limits=1, user_api="blas"):
+        start = _start(X, 4)
+        batch = GaussianMixture(4, tol=1e-6, max_iter=1000, **start).fit(X)
+    online = GaussianMixture(
+        4, algorithm="online", max_iter=2, tol=0.0, random_state=0, **start
+    ).fit(X)
+    assert batch.converged_ and batch.n_iter_ > 20  # overlapping: batch EM needs many passes
+    assert online.n_iter_ == 2 and online.n_samples_seen_ == 2 * X.shape[0]
+    gap = batch.score(X) - online.score(X)
+    assert gap < 0.01, gap
+
+
+@pytest.mark.parametrize("averaging", [False, True])
+def test_partial_fit_stream_equals_fit_online(averaging):
+    """Must show 2: 50 partial_fit calls == one online pass over the same rows."""
+    X, _, _ = make_mixture(50 * 200, n_components=3, n_features=3, separation=2.0, random_state=4)
+    shared = dict(batch_size=200, learning_decay=0.7, learning_offset=2.0, averaging=averaging)
+    shared.update(_start(X, 3))
+    fitted = GaussianMixture(3, algorithm="online", max_iter=1, tol=0.0, **shared).fit(X)
+    streamed = GaussianMixture(3, **shared)
+    for batch in np.split(X, 50):
+        streamed.partial_fit(batch)
+    assert streamed.n_steps_ == fitted.n_steps_ >= 49
+    assert streamed.n_samples_seen_ == fitted.n_samples_seen_ == X.shape[0]
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(streamed, name), getattr(fitted, name), atol=1e-12)
+    for a, b in zip(streamed.running_statistics_, fitted.running_statistics_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+CONTINUE_IN_FRESH_PROCESS = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from streamgmm.io import load, save
+
+    model = load(sys.argv[1])
+    for batch in np.split(np.load(sys.argv[2]), int(sys.argv[4])):
+        model.partial_fit(batch)
+    save(model, sys.argv[3])
+    """
+)
+
+
+@pytest.mark.parametrize("averaging", [False, True])
+def test_saved_mid_stream_model_continues_in_another_process(tmp_path, averaging):
+    """Must show 2: save after 25 of 50 batches, continue in a fresh process."""
+    X, _, _ = make_mixture(50 * 200, n_components=3, n_features=3, separation=2.0, random_state=5)
+    shared = dict(batch_size=200, learning_offset=1.0, averaging=averaging, **_start(X, 3))
+    batches = np.split(X, 50)
+    uninterrupted = GaussianMixture(3, **shared)
+    for batch in batches:
+        uninterrupted.partial_fit(batch)
+    halfway = GaussianMixture(3, **shared)
+    for batch in batches[:25]:
+        halfway.partial_fit(batch)
+    save(halfway, tmp_path / "halfway.zarr")
+    np.save(tmp_path / "rest.npy", X[25 * 200 :])
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CONTINUE_IN_FRESH_PROCESS,
+            str(tmp_path / "halfway.zarr"),
+            str(tmp_path / "rest.npy"),
+            str(tmp_path / "final.zarr"),
+            "25",
+        ],
+        check=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+        timeout=120,
+    )
+    resumed = load(tmp_path / "final.zarr")
+    assert resumed.n_steps_ == uninterrupted.n_steps_
+    assert resumed.n_samples_seen_ == uninterrupted.n_samples_seen_
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(
+            getattr(resumed, name), getattr(uninterrupted, name), rtol=1e-12, atol=1e-12
+        )
+
+
+def _snapshot(model):
+    return copy.deepcopy(vars(model))
+
+
+def _assert_same_state(before, after):
+    assert before.keys() == after.keys()
+    for name, value in before.items():
+        other = after[name]
+        if isinstance(value, tuple) and value is not None:
+            assert type(other) is type(value), name
+            for a, b in zip(value, other, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_array_equal(value, other, err_msg=name)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_a_batch_with_nan_or_inf_leaves_the_model_unchanged(bad_value):
+    """Must show 4: the whole call is refused, even after earlier batches passed."""
+    X, _, _ = make_mixture(3000, n_components=3, n_features=3, random_state=6)
+    model = GaussianMixture(3, batch_size=100, averaging=True, random_state=0)
+    model.partial_fit(X[:1000])
+    before = _snapshot(model)
+    poisoned = X[1000:].copy()
+    poisoned[1234, 1] = bad_value
+    with pytest.raises(ValueError, match="NaN or infinity.*row 1234"):
+        model.partial_fit(poisoned)
+    _assert_same_state(before, _snapshot(model))
+    model.partial_fit(X[1000:])  # and it still learns from good data
+    assert model.n_samples_seen_ == 3000
+
+
+def test_a_first_call_with_nan_leaves_the_model_unfitted():
+    X = np.random.default_rng(0).normal(size=(500, 2))
+    X[400, 0] = np.nan
+    model = GaussianMixture(2, batch_size=50, means_init=[[0, 0], [1, 1]])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.partial_fit(X)
+    assert not any(name.endswith("_") for name in vars(model))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_online_float32_with_large_offset_fits_like_centred_data(covariance_type):
+    truth = random_mixture(3, 4, separation=4.0, random_state=5)
+    X, _ = sample_mixture(truth, 20_000, random_state=5)
+    offset = 1e4
+    shifted32 = (X + offset).astype(np.float32)
+    centred64 = shifted32.astype(np.float64) - offset
+    start = _start(centred64, 3, covariance_type)
+    shared = dict(algorithm="online", batch_size=500, max_iter=2, tol=0.0, random_state=0)
+    centred = GaussianMixture(3, **shared, **start).fit(centred64)
+    far_start = dict(start, means_init=start["means_init"] + offset)
+    far = GaussianMixture(3, **shared, **far_start).fit(shifted32)
+    np.testing.assert_allclose(far.means_ - offset, centred.means_, atol=1e-7)
+    np.testing.assert_allclose(far.covariances_, centred.covariances_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(far.weights_, centred.weights_, atol=1e-9)
+    assert np.all(np.isfinite(far.covariances_))
