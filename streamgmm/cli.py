@@ -23,7 +23,13 @@ import numpy as np
 
 from .datasets import MixtureTruth, match_components, random_mixture, write_mixture_zarr
 from .initialization import INIT_METHODS
-from .mixture import ALGORITHMS, GaussianMixture
+from .mixture import (
+    ALGORITHMS,
+    BATCH_SIZE,
+    LEARNING_DECAY,
+    LEARNING_OFFSET,
+    GaussianMixture,
+)
 from .statistics import COVARIANCE_TYPES
 
 ESTIMATOR_DEFAULTS = {
@@ -210,7 +216,29 @@ def progress_options(function):
     type=click.Choice(ALGORITHMS),
     default=ESTIMATOR_DEFAULTS["algorithm"],
     show_default=True,
-    help="batch: exact EM, one pass over DATA per iteration.",
+    help="batch: exact EM, one pass over DATA per iteration; online: stepwise EM over "
+    "mini-batches (--max-iter counts passes).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=BATCH_SIZE,
+    show_default=True,
+    help="Rows per mini-batch (online).",
+)
+@click.option(
+    "--learning-decay",
+    type=click.FloatRange(min=0.5, max=1.0, min_open=True),
+    default=LEARNING_DECAY,
+    show_default=True,
+    help="alpha of the step size (t + t0) ** -alpha (online).",
+)
+@click.option(
+    "--learning-offset",
+    type=click.FloatRange(min=0),
+    default=LEARNING_OFFSET,
+    show_default=True,
+    help="t0 of the step size (online).",
 )
 @click.option(
     "--max-iter",
@@ -264,6 +292,9 @@ def fit(
     n_components: int,
     covariance_type: str,
     algorithm: str,
+    batch_size: int,
+    learning_decay: float,
+    learning_offset: float,
     max_iter: int,
     tol: float,
     reg_covar: float,
@@ -285,6 +316,9 @@ def fit(
         n_components,
         covariance_type=covariance_type,
         algorithm=algorithm,
+        batch_size=batch_size,
+        learning_decay=learning_decay,
+        learning_offset=learning_offset,
         max_iter=max_iter,
         tol=tol,
         reg_covar=reg_covar,
@@ -576,6 +610,17 @@ def demo_models(n_components: int, seed: int, verbose: int) -> list[tuple[str, G
         (
             "batch EM",
             GaussianMixture(n_components, tol=1e-4, random_state=seed, verbose=verbose),
+        ),
+        (
+            "online EM",
+            GaussianMixture(
+                n_components,
+                algorithm="online",
+                tol=1e-4,
+                max_iter=10,
+                random_state=seed,
+                verbose=verbose,
+            ),
         ),
     ]
 

@@ -109,6 +109,41 @@ def test_fit_options_reach_the_estimator(store, tmp_path):
     assert model.n_iter_ == 3 and model.init_params == "random"
 
 
+def test_fit_online_options_reach_the_estimator(store, tmp_path, truth):
+    from streamgmm.cli import recovery_errors
+
+    out = tmp_path / "online.zarr"
+    result = invoke(
+        "fit",
+        store,
+        "-k",
+        K,
+        "--algorithm",
+        "online",
+        "--batch-size",
+        500,
+        "--learning-decay",
+        0.7,
+        "--learning-offset",
+        2,
+        "--max-iter",
+        2,
+        "--tol",
+        0,
+        "--random-state",
+        0,
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    model = streamgmm.load(out)
+    assert model.algorithm == "online" and model.batch_size == 500
+    assert model.learning_decay == 0.7 and model.learning_offset == 2.0
+    assert model.n_iter_ == 2 and model.n_samples_seen_ == 2 * ROWS
+    assert model.history_["passes"] == [1.0, 2.0]
+    assert recovery_errors(model, truth)["means"] < 0.2
+
+
 def test_fit_an_array_inside_a_zarr_group(tmp_path, truth):
     X, _ = sample_mixture(truth, 3000, random_state=0)
     group = zarr.open_group(tmp_path / "group.zarr", mode="w")
@@ -435,9 +470,10 @@ def test_demo_runs_end_to_end_on_small_data(tmp_path):
     assert result.stderr == ""  # no progress bars off a terminal
     out = result.stdout
     assert "wrote 30,000 rows x 4 features" in out
-    row = next(line for line in out.splitlines() if line.startswith("batch EM"))
-    passes, seconds, loglik, mean_err, weight_err, cov_err = map(float, row.split()[2:])
-    assert passes >= 1 and seconds > 0 and np.isfinite(loglik)
-    assert mean_err < 0.2 and weight_err < 0.02 and cov_err < 0.2
+    for name in ("batch EM", "online EM"):
+        row = next(line for line in out.splitlines() if line.startswith(name))
+        passes, seconds, loglik, mean_err, weight_err, cov_err = map(float, row.split()[2:])
+        assert passes >= 1 and seconds > 0 and np.isfinite(loglik)
+        assert mean_err < 0.2 and weight_err < 0.02 and cov_err < 0.2
     assert (tmp_path / "mixture.zarr").is_dir()
     assert_png(tmp_path / "streamgmm-demo.png", 1200, 500)

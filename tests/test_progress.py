@@ -112,3 +112,22 @@ def test_history_from_lower_bounds_for_runs_without_a_recorder():
     assert history["passes"] == [1.0, 2.0]
     assert history["log_likelihood"] == [-3.0, -2.5]
     assert np.isnan(history["elapsed"]).all()
+
+
+def test_online_em_records_a_history_and_prints_lines(mixture_data, capfd):
+    X, _, _ = mixture_data
+    model = GaussianMixture(
+        3,
+        algorithm="online",
+        batch_size=500,
+        max_iter=3,
+        tol=0.0,
+        verbose=2,
+        verbose_interval=1,
+        random_state=0,
+    ).fit(X)
+    assert model.history_["passes"] == [1.0, 2.0, 3.0]
+    np.testing.assert_array_equal(model.history_["log_likelihood"], model.lower_bounds_)
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"online EM: step {i}" for i in (1, 2, 3)]
+    assert lines[0].startswith("online EM: step 1, passes 1")
