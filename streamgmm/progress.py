@@ -101,7 +101,9 @@ class FitProgress:
         self.history["elapsed"].append(elapsed)
         change = float("nan") if previous is None else log_likelihood - previous
         if self._bar is not None:
-            self._bar.set_postfix_str(f"loglik {log_likelihood:.6g}, change {change:+.3g}")
+            self._bar.set_postfix_str(
+                f"loglik {log_likelihood:.6g}, change {change:+.3g}", refresh=False
+            )
             self._bar.update(1)
         elif self._lines and len(self.history["passes"]) % self.verbose_interval == 0:
             print(
