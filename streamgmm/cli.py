@@ -1,37 +1,559 @@
-"""The ``streamgmm`` command line."""
+"""The ``streamgmm`` command line.
+
+Subcommands: ``demo`` (the main job on synthetic data), ``fit``, ``predict``,
+``score``, ``info`` and ``plot``. Bad input ends with a one-line message on
+standard error and exit status 1 (2 for usage errors), never a traceback; set
+``STREAMGMM_TRACEBACK=1`` to see the traceback of an unexpected error.
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
-from .datasets import match_components, random_mixture, write_mixture_zarr
-from .mixture import GaussianMixture
+from .datasets import MixtureTruth, match_components, random_mixture, write_mixture_zarr
+from .initialization import INIT_METHODS
+from .mixture import (
+    ALGORITHMS,
+    BATCH_SIZE,
+    LEARNING_DECAY,
+    LEARNING_OFFSET,
+    GaussianMixture,
+)
+from .statistics import COVARIANCE_TYPES
+
+ESTIMATOR_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(GaussianMixture).parameters.items()
+}
+"""The estimator's defaults, used as the defaults of ``streamgmm fit``'s options."""
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def one_line(error: BaseException) -> str:
+    """An exception as a single line: its type for bare errors, its message otherwise."""
+    message = " ".join(str(error).split())
+    if isinstance(error, KeyError | FileNotFoundError) or not message:
+        return f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return message
+
+
+class CommandGroup(click.Group):
+    """A click group that turns errors from the library into one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get("STREAMGMM_TRACEBACK"):
+                raise
+            raise click.ClickException(one_line(error)) from error
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamgmm")
 def main() -> None:
-    """Fit Gaussian mixture models to data larger than memory."""
+    """Fit Gaussian mixture models to data larger than memory.
+
+    DATA arguments are a Zarr store holding a 2-D array (rows are samples), a
+    path to an array inside a Zarr store, or a netCDF file or Zarr dataset with
+    --variable naming a 2-D variable.
+    """
 
 
+# ----------------------------------------------------------------- helpers
+def data_options(function):
+    """--variable and --sample-dim, for commands that read DATA."""
+    function = click.option(
+        "--sample-dim",
+        default=None,
+        help="Dimension of --variable that indexes samples (default: its first).",
+    )(function)
+    return click.option(
+        "--variable",
+        default=None,
+        help="Variable of a netCDF file or Zarr dataset to use (2-D: samples x features).",
+    )(function)
+
+
+def scheduler_option(function):
+    return click.option(
+        "--scheduler",
+        "scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler address (e.g. tcp://host:8786); default: the local scheduler.",
+    )(function)
+
+
+def open_data(path: str, variable: str | None, sample_dim: str | None):
+    """DATA as something :func:`streamgmm.inputs.as_rows` accepts: a zarr.Array, or
+    a lazy DataArray with samples along its first dimension."""
+    from .inputs import open_zarr_array
+
+    if variable is None:
+        if path.lower().endswith(NETCDF_SUFFIXES):
+            raise click.UsageError(
+                f"{path} looks like a netCDF file; name a variable with --variable"
+            )
+        if sample_dim is not None:
+            raise click.UsageError("--sample-dim needs --variable")
+        return open_zarr_array(path)
+    dataset = open_dataset(path)
+    if variable not in dataset.data_vars:
+        raise ValueError(
+            f"{path} has no variable {variable!r}; it has {sorted(map(str, dataset.data_vars))}"
+        )
+    array = dataset[variable]
+    if array.ndim != 2:
+        raise ValueError(
+            f"variable {variable!r} has dims {array.dims}; streamgmm fit needs a 2-D variable "
+            "(samples, features): stack the sample dimensions first "
+            "(see examples/xarray_climate.py)"
+        )
+    if sample_dim is not None:
+        if sample_dim not in array.dims:
+            raise ValueError(f"--sample-dim {sample_dim!r} is not a dimension of {array.dims}")
+        array = array.transpose(sample_dim, ...)
+    return array
+
+
+def open_dataset(path: str):
+    """A netCDF file or Zarr dataset, opened lazily (Dask-backed)."""
+    import xarray as xr
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such file or directory: {path!r}")
+    if os.path.isdir(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # not consolidated
+            return xr.open_zarr(path)
+    return xr.open_dataset(path, chunks={})
+
+
+@contextmanager
+def connected(address: str | None) -> Iterator[Any]:
+    """Use the Dask scheduler at ``address`` inside the block (nothing when None).
+
+    Connecting gives up after Dask's ``distributed.comm.timeouts.connect``
+    (30 s unless configured, e.g. ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``).
+    """
+    if address is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError as error:
+        raise click.ClickException(
+            "--scheduler needs dask.distributed: pip install 'streamgmm[distributed]'"
+        ) from error
+    try:
+        client = Client(address)
+    except (OSError, TimeoutError) as error:
+        raise click.ClickException(
+            f"could not connect to the Dask scheduler at {address}: {one_line(error)}"
+        ) from error
+    with client:
+        yield client
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Report warnings raised inside the block as one line each on standard error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        yield
+    seen = set()
+    for warning in caught:
+        message = f"warning: {one_line(warning.message)}"
+        if message not in seen:
+            seen.add(message)
+            click.echo(message, err=True)
+
+
+def progress_level(quiet: bool, verbose: bool) -> int:
+    """``verbose`` for the estimator: bars on a terminal unless --quiet; lines with -v."""
+    return 0 if quiet else 2 if verbose else 1
+
+
+def progress_options(function):
+    function = click.option(
+        "-v", "--verbose", is_flag=True, help="Also print progress lines when not on a terminal."
+    )(function)
+    return click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(function)
+
+
+# -------------------------------------------------------------------- fit
+@main.command()
+@click.argument("data")
+@click.option(
+    "-k", "--n-components", type=click.IntRange(min=1), required=True, help="Mixture components."
+)
+@click.option(
+    "--covariance-type",
+    type=click.Choice(COVARIANCE_TYPES),
+    default=ESTIMATOR_DEFAULTS["covariance_type"],
+    show_default=True,
+    help="Shape of the component covariances.",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(ALGORITHMS),
+    default=ESTIMATOR_DEFAULTS["algorithm"],
+    show_default=True,
+    help="batch: exact EM, one pass over DATA per iteration; online: stepwise EM over "
+    "mini-batches (--max-iter counts passes).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=BATCH_SIZE,
+    show_default=True,
+    help="Rows per mini-batch (online).",
+)
+@click.option(
+    "--learning-decay",
+    type=click.FloatRange(min=0.5, max=1.0, min_open=True),
+    default=LEARNING_DECAY,
+    show_default=True,
+    help="alpha of the step size (t + t0) ** -alpha (online).",
+)
+@click.option(
+    "--learning-offset",
+    type=click.FloatRange(min=0),
+    default=LEARNING_OFFSET,
+    show_default=True,
+    help="t0 of the step size (online).",
+)
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    default=ESTIMATOR_DEFAULTS["max_iter"],
+    show_default=True,
+    help="Most EM iterations (passes over DATA).",
+)
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0),
+    default=ESTIMATOR_DEFAULTS["tol"],
+    show_default=True,
+    help="Stop when the mean log-likelihood per row changes by less.",
+)
+@click.option(
+    "--reg-covar",
+    type=click.FloatRange(min=0),
+    default=ESTIMATOR_DEFAULTS["reg_covar"],
+    show_default=True,
+    help="Added to every covariance diagonal.",
+)
+@click.option(
+    "--init-params",
+    type=click.Choice(INIT_METHODS),
+    default=ESTIMATOR_DEFAULTS["init_params"],
+    show_default=True,
+    help="How the starting parameters are found.",
+)
+@click.option(
+    "--n-init",
+    type=click.IntRange(min=1),
+    default=ESTIMATOR_DEFAULTS["n_init"],
+    show_default=True,
+    help="Starts to try; the best final fit is kept.",
+)
+@click.option("--random-state", type=int, default=None, help="Seed (default: unseeded).")
+@data_options
+@scheduler_option
+@progress_options
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where to write the model (a Zarr store; overwritten).",
+)
+def fit(
+    data: str,
+    n_components: int,
+    covariance_type: str,
+    algorithm: str,
+    batch_size: int,
+    learning_decay: float,
+    learning_offset: float,
+    max_iter: int,
+    tol: float,
+    reg_covar: float,
+    init_params: str,
+    n_init: int,
+    random_state: int | None,
+    variable: str | None,
+    sample_dim: str | None,
+    scheduler: str | None,
+    quiet: bool,
+    verbose: bool,
+    out: Path,
+) -> None:
+    """Fit a mixture to DATA and save the model to --out."""
+    from .io import save
+
+    X = open_data(data, variable, sample_dim)
+    model = GaussianMixture(
+        n_components,
+        covariance_type=covariance_type,
+        algorithm=algorithm,
+        batch_size=batch_size,
+        learning_decay=learning_decay,
+        learning_offset=learning_offset,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        init_params=init_params,
+        n_init=n_init,
+        random_state=random_state,
+        verbose=progress_level(quiet, verbose),
+    )
+    started = time.perf_counter()
+    with connected(scheduler), warnings_as_lines():
+        model.fit(X)
+    elapsed = time.perf_counter() - started
+    save(model, out)
+    click.echo(
+        f"fitted {n_components} components ({covariance_type}) to {data} in {elapsed:.1f} s: "
+        f"{model.n_iter_} iterations, converged={model.converged_}, "
+        f"mean log-likelihood {model.lower_bound_:.6g}; model written to {out}"
+    )
+
+
+# ----------------------------------------------------------------- predict
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("data")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Zarr store to write (overwritten): 'labels' and, with --proba, 'responsibilities'.",
+)
+@click.option("--proba", is_flag=True, help="Also write the responsibilities (samples x K).")
+@data_options
+@scheduler_option
+def predict(
+    model_path: Path,
+    data: str,
+    out: Path,
+    proba: bool,
+    variable: str | None,
+    sample_dim: str | None,
+    scheduler: str | None,
+) -> None:
+    """Write the label of every row of DATA (and its responsibilities) to a Zarr
+    store chunked like DATA, chunk by chunk."""
+    from .io import load
+
+    model = load(model_path)
+    outputs = predictions_dataset(model, open_data(data, variable, sample_dim), proba)
+    with connected(scheduler), warnings_as_lines():
+        outputs.to_zarr(os.fspath(out), mode="w", consolidated=False)
+    shapes = ", ".join(f"{name} {tuple(outputs[name].shape)}" for name in outputs.data_vars)
+    click.echo(f"wrote {shapes} to {out}")
+
+
+def predictions_dataset(model: GaussianMixture, X: Any, proba: bool):
+    """A lazy Dataset with ``labels`` (sample) and, if ``proba``, ``responsibilities``
+    (sample, component), chunked along samples like ``X``."""
+    import dask.array as da
+    import xarray as xr
+
+    if isinstance(X, xr.DataArray):
+        sample_dim = X.dims[0]
+        rows = X.chunksizes[sample_dim][0] if X.chunks else X.shape[0]
+        outputs = {"labels": model.predict(X)}
+        if proba:
+            outputs["responsibilities"] = model.predict_proba(X)
+        dataset = xr.Dataset(outputs)
+        return dataset.chunk({sample_dim: rows, "component": -1} if proba else {sample_dim: rows})
+    rows = X.chunks[0]
+    array = da.from_zarr(X)
+    outputs = {"labels": (("sample",), model.predict(array).rechunk(rows))}
+    if proba:
+        outputs["responsibilities"] = (
+            ("sample", "component"),
+            model.predict_proba(array).rechunk((rows, -1)),
+        )
+    return xr.Dataset(outputs)
+
+
+# ------------------------------------------------------------------- score
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("data")
+@data_options
+@scheduler_option
+def score(
+    model_path: Path,
+    data: str,
+    variable: str | None,
+    sample_dim: str | None,
+    scheduler: str | None,
+) -> None:
+    """Print the mean log-likelihood per row of DATA under MODEL (one pass)."""
+    from .io import load
+
+    model = load(model_path)
+    X = open_data(data, variable, sample_dim)
+    with connected(scheduler), warnings_as_lines():
+        value = model.score(X)
+    click.echo(f"{value:.10g}")
+
+
+# -------------------------------------------------------------------- info
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+def info(model_path: Path) -> None:
+    """Print a readable summary of MODEL."""
+    from .io import load
+
+    click.echo(describe_model(load(model_path)))
+
+
+def describe_model(model: GaussianMixture, max_features: int = 6) -> str:
+    """A few lines describing a fitted model: shape, fit, and every component."""
+    K, d = model.means_.shape
+    lines = [
+        f"GaussianMixture: {K} components, {d} features, covariance_type={model.covariance_type}",
+        f"fit: algorithm={model.algorithm}, {model.n_iter_} iterations, "
+        f"converged={model.converged_}, mean log-likelihood {model.lower_bound_:.6g}",
+    ]
+    history = getattr(model, "history_", {})
+    if history.get("elapsed"):
+        lines.append(f"last run took {history['elapsed'][-1]:.2f} s")
+    shown = min(d, max_features)
+    more = f" ... (+{d - shown} features)" if d > shown else ""
+    header = "  ".join(f"{f'mean[{j}]':>10}" for j in range(shown))
+    lines.append(f"{'component':>9}  {'weight':>7}  {header}  {'spread':>8}")
+    spreads = component_spreads(model)
+    for k in range(K):
+        means = "  ".join(f"{value:>10.4g}" for value in model.means_[k, :shown])
+        lines.append(f"{k:>9}  {model.weights_[k]:>7.4f}  {means}{more}  {spreads[k]:>8.4g}")
+    lines.append("spread: square root of the mean variance over features")
+    return "\n".join(lines)
+
+
+def component_spreads(model: GaussianMixture) -> np.ndarray:
+    """sqrt(trace(Sigma_k) / d) for every component, shape (K,)."""
+    K, d = model.means_.shape
+    covariances = np.asarray(model.covariances_)
+    traces = {
+        "full": lambda: np.trace(covariances, axis1=1, axis2=2),
+        "tied": lambda: np.full(K, np.trace(covariances)),
+        "diag": lambda: covariances.sum(axis=1),
+        "spherical": lambda: covariances * d,
+    }[model.covariance_type]()
+    return np.sqrt(traces / d)
+
+
+# -------------------------------------------------------------------- plot
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("data", required=False)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="PNG file to write.",
+)
+@click.option(
+    "--features",
+    nargs=2,
+    type=click.IntRange(min=0),
+    default=None,
+    help="Two feature indices to draw (default: the first two principal axes).",
+)
+@click.option(
+    "--n-points",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Rows to sample for the scatter.",
+)
+@data_options
+def plot(
+    model_path: Path,
+    data: str | None,
+    out: Path,
+    features: tuple[int, int] | None,
+    n_points: int,
+    variable: str | None,
+    sample_dim: str | None,
+) -> None:
+    """Draw MODEL's convergence and its components (over a sample of DATA, or of
+    rows drawn from the model) to a PNG file."""
+    from .io import load
+
+    plotting = plot_module()
+    model = load(model_path)
+    X = None if data is None else open_data(data, variable, sample_dim)
+    figure = plotting.plot_model(model, X, features=features or None, n_points=n_points)
+    plotting.save_figure(figure, out)
+    click.echo(f"wrote {out}")
+
+
+def plot_module():
+    """:mod:`streamgmm.plot` drawing with the file-only Agg backend, or a one-line
+    error when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise click.ClickException(
+            "plotting needs matplotlib: pip install 'streamgmm[plot]'"
+        ) from error
+    matplotlib.use("Agg")
+    from . import plot
+
+    return plot
+
+
+# -------------------------------------------------------------------- demo
 @main.command()
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder for the Zarr store (default: a temporary folder, removed afterwards).",
+    help="Folder for the Zarr store and the plot (default: a temporary folder for the "
+    "store, removed afterwards, and the plot in the current folder).",
 )
 @click.option("--n-samples", default=2_000_000, show_default=True, help="Rows to generate.")
 @click.option("--n-components", default=5, show_default=True, help="Mixture components.")
 @click.option("--n-features", default=4, show_default=True, help="Features per row.")
 @click.option("--chunk-rows", default=250_000, show_default=True, help="Rows per Zarr chunk.")
-@click.option("--seed", default=0, show_default=True, help="Seed for data and fit.")
+@click.option("--seed", default=1, show_default=True, help="Seed for data and fit.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PNG to write (default: streamgmm-demo.png in --out or the current folder).",
+)
+@click.option("--no-plot", is_flag=True, help="Skip the plot.")
+@progress_options
 def demo(
     out_dir: Path | None,
     n_samples: int,
@@ -39,34 +561,106 @@ def demo(
     n_features: int,
     chunk_rows: int,
     seed: int,
+    plot_path: Path | None,
+    no_plot: bool,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
-    """Write a synthetic mixture to a Zarr store and fit it out of core with
-    the local Dask scheduler."""
+    """Write a synthetic mixture to a Zarr store, fit it out of core on the local
+    Dask scheduler, compare the fits with the truth, and plot them."""
+    if plot_path is None and not no_plot:
+        plot_path = (out_dir or Path.cwd()) / "streamgmm-demo.png"
     with tempfile.TemporaryDirectory(prefix="streamgmm-demo-") as scratch:
         folder = out_dir if out_dir is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         store = folder / "mixture.zarr"
-        truth = random_mixture(n_components, n_features, random_state=seed)
+        truth = random_mixture(n_components, n_features, separation=4.0, random_state=seed)
         started = time.perf_counter()
         write_mixture_zarr(store, n_samples, truth, chunk_rows=chunk_rows, random_state=seed)
+        megabytes = n_samples * n_features * 8 / 1e6
         click.echo(
-            f"wrote {n_samples:,} rows x {n_features} features to {store} "
-            f"in {time.perf_counter() - started:.1f} s"
+            f"wrote {n_samples:,} rows x {n_features} features ({megabytes:.0f} MB, chunks of "
+            f"{chunk_rows:,} rows) to {store} in {time.perf_counter() - started:.1f} s"
         )
-        model = GaussianMixture(n_components, random_state=seed, tol=1e-4)
-        started = time.perf_counter()
-        model.fit(store)
-        elapsed = time.perf_counter() - started
-        pairs = match_components(truth.means, model.means_)
-        mean_error = np.abs(model.means_[pairs] - truth.means).max()
-        weight_error = np.abs(model.weights_[pairs] - truth.weights).max()
-        click.echo(
-            f"batch EM: {model.n_iter_} iterations in {elapsed:.1f} s, "
-            f"mean log-likelihood {model.lower_bound_:.5f}, converged={model.converged_}"
+        runs = {}
+        for name, model in demo_models(n_components, seed, progress_level(quiet, verbose)):
+            started = time.perf_counter()
+            with warnings_as_lines():
+                model.fit(store)
+            elapsed = time.perf_counter() - started
+            runs[name] = (model, elapsed, model.score(store))
+        click.echo(comparison_table(runs, truth))
+        if plot_path is not None:
+            try:
+                plotting = plot_module()
+            except click.ClickException as error:
+                click.echo(f"plot skipped: {error.message}", err=True)
+                return
+            first_model = next(iter(runs.values()))[0]
+            histories = {name: model for name, (model, _, _) in runs.items()}
+            plotting.save_figure(
+                plotting.plot_model(first_model, store, runs=histories), plot_path
+            )
+            click.echo(f"plot written to {plot_path}")
+
+
+def demo_models(n_components: int, seed: int, verbose: int) -> list[tuple[str, GaussianMixture]]:
+    """The fits the demo compares, by name."""
+    return [
+        (
+            "batch EM",
+            GaussianMixture(n_components, tol=1e-4, random_state=seed, verbose=verbose),
+        ),
+        (
+            "online EM",
+            GaussianMixture(
+                n_components,
+                algorithm="online",
+                tol=1e-4,
+                max_iter=10,
+                random_state=seed,
+                verbose=verbose,
+            ),
+        ),
+    ]
+
+
+def comparison_table(runs: dict, truth: MixtureTruth) -> str:
+    """One row per fit: passes, seconds, mean log-likelihood on all rows, and the
+    largest errors of the matched means, weights and covariances."""
+    header = (
+        f"{'fit':<10} {'passes':>7} {'seconds':>8} {'loglik/row':>11} "
+        f"{'mean err':>9} {'weight err':>10} {'cov err':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for name, (model, elapsed, loglik) in runs.items():
+        errors = recovery_errors(model, truth)
+        passes = model.history_["passes"][-1] if model.history_["passes"] else 0
+        lines.append(
+            f"{name:<10} {passes:>7.3g} {elapsed:>8.1f} {loglik:>11.5f} "
+            f"{errors['means']:>9.4f} {errors['weights']:>10.5f} {errors['covariances']:>8.4f}"
         )
-        click.echo(
-            f"recovery: largest error of a mean {mean_error:.4f}, of a weight {weight_error:.5f}"
-        )
+    lines.append(
+        "errors: largest absolute error of a mean coordinate and of a weight, largest "
+        "relative (Frobenius) error of a covariance, components matched by their means"
+    )
+    return "\n".join(lines)
+
+
+def recovery_errors(model: GaussianMixture, truth: MixtureTruth) -> dict[str, float]:
+    """How far a fitted model is from the parameters the data were drawn from."""
+    from .plot import full_covariances
+
+    pairs = match_components(truth.means, model.means_)
+    covariances = full_covariances(model.covariances_, model.covariance_type, model.means_.shape)
+    covariance_errors = np.linalg.norm(
+        covariances[pairs] - truth.covariances, axis=(1, 2)
+    ) / np.linalg.norm(truth.covariances, axis=(1, 2))
+    return {
+        "means": float(np.abs(model.means_[pairs] - truth.means).max()),
+        "weights": float(np.abs(model.weights_[pairs] - truth.weights).max()),
+        "covariances": float(covariance_errors.max()),
+    }
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def model_to_dataset(model: Any) -> xr.Dataset:
     Variables: ``weights`` (component), ``means`` (component, feature),
     ``covariances``, ``precisions`` and ``precisions_cholesky`` (dims by
     covariance type, the second feature axis named ``feature_j``) and
-    ``lower_bounds`` (iteration). Hyper-parameters and fitted scalars are attrs.
+    ``lower_bounds`` (iteration), and ``history_<key>`` (record) for every key of
+    ``history_``. Hyper-parameters and fitted scalars are attrs.
     """
     model._check_is_fitted()
     cov_dims = COVARIANCE_DIMS[model.covariance_type]
@@ -60,6 +61,8 @@ def model_to_dataset(model: Any) -> xr.Dataset:
         "precisions_cholesky": (cov_dims, model.precisions_cholesky_),
         "lower_bounds": (("iteration",), np.asarray(model.lower_bounds_, dtype=np.float64)),
     }
+    for key, values in getattr(model, "history_", {}).items():
+        data_vars[f"history_{key}"] = (("record",), np.asarray(values, dtype=np.float64))
     params = model.get_params()
     hyper = {
         name: value
@@ -283,6 +286,11 @@ def load(path: str | os.PathLike):
     model.precisions_ = dataset["precisions"].values
     model.precisions_cholesky_ = dataset["precisions_cholesky"].values
     model.lower_bounds_ = [float(value) for value in dataset["lower_bounds"].values]
+    model.history_ = {
+        name.removeprefix("history_"): [float(v) for v in dataset[name].values]
+        for name in dataset.data_vars
+        if name.startswith("history_")
+    }
     model.converged_ = bool(dataset.attrs["converged"])
     model.n_iter_ = int(dataset.attrs["n_iter"])
     model.lower_bound_ = float(dataset.attrs["lower_bound"])

@@ -8,7 +8,6 @@ import inspect
 import json
 import numbers
 import os
-import time
 import warnings
 from functools import partial
 from typing import Any
@@ -50,6 +49,7 @@ from .online import (
     run_batches,
     single_threaded_blas,
 )
+from .progress import FitProgress, history_from_lower_bounds
 from .reduction import tree_reduce
 from .statistics import COVARIANCE_TYPES, merge_all
 
@@ -111,6 +111,8 @@ class GaussianMixture:
     warm_start : bool, default=False
         Continue from the fitted parameters on the next ``fit``.
     verbose : int, default=0
+        1 shows a progress bar per iteration on a terminal; 2 also prints a line
+        every ``verbose_interval`` iterations when not on a terminal.
     verbose_interval : int, default=10
     algorithm : {"batch", "online"}, default="batch"
         ``"batch"`` runs exact EM, one pass over the data per iteration.
@@ -151,6 +153,10 @@ class GaussianMixture:
         Per-sample mean log-likelihood of the best run at its last E-step.
     lower_bounds_ : list of float
         ``lower_bound_`` after every iteration of the best run.
+    history_ : dict of lists
+        The best run's record per iteration: ``"passes"`` over the data,
+        ``"log_likelihood"`` (per-sample mean) and ``"elapsed"`` seconds
+        (see :mod:`streamgmm.progress`).
     n_features_in_ : int
     """
 
@@ -502,33 +508,36 @@ class GaussianMixture:
         combine = partial(merge_all, covariance_type=self.covariance_type)
         params, lower_bound, n_iter = run["params"], run["lower_bound"], run["n_iter"]
         lower_bounds, converged = list(run["lower_bounds"]), run["converged"]
-        started = time.perf_counter()
-        if self.verbose:
-            print(f"Initialization {init_index}")
-        while not converged and n_iter < self.max_iter:
-            n_iter += 1
-            previous = lower_bound
-            stats = tree_reduce(data.array, chunk_statistics, combine, params)
-            params, covariances = parameters_from_statistics(
-                stats, self.reg_covar, self.covariance_type
-            )
-            lower_bound = stats.log_likelihood / stats.n_samples
-            lower_bounds.append(lower_bound)
-            change = lower_bound - previous
-            if self.verbose >= 1 and n_iter % self.verbose_interval == 0:
-                elapsed = time.perf_counter() - started
-                print(f"  Iteration {n_iter}\t time lapse {elapsed:.5f}s\t ll change {change:.5f}")
-            converged = abs(change) < self.tol
-            run = {
-                "params": params,
-                "covariances": covariances,
-                "lower_bound": lower_bound,
-                "lower_bounds": list(lower_bounds),
-                "n_iter": n_iter,
-                "converged": converged,
-            }
-            if on_iteration is not None:
-                on_iteration(run)
+        earlier = run.get("history") or history_from_lower_bounds(lower_bounds)
+        with FitProgress(
+            self.verbose,
+            self.max_iter,
+            f"batch EM, init {init_index}",
+            verbose_interval=self.verbose_interval,
+        ) as progress:
+            progress.history = {key: list(values) for key, values in earlier.items()}
+            while not converged and n_iter < self.max_iter:
+                n_iter += 1
+                previous = lower_bound
+                stats = tree_reduce(data.array, chunk_statistics, combine, params)
+                params, covariances = parameters_from_statistics(
+                    stats, self.reg_covar, self.covariance_type
+                )
+                lower_bound = stats.log_likelihood / stats.n_samples
+                lower_bounds.append(lower_bound)
+                progress.record(lower_bound, passes=n_iter)
+                converged = abs(lower_bound - previous) < self.tol
+                run = {
+                    "params": params,
+                    "covariances": covariances,
+                    "lower_bound": lower_bound,
+                    "lower_bounds": list(lower_bounds),
+                    "n_iter": n_iter,
+                    "converged": converged,
+                    "history": progress.history,
+                }
+                if on_iteration is not None:
+                    on_iteration(run)
         return run
 
     def _online_config(self) -> OnlineConfig:
@@ -659,6 +668,7 @@ class GaussianMixture:
         self.lower_bound_ = run["lower_bound"]
         self.lower_bounds_ = run["lower_bounds"]
         self._set_online_attributes(run.get("online_state"))
+        self.history_ = run.get("history") or history_from_lower_bounds(run["lower_bounds"])
         self.n_features_in_ = n_features
 
     def _check_is_fitted(self) -> None:

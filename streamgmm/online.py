@@ -52,6 +52,7 @@ from threadpoolctl import ThreadpoolController
 
 from .estep import GaussianParameters, check_finite, chunk_statistics
 from .mstep import parameters_from_statistics
+from .progress import FitProgress
 from .reduction import row_offsets
 from .statistics import SufficientStatistics, empty_statistics, merge, rescale
 
@@ -291,6 +292,7 @@ def online_em(
     mean log-likelihood (of each batch under the parameters it met) changes by
     less than ``tol``. Returns the run in the form the estimator stores."""
     lower_bound, lower_bounds, converged, n_iter = -np.inf, [], False, 0
+    progress = FitProgress(verbose, max_iter, "online EM", verbose_interval=verbose_interval)
     for n_iter in range(1, max_iter + 1):
         order = rng.permutation(array.numblocks[0])
         state, params, covariances, total, count = run_batches(
@@ -298,14 +300,11 @@ def online_em(
         )
         previous, lower_bound = lower_bound, total / count
         lower_bounds.append(lower_bound)
-        if verbose and n_iter % verbose_interval == 0:
-            print(
-                f"  Pass {n_iter}\t steps {state.n_steps}\t mean log-likelihood "
-                f"{lower_bound:.5f}\t change {lower_bound - previous:.5f}"
-            )
+        progress.record(lower_bound, passes=n_iter)
         if abs(lower_bound - previous) < tol:
             converged = True
             break
+    progress.close()
     with single_threaded_blas():
         shown, shown_covariances = reported_parameters(state, params, covariances, config)
     return {
@@ -316,6 +315,7 @@ def online_em(
         "n_iter": n_iter,
         "converged": converged,
         "online_state": state,
+        "history": progress.history,
     }
 
 

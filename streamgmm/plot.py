@@ -1,0 +1,334 @@
+"""Pictures of fitted mixtures: convergence, component ellipses, model selection.
+
+Needs matplotlib (``pip install 'streamgmm[plot]'``), imported only when a
+function here is called. Every function draws on the ``ax`` it is given (or on a
+new figure) and returns the axes, so pictures can be combined and saved with
+``ax.figure.savefig(...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+SIGMA_LEVELS = (1, 2, 3)
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ImportError(
+            "streamgmm.plot needs matplotlib; install it with pip install 'streamgmm[plot]'"
+        ) from error
+    return plt
+
+
+def _axes(ax):
+    if ax is not None:
+        return ax
+    _, ax = _pyplot().subplots(figsize=(6, 4.5), layout="constrained")
+    return ax
+
+
+def _history_of(run: Any) -> Mapping[str, Sequence[float]]:
+    history = getattr(run, "history_", run)
+    if not isinstance(history, Mapping) or not {"passes", "log_likelihood"} <= set(history):
+        raise TypeError(
+            "Expected a fitted GaussianMixture or a history dict with keys 'passes' and "
+            f"'log_likelihood', got {type(run).__name__}"
+        )
+    return history
+
+
+def plot_convergence(runs: Any, ax=None):
+    """Mean log-likelihood against passes over the data.
+
+    Parameters
+    ----------
+    runs : fitted model, history dict, or mapping of label to either
+        A mapping draws one curve per entry on the same axes, e.g.
+        ``{"batch EM": batch_model, "online EM": online_model}``.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    ax = _axes(ax)
+    if isinstance(runs, Mapping) and not {"passes", "log_likelihood"} <= set(runs):
+        named = dict(runs)
+    else:
+        named = {None: runs}
+    for label, run in named.items():
+        history = _history_of(run)
+        ax.plot(history["passes"], history["log_likelihood"], marker=".", label=label)
+    ax.set_xlabel("passes over the data")
+    ax.set_ylabel("mean log-likelihood per row")
+    ax.set_title("Convergence")
+    ax.grid(alpha=0.3)
+    if any(label is not None for label in named):
+        ax.legend()
+    return ax
+
+
+def full_covariances(covariances: np.ndarray, covariance_type: str, means_shape: tuple):
+    """Covariances of any type as a (K, d, d) stack of full matrices, for models
+    whose means have shape ``means_shape`` = (K, d)."""
+    K, d = means_shape
+    covariances = np.asarray(covariances, dtype=np.float64)
+    if covariance_type == "full":
+        return covariances
+    if covariance_type == "tied":
+        return np.broadcast_to(covariances, (K, d, d))
+    if covariance_type == "diag":
+        return covariances[:, :, None] * np.eye(d)
+    if covariance_type == "spherical":
+        return covariances[:, None, None] * np.eye(d)
+    raise ValueError(f"Unknown covariance_type {covariance_type!r}")
+
+
+def _model_covariances(model: Any) -> np.ndarray:
+    return full_covariances(model.covariances_, model.covariance_type, model.means_.shape)
+
+
+def principal_axes(model: Any) -> np.ndarray:
+    """The two leading eigenvectors (2, d) of the fitted mixture's overall covariance
+    ``sum_k w_k (Sigma_k + mu_k mu_k^T) - mu mu^T``."""
+    weights, means = model.weights_, model.means_
+    covariances = _model_covariances(model)
+    centre = weights @ means
+    deviations = means - centre
+    total = np.einsum("k,kij->ij", weights, covariances) + np.einsum(
+        "k,ki,kj->ij", weights, deviations, deviations
+    )
+    _, vectors = np.linalg.eigh(total)
+    return vectors[:, ::-1][:, :2].T
+
+
+def projection(model: Any, features: Sequence[int] | str | None) -> tuple[np.ndarray, list[str]]:
+    """A (2, d) projection matrix and axis labels: two feature indices, or the first
+    two principal axes of the fitted mixture for ``"pca"`` (the default when the
+    model has more than two features)."""
+    d = model.means_.shape[1]
+    if features is None:
+        features = (0, 1) if d == 2 else "pca"
+    if d == 1:
+        raise ValueError("Ellipses need at least 2 features; the model has 1")
+    if isinstance(features, str):
+        if features != "pca":
+            raise ValueError(f"features must be two indices or 'pca', got {features!r}")
+        return principal_axes(model), ["principal axis 1", "principal axis 2"]
+    features = [int(index) for index in features]
+    if len(features) != 2 or not all(0 <= index < d for index in features):
+        raise ValueError(f"features must be two indices in [0, {d}), got {features}")
+    if features[0] == features[1]:
+        raise ValueError(f"features must be two different indices, got {features}")
+    matrix = np.zeros((2, d))
+    matrix[0, features[0]] = matrix[1, features[1]] = 1.0
+    return matrix, [f"feature {features[0]}", f"feature {features[1]}"]
+
+
+def ellipse_outline(mean: np.ndarray, covariance: np.ndarray, sigma: float, n_points: int = 100):
+    """Points (n_points, 2) on the ``sigma``-standard-deviation ellipse of a 2-D Gaussian."""
+    values, vectors = np.linalg.eigh(covariance)
+    angles = np.linspace(0.0, 2.0 * np.pi, n_points)
+    circle = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return mean + sigma * (circle * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
+
+
+def sample_for_plot(X: Any, n_rows: int, random_state: Any = 0, sample_dim: str | None = None):
+    """A uniform sample (at most ``n_rows`` rows) of any supported input, read in one pass."""
+    from .initialization import sample_rows
+    from .inputs import as_rows
+    from .mixture import make_rng
+
+    return sample_rows(as_rows(X, sample_dim), n_rows, make_rng(random_state))
+
+
+def plot_components(
+    model: Any,
+    X: Any = None,
+    *,
+    features: Sequence[int] | str | None = None,
+    n_points: int = 5000,
+    sigmas: Sequence[float] = SIGMA_LEVELS,
+    random_state: Any = 0,
+    ax=None,
+):
+    """Components as 1-, 2- and 3-sigma ellipses over a sample of the data.
+
+    Parameters
+    ----------
+    model : fitted GaussianMixture
+    X : any supported input, optional
+        Data to sample ``n_points`` rows from (one pass); without it, rows are
+        drawn from the model itself.
+    features : two feature indices, "pca", or None
+        The plane to draw in; None means features (0, 1) for 2-D models and the
+        first two principal axes of the mixture otherwise.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    model._check_is_fitted()
+    matrix, labels = projection(model, features)
+    ax = _axes(ax)
+    if X is None:
+        rows, _ = model.sample(n_points)
+        source = "rows drawn from the model"
+    else:
+        rows = sample_for_plot(X, n_points, random_state, getattr(model, "sample_dim", None))
+        source = f"{len(rows):,} sampled rows"
+    points = rows @ matrix.T
+    ax.scatter(points[:, 0], points[:, 1], s=2, c="0.55", alpha=0.4, linewidths=0, label=source)
+    means = model.means_ @ matrix.T
+    covariances = np.einsum("ij,kjl,ml->kim", matrix, _model_covariances(model), matrix)
+    colors = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (mean, covariance) in enumerate(zip(means, covariances, strict=True)):
+        color = colors[k % len(colors)]
+        for sigma in sigmas:
+            outline = ellipse_outline(mean, covariance, sigma)
+            ax.plot(outline[:, 0], outline[:, 1], color=color, lw=1.6 / sigma**0.5)
+        ax.plot(*mean, marker="+", color=color, ms=10, mew=2)
+        ax.annotate(
+            f"{k}: w={model.weights_[k]:.2f}",
+            mean,
+            textcoords="offset points",
+            xytext=(8, 8),
+            color=color,
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.7, "lw": 0},
+        )
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(f"{len(means)} components, {'/'.join(map(str, sigmas))}-sigma ellipses")
+    ax.legend(loc="best", fontsize=8, markerscale=4)
+    return ax
+
+
+def plot_criterion(
+    table: Any,
+    criterion: str = "bic",
+    *,
+    n_components: Sequence[int] | None = None,
+    ax=None,
+):
+    """A model-selection criterion against the number of components.
+
+    Parameters
+    ----------
+    table : xarray.Dataset, array-like or mapping
+        A Dataset with dimension ``n_components`` (and optionally
+        ``covariance_type``) holding a variable named ``criterion``; or values of
+        shape (n,) with ``n_components`` given; or a mapping of label (e.g.
+        covariance type) to such values. The lowest value is marked.
+    criterion : str, default="bic"
+    n_components : sequence of int, optional
+        Needed for array and mapping tables.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    curves, counts = _criterion_curves(table, criterion, n_components)
+    ax = _axes(ax)
+    best_label, best_index, best_value = None, 0, np.inf
+    for label, values in curves.items():
+        ax.plot(counts, values, marker="o", label=label)
+        if np.isnan(values).all():
+            continue
+        index = int(np.nanargmin(values))
+        if values[index] < best_value:
+            best_label, best_index, best_value = label, index, values[index]
+    ax.plot(
+        counts[best_index],
+        best_value,
+        marker="*",
+        ms=16,
+        color="k",
+        ls="none",
+        label=f"lowest: K={counts[best_index]}" + (f", {best_label}" if best_label else ""),
+    )
+    ax.set_xlabel("number of components")
+    ax.set_ylabel(criterion.upper())
+    ax.set_xticks(counts)
+    ax.set_title(f"Model selection by {criterion.upper()} (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def _criterion_curves(table, criterion, n_components):
+    import xarray as xr
+
+    if isinstance(table, xr.Dataset):
+        if criterion not in table.data_vars:
+            raise ValueError(
+                f"The table has no variable {criterion!r}; it has {sorted(table.data_vars)}"
+            )
+        values = table[criterion]
+        if "n_components" not in values.dims:
+            raise ValueError(f"{criterion!r} has no dimension 'n_components': {values.dims}")
+        counts = np.asarray(table["n_components"].values)
+        others = [dim for dim in values.dims if dim != "n_components"]
+        if not others:
+            return {None: np.asarray(values.values, dtype=float)}, counts
+        if len(others) > 1:
+            raise ValueError(f"Expected at most one dimension besides n_components: {others}")
+        other = others[0]
+        values = values.transpose(other, "n_components")
+        return {
+            str(label): np.asarray(row, dtype=float)
+            for label, row in zip(values[other].values, values.values, strict=True)
+        }, counts
+    if n_components is None:
+        raise ValueError("n_components is needed when the table is not an xarray.Dataset")
+    counts = np.asarray(n_components)
+    curves = dict(table) if isinstance(table, Mapping) else {None: table}
+    curves = {label: np.asarray(values, dtype=float) for label, values in curves.items()}
+    for label, values in curves.items():
+        if values.shape != counts.shape:
+            raise ValueError(
+                f"{label or criterion} has shape {values.shape}, n_components {counts.shape}"
+            )
+    return curves, counts
+
+
+def plot_model(model: Any, X: Any = None, *, features=None, n_points: int = 5000, runs=None):
+    """A two-panel figure: convergence (of ``runs``, default the model itself) and
+    the components over a sample of ``n_points`` rows of ``X`` (see
+    :func:`plot_components`). Returns the matplotlib Figure."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
+    plot_convergence(model if runs is None else runs, ax=left)
+    if model.means_.shape[1] >= 2:
+        plot_components(model, X, features=features, n_points=n_points, ax=right)
+    else:
+        right.set_axis_off()
+    return figure
+
+
+def save_figure(figure_or_axes: Any, path: Any, dpi: int = 100) -> None:
+    """Save a Figure (or the Figure of an Axes) to ``path`` and close it."""
+    from matplotlib.figure import Figure
+
+    figure = figure_or_axes if isinstance(figure_or_axes, Figure) else figure_or_axes.figure
+    figure.savefig(path, dpi=dpi)
+    _pyplot().close(figure)
+
+
+__all__ = [
+    "plot_convergence",
+    "plot_components",
+    "plot_criterion",
+    "plot_model",
+    "save_figure",
+    "principal_axes",
+    "ellipse_outline",
+]

@@ -1,0 +1,479 @@
+"""The ``streamgmm`` command: fit, predict, score, info, plot, demo, errors, --scheduler.
+
+Most tests call the click command in-process (CliRunner); the ones about exit
+status, messages, the demo and the cluster run the installed console script in a
+real subprocess.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from click.testing import CliRunner
+
+import streamgmm
+from streamgmm.cli import main
+from streamgmm.datasets import random_mixture, sample_mixture, write_mixture_zarr
+
+ROWS, CHUNK, K, D = 6000, 1000, 3, 3
+WORKTREE = Path(__file__).resolve().parents[1]
+
+
+def console_script() -> list[str]:
+    """The installed ``streamgmm`` script, run with this worktree first on the path."""
+    script = shutil.which("streamgmm", path=os.path.dirname(sys.executable))
+    return [script] if script else [sys.executable, "-m", "streamgmm.cli"]
+
+
+def run_script(*args, env=None, timeout=120):
+    environment = {**os.environ, "PYTHONPATH": str(WORKTREE), **(env or {})}
+    environment.pop("STREAMGMM_TRACEBACK", None)
+    return subprocess.run(
+        [*console_script(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+    )
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return random_mixture(K, D, separation=6.0, random_state=5)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, truth):
+    path = tmp_path_factory.mktemp("data") / "rows.zarr"
+    write_mixture_zarr(path, ROWS, truth, chunk_rows=CHUNK, random_state=5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory, store):
+    path = tmp_path_factory.mktemp("model") / "model.zarr"
+    result = invoke("fit", store, "-k", K, "--random-state", 0, "--tol", 1e-6, "--out", path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_fit_writes_a_model_that_recovers_the_truth(model_path, truth, store):
+    from streamgmm.cli import recovery_errors
+
+    model = streamgmm.load(model_path)
+    assert model.means_.shape == (K, D) and model.covariance_type == "full"
+    assert model.converged_
+    errors = recovery_errors(model, truth)
+    assert errors["means"] < 0.2 and errors["weights"] < 0.03
+    reference = streamgmm.GaussianMixture(K, random_state=0, tol=1e-6).fit(str(store))
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-10)
+
+
+def test_fit_options_reach_the_estimator(store, tmp_path):
+    out = tmp_path / "diag.zarr"
+    result = invoke(
+        "fit",
+        store,
+        "-k",
+        2,
+        "--covariance-type",
+        "diag",
+        "--max-iter",
+        3,
+        "--tol",
+        0,
+        "--init-params",
+        "random",
+        "--random-state",
+        1,
+        "--quiet",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 iterations, converged=False" in result.output
+    model = streamgmm.load(out)
+    assert model.covariance_type == "diag" and model.n_components == 2
+    assert model.n_iter_ == 3 and model.init_params == "random"
+
+
+def test_fit_online_options_reach_the_estimator(store, tmp_path, truth):
+    from streamgmm.cli import recovery_errors
+
+    out = tmp_path / "online.zarr"
+    result = invoke(
+        "fit",
+        store,
+        "-k",
+        K,
+        "--algorithm",
+        "online",
+        "--batch-size",
+        500,
+        "--learning-decay",
+        0.7,
+        "--learning-offset",
+        2,
+        "--max-iter",
+        2,
+        "--tol",
+        0,
+        "--random-state",
+        0,
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    model = streamgmm.load(out)
+    assert model.algorithm == "online" and model.batch_size == 500
+    assert model.learning_decay == 0.7 and model.learning_offset == 2.0
+    assert model.n_iter_ == 2 and model.n_samples_seen_ == 2 * ROWS
+    assert model.history_["passes"] == [1.0, 2.0]
+    assert recovery_errors(model, truth)["means"] < 0.2
+
+
+def test_fit_an_array_inside_a_zarr_group(tmp_path, truth):
+    X, _ = sample_mixture(truth, 3000, random_state=0)
+    group = zarr.open_group(tmp_path / "group.zarr", mode="w")
+    group.create_array("rows", data=X, chunks=(500, D))
+    group.create_array("ids", data=np.arange(3000), chunks=(500,))
+    out = tmp_path / "model.zarr"
+    result = invoke("fit", tmp_path / "group.zarr", "-k", K, "--random-state", 0, "--out", out)
+    assert result.exit_code == 0, result.output
+    inner = invoke(
+        "fit",
+        tmp_path / "group.zarr" / "rows",
+        "-k",
+        K,
+        "--random-state",
+        0,
+        "--out",
+        tmp_path / "inner.zarr",
+    )
+    assert inner.exit_code == 0, inner.output
+    np.testing.assert_array_equal(
+        streamgmm.load(out).means_, streamgmm.load(tmp_path / "inner.zarr").means_
+    )
+    # options left out take the estimator's defaults
+    fitted, default = streamgmm.load(out).get_params(), streamgmm.GaussianMixture().get_params()
+    for name in ("n_components", "random_state", "verbose"):
+        fitted.pop(name), default.pop(name)
+    assert fitted == default
+
+
+@pytest.fixture(scope="module")
+def netcdf(tmp_path_factory, truth):
+    """A netCDF file with a (feature, time) variable: samples along the second dim."""
+    X, _ = sample_mixture(truth, 2000, random_state=1)
+    times = np.arange("2000-01-01", 2000, dtype="datetime64[D]")[:2000]
+    dataset = xr.Dataset(
+        {"obs": (("feature", "time"), X.T), "other": (("time",), np.zeros(2000))},
+        coords={"time": times, "feature": ["a", "b", "c"]},
+    )
+    path = tmp_path_factory.mktemp("nc") / "obs.nc"
+    dataset.to_netcdf(path)
+    return path, X, times
+
+
+def test_fit_and_predict_a_netcdf_variable_with_sample_dim(netcdf, tmp_path):
+    path, X, times = netcdf
+    model_file = tmp_path / "model.zarr"
+    result = invoke(
+        "fit",
+        path,
+        "--variable",
+        "obs",
+        "--sample-dim",
+        "time",
+        "-k",
+        K,
+        "--random-state",
+        0,
+        "--out",
+        model_file,
+    )
+    assert result.exit_code == 0, result.output
+    model = streamgmm.load(model_file)
+    reference = streamgmm.GaussianMixture(K, random_state=0).fit(X)
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-9)
+
+    labels_file = tmp_path / "labels.zarr"
+    result = invoke(
+        "predict",
+        model_file,
+        path,
+        "--variable",
+        "obs",
+        "--sample-dim",
+        "time",
+        "--out",
+        labels_file,
+    )
+    assert result.exit_code == 0, result.output
+    labels = xr.open_zarr(labels_file, consolidated=False)["labels"]
+    assert labels.dims == ("time",)
+    np.testing.assert_array_equal(labels["time"].values, times)
+    np.testing.assert_array_equal(labels.values, reference.predict(X))
+
+
+def test_fit_a_zarr_dataset_variable(netcdf, tmp_path):
+    path, X, _ = netcdf
+    dataset = xr.open_dataset(path).drop_vars("feature").chunk({"time": 500})
+    dataset.to_zarr(tmp_path / "obs.zarr", consolidated=False)
+    out = tmp_path / "model.zarr"
+    result = invoke(
+        "fit",
+        tmp_path / "obs.zarr",
+        "--variable",
+        "obs",
+        "--sample-dim",
+        "time",
+        "-k",
+        K,
+        "--random-state",
+        0,
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    reference = streamgmm.GaussianMixture(K, random_state=0).fit(X)
+    np.testing.assert_allclose(streamgmm.load(out).means_, reference.means_, rtol=1e-9)
+
+
+def test_predict_writes_labels_and_responsibilities_chunked_like_the_input(
+    model_path, store, tmp_path
+):
+    out = tmp_path / "labels.zarr"
+    result = invoke("predict", model_path, store, "--out", out, "--proba")
+    assert result.exit_code == 0, result.output
+    group = zarr.open_group(out, mode="r")
+    labels, responsibilities = group["labels"], group["responsibilities"]
+    assert labels.shape == (ROWS,) and labels.chunks == (CHUNK,)
+    assert responsibilities.shape == (ROWS, K) and responsibilities.chunks == (CHUNK, K)
+    model = streamgmm.load(model_path)
+    X = zarr.open_array(store, mode="r")[:]
+    np.testing.assert_array_equal(labels[:], model.predict(X))
+    np.testing.assert_allclose(responsibilities[:].sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(responsibilities[:].argmax(axis=1), labels[:])
+
+
+def test_predict_without_proba_writes_only_labels(model_path, store, tmp_path):
+    out = tmp_path / "labels.zarr"
+    assert invoke("predict", model_path, store, "--out", out).exit_code == 0
+    assert sorted(name for name, _ in zarr.open_group(out, mode="r").arrays()) == ["labels"]
+
+
+def test_score_prints_the_mean_log_likelihood(model_path, store):
+    result = invoke("score", model_path, store)
+    assert result.exit_code == 0, result.output
+    expected = streamgmm.load(model_path).score(str(store))
+    np.testing.assert_allclose(float(result.output), expected, rtol=1e-9)
+
+
+def test_info_summarises_the_model(model_path):
+    result = invoke("info", model_path)
+    assert result.exit_code == 0, result.output
+    model = streamgmm.load(model_path)
+    assert f"{K} components, {D} features, covariance_type=full" in result.output
+    assert f"{model.weights_[0]:.4f}" in result.output
+    assert f"{model.n_iter_} iterations" in result.output
+    assert len(result.output.strip().splitlines()) == 5 + K
+
+
+def assert_png(path, width, height):
+    with open(path, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    image = mpimg.imread(path)
+    assert image.shape[:2] == (height, width)
+
+
+@pytest.mark.parametrize("with_data", [True, False])
+def test_plot_writes_a_png(model_path, store, tmp_path, with_data):
+    out = tmp_path / "model.png"
+    args = ["plot", model_path, *([store] if with_data else []), "--out", out, "--n-points", 500]
+    result = invoke(*args, "--features", 0, 2)
+    assert result.exit_code == 0, result.output
+    assert_png(out, 1200, 500)
+
+
+def test_every_subcommand_has_help():
+    for command in ["fit", "predict", "score", "info", "plot", "demo"]:
+        result = invoke(command, "--help")
+        assert result.exit_code == 0
+        assert result.output.startswith(f"Usage: main {command}")
+
+
+# ---------------------------------------------------------- real subprocesses
+def assert_one_line_error(result, status, *fragments):
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: ")
+    if status == 1:
+        assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+def test_missing_data_is_a_one_line_error(tmp_path):
+    result = run_script("fit", tmp_path / "nothing.zarr", "-k", 2, "--out", tmp_path / "m.zarr")
+    assert_one_line_error(result, 1, "No Zarr store", "nothing.zarr")
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_usage_error_exits_2(store):
+    result = run_script("fit", store, "-k", 2, "--covariance-type", "round", "--out", "m.zarr")
+    assert_one_line_error(result, 2, "round")
+
+
+def assert_cli_error(result, status, *fragments):
+    """As assert_one_line_error, for an in-process CliRunner result."""
+    assert result.exit_code == status, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: ")
+    if status == 1:
+        assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+def test_more_usage_errors_exit_2(store, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["fit", str(store), "--out", str(tmp_path / "m.zarr")])
+    assert_cli_error(result, 2, "--n-components")
+    result = runner.invoke(main, ["fit", "data.nc", "-k", "2", "--out", "m.zarr"])
+    assert_cli_error(result, 2, "--variable")
+    result = runner.invoke(main, ["fit", str(store), "-k", "0", "--out", "m.zarr"])
+    assert_cli_error(result, 2, "0")
+
+
+def test_model_and_data_errors_exit_1(model_path, store, netcdf, tmp_path):
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(main, [str(arg) for arg in args])
+
+    assert_cli_error(run("info", store), 1, "streamgmm model")
+    narrow = tmp_path / "narrow.zarr"
+    zarr.create_array(narrow, shape=(100, 2), chunks=(50, 2), dtype="f8")[:] = 1.0
+    assert_cli_error(run("score", model_path, narrow), 1, "2 features", f"{D} features")
+    assert_cli_error(
+        run("score", model_path, netcdf[0], "--variable", "rain"), 1, "no variable 'rain'", "obs"
+    )
+    assert_cli_error(run("score", model_path, netcdf[0], "--variable", "other"), 1, "2-D")
+    assert_cli_error(
+        run("fit", store, "-k", ROWS + 1, "--out", tmp_path / "m.zarr"),
+        1,
+        "n_samples >= n_components",
+    )
+    assert_cli_error(run("predict", tmp_path / "none.zarr", store, "--out", "x"), 1, "No model")
+
+
+def test_unreachable_scheduler_is_a_one_line_error(store, tmp_path):
+    result = run_script(
+        "fit",
+        store,
+        "-k",
+        2,
+        "--scheduler",
+        "tcp://127.0.0.1:1",
+        "--out",
+        tmp_path / "m.zarr",
+        env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"},
+    )
+    assert_one_line_error(result, 1, "could not connect", "tcp://127.0.0.1:1")
+
+
+def test_fit_on_a_local_cluster_through_scheduler(store, tmp_path):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        with get_task_stream(client) as stream:
+            result = run_script(
+                "fit",
+                store,
+                "-k",
+                K,
+                "--random-state",
+                0,
+                "--scheduler",
+                cluster.scheduler_address,
+                "--out",
+                tmp_path / "m.zarr",
+            )
+        assert result.returncode == 0, result.stderr
+        workers = {task["worker"] for task in stream.data}
+        names = {
+            task["key"][0] if isinstance(task["key"], tuple) else task["key"]
+            for task in stream.data
+        }
+    assert any("chunk_statistics" in name for name in names), names
+    assert len(workers) == 2
+    local = streamgmm.GaussianMixture(K, random_state=0).fit(str(store))
+    np.testing.assert_allclose(
+        streamgmm.load(tmp_path / "m.zarr").means_, local.means_, rtol=1e-10
+    )
+
+
+def test_verbose_prints_progress_lines_off_a_terminal(store, tmp_path):
+    result = run_script(
+        "fit",
+        store,
+        "-k",
+        K,
+        "--random-state",
+        0,
+        "--tol",
+        0,
+        "--max-iter",
+        10,
+        "-v",
+        "--out",
+        tmp_path / "b.zarr",
+    )
+    assert result.returncode == 0
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("batch EM, init 0: step 10, passes 10")
+    assert lines[-1].startswith("warning: Best performing initialization did not converge")
+
+
+def test_demo_runs_end_to_end_on_small_data(tmp_path):
+    result = run_script(
+        "demo",
+        "--n-samples",
+        30_000,
+        "--chunk-rows",
+        8000,
+        "--n-components",
+        3,
+        "--out",
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress bars off a terminal
+    out = result.stdout
+    assert "wrote 30,000 rows x 4 features" in out
+    for name in ("batch EM", "online EM"):
+        row = next(line for line in out.splitlines() if line.startswith(name))
+        passes, seconds, loglik, mean_err, weight_err, cov_err = map(float, row.split()[2:])
+        assert passes >= 1 and seconds > 0 and np.isfinite(loglik)
+        assert mean_err < 0.2 and weight_err < 0.02 and cov_err < 0.2
+    assert (tmp_path / "mixture.zarr").is_dir()
+    assert_png(tmp_path / "streamgmm-demo.png", 1200, 500)
