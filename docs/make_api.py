@@ -29,6 +29,8 @@ PUBLIC = {
     "streamgmm.progress": ["FitProgress", "HISTORY_KEYS"],
     "streamgmm.inputs": ["as_rows", "open_zarr_array"],
     "streamgmm.io": ["model_to_dataset"],
+    "streamgmm.online": ["create_stream_array", "append_rows", "update_from_zarr", "step_size"],
+    "streamgmm.selection": ["select"],
 }
 
 HEADER = """# API reference

@@ -276,6 +276,12 @@ def progress_options(function):
     help="Starts to try; the best final fit is kept.",
 )
 @click.option("--random-state", type=int, default=None, help="Seed (default: unseeded).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Checkpoint file written after every iteration; a rerun resumes from it (batch).",
+)
 @data_options
 @scheduler_option
 @progress_options
@@ -301,6 +307,7 @@ def fit(
     init_params: str,
     n_init: int,
     random_state: int | None,
+    checkpoint: Path | None,
     variable: str | None,
     sample_dim: str | None,
     scheduler: str | None,
@@ -329,7 +336,7 @@ def fit(
     )
     started = time.perf_counter()
     with connected(scheduler), warnings_as_lines():
-        model.fit(X)
+        model.fit(X, checkpoint=checkpoint)
     elapsed = time.perf_counter() - started
     save(model, out)
     click.echo(

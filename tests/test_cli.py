@@ -477,3 +477,21 @@ def test_demo_runs_end_to_end_on_small_data(tmp_path):
         assert mean_err < 0.2 and weight_err < 0.02 and cov_err < 0.2
     assert (tmp_path / "mixture.zarr").is_dir()
     assert_png(tmp_path / "streamgmm-demo.png", 1200, 500)
+
+
+def test_fit_checkpoint_writes_a_resumable_state(store, tmp_path):
+    checkpoint = tmp_path / "fit.ckpt"
+    common = ("fit", store, "--n-components", 3, "--random-state", 0, "--max-iter", 5)
+    invoke(*common, "--checkpoint", checkpoint, "--out", tmp_path / "a.zarr")
+    assert checkpoint.exists()
+    invoke(*common, "--checkpoint", checkpoint, "--out", tmp_path / "b.zarr")
+    first = streamgmm.load(tmp_path / "a.zarr")
+    resumed = streamgmm.load(tmp_path / "b.zarr")
+    np.testing.assert_array_equal(resumed.means_, first.means_)
+    assert resumed.n_iter_ == first.n_iter_
+    result = CliRunner().invoke(
+        main,
+        [str(a) for a in (*common, "--n-components", 4, "--checkpoint", checkpoint,
+                          "--out", tmp_path / "c.zarr")],
+    )
+    assert result.exit_code == 1 and "checkpoint" in result.output.lower()
