@@ -8,7 +8,8 @@ resumed fit must match.
 
 Layout, for format version 1:
 
-* ``meta``: JSON with ``format``, ``format_version``, ``algorithm`` (``"batch"``),
+* ``meta``: JSON with ``format``, ``format_version``, ``algorithm`` (``"batch"``
+  or ``"online"``),
   ``fit`` (the fingerprint: hyper-parameters, ``n_samples``, ``n_features``,
   ``dtype``), ``init_index`` (the initialisation being run), ``rng_state`` (the
   generator after that initialisation drew its start), and per stored run its
@@ -18,10 +19,14 @@ Layout, for format version 1:
   ``means``, ``precisions_cholesky``, ``covariances``, ``lower_bounds`` and
   ``lower_bound``.
 
-Other algorithms (stepwise online EM) extend this by their own ``algorithm``
-name, extra groups of arrays (for example ``online/<statistic>``) and extra
-scalars in ``meta`` (step counter, mini-batch position); a reader refuses an
-algorithm or a format version it does not know.
+Stepwise online EM (``algorithm="online"``, one initialisation) stores instead
+``online/<field>`` (the parameters of the next E-step, their covariances, the
+per-pass ``lower_bounds``) and ``online/running/<statistic>`` and
+``online/averaged/<statistic>`` (the running and averaged statistics), with
+``meta["online"]`` holding the step counter, rows seen, the pass position
+(complete passes, batches done in the pass in progress, their log-likelihood sum
+and row count) and the generator's state before that pass drew its chunk order.
+A reader refuses an algorithm or a format version it does not know.
 
 The file is written to a temporary name in the same folder, flushed to disk and
 renamed over the old one with :func:`os.replace`, so a crash at any moment
@@ -78,6 +83,76 @@ def run_from_arrays(arrays: dict, scalars: dict, prefix: str, covariance_type: s
         "n_iter": int(scalars["n_iter"]),
         "converged": bool(scalars["converged"]),
     }
+
+
+_STATISTICS_FIELDS = ("weight", "mean", "scatter", "log_likelihood", "n_samples")
+
+
+def online_to_arrays(state, params: GaussianParameters, covariances, position):
+    """Split the state of an online fit (an ``OnlineState``, the parameters of
+    the next E-step, their covariances and an ``OnlinePosition``) into arrays
+    named ``online/...`` and JSON-safe scalars."""
+    arrays = {
+        "online/weights": params.weights,
+        "online/means": params.means,
+        "online/precisions_cholesky": params.precisions_cholesky,
+        "online/covariances": covariances,
+        "online/lower_bounds": np.asarray(position.lower_bounds, dtype=np.float64),
+    }
+    for name, stats in (("running", state.statistics), ("averaged", state.averaged)):
+        if stats is not None:
+            for field in _STATISTICS_FIELDS:
+                arrays[f"online/{name}/{field}"] = np.asarray(getattr(stats, field), np.float64)
+    scalars = {
+        "n_steps": int(state.n_steps),
+        "n_samples_seen": int(state.n_samples_seen),
+        "n_averaged": int(state.n_averaged),
+        "passes_done": int(position.passes_done),
+        "converged": bool(position.converged),
+        "pass_rng_state": position.pass_rng_state,
+        "batches_done": int(position.batches_done),
+        "total": float(position.total),
+        "count": int(position.count),
+    }
+    return arrays, scalars
+
+
+def online_from_arrays(arrays: dict, scalars: dict, covariance_type: str):
+    """Inverse of :func:`online_to_arrays`: ``(state, params, covariances, position)``."""
+    from .online import OnlinePosition, OnlineState
+    from .statistics import SufficientStatistics
+
+    def statistics(name):
+        if f"online/{name}/weight" not in arrays:
+            return None
+        values = {field: arrays[f"online/{name}/{field}"] for field in _STATISTICS_FIELDS}
+        values["log_likelihood"] = float(values["log_likelihood"])
+        values["n_samples"] = float(values["n_samples"])
+        return SufficientStatistics(**values)
+
+    state = OnlineState(
+        statistics("running"),
+        scalars["n_steps"],
+        scalars["n_samples_seen"],
+        statistics("averaged"),
+        scalars["n_averaged"],
+    )
+    params = GaussianParameters(
+        arrays["online/weights"],
+        arrays["online/means"],
+        arrays["online/precisions_cholesky"],
+        covariance_type,
+    )
+    position = OnlinePosition(
+        scalars["passes_done"],
+        [float(value) for value in arrays["online/lower_bounds"]],
+        scalars["converged"],
+        scalars["pass_rng_state"],
+        scalars["batches_done"],
+        scalars["total"],
+        scalars["count"],
+    )
+    return state, params, arrays["online/covariances"], position
 
 
 def write_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> None:

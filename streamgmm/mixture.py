@@ -16,6 +16,8 @@ import numpy as np
 
 from .checkpoint import (
     check_fingerprint,
+    online_from_arrays,
+    online_to_arrays,
     read_checkpoint,
     remove_stale_temporaries,
     run_from_arrays,
@@ -39,6 +41,7 @@ from .mstep import (
     precisions_from_cholesky,
 )
 from .online import (
+    START_POSITION,
     OnlineConfig,
     OnlineState,
     current_parameters,
@@ -60,6 +63,9 @@ BATCH_SIZE = 512
 LEARNING_DECAY = 0.6
 LEARNING_OFFSET = 0.0
 """Defaults of online EM, chosen by ``benchmarks/online_vs_batch.py`` (docs/online.md)."""
+
+ONLINE_CHECKPOINT_BATCHES = 100
+"""Mini-batches between two checkpoints of an online fit (``fit(checkpoint_every=)``)."""
 
 
 class ConvergenceWarning(UserWarning):
@@ -323,13 +329,20 @@ class GaussianMixture:
 
     # --------------------------------------------------------------- fitting
     def fit(
-        self, X: Any, y: Any = None, *, checkpoint: str | os.PathLike | None = None
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = ONLINE_CHECKPOINT_BATCHES,
     ) -> GaussianMixture:
         """Fit by EM; X is any supported input (see :mod:`streamgmm.inputs`).
 
         ``checkpoint`` is the path of a file (see :mod:`streamgmm.checkpoint`)
         that receives the whole fitting state after the initialisation and after
-        every EM iteration, atomically. If the file exists when ``fit`` starts,
+        every EM iteration (batch), or every ``checkpoint_every`` mini-batches and
+        after every pass (online, which then needs ``n_init=1``), atomically.
+        If the file exists when ``fit`` starts,
         the fit resumes from it (it must come from a fit with the same
         hyper-parameters and data of the same shape and dtype) and ends with the
         parameters the uninterrupted fit would have reached.
@@ -345,15 +358,16 @@ class GaussianMixture:
                 f"Expected n_samples >= n_components, got n_samples={data.n_samples} "
                 f"and n_components={self.n_components}"
             )
-        if checkpoint is not None and self.algorithm != "batch":
-            raise ValueError(
-                "checkpoint= is supported for algorithm='batch' only; for online EM, "
-                "save the model with streamgmm.save between partial_fit calls"
-            )
         data = persisted_rows(data, self.persist)
         rng = make_rng(self.random_state)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_runs = self.n_init if do_init else 1
+        if checkpoint is not None and self.algorithm == "online" and n_runs > 1:
+            raise ValueError("checkpoint= with algorithm='online' needs n_init=1")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+            raise TypeError(f"checkpoint_every must be an integer, got {checkpoint_every!r}")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         fingerprint = self._checkpoint_fingerprint(data) if checkpoint is not None else None
         first, resumed, best = 0, None, None
         if checkpoint is not None:
@@ -368,8 +382,18 @@ class GaussianMixture:
             else:
                 run = self._start_run(data, rng, do_init)
             if self.algorithm == "online":
+                save = None
+                if checkpoint is not None:
+                    save = partial(self._write_online_checkpoint, checkpoint, fingerprint, rng)
                 run = self._online_em(
-                    data, run["params"], run["covariances"], rng, continue_=not do_init
+                    data,
+                    run["params"],
+                    run["covariances"],
+                    rng,
+                    continue_=not do_init,
+                    resume=run.get("online_resume"),
+                    on_position=save,
+                    every=checkpoint_every,
                 )
             else:
                 save = None
@@ -445,19 +469,30 @@ class GaussianMixture:
             arrays.update(best_arrays)
         write_checkpoint(path, arrays, meta)
 
+    def _write_online_checkpoint(self, path, fingerprint, rng, state, params, covariances, here):
+        arrays, scalars = online_to_arrays(state, params, covariances, here)
+        meta = {"algorithm": "online", "fit": fingerprint, "init_index": 0, "online": scalars}
+        meta["rng_state"] = rng.bit_generator.state
+        write_checkpoint(path, arrays, meta)
+
     def _read_checkpoint(self, path, fingerprint):
-        """``(init_index, run, best, rng_state)`` from a checkpoint, or None."""
+        """``(init_index, run, best, rng_state)`` from a checkpoint, or None.
+        For online EM ``run`` carries ``online_resume``, the state to continue."""
         contents = read_checkpoint(path)
         if contents is None:
             return None
         arrays, meta = contents
-        if meta.get("algorithm") != "batch":
+        if meta.get("algorithm") != self.algorithm:
             raise ValueError(
                 f"The checkpoint {os.fspath(path)!r} was written by algorithm "
-                f"{meta.get('algorithm')!r}, not 'batch'"
+                f"{meta.get('algorithm')!r}, not {self.algorithm!r}"
             )
         check_fingerprint(path, meta["fit"], fingerprint)
         cov_type = self.covariance_type
+        if self.algorithm == "online":
+            resume = online_from_arrays(arrays, meta["online"], cov_type)
+            run = {"params": resume[1], "covariances": resume[2], "online_resume": resume}
+            return 0, run, None, meta["rng_state"]
         run = run_from_arrays(arrays, meta["run"], "run", cov_type)
         best = run_from_arrays(arrays, meta["best"], "best", cov_type) if "best" in meta else None
         return meta["init_index"], run, best, meta["rng_state"]
@@ -555,10 +590,24 @@ class GaussianMixture:
             return self._online_state_from_attributes()
         return initial_state(self.n_components, self.n_features_in_, self.covariance_type)
 
-    def _online_em(self, data, params, covariances, rng, continue_: bool):
-        """Stepwise EM over ``max_iter`` passes (see :func:`streamgmm.online.online_em`)."""
+    def _online_em(
+        self,
+        data,
+        params,
+        covariances,
+        rng,
+        continue_: bool,
+        resume=None,
+        on_position=None,
+        every: int = 0,
+    ):
+        """Stepwise EM over ``max_iter`` passes (see :func:`streamgmm.online.online_em`),
+        from ``resume = (state, params, covariances, position)`` if given."""
         config = self._online_config()
-        if continue_:
+        position = START_POSITION
+        if resume is not None:
+            state, params, covariances, position = resume
+        elif continue_:
             state = self._online_state()
             with single_threaded_blas():
                 params = current_parameters(state, params, config)
@@ -576,6 +625,9 @@ class GaussianMixture:
             rng=rng,
             verbose=self.verbose,
             verbose_interval=self.verbose_interval,
+            position=position,
+            on_position=on_position,
+            every=every,
         )
 
     def partial_fit(self, X: Any, y: Any = None) -> GaussianMixture:

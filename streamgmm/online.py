@@ -40,8 +40,9 @@ can drop a half-processed call (a batch with NaN) and keep its previous model.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import dask
@@ -259,10 +260,17 @@ def run_batches(
     covariances: np.ndarray,
     batches: Iterator[tuple[np.ndarray, int]],
     config: OnlineConfig,
+    *,
+    done: int = 0,
+    total: float = 0.0,
+    count: int = 0,
+    on_batch: Callable[..., None] | None = None,
 ) -> tuple[OnlineState, GaussianParameters, np.ndarray, float, int]:
     """Apply :func:`online_step` to every batch; returns the final state and
-    parameters, and the summed log-likelihood and row count of the batches."""
-    total, count = 0.0, 0
+    parameters, and the summed log-likelihood and row count of the batches
+    (added to ``total`` and ``count`` of ``done`` batches already applied).
+    ``on_batch(state, params, covariances, done, total, count)`` is called after
+    every batch."""
     with single_threaded_blas():
         for batch, first_row in batches:
             state, params, covariances, log_likelihood = online_step(
@@ -270,7 +278,41 @@ def run_batches(
             )
             total += log_likelihood
             count += batch.shape[0]
+            done += 1
+            if on_batch is not None:
+                on_batch(state, params, covariances, done, total, count)
     return state, params, covariances, total, count
+
+
+class OnlinePosition(NamedTuple):
+    """Where a stepwise-EM fit stands among its passes, for checkpoints.
+
+    Attributes
+    ----------
+    passes_done : int
+        Complete passes.
+    lower_bounds : list of float
+        Mean log-likelihood of every complete pass.
+    converged : bool
+        Whether the last complete pass met ``tol``.
+    pass_rng_state : dict or None
+        The generator's state before the pass in progress (or, at a pass
+        boundary, the next pass) drew its chunk order; None before the first.
+    batches_done, total, count : int, float, int
+        Batches of the pass in progress already applied, and their summed
+        log-likelihood and rows.
+    """
+
+    passes_done: int
+    lower_bounds: list
+    converged: bool
+    pass_rng_state: dict | None
+    batches_done: int
+    total: float
+    count: int
+
+
+START_POSITION = OnlinePosition(0, [], False, None, 0, 0.0, 0)
 
 
 def online_em(
@@ -286,25 +328,68 @@ def online_em(
     rng: np.random.Generator,
     verbose: int = 0,
     verbose_interval: int = 1,
+    position: OnlinePosition = START_POSITION,
+    on_position: Callable[..., None] | None = None,
+    every: int = 0,
 ) -> dict:
     """Stepwise EM over passes through ``array``; each pass visits the row-chunks
     in a fresh random order. Stops after ``max_iter`` passes or when a pass's
     mean log-likelihood (of each batch under the parameters it met) changes by
-    less than ``tol``. Returns the run in the form the estimator stores."""
-    lower_bound, lower_bounds, converged, n_iter = -np.inf, [], False, 0
+    less than ``tol``. Returns the run in the form the estimator stores.
+
+    ``on_position(state, params, covariances, position)`` is called every
+    ``every`` mini-batches (if ``every > 0``) and after every pass; passing such
+    a ``position`` back (with the state and parameters of that call and ``rng``
+    in any state) continues the fit exactly where it stood. The batches of a
+    pass already applied are read again but skipped.
+    """
+    lower_bounds, converged = list(position.lower_bounds), position.converged
+    lower_bound = lower_bounds[-1] if lower_bounds else -np.inf
+    n_iter = position.passes_done
     progress = FitProgress(verbose, max_iter, "online EM", verbose_interval=verbose_interval)
-    for n_iter in range(1, max_iter + 1):
-        order = rng.permutation(array.numblocks[0])
-        state, params, covariances, total, count = run_batches(
-            state, params, covariances, iterate_batches(array, batch_size, order), config
-        )
-        previous, lower_bound = lower_bound, total / count
-        lower_bounds.append(lower_bound)
-        progress.record(lower_bound, passes=n_iter)
-        if abs(lower_bound - previous) < tol:
-            converged = True
-            break
-    progress.close()
+    with progress:
+        while not converged and n_iter < max_iter:
+            resume = position.pass_rng_state is not None and position.passes_done == n_iter
+            if resume:
+                rng.bit_generator.state = position.pass_rng_state
+                done, total, count = position.batches_done, position.total, position.count
+            else:
+                done, total, count = 0, 0.0, 0
+            pass_rng_state = rng.bit_generator.state
+            order = rng.permutation(array.numblocks[0])
+            batches = itertools.islice(iterate_batches(array, batch_size, order), done, None)
+
+            report = None
+            if on_position is not None and every > 0:
+                report = functools.partial(
+                    _report_position,
+                    on_position,
+                    every,
+                    n_iter,
+                    list(lower_bounds),
+                    pass_rng_state,
+                )
+            state, params, covariances, total, count = run_batches(
+                state,
+                params,
+                covariances,
+                batches,
+                config,
+                done=done,
+                total=total,
+                count=count,
+                on_batch=report,
+            )
+            n_iter += 1
+            previous, lower_bound = lower_bound, total / count
+            lower_bounds.append(lower_bound)
+            progress.record(lower_bound, passes=n_iter)
+            converged = abs(lower_bound - previous) < tol
+            if on_position is not None:
+                boundary = OnlinePosition(
+                    n_iter, list(lower_bounds), converged, rng.bit_generator.state, 0, 0.0, 0
+                )
+                on_position(state, params, covariances, boundary)
     with single_threaded_blas():
         shown, shown_covariances = reported_parameters(state, params, covariances, config)
     return {
@@ -317,6 +402,25 @@ def online_em(
         "online_state": state,
         "history": progress.history,
     }
+
+
+def _report_position(
+    on_position,
+    every,
+    passes_done,
+    lower_bounds,
+    pass_rng_state,
+    state,
+    params,
+    covariances,
+    done,
+    total,
+    count,
+):
+    """``on_batch`` callback of :func:`online_em`: reports every ``every`` batches."""
+    if done % every == 0:
+        here = OnlinePosition(passes_done, lower_bounds, False, pass_rng_state, done, total, count)
+        on_position(state, params, covariances, here)
 
 
 # ------------------------------------------------------- data that keeps arriving

@@ -2,6 +2,8 @@
 
 Usage: python _checkpoint_fit.py DATA_ZARR CHECKPOINT OUTPUT_MODEL COUNTER DELAY SETTINGS_JSON
 
+SETTINGS_JSON holds the estimator's parameters and optionally ``checkpoint_every``.
+
 Every non-empty block read appends a byte to COUNTER and sleeps DELAY seconds,
 so the test can kill the process in the middle of the fit and count the passes.
 """
@@ -32,8 +34,14 @@ def counted_blocks(data_path: str, counter_path: str, delay: float) -> da.Array:
 def main() -> None:
     data_path, checkpoint, output, counter, delay, settings = sys.argv[1:]
     X = counted_blocks(data_path, counter, float(delay))
+    settings = json.loads(settings)
+    every = (
+        {"checkpoint_every": settings.pop("checkpoint_every")}
+        if "checkpoint_every" in settings
+        else {}
+    )
     with dask.config.set(scheduler="threads"):
-        model = GaussianMixture(**json.loads(settings)).fit(X, checkpoint=checkpoint)
+        model = GaussianMixture(**settings).fit(X, checkpoint=checkpoint, **every)
     save(model, output)
 
 

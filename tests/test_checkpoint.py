@@ -32,7 +32,7 @@ def data_path(tmp_path_factory):
     return str(path)
 
 
-def _start(data_path, folder: Path, tag: str, delay: float) -> subprocess.Popen:
+def _start(data_path, folder: Path, tag: str, delay: float, settings=SETTINGS) -> subprocess.Popen:
     paths = [str(SCRIPT.parent.parent), str(SCRIPT.parent), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     arguments = [
@@ -43,7 +43,7 @@ def _start(data_path, folder: Path, tag: str, delay: float) -> subprocess.Popen:
         str(folder / f"model-{tag}.zarr"),
         str(folder / f"calls-{tag}"),
         str(delay),
-        json.dumps(SETTINGS),
+        json.dumps(settings),
     ]
     return subprocess.Popen(arguments, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -150,3 +150,49 @@ def test_checkpoint_holds_no_pickled_objects(data_path, tmp_path):
     with np.load(checkpoint, allow_pickle=False) as archive:
         kinds = {archive[name].dtype.kind for name in archive.files}
     assert kinds <= {"f", "U"}
+
+
+ONLINE = dict(
+    n_components=3, algorithm="online", batch_size=50, max_iter=3, tol=0.0, random_state=5
+)
+
+
+def test_online_fit_killed_mid_pass_resumes_to_the_uninterrupted_result(data_path, tmp_path):
+    counter = tmp_path / "calls-reference"
+    reference = GaussianMixture(**ONLINE).fit(counted_blocks(data_path, str(counter), 0.0))
+    full_fit_reads = counter.stat().st_size
+
+    settings = {**ONLINE, "checkpoint_every": 5}
+    first = _start(data_path, tmp_path, "killed", delay=0.2, settings=settings)
+    checkpoint = tmp_path / "fit.ckpt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert first.poll() is None, first.stderr.read().decode()
+        contents = read_checkpoint(checkpoint) if checkpoint.exists() else None
+        if contents is not None:
+            position = contents[1]["online"]
+            if position["passes_done"] == 1 and position["batches_done"] >= 10:
+                break
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=30) == -signal.SIGKILL
+    position = read_checkpoint(checkpoint)[1]["online"]
+    assert position["passes_done"] < ONLINE["max_iter"]
+    assert position["batches_done"] > 0, "the kill should fall inside a pass"
+
+    second = _start(data_path, tmp_path, "resumed", delay=0.0, settings=settings)
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr.decode()
+    resumed = load(tmp_path / "model-resumed.zarr")
+    assert (tmp_path / "calls-resumed").stat().st_size < full_fit_reads
+    for name in FITTED:
+        np.testing.assert_allclose(
+            getattr(resumed, name), getattr(reference, name), rtol=1e-10, atol=0, err_msg=name
+        )
+    assert resumed.n_steps_ == reference.n_steps_
+    assert resumed.lower_bounds_ == pytest.approx(reference.lower_bounds_, rel=1e-12)
+
+
+def test_online_checkpoint_needs_a_single_initialisation(data_path, tmp_path):
+    with pytest.raises(ValueError, match="n_init=1"):
+        GaussianMixture(**{**ONLINE, "n_init": 2}).fit(data_path, checkpoint=tmp_path / "c")

@@ -458,9 +458,9 @@ def test_demo_runs_end_to_end_on_small_data(tmp_path):
     result = run_script(
         "demo",
         "--n-samples",
-        30_000,
+        100_000,
         "--chunk-rows",
-        8000,
+        25_000,
         "--n-components",
         3,
         "--out",
@@ -469,7 +469,7 @@ def test_demo_runs_end_to_end_on_small_data(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress bars off a terminal
     out = result.stdout
-    assert "wrote 30,000 rows x 4 features" in out
+    assert "wrote 100,000 rows x 4 features" in out
     for name in ("batch EM", "online EM"):
         row = next(line for line in out.splitlines() if line.startswith(name))
         passes, seconds, loglik, mean_err, weight_err, cov_err = map(float, row.split()[2:])

@@ -101,6 +101,24 @@ def test_distributed_fit_equals_threaded_fit(client, tmp_path, covariance_type, 
     _assert_same_fit(on_cluster, threaded)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_distributed_online_fit_equals_threaded_fit(client, tmp_path, covariance_type):
+    source = _write_zarr(tmp_path / "x.zarr", _data(), 500)
+    settings = dict(
+        covariance_type=covariance_type,
+        algorithm="online",
+        batch_size=100,
+        max_iter=3,
+        tol=0.0,
+        random_state=0,
+    )
+    on_cluster = GaussianMixture(3, **settings).fit(source)
+    with dask.config.set(scheduler="threads"):
+        threaded = GaussianMixture(3, **settings).fit(source)
+    assert on_cluster.n_steps_ == threaded.n_steps_ > 10
+    _assert_same_fit(on_cluster, threaded)
+
+
 def test_worker_killed_mid_fit_gives_the_undisturbed_result(client, tmp_path):
     path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
     settings = dict(init_params="random_from_data", max_iter=8, tol=0.0, random_state=3)

@@ -223,7 +223,11 @@ def _assert_same_state(before, after):
     assert before.keys() == after.keys()
     for name, value in before.items():
         other = after[name]
-        if isinstance(value, tuple) and value is not None:
+        if isinstance(value, dict):
+            assert value.keys() == other.keys(), name
+            for key in value:
+                np.testing.assert_array_equal(value[key], other[key], err_msg=f"{name}[{key}]")
+        elif isinstance(value, tuple) and value is not None:
             assert type(other) is type(value), name
             for a, b in zip(value, other, strict=True):
                 np.testing.assert_array_equal(a, b, err_msg=name)
