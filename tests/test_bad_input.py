@@ -96,7 +96,9 @@ def test_bad_fit_input_raises_and_keeps_the_model(model, data, tmp_path, case):
     _assert_unchanged(model, before)
 
 
-@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+@pytest.mark.parametrize(
+    "init_params", ["k-means||", "kmeans", "k-means++", "random", "random_from_data"]
+)
 @pytest.mark.parametrize("row", [0, 650, 1199])
 def test_nan_is_named_by_row_for_every_initialisation(data, tmp_path, init_params, row):
     path = _zarr(tmp_path, _with_bad_value(data, row, np.nan))
@@ -116,6 +118,11 @@ PARAMETER_CASES = [
     ("persist", "sometimes", ValueError),
     ("tol", float("nan"), ValueError),
     ("max_iter", "10", TypeError),
+    ("algorithm", "stochastic", ValueError),
+    ("batch_size", 0, ValueError),
+    ("learning_decay", 0.5, ValueError),
+    ("learning_decay", 1.2, ValueError),
+    ("learning_offset", -1.0, ValueError),
 ]
 
 

@@ -1,5 +1,6 @@
-"""Property: on any shape, dtype and values, fit and predict either succeed with
-finite outputs or raise ValueError/TypeError; a failed fit keeps the model."""
+"""Property: on any shape, dtype and values, fit, predict and partial_fit either
+succeed with finite outputs or raise ValueError/TypeError; a failed call keeps
+the model."""
 
 import warnings
 
@@ -90,3 +91,19 @@ def test_fit_and_predict_succeed_with_finite_outputs_or_raise_clear_errors(
             np.testing.assert_allclose(result.sum(axis=1), 1.0)
     for name, value in before.items():
         np.testing.assert_array_equal(getattr(model, name), value)
+
+    online = GaussianMixture(
+        2, covariance_type=covariance_type, batch_size=7, random_state=0
+    ).partial_fit(np.random.default_rng(1).normal(size=(30, 3)))
+    before = _fitted_state(online)
+    steps = online.n_steps_
+    try:
+        online.partial_fit(X_new)
+    except (ValueError, TypeError) as error:
+        assert str(error)
+        assert online.n_steps_ == steps
+        for name, value in before.items():
+            np.testing.assert_array_equal(getattr(online, name), value)
+    else:
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            assert np.all(np.isfinite(getattr(online, name))), name
