@@ -17,6 +17,8 @@ import dask
 import dask.array as da
 import numpy as np
 
+from .threads import blas_threads_for_dask
+
 SPLIT_EVERY = 8
 """How many partial results one combine task merges."""
 
@@ -84,5 +86,6 @@ def tree_reduce(
     reduction = build_tree_reduction(
         array, chunk_function, combine_function, *arguments, split_every=split_every
     )
-    (result,) = dask.compute(reduction)
+    with blas_threads_for_dask([reduction]):
+        (result,) = dask.compute(reduction)
     return result

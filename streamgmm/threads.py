@@ -1,0 +1,35 @@
+"""One level of parallelism at a time: Dask threads or BLAS threads, not both.
+
+The chunk kernel (:mod:`streamgmm.estep`) is made of many products of a few
+thousand rows. When Dask's threaded scheduler already runs one chunk per core,
+letting OpenBLAS start its own threads inside every task oversubscribes the
+cores; on the 2-core machine of ``docs/benchmarks.md`` that made an EM
+iteration about 10 times slower. Reductions therefore run with BLAS limited to
+one thread while the threaded scheduler is the active one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dask
+import dask.threaded
+from threadpoolctl import threadpool_limits
+
+
+def uses_local_threads(collections=()) -> bool:
+    """True if ``dask.compute`` would run on the threaded scheduler of this process."""
+    scheduler = dask.base.get_scheduler(collections=list(collections) or None)
+    return scheduler is None or scheduler is dask.threaded.get
+
+
+@contextlib.contextmanager
+def blas_threads_for_dask(collections=()) -> Iterator[None]:
+    """Limit BLAS to one thread per task while the threaded scheduler runs tasks
+    in parallel; otherwise leave the BLAS thread count alone."""
+    if uses_local_threads(collections):
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    else:
+        yield
