@@ -1,0 +1,340 @@
+"""Time per EM iteration: streamgmm against scikit-learn, in one process.
+
+Usage::
+
+    python benchmarks/run.py [--quick | --size default|large] [--json out.json]
+                             [--skip-large-store] [--repeats R]
+
+Every case fits both libraries on the same data from the same start
+(``weights_init``, ``means_init``, ``precisions_init``, ``tol=0``) and times
+``m`` extra warm-started iterations, ``(time(1 + m) - time(1)) / m``, so that
+set-up, initialisation and any final E-step cancel out. The achieved GFLOP/s
+count the ``4 N K d^2`` operations of a full-covariance iteration (``~10 N K d``
+for diag) against the float64 matrix-multiply rate measured in the same run.
+The out-of-core cases read a compressed Zarr store; peak memory of a fit over a
+store of at least 4 GB is measured in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SklearnMixture
+from threadpoolctl import threadpool_info
+
+from streamgmm import GaussianMixture
+from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr
+
+SIZES = {
+    # name: (rows for d=16, rows for d=64, extra iterations, rows of the large store)
+    "quick": (20_000, 5_000, 1, 0),
+    "default": (1_000_000, 250_000, 3, 32_000_000),
+    "large": (1_000_000, 1_000_000, 3, 64_000_000),
+}
+TARGETS = {
+    "full d=16 K=8 float64": 8.0,
+    "diag d=16 K=8 float64": 5.0,
+    "full d=64 K=16 float64": 5.0,
+}
+
+
+@dataclass
+class Case:
+    name: str
+    n_samples: int
+    n_features: int
+    n_components: int
+    covariance_type: str
+    dtype: str
+    gflop: float
+    seconds: dict = field(default_factory=dict)
+    notes: str = ""
+
+
+def matmul_rate(dtype, size: int, repeats: int = 3) -> float:
+    """Best GFLOP/s of a square product of ``size`` in ``dtype``."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    a @ a
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def iteration_flop(n, d, k, covariance_type) -> float:
+    """Floating-point operations of one EM iteration (products only)."""
+    if covariance_type == "full":
+        return 4.0 * n * k * d * d
+    return 10.0 * n * k * d
+
+
+def starting_point(X, n_components, covariance_type):
+    """Parameters from two scikit-learn iterations on the first 20,000 rows."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = SklearnMixture(
+            n_components, covariance_type=covariance_type, max_iter=2, random_state=0
+        ).fit(np.asarray(X[:20_000], dtype=np.float64))
+    return dict(
+        n_components=n_components,
+        covariance_type=covariance_type,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        tol=0.0,
+    )
+
+
+def seconds_per_iteration(estimator_class, data, start, extra, repeats) -> float:
+    """``(time(1 + extra) - time(1)) / extra`` of warm-started fits, best of ``repeats``."""
+    best = np.inf
+    for _ in range(repeats):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = estimator_class(max_iter=1, warm_start=True, **start).fit(data)
+            began = time.perf_counter()
+            model.fit(data)
+            one = time.perf_counter() - began
+            model.max_iter = 1 + extra
+            began = time.perf_counter()
+            model.fit(data)
+            more = time.perf_counter() - began
+        best = min(best, max(more - one, 1e-9) / extra)
+    return best
+
+
+def in_memory_case(name, n, d, k, cov, dtype, extra, repeats, peers=("sklearn",)):
+    X, _, _ = make_mixture(n, n_components=k, n_features=d, separation=3.0, random_state=0)
+    X = X.astype(dtype)
+    start = starting_point(X, k, cov)
+    case = Case(name, n, d, k, cov, np.dtype(dtype).name, iteration_flop(n, d, k, cov) / 1e9)
+    case.seconds["streamgmm"] = seconds_per_iteration(GaussianMixture, X, start, extra, repeats)
+    if "sklearn" in peers:
+        case.seconds["sklearn"] = seconds_per_iteration(SklearnMixture, X, start, extra, 1)
+    return case, X, start
+
+
+def zarr_case(X, start, path, extra, repeats, in_memory_seconds):
+    """The in-memory data written as a compressed Zarr store and fitted from disk."""
+    import zarr
+
+    store = zarr.create_array(
+        store=str(path), shape=X.shape, chunks=(131_072, X.shape[1]), dtype=X.dtype,
+        overwrite=True,
+    )
+    store[:] = X
+    n, d = X.shape
+    k = start["n_components"]
+    case = Case(
+        "full d=16 K=8 float64, Zarr on disk", n, d, k, "full", X.dtype.name,
+        iteration_flop(n, d, k, "full") / 1e9,
+    )
+    case.seconds["streamgmm"] = seconds_per_iteration(
+        GaussianMixture, str(path), start, extra, repeats
+    )
+    case.seconds["streamgmm in memory"] = in_memory_seconds
+    stored = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    case.notes = f"store {stored / 2**20:.0f} MiB compressed, {X.nbytes / 2**20:.0f} MiB raw"
+    return case
+
+
+LARGE_STORE_FIT = """
+import json, resource, sys, time, warnings
+import numpy as np
+from streamgmm import GaussianMixture
+path, start_file = sys.argv[1], sys.argv[2]
+start = {k: (np.asarray(v) if isinstance(v, list) else v)
+         for k, v in json.load(open(start_file)).items()}
+warnings.simplefilter("ignore")
+began = time.perf_counter()
+model = GaussianMixture(max_iter=2, **start).fit(path)
+seconds = time.perf_counter() - began
+print(json.dumps({"seconds": seconds, "n_iter": int(model.n_iter_),
+                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def large_store_case(n, start, directory):
+    """Peak resident memory of a subprocess fitting 2 iterations over a large store."""
+    d, k = start["means_init"].shape[1], start["n_components"]
+    truth = random_mixture(k, d, separation=3.0, random_state=0)
+    path = Path(directory) / "large.zarr"
+    began = time.perf_counter()
+    write_mixture_zarr(path, n, truth, chunk_rows=262_144)
+    written = time.perf_counter() - began
+    start_file = Path(directory) / "start.json"
+    start_file.write_text(json.dumps({
+        key: value.tolist() if isinstance(value, np.ndarray) else value
+        for key, value in start.items()
+    }))
+    result = subprocess.run(
+        [sys.executable, "-c", LARGE_STORE_FIT, str(path), str(start_file)],
+        check=True, capture_output=True, text=True, env=dict(os.environ),
+    )
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    stored = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    case = Case(
+        "full d=16 K=8 float64, large Zarr store (subprocess)", n, d, k, "full", "float64",
+        iteration_flop(n, d, k, "full") / 1e9,
+    )
+    case.seconds["streamgmm"] = measured["seconds"] / measured["n_iter"]
+    case.notes = (
+        f"raw {n * d * 8 / 1e9:.1f} GB, stored {stored / 1e9:.1f} GB, written in "
+        f"{written:.0f} s; peak RSS {measured['peak_rss_bytes'] / 2**20:.0f} MiB "
+        "(seconds include initial set-up: 2 iterations)"
+    )
+    case.seconds["peak_rss_mib"] = measured["peak_rss_bytes"] / 2**20
+    return case
+
+
+def machine_description() -> dict:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    blas = [
+        {key: info.get(key) for key in ("internal_api", "version", "architecture", "num_threads",
+                                         "filepath")}
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas,
+        "load_average_at_start": os.getloadavg(),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+    }
+
+
+def table(cases, rate64) -> str:
+    lines = [
+        f"{'case':<52} {'N':>10} {'streamgmm s/it':>15} {'sklearn s/it':>13} "
+        f"{'speed-up':>9} {'GFLOP/s':>8} {'% of matmul':>11}  notes"
+    ]
+    for case in cases:
+        ours = case.seconds.get("streamgmm")
+        theirs = case.seconds.get("sklearn")
+        ratio = f"{theirs / ours:9.1f}" if theirs else " " * 9
+        if "streamgmm in memory" in case.seconds:
+            ratio = f"{ours / case.seconds['streamgmm in memory']:8.2f}m"
+        rate = case.gflop / ours
+        lines.append(
+            f"{case.name:<52} {case.n_samples:>10,} {ours:>15.3f} "
+            f"{theirs if theirs else float('nan'):>13.3f} {ratio} {rate:>8.1f} "
+            f"{100 * rate / rate64:>10.0f}%  {case.notes}"
+        )
+    lines.append("speed-up: sklearn / streamgmm; 'm' marks Zarr / in-memory time per iteration.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--size", choices=["default", "large"], default="default")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--skip-large-store", action="store_true",
+        help="skip the >= 4 GB store (writing it takes minutes)",
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="best of R for streamgmm")
+    args = parser.parse_args(argv)
+    size = "quick" if args.quick else args.size
+    n16, n64, extra, n_large = SIZES[size]
+    repeats = 1 if args.quick else args.repeats
+    began = time.perf_counter()
+    machine = machine_description()
+    rate64 = matmul_rate(np.float64, 500 if args.quick else 2000)
+    rate32 = matmul_rate(np.float32, 500 if args.quick else 2000)
+    print(f"float64 matmul {rate64:.0f} GFLOP/s, float32 {rate32:.0f} GFLOP/s", flush=True)
+
+    cases = []
+    full64, X, start = in_memory_case(
+        "full d=16 K=8 float64", n16, 16, 8, "full", np.float64, extra, repeats
+    )
+    cases.append(full64)
+    print(table(cases[-1:], rate64).splitlines()[1], flush=True)
+    full32, _, _ = in_memory_case(
+        "full d=16 K=8 float32", n16, 16, 8, "full", np.float32, extra, repeats
+    )
+    full32.notes = f"{full64.seconds['streamgmm'] / full32.seconds['streamgmm']:.2f}x our float64"
+    cases.append(full32)
+    print(table(cases[-1:], rate64).splitlines()[1], flush=True)
+    for spec in (
+        ("diag d=16 K=8 float64", n16, 16, 8, "diag", np.float64),
+        ("full d=64 K=16 float64", n64, 64, 16, "full", np.float64),
+    ):
+        case, _, _ = in_memory_case(*spec, extra, repeats)
+        cases.append(case)
+        print(table(cases[-1:], rate64).splitlines()[1], flush=True)
+    with tempfile.TemporaryDirectory(prefix="streamgmm-bench-") as directory:
+        cases.append(
+            zarr_case(X, start, Path(directory) / "data.zarr", extra, repeats,
+                      full64.seconds["streamgmm"])
+        )
+        print(table(cases[-1:], rate64).splitlines()[1], flush=True)
+        if n_large and not args.skip_large_store:
+            cases.append(large_store_case(n_large, start, directory))
+            print(table(cases[-1:], rate64).splitlines()[1], flush=True)
+
+    print()
+    print(table(cases, rate64))
+    checks = {}
+    for case in cases:
+        if case.name in TARGETS and "sklearn" in case.seconds:
+            speedup = case.seconds["sklearn"] / case.seconds["streamgmm"]
+            checks[case.name] = {"speed_up": speedup, "target": TARGETS[case.name],
+                                 "met": speedup >= TARGETS[case.name]}
+    float32_gain = full64.seconds["streamgmm"] / full32.seconds["streamgmm"]
+    checks["float32 vs float64 (streamgmm)"] = {"speed_up": float32_gain, "target": 1.5,
+                                                "met": float32_gain >= 1.5}
+    zarr = next(c for c in cases if "Zarr on disk" in c.name)
+    zarr_ratio = zarr.seconds["streamgmm"] / zarr.seconds["streamgmm in memory"]
+    checks["Zarr / in-memory"] = {"ratio": zarr_ratio, "target": 1.5, "met": zarr_ratio <= 1.5}
+    large = next((c for c in cases if "large Zarr" in c.name), None)
+    if large is not None:
+        checks["large store peak RSS (MiB)"] = {
+            "value": large.seconds["peak_rss_mib"], "target": 1024,
+            "met": large.seconds["peak_rss_mib"] < 1024,
+        }
+    print()
+    for what, check in checks.items():
+        print(f"{what:<40} {'met' if check['met'] else 'NOT met'}  {check}")
+    elapsed = time.perf_counter() - began
+    print(f"\ntotal {elapsed:.0f} s; peak RSS of this process "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+            "size": size,
+            "machine": machine,
+            "matmul_gflops": {"float64": rate64, "float32": rate32},
+            "cases": [asdict(case) for case in cases],
+            "targets": checks,
+            "elapsed_seconds": elapsed,
+        }, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
