@@ -101,8 +101,7 @@ class DensityFactors(NamedTuple):
         Right-hand side of the block's main product; (d + 1, K d) full,
         (d, d) tied, (2 d + 1, K) diag, (d + 2, K) spherical.
     reduce : ndarray or None
-        Full: (K, K d) block-ones times -1/2, summing each component's squared
-        coordinates. Tied: (d + 2, K) expanded distance in the whitened space.
+        Tied: (d + 2, K) expanded distance in the whitened space.
     constant : ndarray of shape (K,)
         ``log pi_k + log det P_k - d/2 log 2 pi`` (full and tied only; the other
         types fold it into ``factors``).
@@ -133,7 +132,6 @@ def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFact
         factors = np.empty((d + 1, n_components * d))
         factors[:d] = prec_chol.transpose(1, 0, 2).reshape(d, n_components * d)
         factors[d] = -np.einsum("kd,kde->ke", centred_means, prec_chol).ravel()
-        reduce = np.kron(np.eye(n_components), np.full((1, d), -0.5))
     elif cov_type == "tied":
         factors = prec_chol
         whitened_means = centred_means @ prec_chol
@@ -194,9 +192,10 @@ def _weighted_log_density(
     """``log pi_k + log N(x_i | k)`` of shape (K, n) for rows ``[x - c, 1]``."""
     design = _design(shifted, covariance_type, factors)
     if covariance_type == "full":
-        whitened = design @ factors.factors
-        np.square(whitened, out=whitened)
-        log_weighted = factors.reduce @ whitened.T
+        n_components = factors.constant.shape[0]
+        whitened = (design @ factors.factors).reshape(design.shape[0], n_components, -1)
+        log_weighted = np.einsum("nkd,nkd->kn", whitened, whitened)
+        log_weighted *= -0.5
         log_weighted += factors.constant[:, None]
         return log_weighted
     if covariance_type == "tied":
