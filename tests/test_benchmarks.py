@@ -1,0 +1,31 @@
+"""The benchmark command runs end to end at its smallest size (no timing asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_writes_a_table_and_json(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )
+    assert "speed-up" in result.stdout
+    report = json.loads(out.read_text())
+    names = [case["name"] for case in report["cases"]]
+    assert names[:4] == [
+        "full d=16 K=8 float64", "full d=16 K=8 float32", "diag d=16 K=8 float64",
+        "full d=64 K=16 float64",
+    ]
+    assert any("Zarr on disk" in name for name in names)
+    for case in report["cases"]:
+        assert case["seconds"]["streamgmm"] > 0
+    assert report["matmul_gflops"]["float64"] > 0
+    assert report["machine"]["nproc"] >= 1 and report["machine"]["blas"]
+    assert {"Zarr / in-memory", "float32 vs float64 (streamgmm)"} <= set(report["targets"])
