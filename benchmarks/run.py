@@ -134,7 +134,7 @@ def zarr_case(X, start, path, extra, repeats, in_memory_seconds):
     import zarr
 
     store = zarr.create_array(
-        store=str(path), shape=X.shape, chunks=(131_072, X.shape[1]), dtype=X.dtype,
+        store=str(path), shape=X.shape, chunks=(262_144, X.shape[1]), dtype=X.dtype,
         overwrite=True,
     )
     store[:] = X
