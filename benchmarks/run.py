@@ -258,6 +258,9 @@ def main(argv=None) -> int:
         help="skip the >= 4 GB store (writing it takes minutes)",
     )
     parser.add_argument("--repeats", type=int, default=2, help="best of R for streamgmm")
+    parser.add_argument(
+        "--peers", default="", help="comma-separated optional peers: spark (needs pyspark, Java)"
+    )
     args = parser.parse_args(argv)
     size = "quick" if args.quick else args.size
     n16, n64, extra, n_large = SIZES[size]
@@ -273,6 +276,13 @@ def main(argv=None) -> int:
         "full d=16 K=8 float64", n16, 16, 8, "full", np.float64, extra, repeats
     )
     cases.append(full64)
+    if "spark" in args.peers.split(","):
+        from peers import spark_seconds_per_iteration
+
+        spark = spark_seconds_per_iteration(X, start, extra)
+        full64.seconds["spark"] = spark
+        ratio = spark / full64.seconds["streamgmm"]
+        full64.notes = f"Spark MLlib local[2] {spark:.2f} s/it: {ratio:.1f}x"
     print(table(cases[-1:], rate64).splitlines()[1], flush=True)
     full32, _, _ = in_memory_case(
         "full d=16 K=8 float32", n16, 16, 8, "full", np.float32, extra, repeats
@@ -305,6 +315,10 @@ def main(argv=None) -> int:
             speedup = case.seconds["sklearn"] / case.seconds["streamgmm"]
             checks[case.name] = {"speed_up": speedup, "target": TARGETS[case.name],
                                  "met": speedup >= TARGETS[case.name]}
+    if "spark" in full64.seconds:
+        speedup = full64.seconds["spark"] / full64.seconds["streamgmm"]
+        checks["Spark MLlib full d=16 K=8 float64"] = {"speed_up": speedup, "target": 4.0,
+                                                       "met": speedup >= 4.0}
     float32_gain = full64.seconds["streamgmm"] / full32.seconds["streamgmm"]
     checks["float32 vs float64 (streamgmm)"] = {"speed_up": float32_gain, "target": 1.5,
                                                 "met": float32_gain >= 1.5}
