@@ -154,7 +154,7 @@ def zarr_case(X, start, path, extra, repeats, in_memory_seconds):
 
 
 LARGE_STORE_FIT = """
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 import numpy as np
 from streamgmm import GaussianMixture
 path, start_file = sys.argv[1], sys.argv[2]
@@ -164,8 +164,10 @@ warnings.simplefilter("ignore")
 began = time.perf_counter()
 model = GaussianMixture(max_iter=2, **start).fit(path)
 seconds = time.perf_counter() - began
-print(json.dumps({"seconds": seconds, "n_iter": int(model.n_iter_),
-                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+# VmHWM starts afresh at exec; ru_maxrss would carry over the parent's peak
+peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+            if line.startswith("VmHWM"))
+print(json.dumps({"seconds": seconds, "n_iter": int(model.n_iter_), "peak_rss_bytes": peak}))
 """
 
 
