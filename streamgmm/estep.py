@@ -23,8 +23,11 @@ How the work is laid out (measured with ``benchmarks/run.py``, written up in
   ``x - mu_k`` per component in one small buffer, exactly as the centred
   formulas read (a common shift fails the scikit-learn parity on the digits
   data by about 1.5e-8, measured). The tied type sums about ``c``.
-* Float32 input is computed in float32 for the full type's products; the sums
-  are still added up in float64. All other work is float64.
+* All work is float64 by default, also for float32 input (float32 input then
+  fits as exactly as float64, which ``tests/test_em.py`` holds to 1e-9).
+  ``chunk_statistics(..., float32_products=True)`` computes the full type's
+  products of float32 input in float32, still adding the sums up in float64:
+  about 1e-6 relative accuracy (``tests/test_estep_kernel.py``).
 * BLAS runs single-threaded inside chunks when Dask's threads run chunks in
   parallel (:mod:`streamgmm.threads`).
 """
@@ -80,9 +83,10 @@ def log_det_precision_cholesky(precisions_cholesky: np.ndarray, covariance_type:
     return d * np.log(precisions_cholesky)
 
 
-def compute_dtype(X: np.ndarray, covariance_type: str) -> np.dtype:
-    """Float32 for float32 input of the full type, float64 otherwise."""
-    if covariance_type == "full" and np.asarray(X[:0]).dtype == np.float32:
+def compute_dtype(X: np.ndarray, covariance_type: str, float32_products: bool = False):
+    """Float32 for float32 input of the full type when ``float32_products`` is
+    asked for, float64 otherwise."""
+    if float32_products and covariance_type == "full" and np.asarray(X[:0]).dtype == np.float32:
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
@@ -423,17 +427,23 @@ def check_finite(
 
 
 def chunk_statistics(
-    X: np.ndarray, params: GaussianParameters, row_offset: int = 0
+    X: np.ndarray,
+    params: GaussianParameters,
+    row_offset: int = 0,
+    *,
+    float32_products: bool = False,
 ) -> SufficientStatistics:
     """E-step statistics and log-likelihood of one chunk of rows under ``params``.
 
     This is the map step of every EM driver. X has shape (n, d), any real dtype;
     statistics are centred on the current means once per chunk, after adding up
-    shifted sums block by block in float64 (module docs).
+    shifted sums block by block in float64 (module docs). ``float32_products``
+    computes the full type's products of float32 input in float32 (about 1e-6
+    relative accuracy instead of 1e-13; off by default, module docs).
     """
     check_finite(X, row_offset)
     cov_type = params.covariance_type
-    factors = density_factors(params, compute_dtype(X, cov_type))
+    factors = density_factors(params, compute_dtype(X, cov_type, float32_products))
     centres = _centres(params.means, factors.shift, cov_type)
     centred_shifts = centres - factors.shift
     total = _empty_sums(centres, cov_type)
