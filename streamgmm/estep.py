@@ -340,7 +340,12 @@ def log_gaussian_density(X: np.ndarray, params: GaussianParameters) -> np.ndarra
 
 
 def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood per row (n,) and log-responsibilities (n, K) by log-sum-exp."""
+    """Log-likelihood per row (n,) and log-responsibilities (n, K) by log-sum-exp.
+
+    The log-responsibilities are formed from the differences to each row's
+    largest term, so they stay normalised even for rows whose log-densities are
+    far larger in magnitude than 1/eps (rows far from every component).
+    """
     factors = density_factors(params, compute_dtype(X, params.covariance_type))
     log_weighted = np.empty((params.weights.shape[0], X.shape[0]))
     log_prob_norm = np.empty(X.shape[0])
@@ -352,10 +357,11 @@ def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.nd
     for start in range(0, X.shape[0], BLOCK_ROWS):
         block = log_weighted[:, start : start + BLOCK_ROWS]
         largest = block.max(axis=0)
-        log_prob_norm[start : start + BLOCK_ROWS] = largest + np.log(
-            np.exp(block - largest).sum(axis=0)
-        )
-    return log_prob_norm, (log_weighted - log_prob_norm).T
+        block -= largest
+        log_norm_shifted = np.log(np.exp(block).sum(axis=0))
+        block -= log_norm_shifted
+        log_prob_norm[start : start + BLOCK_ROWS] = largest + log_norm_shifted
+    return log_prob_norm, log_weighted.T
 
 
 def statistics_from_responsibilities(
