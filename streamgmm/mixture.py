@@ -50,11 +50,11 @@ from .online import (
     online_em,
     reported_parameters,
     run_batches,
-    single_threaded_blas,
 )
 from .progress import FitProgress, history_from_lower_bounds
 from .reduction import tree_reduce
 from .statistics import COVARIANCE_TYPES, merge_all
+from .threads import single_threaded_blas
 
 ALGORITHMS = ("batch", "online")
 PERSIST_OPTIONS = ("auto", True, False)

@@ -49,13 +49,13 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from threadpoolctl import ThreadpoolController
 
 from .estep import GaussianParameters, check_finite, chunk_statistics
 from .mstep import parameters_from_statistics
 from .progress import FitProgress
 from .reduction import row_offsets
 from .statistics import SufficientStatistics, empty_statistics, merge, rescale
+from .threads import single_threaded_blas
 
 BURN_IN_ROWS_PER_PARAMETER_BLOCK = 10
 """The burn-in ends at the latest after ``10 * K * (d + 1)`` rows."""
@@ -235,23 +235,6 @@ def iterate_batches(
         pending_start = chunk_start + position + n_whole
     if pending.shape[0]:
         yield pending, pending_start
-
-
-def single_threaded_blas():
-    """A context in which BLAS uses one thread.
-
-    Stepwise EM works on one mini-batch at a time: its products and the K small
-    Cholesky factorisations are too small to share between threads, and on a
-    busy machine OpenBLAS threads waiting for work made a step about 50 times
-    slower (docs/online.md).
-    """
-    return _thread_pools().limit(limits=1, user_api="blas")
-
-
-@functools.cache
-def _thread_pools() -> ThreadpoolController:
-    """The loaded thread pools, found once (the search costs about 10 ms)."""
-    return ThreadpoolController()
 
 
 def run_batches(

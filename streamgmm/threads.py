@@ -11,11 +11,12 @@ one thread while the threaded scheduler is the active one.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import dask
 import dask.threaded
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 
 def uses_local_threads(collections=()) -> bool:
@@ -29,7 +30,24 @@ def blas_threads_for_dask(collections=()) -> Iterator[None]:
     """Limit BLAS to one thread per task while the threaded scheduler runs tasks
     in parallel; otherwise leave the BLAS thread count alone."""
     if uses_local_threads(collections):
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas():
             yield
     else:
         yield
+
+
+def single_threaded_blas():
+    """A context in which BLAS uses one thread.
+
+    Also for work too small to share between threads: stepwise EM's mini-batch
+    products and the K small Cholesky factorisations of an M-step, where on a
+    busy machine OpenBLAS threads waiting for work made a step about 50 times
+    slower (docs/online.md).
+    """
+    return _thread_pools().limit(limits=1, user_api="blas")
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The loaded thread pools, found once (the search costs about 10 ms)."""
+    return ThreadpoolController()
