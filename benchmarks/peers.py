@@ -1,6 +1,8 @@
-"""Optional peers for ``run.py``: Spark MLlib's GaussianMixture (pyspark, Java 17).
+"""Optional peers for ``run.py``: Spark MLlib's GaussianMixture (pyspark, Java 17)
+and pomegranate's GeneralMixtureModel (pomegranate 1.x on CPU PyTorch).
 
-Not needed in CI; ``run.py --peers spark`` uses it when pyspark imports.
+Not needed in CI; ``run.py --peers spark,pomegranate`` uses them when they import.
+Each peer imports its library inside its function, so this module imports without them.
 """
 
 from __future__ import annotations
@@ -55,3 +57,64 @@ def spark_seconds_per_iteration(X, start, extra: int, cores: int = 2) -> float:
         return max(more - one, 1e-9) / extra
     finally:
         spark.stop()
+
+
+def pomegranate_mixture(start, max_iter: int):
+    """A pomegranate ``GeneralMixtureModel`` of K full-covariance ``Normal`` components
+    set to ``start`` (priors, means, covariances = inverse precisions), float64 tensors,
+    so that ``fit`` runs no k-means initialisation of its own; ``tol=-inf`` never stops
+    early, ``inertia=0`` applies each M-step in full. Call it while torch's default
+    dtype is float64: the mixture's buffer of summed responsibilities is created with
+    the default dtype (float32 otherwise, which would round the updated priors)."""
+    import torch
+    from pomegranate.distributions import Normal
+    from pomegranate.gmm import GeneralMixtureModel
+
+    if start["covariance_type"] != "full":
+        raise ValueError("the pomegranate peer is measured for full covariances only")
+    covariances = np.linalg.inv(np.asarray(start["precisions_init"], dtype=np.float64))
+    covariances = (covariances + np.swapaxes(covariances, 1, 2)) / 2
+    components = [
+        Normal(
+            means=torch.tensor(mean, dtype=torch.float64),
+            covs=torch.tensor(cov, dtype=torch.float64),
+            covariance_type="full",
+        )
+        for mean, cov in zip(np.asarray(start["means_init"], dtype=np.float64), covariances,
+                             strict=True)
+    ]
+    weights = np.asarray(start["weights_init"], dtype=np.float64)
+    return GeneralMixtureModel(
+        components, priors=torch.tensor(weights / weights.sum(), dtype=torch.float64),
+        max_iter=max_iter, tol=float("-inf"), inertia=0.0,
+    )
+
+
+def pomegranate_seconds_per_iteration(X, start, extra: int, cores: int = 2) -> float:
+    """Time per iteration of pomegranate's ``GeneralMixtureModel`` of K full-covariance
+    ``Normal`` components on CPU PyTorch with ``cores`` intra-op threads, in float64,
+    from the same start (see ``pomegranate_mixture``): a fresh model per timing,
+    ``(time(1 + extra) - time(1)) / extra``. The data is handed over once as a float64
+    tensor sharing the array's memory (a NumPy array would be copied by every
+    iteration's ``summarize``)."""
+    import torch
+
+    threads, default_dtype = torch.get_num_threads(), torch.get_default_dtype()
+    torch.set_num_threads(cores)
+    torch.set_default_dtype(torch.float64)
+    try:
+        data = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float64))
+
+        def timed(iterations):
+            model = pomegranate_mixture(start, iterations)
+            began = time.perf_counter()
+            model.fit(data)
+            return time.perf_counter() - began
+
+        timed(1)
+        one = timed(1)
+        more = timed(1 + extra)
+        return max(more - one, 1e-9) / extra
+    finally:
+        torch.set_default_dtype(default_dtype)
+        torch.set_num_threads(threads)

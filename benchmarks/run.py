@@ -314,6 +314,14 @@ def main(argv=None) -> int:
         full64.seconds["spark"] = spark
         ratio = spark / full64.seconds["streamgmm"]
         full64.notes = f"Spark MLlib local[2] {spark:.2f} s/it: {ratio:.1f}x"
+    if "pomegranate" in args.peers.split(","):
+        from peers import pomegranate_seconds_per_iteration
+
+        pomegranate = pomegranate_seconds_per_iteration(X, start, extra)
+        full64.seconds["pomegranate"] = pomegranate
+        ratio = pomegranate / full64.seconds["streamgmm"]
+        note = f"pomegranate (torch, 2 threads) {pomegranate:.2f} s/it: {ratio:.1f}x"
+        full64.notes = f"{full64.notes}; {note}" if full64.notes else note
     print(table(cases[-1:], rate64).splitlines()[1], flush=True)
     full32, X32, _ = in_memory_case(
         "full d=16 K=8 float32", n16, 16, 8, "full", np.float32, extra, repeats
@@ -366,6 +374,10 @@ def main(argv=None) -> int:
         speedup = full64.seconds["spark"] / full64.seconds["streamgmm"]
         checks["Spark MLlib full d=16 K=8 float64"] = {"speed_up": speedup, "target": 4.0,
                                                        "met": speedup >= 4.0}
+    if "pomegranate" in full64.seconds:
+        speedup = full64.seconds["pomegranate"] / full64.seconds["streamgmm"]
+        checks["pomegranate full d=16 K=8 float64"] = {"speed_up": speedup, "target": 6.0,
+                                                       "met": speedup >= 6.0}
     float32_gain = full64.seconds["streamgmm"] / fast32.seconds["streamgmm"]
     checks["float32_products vs float64 (streamgmm)"] = {"speed_up": float32_gain, "target": 1.5,
                                                 "met": float32_gain >= 1.5}
