@@ -15,17 +15,17 @@ from numba import njit
 
 @njit(nogil=True, cache=True)
 def pairwise_products(columns: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """Write ``columns[j] * columns[l]`` for ``j <= l`` (row-major upper triangle)
+    """Write ``columns[a] * columns[b]`` for ``a <= b`` (row-major upper triangle)
     into the first ``d (d + 1) / 2`` rows of ``out``.
 
     columns : (d, n); out : (>= d (d + 1) / 2, n), same dtype.
     """
     d, n = columns.shape
     row = 0
-    for j in range(d):
-        for l in range(j, d):
+    for first in range(d):
+        for second in range(first, d):
             for i in range(n):
-                out[row, i] = columns[j, i] * columns[l, i]
+                out[row, i] = columns[first, i] * columns[second, i]
             row += 1
 
 
