@@ -1,52 +1,262 @@
-"""The two loops of the E-step kernel that NumPy cannot run without temporaries.
+"""The chunk kernel of the E-step, compiled by numba.
 
-Both are compiled by numba on first use (and cached on disk), release the GIL so
-that Dask's threads run them in parallel, and work on rows laid out as columns
-(``(features, n)``), so that every inner loop runs over contiguous memory and
-vectorises. Measured against the best NumPy formulation in ``docs/benchmarks.md``
-(4x and 2x faster on blocks of 512 rows, d = 16, K = 8).
+A chunk is processed block by block inside one compiled call that never holds
+the GIL, so that Dask's threads run chunks truly in parallel (with NumPy calls
+per block, two threads ran no faster than one: every small call takes the GIL).
+The products are BLAS calls (``np.dot``); the loops between them run over
+contiguous rows and vectorise. The formulas are those of :mod:`streamgmm.estep`,
+which prepares every operand; this module only executes them.
+
+Layout of a block of ``b`` rows, all arrays C-contiguous:
+
+* ``columns`` (d + 1, b): ``[(x - c)^T; 1]``;
+* ``products`` (m, b): the second-order terms the covariance type needs,
+  ``PAIRWISE`` (upper triangle of ``(x - c)(x - c)^T``, row-major),
+  ``SQUARES`` (``(x - c)^2``) or ``NORM`` (``|x - c|^2``).
+
+Compiled functions are cached on disk (``cache=True``), so only the first
+process on a machine pays the few seconds of compilation.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
+PAIRWISE, SQUARES, NORM = 0, 1, 2
+"""Kinds of product rows (``products_kind``)."""
 
-@njit(nogil=True, cache=True)
-def pairwise_products(columns: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """Write ``columns[a] * columns[b]`` for ``a <= b`` (row-major upper triangle)
-    into the first ``d (d + 1) / 2`` rows of ``out``.
-
-    columns : (d, n); out : (>= d (d + 1) / 2, n), same dtype.
-    """
-    d, n = columns.shape
-    row = 0
-    for first in range(d):
-        for second in range(first, d):
-            for i in range(n):
-                out[row, i] = columns[first, i] * columns[second, i]
-            row += 1
+LINEAR, WHITENED, TIED = 0, 1, 2
+"""How log-densities come from a block (``density_mode``): one linear map of
+``[products; columns]``; per-component whitened rows, squared and summed; or one
+shared whitening followed by a linear map of ``[|w|^2; w; 1]``."""
 
 
 @njit(nogil=True, cache=True)
-def grouped_square_sums(
-    whitened: np.ndarray, constant: np.ndarray, out: np.ndarray
-) -> None:  # pragma: no cover
-    """``out[k, i] = constant[k] - 1/2 sum_j whitened[k d + j, i]^2``.
-
-    whitened : (K d, n), the whitened rows of all K components stacked;
-    constant : (K,); out : (K, n).
-    """
-    n_components, n = out.shape
-    d = whitened.shape[0] // n_components
-    for k in range(n_components):
-        for i in range(n):
-            out[k, i] = 0.0
+def fill_columns(X, start, stop, shift, columns):  # pragma: no cover
+    """``columns[:, :b] = [(X[start:stop] - shift)^T; 1]``, subtracting in float64."""
+    d = X.shape[1]
+    for i in range(stop - start):
         for j in range(d):
-            row = k * d + j
-            for i in range(n):
-                out[k, i] += whitened[row, i] * whitened[row, i]
-        half = 0.5
-        for i in range(n):
-            out[k, i] = constant[k] - half * out[k, i]
+            columns[j, i] = X[start + i, j] - shift[j]
+        columns[d, i] = 1.0
+
+
+@njit(nogil=True, cache=True)
+def fill_products(columns, products_kind, products):  # pragma: no cover
+    """The product rows (module docs) of ``columns`` (d + 1, b) into ``products``."""
+    d = columns.shape[0] - 1
+    b = columns.shape[1]
+    if products_kind == PAIRWISE:
+        row = 0
+        for first in range(d):
+            for second in range(first, d):
+                for i in range(b):
+                    products[row, i] = columns[first, i] * columns[second, i]
+                row += 1
+    elif products_kind == SQUARES:
+        for first in range(d):
+            for i in range(b):
+                products[first, i] = columns[first, i] * columns[first, i]
+    else:
+        for i in range(b):
+            products[0, i] = 0.0
+        for first in range(d):
+            for i in range(b):
+                products[0, i] += columns[first, i] * columns[first, i]
+
+
+@njit(nogil=True, cache=True)
+def block_log_density(
+    products, columns, density_mode, linear_products, linear_columns, whitening, reduce,
+    constant,
+):  # pragma: no cover
+    """``log pi_k + log N(x_i | k)`` of a block, (K, b) float64.
+
+    LINEAR: ``linear_products @ products + linear_columns @ columns``.
+    WHITENED: ``constant_k - 1/2 |w_k|^2`` with ``w = whitening @ columns``
+    (K d, b). TIED: ``reduce @ [|w|^2; w; 1]`` with ``w = whitening @ columns``
+    (d, b).
+    """
+    b = columns.shape[1]
+    n_components = constant.shape[0]
+    out = np.empty((n_components, b))
+    if density_mode == LINEAR:
+        linear = np.dot(linear_products, products) + np.dot(linear_columns, columns)
+        for k in range(n_components):
+            for i in range(b):
+                out[k, i] = linear[k, i]
+    elif density_mode == WHITENED:
+        whitened = np.dot(whitening, columns)
+        d = whitened.shape[0] // n_components
+        for k in range(n_components):
+            for i in range(b):
+                out[k, i] = 0.0
+            for j in range(d):
+                row = k * d + j
+                for i in range(b):
+                    out[k, i] += whitened[row, i] * whitened[row, i]
+            for i in range(b):
+                out[k, i] = constant[k] - 0.5 * out[k, i]
+    else:
+        whitened = np.dot(whitening, columns)
+        d = whitened.shape[0]
+        expanded = np.empty((d + 2, b), dtype=whitened.dtype)
+        for i in range(b):
+            expanded[0, i] = 0.0
+            expanded[d + 1, i] = 1.0
+        for j in range(d):
+            for i in range(b):
+                expanded[j + 1, i] = whitened[j, i]
+                expanded[0, i] += whitened[j, i] * whitened[j, i]
+        linear = np.dot(reduce, expanded)
+        for k in range(n_components):
+            for i in range(b):
+                out[k, i] = linear[k, i]
+    return out
+
+
+@njit(nogil=True, cache=True)
+def normalise(log_weighted, resp_t):  # pragma: no cover
+    """Responsibilities ``resp_t`` (b, K) from log-densities (K, b) by
+    log-sum-exp; returns the summed log-likelihood of the block's rows."""
+    n_components, b = log_weighted.shape
+    total_log_likelihood = 0.0
+    for i in range(b):
+        largest = log_weighted[0, i]
+        for k in range(1, n_components):
+            largest = max(largest, log_weighted[k, i])
+        total = 0.0
+        for k in range(n_components):
+            value = math.exp(log_weighted[k, i] - largest)
+            resp_t[i, k] = value
+            total += value
+        inverse = 1.0 / total
+        for k in range(n_components):
+            resp_t[i, k] *= inverse
+        total_log_likelihood += math.log(total) + largest
+    return total_log_likelihood
+
+
+@njit(nogil=True, cache=True)
+def accumulate(
+    products, columns, resp_t, products_kind, moments_products, moments_columns,
+    own_index, own_offsets, own_products, own_columns,
+):  # pragma: no cover
+    """Add a block's sums: ``products @ resp_t`` (m, K) and ``columns @ resp_t``
+    (d + 1, K) about the common shift; for each component in ``own_index``, the
+    same sums about its own shift (``own_offsets[k]`` from the common one) into
+    column k of ``own_products`` and ``own_columns``."""
+    moments_products += np.dot(products, resp_t)
+    moments_columns += np.dot(columns, resp_t)
+    if own_index.size == 0:
+        return
+    d = columns.shape[0] - 1
+    b = columns.shape[1]
+    shifted = np.empty_like(columns)
+    shifted_products = np.empty_like(products)
+    weights = np.empty(b, dtype=columns.dtype)
+    for position in range(own_index.size):
+        k = own_index[position]
+        for j in range(d):
+            offset = own_offsets[k, j]
+            for i in range(b):
+                shifted[j, i] = columns[j, i] - offset
+        for i in range(b):
+            shifted[d, i] = 1.0
+            weights[i] = resp_t[i, k]
+        fill_products(shifted, products_kind, shifted_products)
+        own_products[:, k] += np.dot(shifted_products, weights)
+        own_columns[:, k] += np.dot(shifted, weights)
+
+
+@njit(nogil=True, cache=True)
+def chunk_sums(
+    X, shift, step, products_kind, n_products, density_mode, linear_products, linear_columns,
+    whitening, reduce, constant, own_index, own_offsets,
+):  # pragma: no cover
+    """E-step and shifted sums of a whole chunk X (n, d), block by block.
+
+    Returns ``(moments_products (m, K), moments_columns (d + 1, K), own_products,
+    own_columns, log_likelihood)``; the product dtype is that of
+    ``linear_columns``; sums add up in float64.
+    """
+    n, d = X.shape
+    n_components = constant.shape[0]
+    dtype = linear_columns.dtype
+    moments_products = np.zeros((n_products, n_components))
+    moments_columns = np.zeros((d + 1, n_components))
+    own_products = np.zeros((n_products, n_components))
+    own_columns = np.zeros((d + 1, n_components))
+    log_likelihood = 0.0
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        b = stop - start
+        columns = np.empty((d + 1, b), dtype=dtype)
+        products = np.empty((n_products, b), dtype=dtype)
+        fill_columns(X, start, stop, shift, columns)
+        fill_products(columns, products_kind, products)
+        log_weighted = block_log_density(
+            products, columns, density_mode, linear_products, linear_columns, whitening,
+            reduce, constant,
+        )
+        resp_t = np.empty((b, n_components))
+        log_likelihood += normalise(log_weighted, resp_t)
+        accumulate(
+            products, columns, resp_t.astype(dtype), products_kind, moments_products,
+            moments_columns, own_index, own_offsets, own_products, own_columns,
+        )
+    return moments_products, moments_columns, own_products, own_columns, log_likelihood
+
+
+@njit(nogil=True, cache=True)
+def responsibility_sums(
+    X, shift, step, products_kind, n_products, resp, own_index, own_offsets,
+):  # pragma: no cover
+    """Shifted sums of rows X (n, d) under given responsibilities ``resp`` (n, K),
+    in float64; returns what :func:`chunk_sums` returns, without the
+    log-likelihood."""
+    n, d = X.shape
+    n_components = resp.shape[1]
+    moments_products = np.zeros((n_products, n_components))
+    moments_columns = np.zeros((d + 1, n_components))
+    own_products = np.zeros((n_products, n_components))
+    own_columns = np.zeros((d + 1, n_components))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        b = stop - start
+        columns = np.empty((d + 1, b))
+        products = np.empty((n_products, b))
+        fill_columns(X, start, stop, shift, columns)
+        fill_products(columns, products_kind, products)
+        resp_t = np.ascontiguousarray(resp[start:stop])
+        accumulate(
+            products, columns, resp_t, products_kind, moments_products, moments_columns,
+            own_index, own_offsets, own_products, own_columns,
+        )
+    return moments_products, moments_columns, own_products, own_columns
+
+
+@njit(nogil=True, cache=True)
+def log_densities(
+    X, shift, step, products_kind, n_products, density_mode, linear_products, linear_columns,
+    whitening, reduce, constant,
+):  # pragma: no cover
+    """``log pi_k + log N(x_i | k)`` of rows X (n, d), (K, n) float64."""
+    n, d = X.shape
+    out = np.empty((constant.shape[0], n))
+    dtype = linear_columns.dtype
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        b = stop - start
+        columns = np.empty((d + 1, b), dtype=dtype)
+        products = np.empty((n_products, b), dtype=dtype)
+        fill_columns(X, start, stop, shift, columns)
+        fill_products(columns, products_kind, products)
+        out[:, start:stop] = block_log_density(
+            products, columns, density_mode, linear_products, linear_columns, whitening,
+            reduce, constant,
+        )
+    return out

@@ -2,41 +2,41 @@
 
 These are pure functions of a block of rows and the current parameters. The batch
 loop, the Dask reduction and stepwise online EM all call :func:`chunk_statistics`;
-nothing else computes responsibilities or statistics.
+nothing else computes responsibilities or statistics. This module prepares every
+operand; :mod:`streamgmm.compiled` runs the loop over a chunk's blocks in one
+compiled call that releases the GIL.
 
 How the work is laid out (measured with ``benchmarks/run.py``, written up in
-``docs/benchmarks.md``):
+``docs/benchmarks.md`` and ``docs/theory.md``):
 
-* A chunk is processed in blocks of :func:`block_rows` rows, sized so that the
-  block's temporaries stay in cache. Every block is shifted by ``c``, the mean of
-  the component means, and laid out as columns: the block's *design* holds
-  ``[products; (x - c)^T; 1]`` of shape (m + d + 1, n), where the ``m`` product
-  rows are what the covariance type's statistics need: the upper triangle of
-  ``(x - c)(x - c)^T`` (full), ``(x - c)^2`` (diag), ``|x - c|^2`` (spherical)
-  or nothing (tied).
-* Log-densities of all components come from one product with the design: the
-  full type multiplies all precision factors stacked, with the offsets
-  ``-(mu_k - c) P_k`` as one extra column, and sums the squares per component
-  (:mod:`streamgmm.compiled`); diag and spherical expand the squared distance
-  into the design's own rows; tied expands it in the whitened space. They are
-  kept as (K, n), so that the log-sum-exp runs over contiguous rows.
-* The statistics of a block are one more product, ``resp @ design^T``: weight,
-  first and second sums about ``c`` of every component at once.
-* Sums about ``c`` lose about ``log10(A_k)`` digits to cancellation when they are
-  moved to the component's own mean, where ``A_k = max_j (mu_kj - c_j)^2 /
-  Sigma_k,jj``. Components with ``A_k`` above :data:`SHARED_SHIFT_LIMIT` (tight
-  clusters far from the others, as in the digits data, where it reaches 1e7) are
-  summed about their own mean instead, one component at a time, exactly as the
-  centred formulas read.
+* A chunk is processed in blocks of :func:`block_rows` rows, sized so that a
+  block stays in the 1 MiB L2 cache. Each block is shifted by ``c``, the mean of
+  the component means, and laid out as columns: ``columns = [(x - c)^T; 1]``
+  (d + 1, n) and ``m`` product rows that the covariance type's statistics need:
+  the upper triangle of ``(x - c)(x - c)^T`` (full, tied), ``(x - c)^2`` (diag)
+  or ``|x - c|^2`` (spherical).
+* Log-densities of all components come from one product: the quadratic form
+  expanded over the product rows (full, diag, spherical), or, for the full type
+  when the expansion would lose more than about 1e-12 (:data:`EXPANSION_LIMIT`),
+  the stacked precision factors ``[P_k^T | -P_k^T (mu_k - c)]`` applied to
+  ``columns`` and squared; tied whitens once and expands in the whitened space.
+  Responsibilities come by log-sum-exp per row.
+* The statistics of a block are one more product, ``[products; columns] @
+  resp``: weight, first and second sums about ``c`` of every component at once.
+* Sums about ``c`` lose about ``log10(A_k)`` digits when they are moved to the
+  component's own mean, where ``A_k = max_j (mu_kj - c_j)^2 / Sigma_k,jj``.
+  Components with ``A_k`` above :data:`SHARED_SHIFT_LIMIT` (tight clusters far
+  from the others, as in the digits data, where it reaches 1e7) are also summed
+  about their own current mean, exactly as the centred formulas read.
 * Sums add up in float64 from block to block (:class:`ShiftedSums`) and become
   centred statistics once per chunk.
 * All work is float64 by default, also for float32 input (float32 input then
   fits as exactly as float64, which ``tests/test_em.py`` holds to 1e-9).
   ``float32_products=True`` computes the full type's products of float32 input
-  in float32, adding the block sums up in float64: about 1e-6 relative accuracy
-  (``tests/test_estep_kernel.py``).
+  in float32 through the stacked factors, adding the block sums up in float64:
+  about 1e-6 relative accuracy (``tests/test_estep_kernel.py``).
 * BLAS runs single-threaded inside chunks when Dask's threads run chunks in
-  parallel (:mod:`streamgmm.threads`); the compiled loops release the GIL.
+  parallel (:mod:`streamgmm.threads`).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .compiled import grouped_square_sums, pairwise_products
-from .statistics import SufficientStatistics, scatter_shape, weighted_outer_sum
+from . import compiled
+from .statistics import SufficientStatistics, weighted_outer_sum
 
 BLOCK_ROWS = 8192
 """The most rows processed at once inside a chunk (see :func:`block_rows`)."""
@@ -108,14 +108,17 @@ def compute_dtype(X: np.ndarray, covariance_type: str, float32_products: bool = 
     return np.dtype(np.float64)
 
 
+PRODUCT_KINDS = {
+    "full": compiled.PAIRWISE, "tied": compiled.PAIRWISE,
+    "diag": compiled.SQUARES, "spherical": compiled.NORM,
+}
+
+
 def product_rows(n_features: int, covariance_type: str) -> int:
-    """``m``, the rows of second-order products at the top of a block's design."""
-    return {
-        "full": n_features * (n_features + 1) // 2,
-        "diag": n_features,
-        "spherical": 1,
-        "tied": 0,
-    }[covariance_type]
+    """``m``, the product rows of a block (module docs)."""
+    if covariance_type in ("full", "tied"):
+        return n_features * (n_features + 1) // 2
+    return n_features if covariance_type == "diag" else 1
 
 
 def block_rows(
@@ -131,35 +134,37 @@ def block_rows(
 
 
 class DensityFactors(NamedTuple):
-    """Everything the per-block E-step needs, prepared once per chunk.
+    """Everything the compiled kernel needs, prepared once per chunk.
 
     Attributes
     ----------
     shift : ndarray of shape (d,)
         ``c``, the mean of the component means, subtracted from every row.
-    factors : ndarray
-        Left operand of the block's main product with the design's last rows:
-        (K d, d + 1) full, (d, d) tied (``P^T``), (K, 2 d + 1) diag,
-        (K, d + 2) spherical.
-    reduce : ndarray or None
-        Tied: (K, d + 2) expanded distance in the whitened space.
+    density_mode : int
+        ``compiled.LINEAR``, ``WHITENED`` or ``TIED`` (module :mod:`streamgmm.compiled`).
+    linear_products, linear_columns : ndarray of shape (K, m), (K, d + 1)
+        LINEAR: log-densities are ``linear_products @ products + linear_columns
+        @ columns`` (the expanded quadratic form; full, diag, spherical).
+    whitening : ndarray
+        WHITENED: (K d, d + 1) stacked ``[P_k^T | -P_k^T (mu_k - c)]``;
+        TIED: (d, d + 1) ``[P^T | 0]``.
+    reduce : ndarray of shape (K, d + 2)
+        TIED: the expanded distance in the whitened space.
     constant : ndarray of shape (K,)
-        ``log pi_k + log det P_k - d/2 log 2 pi`` (full and tied only; the other
-        types fold it into ``factors``).
+        ``log pi_k + log det P_k - d/2 log 2 pi`` (used by WHITENED).
     own_shift : ndarray of shape (K,), bool
         Components whose sums are taken about their own mean (module docs).
-    whiten : bool
-        Full type: log-densities from the stacked precision factors, (K d, d + 1)
-        ``factors``, instead of the expanded quadratic form, (K, m + d + 1).
     dtype : numpy dtype of the products
     """
 
     shift: np.ndarray
-    factors: np.ndarray
-    reduce: np.ndarray | None
+    density_mode: int
+    linear_products: np.ndarray
+    linear_columns: np.ndarray
+    whitening: np.ndarray
+    reduce: np.ndarray
     constant: np.ndarray
     own_shift: np.ndarray
-    whiten: bool
     dtype: np.dtype
 
 
@@ -188,55 +193,9 @@ def needs_own_shift(means: np.ndarray, variances: np.ndarray, shift: np.ndarray,
     (its one scatter is shared by all components)."""
     if covariance_type == "tied":
         return np.zeros(means.shape[0], dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         amplification = np.square(means - shift) / variances
     return ~(np.nan_to_num(amplification, nan=np.inf).max(axis=1) <= SHARED_SHIFT_LIMIT)
-
-
-def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFactors:
-    """Precompute the product operands of the E-step for ``params``."""
-    means, prec_chol, cov_type = params.means, params.precisions_cholesky, params.covariance_type
-    n_components, d = means.shape
-    dtype = np.dtype(dtype)
-    shift = means.mean(axis=0)
-    centred_means = means - shift
-    constant = (
-        np.log(params.weights)
-        + log_det_precision_cholesky(prec_chol, cov_type, d)
-        - 0.5 * d * LOG_2PI
-    )
-    reduce = None
-    variances = feature_variances(prec_chol, cov_type, n_components, d)
-    whiten = False
-    if cov_type == "full":
-        precisions = np.einsum("kij,klj->kil", prec_chol, prec_chol)
-        whiten = dtype == np.float32 or (
-            expansion_error_factor(precisions, centred_means, variances) > EXPANSION_LIMIT
-        )
-        if whiten:
-            factors = np.empty((n_components, d, d + 1))
-            factors[:, :, :d] = prec_chol.transpose(0, 2, 1)
-            factors[:, :, d] = -np.einsum("kd,kde->ke", centred_means, prec_chol)
-            factors = factors.reshape(n_components * d, d + 1)
-        else:
-            factors = _expanded_quadratic(precisions, centred_means, constant)
-    elif cov_type == "tied":
-        factors = np.ascontiguousarray(prec_chol.T)
-        whitened_means = centred_means @ prec_chol
-        reduce = _expanded_distance(whitened_means, np.ones(n_components), constant)
-    elif cov_type == "diag":
-        squared = prec_chol**2
-        factors = np.empty((n_components, 2 * d + 1))
-        factors[:, :d] = -0.5 * squared
-        factors[:, d : 2 * d] = centred_means * squared
-        factors[:, 2 * d] = constant - 0.5 * np.einsum("kd,kd->k", centred_means**2, squared)
-    else:
-        factors = _expanded_distance(centred_means, prec_chol**2, constant)
-    own_shift = needs_own_shift(means, variances, shift, cov_type)
-    return DensityFactors(
-        shift, factors.astype(dtype), None if reduce is None else reduce.astype(dtype),
-        constant.astype(dtype), own_shift, whiten, dtype,
-    )
 
 
 def expansion_error_factor(
@@ -251,8 +210,8 @@ def expansion_error_factor(
 
 def _expanded_quadratic(precisions: np.ndarray, centred_means: np.ndarray,
                         constant: np.ndarray) -> np.ndarray:
-    """(K, m + d + 1) coefficients turning a full-type design
-    ``[products; z; 1]`` into ``constant_k - 1/2 (z - centre_k)^T Lambda_k (z - centre_k)``."""
+    """(K, m + d + 1) coefficients turning ``[products; z; 1]`` (pairwise products)
+    into ``constant_k - 1/2 (z - centre_k)^T Lambda_k (z - centre_k)``."""
     n_components, d = centred_means.shape
     upper, lower = np.triu_indices(d)
     pair_weight = np.where(upper == lower, -0.5, -1.0)
@@ -265,7 +224,7 @@ def _expanded_quadratic(precisions: np.ndarray, centred_means: np.ndarray,
 
 
 def _expanded_distance(centres: np.ndarray, scale: np.ndarray, constant: np.ndarray):
-    """(K, d + 2) matrix turning the columns ``[|z|^2; z; 1]`` into
+    """(K, d + 2) matrix turning ``[|z|^2; z; 1]`` into
     ``constant_k - scale_k / 2 |z - centre_k|^2``."""
     factors = np.empty((centres.shape[0], centres.shape[1] + 2))
     factors[:, 0] = -0.5 * scale
@@ -274,57 +233,78 @@ def _expanded_distance(centres: np.ndarray, scale: np.ndarray, constant: np.ndar
     return factors
 
 
-def block_design(X: np.ndarray, shift: np.ndarray, covariance_type: str, dtype) -> np.ndarray:
-    """The design ``[products; (X - shift)^T; 1]`` of a block X (n, d), shape
-    (m + d + 1, n) (module docs). The shift is subtracted in float64."""
-    n, d = X.shape
-    m = product_rows(d, covariance_type)
-    design = np.empty((m + d + 1, n), dtype=dtype)
-    columns = design[m : m + d]
-    np.subtract(X.T, shift[:, None], out=columns, casting="unsafe")
-    design[-1] = 1.0
-    if covariance_type == "full":
-        pairwise_products(columns, design)
-    elif covariance_type == "diag":
-        np.square(columns, out=design[:d])
-    elif covariance_type == "spherical":
-        np.einsum("dn,dn->n", columns, columns, out=design[0])
-    return design
+def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFactors:
+    """Prepare the kernel's operands for ``params`` (products in ``dtype``)."""
+    means, prec_chol, cov_type = params.means, params.precisions_cholesky, params.covariance_type
+    n_components, d = means.shape
+    dtype = np.dtype(dtype)
+    shift = means.mean(axis=0)
+    centred_means = means - shift
+    constant = (
+        np.log(params.weights)
+        + log_det_precision_cholesky(prec_chol, cov_type, d)
+        - 0.5 * d * LOG_2PI
+    )
+    variances = feature_variances(prec_chol, cov_type, n_components, d)
+    m = product_rows(d, cov_type)
+    linear = np.zeros((n_components, m + d + 1))
+    whitening = np.zeros((0, d + 1))
+    reduce = np.zeros((0, d + 2))
+    mode = compiled.LINEAR
+    if cov_type == "full":
+        precisions = np.einsum("kij,klj->kil", prec_chol, prec_chol)
+        if dtype == np.float32 or (
+            expansion_error_factor(precisions, centred_means, variances) > EXPANSION_LIMIT
+        ):
+            mode = compiled.WHITENED
+            whitening = np.empty((n_components, d, d + 1))
+            whitening[:, :, :d] = prec_chol.transpose(0, 2, 1)
+            whitening[:, :, d] = -np.einsum("kd,kde->ke", centred_means, prec_chol)
+            whitening = whitening.reshape(n_components * d, d + 1)
+        else:
+            linear = _expanded_quadratic(precisions, centred_means, constant)
+    elif cov_type == "tied":
+        mode = compiled.TIED
+        whitening = np.zeros((d, d + 1))
+        whitening[:, :d] = prec_chol.T
+        reduce = _expanded_distance(centred_means @ prec_chol, np.ones(n_components), constant)
+    elif cov_type == "diag":
+        squared = prec_chol**2
+        linear[:, :d] = -0.5 * squared
+        linear[:, d : 2 * d] = centred_means * squared
+        linear[:, 2 * d] = constant - 0.5 * np.einsum("kd,kd->k", centred_means**2, squared)
+    else:
+        linear = _expanded_distance(centred_means, prec_chol**2, constant)
+    return DensityFactors(
+        shift=shift,
+        density_mode=mode,
+        linear_products=np.ascontiguousarray(linear[:, :m], dtype=dtype),
+        linear_columns=np.ascontiguousarray(linear[:, m:], dtype=dtype),
+        whitening=np.ascontiguousarray(whitening, dtype=dtype),
+        reduce=np.ascontiguousarray(reduce, dtype=dtype),
+        constant=constant.astype(np.float64),
+        own_shift=needs_own_shift(means, variances, shift, cov_type),
+        dtype=dtype,
+    )
 
 
-def _weighted_log_density(
-    design: np.ndarray, covariance_type: str, factors: DensityFactors
-) -> np.ndarray:
-    """``log pi_k + log N(x_i | k)`` of shape (K, n), float64, from a block's design."""
-    n_components = factors.constant.shape[0]
-    n = design.shape[1]
-    if factors.whiten:
-        d = factors.factors.shape[1] - 1
-        whitened = factors.factors @ design[-(d + 1) :]
-        log_weighted = np.empty((n_components, n))
-        grouped_square_sums(whitened, factors.constant.astype(np.float64), log_weighted)
-        return log_weighted
-    if covariance_type == "tied":
-        d = factors.factors.shape[0]
-        expanded = np.empty((d + 2, n), dtype=design.dtype)
-        np.matmul(factors.factors, design[:d], out=expanded[1:-1])
-        np.einsum("dn,dn->n", expanded[1:-1], expanded[1:-1], out=expanded[0])
-        expanded[-1] = 1.0
-        return factors.reduce @ expanded
-    return factors.factors @ design
+def _kernel_rows(X: np.ndarray) -> np.ndarray:
+    """X as the C-contiguous float32 or float64 rows the compiled kernel takes."""
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(X, dtype=dtype)
 
 
-def _normalise(log_weighted: np.ndarray) -> np.ndarray:
-    """Turn (K, n) weighted log-densities into responsibilities in place; returns
-    the log-likelihood of every row (n,), by log-sum-exp."""
-    largest = log_weighted.max(axis=0)
-    log_weighted -= largest
-    np.exp(log_weighted, out=log_weighted)
-    total = log_weighted.sum(axis=0)
-    log_weighted /= total
-    np.log(total, out=total)
-    total += largest
-    return total
+def _weighted_log_densities(X: np.ndarray, params: GaussianParameters) -> np.ndarray:
+    """``log pi_k + log N(x_i | k)`` of shape (K, n) for rows X (n, d)."""
+    cov_type = params.covariance_type
+    factors = density_factors(params, compute_dtype(X, cov_type))
+    n_components, d = params.means.shape
+    return compiled.log_densities(
+        _kernel_rows(X), factors.shift, block_rows(n_components, d, factors.dtype, cov_type),
+        PRODUCT_KINDS[cov_type], product_rows(d, cov_type), factors.density_mode,
+        factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
+        factors.constant,
+    )
 
 
 class ShiftedSums(NamedTuple):
@@ -355,71 +335,31 @@ class ShiftedSums(NamedTuple):
     n_samples: float
 
 
-class BlockAccumulator:
-    """Adds up a chunk's blocks: ``resp @ design^T`` (sums about ``c`` of all
-    components at once) plus, for the components in ``own_shift``, sums about
-    their own shift, one component at a time.
-
-    ``own_offsets`` (K, d) are those components' shifts minus ``c``.
-    """
-
-    def __init__(self, covariance_type: str, n_components: int, n_features: int,
-                 own_shift: np.ndarray, own_offsets: np.ndarray):
-        self.covariance_type = covariance_type
-        self.own = np.flatnonzero(own_shift)
-        self.own_offsets = own_offsets
-        m = product_rows(n_features, covariance_type)
-        self.moments = np.zeros((m + n_features + 1, n_components))
-        self.own_first = np.zeros((n_components, n_features))
-        self.own_second = np.zeros(scatter_shape(n_components, n_features, covariance_type))
-        self.tied_second = np.zeros((n_features, n_features))
-
-    def add(self, design: np.ndarray, resp: np.ndarray) -> None:
-        """Add a block: its design (m + d + 1, n) and responsibilities (K, n)."""
-        self.moments += design @ np.ascontiguousarray(resp.T)
-        d = self.own_first.shape[1]
-        columns = design[-(d + 1) : -1]
-        if self.covariance_type == "tied":
-            self.tied_second += (columns * resp.sum(axis=0)) @ columns.T
-            return
-        for k in self.own:
-            diff = np.subtract(columns, self.own_offsets[k][:, None], dtype=np.float64)
-            weighted = diff * resp[k]
-            self.own_first[k] += weighted.sum(axis=1)
-            if self.covariance_type == "full":
-                self.own_second[k] += weighted @ diff.T
-            elif self.covariance_type == "diag":
-                self.own_second[k] += np.einsum("dn,dn->d", weighted, diff)
-            else:
-                self.own_second[k] += np.einsum("dn,dn->", weighted, diff)
-
-    def sums(self, common: np.ndarray, own_centres: np.ndarray, log_likelihood: float,
-             n_samples: float) -> ShiftedSums:
-        """The accumulated :class:`ShiftedSums`; ``common`` is ``c`` (d,) and
-        ``own_centres`` (K, d) the own shifts."""
-        n_components, d = self.own_first.shape
-        moments = self.moments.T
-        m = moments.shape[1] - d - 1
-        weight = moments[:, -1].copy()
-        first = moments[:, m : m + d].copy()
-        packed = moments[:, :m]
-        if self.covariance_type == "full":
-            second = np.empty((n_components, d, d))
-            upper, lower = np.triu_indices(d)
-            second[:, upper, lower] = packed
-            second[:, lower, upper] = packed
-        elif self.covariance_type == "diag":
-            second = packed.copy()
-        elif self.covariance_type == "spherical":
-            second = packed[:, 0].copy()
-        else:
-            second = self.tied_second
-        centres = np.repeat(common[None, :], n_components, axis=0)
-        centres[self.own] = own_centres[self.own]
-        first[self.own] = self.own_first[self.own]
-        second[self.own] = self.own_second[self.own]
-        return ShiftedSums(centres, weight, first, second, float(log_likelihood),
-                           float(n_samples))
+def _shifted_sums(kernel_sums, covariance_type: str, common: np.ndarray,
+                  own_centres: np.ndarray, own_shift: np.ndarray, log_likelihood: float,
+                  n_samples: float) -> ShiftedSums:
+    """:class:`ShiftedSums` from the kernel's moments ``(m, K)`` and ``(d + 1, K)``
+    about ``c`` and about the own shifts (taken for the components in
+    ``own_shift``)."""
+    products, columns, own_products, own_columns = kernel_sums[:4]
+    own = np.asarray(own_shift, dtype=bool)
+    products = np.where(own, own_products, products).T
+    columns = np.where(own, own_columns, columns).T
+    n_components, d = columns.shape[0], columns.shape[1] - 1
+    if covariance_type in ("full", "tied"):
+        second = np.empty((n_components, d, d))
+        upper, lower = np.triu_indices(d)
+        second[:, upper, lower] = products
+        second[:, lower, upper] = products
+        if covariance_type == "tied":
+            second = second.sum(axis=0)
+    elif covariance_type == "diag":
+        second = products
+    else:
+        second = products[:, 0]
+    centres = np.where(own[:, None], own_centres, common)
+    return ShiftedSums(centres, columns[:, d].copy(), columns[:, :d].copy(), second,
+                       float(log_likelihood), float(n_samples))
 
 
 def _statistics_from_sums(sums: ShiftedSums, covariance_type: str) -> SufficientStatistics:
@@ -438,16 +378,8 @@ def _statistics_from_sums(sums: ShiftedSums, covariance_type: str) -> Sufficient
 
 
 def log_gaussian_density(X: np.ndarray, params: GaussianParameters) -> np.ndarray:
-    """``log N(x_i | mu_k, Sigma_k)`` for rows X of shape (n, d); returns (n, K).
-
-    Uses ``-1/2 (d log 2 pi + ||(x - mu_k)^T P_k||^2) + log det P_k`` on rows
-    shifted by the mean of the component means.
-    """
-    cov_type = params.covariance_type
-    factors = density_factors(params, compute_dtype(X, cov_type))
-    design = block_design(X, factors.shift, cov_type, factors.dtype)
-    log_weighted = _weighted_log_density(design, cov_type, factors)
-    return (log_weighted.T - np.log(params.weights)).astype(np.float64)
+    """``log N(x_i | mu_k, Sigma_k)`` for rows X of shape (n, d); returns (n, K)."""
+    return (_weighted_log_densities(X, params).T - np.log(params.weights)).astype(np.float64)
 
 
 def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.ndarray]:
@@ -457,15 +389,8 @@ def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.nd
     largest term, so they stay normalised even for rows whose log-densities are
     far larger in magnitude than 1/eps (rows far from every component).
     """
-    cov_type = params.covariance_type
-    factors = density_factors(params, compute_dtype(X, cov_type))
-    log_weighted = np.empty((params.weights.shape[0], X.shape[0]))
+    log_weighted = _weighted_log_densities(X, params)
     log_prob_norm = np.empty(X.shape[0])
-    step = block_rows(*params.means.shape, factors.dtype, cov_type)
-    for start in range(0, X.shape[0], step):
-        block = slice(start, start + step)
-        design = block_design(X[block], factors.shift, cov_type, factors.dtype)
-        log_weighted[:, block] = _weighted_log_density(design, cov_type, factors)
     for start in range(0, X.shape[0], BLOCK_ROWS):
         block = log_weighted[:, start : start + BLOCK_ROWS]
         largest = block.max(axis=0)
@@ -493,13 +418,15 @@ def statistics_from_responsibilities(
     n_components, d = shift.shape
     common = shift.mean(axis=0)
     own_shift = np.full(n_components, covariance_type != "tied")
-    total = BlockAccumulator(covariance_type, n_components, d, own_shift, shift - common)
-    step = block_rows(n_components, d, np.float64, covariance_type)
-    for start in range(0, X.shape[0], step):
-        design = block_design(X[start : start + step], common, covariance_type, np.float64)
-        total.add(design, np.ascontiguousarray(resp[start : start + step].T, dtype=np.float64))
-    sums = total.sums(common, shift, log_likelihood, X.shape[0])
-    return _statistics_from_sums(sums, covariance_type)
+    sums = compiled.responsibility_sums(
+        _kernel_rows(X), common, block_rows(n_components, d, np.float64, covariance_type),
+        PRODUCT_KINDS[covariance_type], product_rows(d, covariance_type),
+        np.ascontiguousarray(resp, dtype=np.float64), np.flatnonzero(own_shift),
+        shift - common,
+    )
+    shifted = _shifted_sums(sums, covariance_type, common, shift, own_shift, log_likelihood,
+                            X.shape[0])
+    return _statistics_from_sums(shifted, covariance_type)
 
 
 MAX_ABS_VALUE = 1e100
@@ -572,18 +499,15 @@ def chunk_statistics(
     cov_type = params.covariance_type
     n_components, d = params.means.shape
     factors = density_factors(params, compute_dtype(X, cov_type, float32_products))
-    total = BlockAccumulator(
-        cov_type, n_components, d, factors.own_shift, params.means - factors.shift
+    sums = compiled.chunk_sums(
+        _kernel_rows(X), factors.shift, block_rows(n_components, d, factors.dtype, cov_type),
+        PRODUCT_KINDS[cov_type], product_rows(d, cov_type), factors.density_mode,
+        factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
+        factors.constant, np.flatnonzero(factors.own_shift), params.means - factors.shift,
     )
-    log_likelihood = 0.0
-    step = block_rows(n_components, d, factors.dtype, cov_type)
-    for start in range(0, X.shape[0], step):
-        design = block_design(X[start : start + step], factors.shift, cov_type, factors.dtype)
-        resp = _weighted_log_density(design, cov_type, factors)
-        log_likelihood += _normalise(resp).sum(dtype=np.float64)
-        total.add(design, resp.astype(factors.dtype, copy=False))
-    sums = total.sums(factors.shift, params.means, log_likelihood, X.shape[0])
-    return _statistics_from_sums(sums, cov_type)
+    shifted = _shifted_sums(sums, cov_type, factors.shift, params.means, factors.own_shift,
+                            sums[4], X.shape[0])
+    return _statistics_from_sums(shifted, cov_type)
 
 
 def chunk_log_likelihood(
@@ -591,12 +515,8 @@ def chunk_log_likelihood(
 ) -> tuple[float, int]:
     """Summed log-likelihood and row count of one chunk, for ``score`` and ``bic``."""
     check_finite(X, row_offset)
-    cov_type = params.covariance_type
-    factors = density_factors(params, compute_dtype(X, cov_type))
-    total = 0.0
-    step = block_rows(*params.means.shape, factors.dtype, cov_type)
-    for start in range(0, X.shape[0], step):
-        design = block_design(X[start : start + step], factors.shift, cov_type, factors.dtype)
-        log_weighted = _weighted_log_density(design, cov_type, factors)
-        total += _normalise(log_weighted).sum(dtype=np.float64)
-    return total, X.shape[0]
+    log_weighted = _weighted_log_densities(X, params)
+    largest = log_weighted.max(axis=0)
+    log_weighted -= largest
+    total = np.log(np.exp(log_weighted).sum(axis=0)) + largest
+    return float(total.sum(dtype=np.float64)), X.shape[0]

@@ -171,7 +171,7 @@ def test_float32_products_keep_float32_accuracy_far_from_the_origin(offset):
     params = params._replace(means=params.means + offset)
     exact = estep.chunk_statistics(X32, params)
     fast = estep.chunk_statistics(X32, params, float32_products=True)
-    assert estep.density_factors(params, estep.compute_dtype(X32, "full", True)).factors.dtype \
+    assert estep.density_factors(params, estep.compute_dtype(X32, "full", True)).whitening.dtype \
         == np.float32
     assert fast.scatter.dtype == fast.mean.dtype == fast.weight.dtype == np.float64
     assert _relative_error(fast.weight, exact.weight) < 2e-5
