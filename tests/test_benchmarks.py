@@ -29,5 +29,8 @@ def test_quick_benchmark_writes_a_table_and_json(tmp_path):
         assert case["seconds"]["streamgmm"] > 0
     assert report["matmul_gflops"]["float64"] > 0
     assert report["machine"]["nproc"] >= 1 and report["machine"]["blas"]
-    expected = {"Zarr / in-memory", "float32_products vs float64 (streamgmm)"}
+    expected = {
+        "Zarr / in-memory (zstd, Zarr's default)", "Zarr / in-memory (Blosc-LZ4)",
+        "float32_products vs float64 (streamgmm)",
+    }
     assert expected <= set(report["targets"])

@@ -185,3 +185,57 @@ def test_parameters_type_is_unchanged():
     assert GaussianParameters._fields == (
         "weights", "means", "precisions_cholesky", "covariance_type"
     )
+
+
+def _tight_cluster_far_away(covariance_type):
+    """Three broad clusters and a fourth, 1e4 times tighter, far from them (as
+    constant pixels make in the digits data), with parameters fitted to the labels."""
+    rng = np.random.default_rng(3)
+    broad, _, _ = make_mixture(3000, 3, 5, separation=3.0, random_state=3)
+    tight = 40.0 + 0.01 * rng.standard_normal((600, 5))
+    X = np.vstack([broad, tight])
+    labels = np.r_[np.argmax(np.random.default_rng(4).dirichlet(np.ones(3), 3000), 1),
+                   np.full(600, 3)]
+    resp = np.eye(4)[labels]
+    stats = estep.statistics_from_responsibilities(X, resp, np.zeros((4, 5)), covariance_type)
+    params, _ = parameters_from_statistics(stats, 1e-6, covariance_type)
+    return X, params
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_tight_far_component_is_summed_about_its_own_mean(covariance_type, monkeypatch):
+    X, params = _tight_cluster_far_away(covariance_type)
+    factors = estep.density_factors(params)
+    assert factors.own_shift.tolist() == [False, False, False, True]
+    if covariance_type == "full":
+        assert factors.density_mode == estep.compiled.WHITENED
+    log_norm, log_resp = estep.e_step(X, params)
+    weight, mean, scatter = _plain_statistics(X, np.exp(log_resp), covariance_type)
+
+    def scatter_error(stats):
+        return np.abs(stats.scatter[3] - scatter[3]).max() / np.abs(scatter[3]).max()
+
+    stats = estep.chunk_statistics(X, params)
+    np.testing.assert_allclose(stats.weight, weight, rtol=1e-12)
+    np.testing.assert_allclose(stats.mean, mean, rtol=1e-10)
+    assert scatter_error(stats) < 1e-9
+    # The same sums about the common shift lose the digits the criterion predicts.
+    monkeypatch.setattr(estep, "SHARED_SHIFT_LIMIT", np.inf)
+    assert scatter_error(estep.chunk_statistics(X, params)) > 1e-9
+
+
+def test_broad_components_share_the_shift_and_the_expanded_form():
+    X, params = _parameters("full", n_features=16, n_components=8)
+    factors = estep.density_factors(params)
+    assert not factors.own_shift.any()
+    assert factors.density_mode == estep.compiled.LINEAR
+    np.testing.assert_allclose(
+        estep.log_gaussian_density(X, params), _plain_log_density(X, params), rtol=1e-12
+    )
+
+
+def test_the_chunk_kernel_releases_the_gil():
+    assert all(function.targetoptions.get("nogil") for function in (
+        estep.compiled.chunk_sums, estep.compiled.responsibility_sums,
+        estep.compiled.log_densities,
+    ))
