@@ -7,6 +7,7 @@ Each peer imports its library inside its function, so this module imports withou
 
 from __future__ import annotations
 
+import os
 import time
 from types import SimpleNamespace
 
@@ -23,6 +24,10 @@ def spark_seconds_per_iteration(X, start, extra: int, cores: int = 2) -> float:
     from pyspark.mllib.stat.distribution import MultivariateGaussian
     from pyspark.sql import SparkSession
 
+    # Spark's advice for native BLAS: one BLAS thread per task (read when the JVM
+    # starts; NumPy's OpenBLAS in this process has already read its own setting).
+    blas_threads = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
     spark = (
         SparkSession.builder.master(f"local[{cores}]")
         .config("spark.driver.memory", "6g")
@@ -57,6 +62,10 @@ def spark_seconds_per_iteration(X, start, extra: int, cores: int = 2) -> float:
         return max(more - one, 1e-9) / extra
     finally:
         spark.stop()
+        if blas_threads is None:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = blas_threads
 
 
 def pomegranate_mixture(start, max_iter: int):
