@@ -118,25 +118,76 @@ def block_log_density(
     return out
 
 
+LOG2_E = 1.4426950408889634
+LN2_HIGH = 6.93147180369123816490e-01
+LN2_LOW = 1.90821492927058770002e-10
+EXP_SMALLEST = -708.0
+"""Below this, ``exp_nonpositive`` returns 0 (``exp(-708)`` is 3e-308, the
+smallest normal float64 is 2.2e-308)."""
+
+
+@njit(nogil=True, cache=True)
+def exp_nonpositive(values, out):  # pragma: no cover
+    """``out = exp(values)`` for values <= 0 (flat arrays), within a few ulp of
+    ``np.exp``, 0 below ``EXP_SMALLEST``.
+
+    A loop that vectorises, unlike calls of ``math.exp``: ``x = k ln 2 + r`` with
+    ``|r| <= ln 2 / 2`` (ln 2 in two parts, so ``r`` is exact to about 1e-20),
+    ``exp(r)`` by its Taylor polynomial of degree 13 (remainder below 1e-17) and
+    ``2^k`` written straight into the exponent bits.
+    """
+    n = values.size
+    bits = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        x = max(values[i], EXP_SMALLEST)
+        k = np.floor(x * LOG2_E + 0.5)
+        r = (x - k * LN2_HIGH) - k * LN2_LOW
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        out[i] = p
+        bits[i] = (np.int64(k) + 1023) << 52
+    scale = bits.view(np.float64)
+    for i in range(n):
+        out[i] = out[i] * scale[i] if values[i] >= EXP_SMALLEST else 0.0
+
+
 @njit(nogil=True, cache=True)
 def normalise(log_weighted, resp_t):  # pragma: no cover
     """Responsibilities ``resp_t`` (b, K) from log-densities (K, b) by
     log-sum-exp; returns the summed log-likelihood of the block's rows."""
     n_components, b = log_weighted.shape
+    largest = log_weighted[0].copy()
+    for k in range(1, n_components):
+        for i in range(b):
+            largest[i] = max(largest[i], log_weighted[k, i])
+    shifted = np.empty((n_components, b))
+    for k in range(n_components):
+        for i in range(b):
+            shifted[k, i] = log_weighted[k, i] - largest[i]
+    exponentials = np.empty((n_components, b))
+    exp_nonpositive(shifted.ravel(), exponentials.ravel())
+    total = np.zeros(b)
+    for k in range(n_components):
+        for i in range(b):
+            total[i] += exponentials[k, i]
     total_log_likelihood = 0.0
     for i in range(b):
-        largest = log_weighted[0, i]
-        for k in range(1, n_components):
-            largest = max(largest, log_weighted[k, i])
-        total = 0.0
+        inverse = 1.0 / total[i]
         for k in range(n_components):
-            value = math.exp(log_weighted[k, i] - largest)
-            resp_t[i, k] = value
-            total += value
-        inverse = 1.0 / total
-        for k in range(n_components):
-            resp_t[i, k] *= inverse
-        total_log_likelihood += math.log(total) + largest
+            resp_t[i, k] = exponentials[k, i] * inverse
+        total_log_likelihood += math.log(total[i]) + largest[i]
     return total_log_likelihood
 
 

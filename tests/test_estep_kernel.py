@@ -239,3 +239,14 @@ def test_the_chunk_kernel_releases_the_gil():
         estep.compiled.chunk_sums, estep.compiled.responsibility_sums,
         estep.compiled.log_densities,
     ))
+
+
+def test_the_compiled_exponential_is_within_one_ulp_of_numpy():
+    values = -np.r_[np.linspace(0.0, 800.0, 400_001), np.geomspace(1e-300, 1.0, 10_001)]
+    ours = np.empty_like(values)
+    estep.compiled.exp_nonpositive(values, ours)
+    expected = np.exp(values)
+    normal = values >= estep.compiled.EXP_SMALLEST
+    ulps = np.abs(ours[normal] - expected[normal]) / np.spacing(expected[normal])
+    assert ulps.max() <= 1.0
+    assert np.all(ours[~normal] == 0.0) and expected[~normal].max() < 1e-307
