@@ -12,7 +12,9 @@ Layout of a block of ``b`` rows, all arrays C-contiguous:
 * ``columns`` (d + 1, b): ``[(x - c)^T; 1]``;
 * ``products`` (m, b): the second-order terms the covariance type needs,
   ``PAIRWISE`` (upper triangle of ``(x - c)(x - c)^T``, row-major),
-  ``SQUARES`` (``(x - c)^2``) or ``NORM`` (``|x - c|^2``).
+  ``SQUARES`` (``(x - c)^2``), ``NORM`` (``|x - c|^2``) or ``NONE`` (tied,
+  which needs only ``sum_i (sum_k gamma_ik) (x - c)(x - c)^T``: one product of
+  the columns with themselves).
 
 Compiled functions are cached on disk (``cache=True``), so only the first
 process on a machine pays the few seconds of compilation.
@@ -25,8 +27,9 @@ import math
 import numpy as np
 from numba import njit
 
-PAIRWISE, SQUARES, NORM = 0, 1, 2
-"""Kinds of product rows (``products_kind``)."""
+PAIRWISE, SQUARES, NORM, NONE = 0, 1, 2, 3
+"""Kinds of product rows (``products_kind``); NONE (tied) has no product rows and
+pools the scatter over components instead."""
 
 LINEAR, WHITENED, TIED = 0, 1, 2
 """How log-densities come from a block (``density_mode``): one linear map of
@@ -60,7 +63,7 @@ def fill_products(columns, products_kind, products):  # pragma: no cover
         for first in range(d):
             for i in range(b):
                 products[first, i] = columns[first, i] * columns[first, i]
-    else:
+    elif products_kind == NORM:
         for i in range(b):
             products[0, i] = 0.0
         for first in range(d):
@@ -194,18 +197,29 @@ def normalise(log_weighted, resp_t):  # pragma: no cover
 @njit(nogil=True, cache=True)
 def accumulate(
     products, columns, resp_t, products_kind, moments_products, moments_columns,
-    own_index, own_offsets, own_products, own_columns,
+    own_index, own_offsets, own_products, own_columns, pooled,
 ):  # pragma: no cover
     """Add a block's sums: ``products @ resp_t`` (m, K) and ``columns @ resp_t``
     (d + 1, K) about the common shift; for each component in ``own_index``, the
     same sums about its own shift (``own_offsets[k]`` from the common one) into
-    column k of ``own_products`` and ``own_columns``."""
-    moments_products += np.dot(products, resp_t)
+    column k of ``own_products`` and ``own_columns``; for NONE, the pooled
+    ``sum_i (sum_k gamma_ik) columns_i columns_i^T`` into ``pooled`` (d + 1, d + 1)."""
+    d = columns.shape[0] - 1
+    b = columns.shape[1]
+    if products_kind == NONE:
+        weighted = np.empty_like(columns)
+        for i in range(b):
+            row_weight = 0.0
+            for k in range(resp_t.shape[1]):
+                row_weight += resp_t[i, k]
+            for j in range(d + 1):
+                weighted[j, i] = columns[j, i] * row_weight
+        pooled += np.dot(weighted, columns.T)
+    else:
+        moments_products += np.dot(products, resp_t)
     moments_columns += np.dot(columns, resp_t)
     if own_index.size == 0:
         return
-    d = columns.shape[0] - 1
-    b = columns.shape[1]
     shifted = np.empty_like(columns)
     shifted_products = np.empty_like(products)
     weights = np.empty(b, dtype=columns.dtype)
@@ -231,7 +245,7 @@ def chunk_sums(
     """E-step and shifted sums of a whole chunk X (n, d), block by block.
 
     Returns ``(moments_products (m, K), moments_columns (d + 1, K), own_products,
-    own_columns, log_likelihood)``; the product dtype is that of
+    own_columns, pooled (d + 1, d + 1), log_likelihood)``; the product dtype is that of
     ``linear_columns``; sums add up in float64.
     """
     n, d = X.shape
@@ -241,6 +255,7 @@ def chunk_sums(
     moments_columns = np.zeros((d + 1, n_components))
     own_products = np.zeros((n_products, n_components))
     own_columns = np.zeros((d + 1, n_components))
+    pooled = np.zeros((d + 1, d + 1))
     log_likelihood = 0.0
     for start in range(0, n, step):
         stop = min(start + step, n)
@@ -257,9 +272,9 @@ def chunk_sums(
         log_likelihood += normalise(log_weighted, resp_t)
         accumulate(
             products, columns, resp_t.astype(dtype), products_kind, moments_products,
-            moments_columns, own_index, own_offsets, own_products, own_columns,
+            moments_columns, own_index, own_offsets, own_products, own_columns, pooled,
         )
-    return moments_products, moments_columns, own_products, own_columns, log_likelihood
+    return moments_products, moments_columns, own_products, own_columns, pooled, log_likelihood
 
 
 @njit(nogil=True, cache=True)
@@ -275,6 +290,7 @@ def responsibility_sums(
     moments_columns = np.zeros((d + 1, n_components))
     own_products = np.zeros((n_products, n_components))
     own_columns = np.zeros((d + 1, n_components))
+    pooled = np.zeros((d + 1, d + 1))
     for start in range(0, n, step):
         stop = min(start + step, n)
         b = stop - start
@@ -285,9 +301,9 @@ def responsibility_sums(
         resp_t = np.ascontiguousarray(resp[start:stop])
         accumulate(
             products, columns, resp_t, products_kind, moments_products, moments_columns,
-            own_index, own_offsets, own_products, own_columns,
+            own_index, own_offsets, own_products, own_columns, pooled,
         )
-    return moments_products, moments_columns, own_products, own_columns
+    return moments_products, moments_columns, own_products, own_columns, pooled
 
 
 @njit(nogil=True, cache=True)

@@ -13,8 +13,9 @@ How the work is laid out (measured with ``benchmarks/run.py``, written up in
   block stays in the 1 MiB L2 cache. Each block is shifted by ``c``, the mean of
   the component means, and laid out as columns: ``columns = [(x - c)^T; 1]``
   (d + 1, n) and ``m`` product rows that the covariance type's statistics need:
-  the upper triangle of ``(x - c)(x - c)^T`` (full, tied), ``(x - c)^2`` (diag)
-  or ``|x - c|^2`` (spherical).
+  the upper triangle of ``(x - c)(x - c)^T`` (full), ``(x - c)^2`` (diag),
+  ``|x - c|^2`` (spherical) or none (tied, whose one scatter is a product of
+  the columns with themselves, weighted by each row's total responsibility).
 * Log-densities of all components come from one product: the quadratic form
   expanded over the product rows (full, diag, spherical), or, for the full type
   when the expansion would lose more than about 1e-12 (:data:`EXPANSION_LIMIT`),
@@ -109,16 +110,15 @@ def compute_dtype(X: np.ndarray, covariance_type: str, float32_products: bool = 
 
 
 PRODUCT_KINDS = {
-    "full": compiled.PAIRWISE, "tied": compiled.PAIRWISE,
+    "full": compiled.PAIRWISE, "tied": compiled.NONE,
     "diag": compiled.SQUARES, "spherical": compiled.NORM,
 }
 
 
 def product_rows(n_features: int, covariance_type: str) -> int:
     """``m``, the product rows of a block (module docs)."""
-    if covariance_type in ("full", "tied"):
-        return n_features * (n_features + 1) // 2
-    return n_features if covariance_type == "diag" else 1
+    return {"full": n_features * (n_features + 1) // 2, "tied": 0, "diag": n_features,
+            "spherical": 1}[covariance_type]
 
 
 def block_rows(
@@ -340,19 +340,19 @@ def _shifted_sums(kernel_sums, covariance_type: str, common: np.ndarray,
                   n_samples: float) -> ShiftedSums:
     """:class:`ShiftedSums` from the kernel's moments ``(m, K)`` and ``(d + 1, K)``
     about ``c`` and about the own shifts (taken for the components in
-    ``own_shift``)."""
-    products, columns, own_products, own_columns = kernel_sums[:4]
+    ``own_shift``), and its pooled tied scatter."""
+    products, columns, own_products, own_columns, pooled = kernel_sums[:5]
     own = np.asarray(own_shift, dtype=bool)
     products = np.where(own, own_products, products).T
     columns = np.where(own, own_columns, columns).T
     n_components, d = columns.shape[0], columns.shape[1] - 1
-    if covariance_type in ("full", "tied"):
+    if covariance_type == "full":
         second = np.empty((n_components, d, d))
         upper, lower = np.triu_indices(d)
         second[:, upper, lower] = products
         second[:, lower, upper] = products
-        if covariance_type == "tied":
-            second = second.sum(axis=0)
+    elif covariance_type == "tied":
+        second = pooled[:d, :d].copy()
     elif covariance_type == "diag":
         second = products
     else:
@@ -506,7 +506,7 @@ def chunk_statistics(
         factors.constant, np.flatnonzero(factors.own_shift), params.means - factors.shift,
     )
     shifted = _shifted_sums(sums, cov_type, factors.shift, params.means, factors.own_shift,
-                            sums[4], X.shape[0])
+                            sums[5], X.shape[0])
     return _statistics_from_sums(shifted, cov_type)
 
 
