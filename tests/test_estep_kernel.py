@@ -171,8 +171,9 @@ def test_float32_products_keep_float32_accuracy_far_from_the_origin(offset):
     params = params._replace(means=params.means + offset)
     exact = estep.chunk_statistics(X32, params)
     fast = estep.chunk_statistics(X32, params, float32_products=True)
-    assert estep.density_factors(params, estep.compute_dtype(X32, "full", True)).whitening.dtype \
-        == np.float32
+    factors = estep.density_factors(params, estep.compute_dtype(X32, "full", True))
+    assert factors.density_mode == estep.compiled.LINEAR
+    assert factors.linear_products.dtype == factors.linear_columns.dtype == np.float32
     assert fast.scatter.dtype == fast.mean.dtype == fast.weight.dtype == np.float64
     assert _relative_error(fast.weight, exact.weight) < 2e-5
     assert _relative_error(fast.mean - offset, exact.mean - offset) < 2e-5
@@ -209,6 +210,7 @@ def test_a_tight_far_component_is_summed_about_its_own_mean(covariance_type, mon
     assert factors.own_shift.tolist() == [False, False, False, True]
     if covariance_type == "full":
         assert factors.density_mode == estep.compiled.WHITENED
+        assert estep.density_factors(params, np.float32).density_mode == estep.compiled.WHITENED
     log_norm, log_resp = estep.e_step(X, params)
     weight, mean, scatter = _plain_statistics(X, np.exp(log_resp), covariance_type)
 
