@@ -29,8 +29,6 @@ def test_quick_benchmark_writes_a_table_and_json(tmp_path):
         assert case["seconds"]["streamgmm"] > 0
     assert report["matmul_gflops"]["float64"] > 0
     assert report["machine"]["nproc"] >= 1 and report["machine"]["blas"]
-    expected = {
-        "Zarr / in-memory (zstd, Zarr's default)", "Zarr / in-memory (Blosc-LZ4)",
-        "float32_products vs float64 (streamgmm)",
-    }
-    assert expected <= set(report["targets"])
+    assert "float32_products vs float64 (streamgmm)" in report["targets"]
+    zarr_checks = [name for name in report["targets"] if name.startswith("Zarr / in-memory")]
+    assert len(zarr_checks) == 3 and any("Blosc-LZ4" in name for name in zarr_checks)
