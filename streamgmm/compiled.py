@@ -52,6 +52,8 @@ def fill_products(columns, products_kind, products):  # pragma: no cover
     """The product rows (module docs) of ``columns`` (d + 1, b) into ``products``."""
     d = columns.shape[0] - 1
     b = columns.shape[1]
+    if products.shape[0] == 0:
+        return
     if products_kind == PAIRWISE:
         row = 0
         for first in range(d):
@@ -197,13 +199,19 @@ def normalise(log_weighted, resp_t):  # pragma: no cover
 @njit(nogil=True, cache=True)
 def accumulate(
     products, columns, resp_t, products_kind, moments_products, moments_columns,
-    own_index, own_offsets, own_products, own_columns, pooled,
+    own_index, own_offsets, own_products, own_columns, own_full, pooled,
 ):  # pragma: no cover
-    """Add a block's sums: ``products @ resp_t`` (m, K) and ``columns @ resp_t``
-    (d + 1, K) about the common shift; for each component in ``own_index``, the
-    same sums about its own shift (``own_offsets[k]`` from the common one) into
-    column k of ``own_products`` and ``own_columns``; for NONE, the pooled
-    ``sum_i (sum_k gamma_ik) columns_i columns_i^T`` into ``pooled`` (d + 1, d + 1)."""
+    """Add a block's sums.
+
+    About the common shift: ``products @ resp_t`` (m, K; skipped when there are
+    no product rows) and ``columns @ resp_t`` (d + 1, K); for NONE (tied) the
+    pooled ``sum_i (sum_k gamma_ik) columns_i columns_i^T`` into ``pooled``.
+    About its own shift (``own_offsets[k]`` from the common one), for each
+    component k in ``own_index``: for PAIRWISE, ``sum_i gamma_ik s_i s_i^T`` of
+    the shifted columns ``s = [x - mu_k; 1]`` into ``own_full[k]`` (d + 1, d + 1),
+    one product holding scatter, first sums and weight; otherwise the product
+    rows and columns of ``s`` into column k of ``own_products`` and ``own_columns``.
+    """
     d = columns.shape[0] - 1
     b = columns.shape[1]
     if products_kind == NONE:
@@ -215,13 +223,14 @@ def accumulate(
             for j in range(d + 1):
                 weighted[j, i] = columns[j, i] * row_weight
         pooled += np.dot(weighted, columns.T)
-    else:
+    elif products.shape[0] > 0:
         moments_products += np.dot(products, resp_t)
     moments_columns += np.dot(columns, resp_t)
     if own_index.size == 0:
         return
     shifted = np.empty_like(columns)
-    shifted_products = np.empty_like(products)
+    weighted = np.empty_like(columns)
+    shifted_products = np.empty((own_products.shape[0], b), dtype=columns.dtype)
     weights = np.empty(b, dtype=columns.dtype)
     for position in range(own_index.size):
         k = own_index[position]
@@ -232,9 +241,15 @@ def accumulate(
         for i in range(b):
             shifted[d, i] = 1.0
             weights[i] = resp_t[i, k]
-        fill_products(shifted, products_kind, shifted_products)
-        own_products[:, k] += np.dot(shifted_products, weights)
-        own_columns[:, k] += np.dot(shifted, weights)
+        if products_kind == PAIRWISE:
+            for j in range(d + 1):
+                for i in range(b):
+                    weighted[j, i] = shifted[j, i] * weights[i]
+            own_full[k] += np.dot(weighted, shifted.T)
+        else:
+            fill_products(shifted, products_kind, shifted_products)
+            own_products[:, k] += np.dot(shifted_products, weights)
+            own_columns[:, k] += np.dot(shifted, weights)
 
 
 @njit(nogil=True, cache=True)
@@ -245,7 +260,8 @@ def chunk_sums(
     """E-step and shifted sums of a whole chunk X (n, d), block by block.
 
     Returns ``(moments_products (m, K), moments_columns (d + 1, K), own_products,
-    own_columns, pooled (d + 1, d + 1), log_likelihood)``; the product dtype is that of
+    own_columns, own_full, pooled (d + 1, d + 1), log_likelihood)`` (see
+    :func:`accumulate`); the product dtype is that of
     ``linear_columns``; sums add up in float64.
     """
     n, d = X.shape
@@ -253,8 +269,9 @@ def chunk_sums(
     dtype = linear_columns.dtype
     moments_products = np.zeros((n_products, n_components))
     moments_columns = np.zeros((d + 1, n_components))
-    own_products = np.zeros((n_products, n_components))
+    own_products = np.zeros((0 if products_kind == PAIRWISE else n_products, n_components))
     own_columns = np.zeros((d + 1, n_components))
+    own_full = np.zeros((n_components if products_kind == PAIRWISE else 0, d + 1, d + 1))
     pooled = np.zeros((d + 1, d + 1))
     log_likelihood = 0.0
     for start in range(0, n, step):
@@ -272,9 +289,10 @@ def chunk_sums(
         log_likelihood += normalise(log_weighted, resp_t)
         accumulate(
             products, columns, resp_t.astype(dtype), products_kind, moments_products,
-            moments_columns, own_index, own_offsets, own_products, own_columns, pooled,
+            moments_columns, own_index, own_offsets, own_products, own_columns, own_full, pooled,
         )
-    return moments_products, moments_columns, own_products, own_columns, pooled, log_likelihood
+    return (moments_products, moments_columns, own_products, own_columns, own_full, pooled,
+            log_likelihood)
 
 
 @njit(nogil=True, cache=True)
@@ -288,8 +306,9 @@ def responsibility_sums(
     n_components = resp.shape[1]
     moments_products = np.zeros((n_products, n_components))
     moments_columns = np.zeros((d + 1, n_components))
-    own_products = np.zeros((n_products, n_components))
+    own_products = np.zeros((0 if products_kind == PAIRWISE else n_products, n_components))
     own_columns = np.zeros((d + 1, n_components))
+    own_full = np.zeros((n_components if products_kind == PAIRWISE else 0, d + 1, d + 1))
     pooled = np.zeros((d + 1, d + 1))
     for start in range(0, n, step):
         stop = min(start + step, n)
@@ -301,9 +320,9 @@ def responsibility_sums(
         resp_t = np.ascontiguousarray(resp[start:stop])
         accumulate(
             products, columns, resp_t, products_kind, moments_products, moments_columns,
-            own_index, own_offsets, own_products, own_columns, pooled,
+            own_index, own_offsets, own_products, own_columns, own_full, pooled,
         )
-    return moments_products, moments_columns, own_products, own_columns, pooled
+    return moments_products, moments_columns, own_products, own_columns, own_full, pooled
 
 
 @njit(nogil=True, cache=True)

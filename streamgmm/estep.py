@@ -54,11 +54,16 @@ BLOCK_ROWS = 8192
 """The most rows processed at once inside a chunk (see :func:`block_rows`)."""
 
 BLOCK_BYTES = 2**19
-"""Target size of a block's design (see the module docs): 512 rows for the full
-type with d = 16 in float64, which measured fastest (the product with the
-responsibilities slows down 2.5x once the design leaves the 1 MiB L2 cache)."""
+"""Target size of a block's largest temporary (module docs): 428 rows for the
+full type with d = 16, which measured fastest (half and twice as many rows were
+10 to 20 % slower; the product with the responsibilities slows down 2.5x once
+the block leaves the 1 MiB L2 cache)."""
 
 MIN_BLOCK_ROWS = 128
+
+MAX_BLOCK_BYTES = 2**25
+"""Cap on a block's largest temporary: with many features (d(d + 1)/2 product
+rows) blocks get fewer rows than ``MIN_BLOCK_ROWS`` rather than more memory."""
 
 EXPANSION_LIMIT = 1e4
 """Largest :func:`expansion_error_factor` for which the full type's log-densities
@@ -70,6 +75,11 @@ EXPANSION_LIMIT_FLOAT32 = 1e3
 (float32's eps times the limit); on the benchmark data (factor 670) the
 statistics of a pass came out within 5e-7 of float64's, as with the whitened
 form, and 1.8 times faster."""
+
+SHARED_PRODUCTS_MAX_FEATURES = 64
+"""Most features for which the full type forms the ``d (d + 1) / 2`` product rows
+of a block: beyond, they no longer fit the cache with enough rows to be worth
+it, and each component's scatter is one product of its own shifted rows."""
 
 SHARED_SHIFT_LIMIT = 1e3
 """Largest cancellation factor ``A_k`` (module docs) for which a component's sums
@@ -128,16 +138,20 @@ def product_rows(n_features: int, covariance_type: str) -> int:
             "spherical": 1}[covariance_type]
 
 
-def block_rows(
-    n_components: int, n_features: int, dtype=np.float64, covariance_type: str = "full"
-) -> int:
-    """Rows per block so that the block's largest temporary stays near ``BLOCK_BYTES``."""
+def block_rows(n_components: int, n_features: int, covariance_type: str = "full") -> int:
+    """Rows per block so that the block's largest float64 temporary stays near
+    ``BLOCK_BYTES``, and under ``MAX_BLOCK_BYTES`` whatever the width.
+
+    Float32 products use the same rows: measured fastest too (twice as many rows
+    ran 1.6 times slower), since the log-densities and responsibilities stay
+    float64.
+    """
     width = max(
         product_rows(n_features, covariance_type) + n_features + 1,
         n_components * n_features if covariance_type == "full" else n_components,
     )
-    return int(np.clip(BLOCK_BYTES // (width * np.dtype(dtype).itemsize),
-                       MIN_BLOCK_ROWS, BLOCK_ROWS))
+    rows = int(np.clip(BLOCK_BYTES // (8 * width), MIN_BLOCK_ROWS, BLOCK_ROWS))
+    return max(1, min(rows, MAX_BLOCK_BYTES // (8 * width)))
 
 
 class DensityFactors(NamedTuple):
@@ -161,6 +175,10 @@ class DensityFactors(NamedTuple):
         ``log pi_k + log det P_k - d/2 log 2 pi`` (used by WHITENED).
     own_shift : ndarray of shape (K,), bool
         Components whose sums are taken about their own mean (module docs).
+    n_products : int
+        Product rows per block: ``m``, or 0 for the full type with more than
+        :data:`SHARED_PRODUCTS_MAX_FEATURES` features (every component then has
+        its own shift and the whitened log-densities).
     dtype : numpy dtype of the products
     """
 
@@ -172,6 +190,7 @@ class DensityFactors(NamedTuple):
     reduce: np.ndarray
     constant: np.ndarray
     own_shift: np.ndarray
+    n_products: int
     dtype: np.dtype
 
 
@@ -254,14 +273,18 @@ def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFact
     )
     variances = feature_variances(prec_chol, cov_type, n_components, d)
     m = product_rows(d, cov_type)
-    linear = np.zeros((n_components, m + d + 1))
+    linear = None
     whitening = np.zeros((0, d + 1))
     reduce = np.zeros((0, d + 2))
     mode = compiled.LINEAR
+    own_shift = needs_own_shift(means, variances, shift, cov_type)
     if cov_type == "full":
-        precisions = np.einsum("kij,klj->kil", prec_chol, prec_chol)
+        precisions = prec_chol @ prec_chol.transpose(0, 2, 1)
         limit = EXPANSION_LIMIT if dtype == np.float64 else EXPANSION_LIMIT_FLOAT32
-        if expansion_error_factor(precisions, centred_means, variances) > limit:
+        if d > SHARED_PRODUCTS_MAX_FEATURES:
+            m = 0
+            own_shift = np.ones(n_components, dtype=bool)
+        if m == 0 or expansion_error_factor(precisions, centred_means, variances) > limit:
             mode = compiled.WHITENED
             whitening = np.empty((n_components, d, d + 1))
             whitening[:, :, :d] = prec_chol.transpose(0, 2, 1)
@@ -276,11 +299,14 @@ def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFact
         reduce = _expanded_distance(centred_means @ prec_chol, np.ones(n_components), constant)
     elif cov_type == "diag":
         squared = prec_chol**2
+        linear = np.empty((n_components, m + d + 1))
         linear[:, :d] = -0.5 * squared
         linear[:, d : 2 * d] = centred_means * squared
         linear[:, 2 * d] = constant - 0.5 * np.einsum("kd,kd->k", centred_means**2, squared)
     else:
         linear = _expanded_distance(centred_means, prec_chol**2, constant)
+    if linear is None:
+        linear = np.zeros((n_components, m + d + 1))
     return DensityFactors(
         shift=shift,
         density_mode=mode,
@@ -289,7 +315,8 @@ def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFact
         whitening=np.ascontiguousarray(whitening, dtype=dtype),
         reduce=np.ascontiguousarray(reduce, dtype=dtype),
         constant=constant.astype(np.float64),
-        own_shift=needs_own_shift(means, variances, shift, cov_type),
+        own_shift=own_shift,
+        n_products=m,
         dtype=dtype,
     )
 
@@ -306,8 +333,8 @@ def _weighted_log_densities(X: np.ndarray, params: GaussianParameters) -> np.nda
     factors = density_factors(params, compute_dtype(X, cov_type))
     n_components, d = params.means.shape
     return compiled.log_densities(
-        _kernel_rows(X), factors.shift, block_rows(n_components, d, factors.dtype, cov_type),
-        PRODUCT_KINDS[cov_type], product_rows(d, cov_type), factors.density_mode,
+        _kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
+        PRODUCT_KINDS[cov_type], factors.n_products, factors.density_mode,
         factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
         factors.constant,
     )
@@ -344,25 +371,30 @@ class ShiftedSums(NamedTuple):
 def _shifted_sums(kernel_sums, covariance_type: str, common: np.ndarray,
                   own_centres: np.ndarray, own_shift: np.ndarray, log_likelihood: float,
                   n_samples: float) -> ShiftedSums:
-    """:class:`ShiftedSums` from the kernel's moments ``(m, K)`` and ``(d + 1, K)``
-    about ``c`` and about the own shifts (taken for the components in
-    ``own_shift``), and its pooled tied scatter."""
-    products, columns, own_products, own_columns, pooled = kernel_sums[:5]
+    """:class:`ShiftedSums` from the compiled kernel's sums (see
+    :func:`streamgmm.compiled.accumulate`): about ``c``, and about the own shifts
+    for the components in ``own_shift``."""
+    products, columns, own_products, own_columns, own_full, pooled = kernel_sums[:6]
     own = np.asarray(own_shift, dtype=bool)
-    products = np.where(own, own_products, products).T
-    columns = np.where(own, own_columns, columns).T
-    n_components, d = columns.shape[0], columns.shape[1] - 1
+    n_components, d = columns.shape[1], columns.shape[0] - 1
     if covariance_type == "full":
-        second = np.empty((n_components, d, d))
-        upper, lower = np.triu_indices(d)
-        second[:, upper, lower] = products
-        second[:, lower, upper] = products
-    elif covariance_type == "tied":
-        second = pooled[:d, :d].copy()
-    elif covariance_type == "diag":
-        second = products
+        columns = columns.T.copy()
+        second = np.zeros((n_components, d, d))
+        if products.shape[0]:
+            upper, lower = np.triu_indices(d)
+            second[:, upper, lower] = products.T
+            second[:, lower, upper] = products.T
+        second[own] = own_full[own, :d, :d]
+        columns[own] = own_full[own, d, :]
     else:
-        second = products[:, 0]
+        columns = np.where(own, own_columns, columns).T
+        products = np.where(own, own_products, products).T
+        if covariance_type == "tied":
+            second = pooled[:d, :d].copy()
+        elif covariance_type == "diag":
+            second = products
+        else:
+            second = products[:, 0]
     centres = np.where(own[:, None], own_centres, common)
     return ShiftedSums(centres, columns[:, d].copy(), columns[:, :d].copy(), second,
                        float(log_likelihood), float(n_samples))
@@ -425,8 +457,9 @@ def statistics_from_responsibilities(
     common = shift.mean(axis=0)
     own_shift = np.full(n_components, covariance_type != "tied")
     sums = compiled.responsibility_sums(
-        _kernel_rows(X), common, block_rows(n_components, d, np.float64, covariance_type),
-        PRODUCT_KINDS[covariance_type], product_rows(d, covariance_type),
+        _kernel_rows(X), common, block_rows(n_components, d, covariance_type),
+        PRODUCT_KINDS[covariance_type],
+        0 if covariance_type == "full" else product_rows(d, covariance_type),
         np.ascontiguousarray(resp, dtype=np.float64), np.flatnonzero(own_shift),
         shift - common,
     )
@@ -506,13 +539,13 @@ def chunk_statistics(
     n_components, d = params.means.shape
     factors = density_factors(params, compute_dtype(X, cov_type, float32_products))
     sums = compiled.chunk_sums(
-        _kernel_rows(X), factors.shift, block_rows(n_components, d, factors.dtype, cov_type),
-        PRODUCT_KINDS[cov_type], product_rows(d, cov_type), factors.density_mode,
+        _kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
+        PRODUCT_KINDS[cov_type], factors.n_products, factors.density_mode,
         factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
         factors.constant, np.flatnonzero(factors.own_shift), params.means - factors.shift,
     )
     shifted = _shifted_sums(sums, cov_type, factors.shift, params.means, factors.own_shift,
-                            sums[5], X.shape[0])
+                            sums[6], X.shape[0])
     return _statistics_from_sums(shifted, cov_type)
 
 

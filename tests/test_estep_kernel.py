@@ -252,3 +252,21 @@ def test_the_compiled_exponential_is_within_one_ulp_of_numpy():
     ulps = np.abs(ours[normal] - expected[normal]) / np.spacing(expected[normal])
     assert ulps.max() <= 1.0
     assert np.all(ours[~normal] == 0.0) and expected[~normal].max() < 1e-307
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_many_features_match_the_definition(covariance_type):
+    X, params = _parameters(covariance_type, n_features=estep.SHARED_PRODUCTS_MAX_FEATURES + 6,
+                            n_components=3)
+    if covariance_type == "full":
+        factors = estep.density_factors(params)
+        assert factors.n_products == 0 and factors.own_shift.all()
+    stats = estep.chunk_statistics(X, params)
+    log_norm, log_resp = estep.e_step(X, params)
+    np.testing.assert_allclose(log_norm, logsumexp(
+        _plain_log_density(X, params) + np.log(params.weights), axis=1), rtol=1e-12)
+    weight, mean, scatter = _plain_statistics(X, np.exp(log_resp), covariance_type)
+    np.testing.assert_allclose(stats.weight, weight, rtol=1e-12)
+    np.testing.assert_allclose(stats.mean, mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(stats.scatter, scatter, rtol=1e-9,
+                               atol=1e-12 * len(X) * X.var(axis=0).max())
