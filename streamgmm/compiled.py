@@ -78,7 +78,7 @@ def block_log_density(
     products, columns, density_mode, linear_products, linear_columns, whitening, reduce,
     constant,
 ):  # pragma: no cover
-    """``log pi_k + log N(x_i | k)`` of a block, (K, b) float64.
+    """``log pi_k + log N(x_i | k)`` of a block, (K, b) in the dtype of ``columns``.
 
     LINEAR: ``linear_products @ products + linear_columns @ columns``.
     WHITENED: ``constant_k - 1/2 |w_k|^2`` with ``w = whitening @ columns``
@@ -87,7 +87,7 @@ def block_log_density(
     """
     b = columns.shape[1]
     n_components = constant.shape[0]
-    out = np.empty((n_components, b))
+    out = np.empty((n_components, b), dtype=columns.dtype)
     if density_mode == LINEAR:
         linear = np.dot(linear_products, products) + np.dot(linear_columns, columns)
         for k in range(n_components):
@@ -168,31 +168,68 @@ def exp_nonpositive(values, out):  # pragma: no cover
         out[i] = out[i] * scale[i] if values[i] >= EXP_SMALLEST else 0.0
 
 
+EXP_SMALLEST_FLOAT32 = np.float32(-87.0)
+"""Below this, ``exp_nonpositive_float32`` returns 0 (``exp(-87)`` is 1.6e-38,
+the smallest normal float32 is 1.2e-38)."""
+_F32_LOG2_E = np.float32(LOG2_E)
+_F32_LN2_HIGH = np.float32(0.693359375)
+_F32_LN2_LOW = np.float32(-2.12194440e-4)
+_F32_HALF = np.float32(0.5)
+_F32_TAYLOR = np.array([1.0 / math.factorial(n) for n in range(8)], dtype=np.float32)
+
+
+@njit(nogil=True, cache=True)
+def exp_nonpositive_float32(values, out):  # pragma: no cover
+    """:func:`exp_nonpositive` in float32 arithmetic (float32 ``values`` and
+    ``out``): ln 2 in two parts whose high part has 9 significant bits, so
+    ``k ln2_high`` is exact, and a Taylor polynomial of degree 7 (remainder below
+    1e-8); 0 below ``EXP_SMALLEST_FLOAT32``."""
+    n = values.size
+    bits = np.empty(n, dtype=np.int32)
+    c0, c1, c2, c3 = _F32_TAYLOR[0], _F32_TAYLOR[1], _F32_TAYLOR[2], _F32_TAYLOR[3]
+    c4, c5, c6, c7 = _F32_TAYLOR[4], _F32_TAYLOR[5], _F32_TAYLOR[6], _F32_TAYLOR[7]
+    for i in range(n):
+        x = max(values[i], EXP_SMALLEST_FLOAT32)
+        k = np.floor(x * _F32_LOG2_E + _F32_HALF)
+        r = (x - k * _F32_LN2_HIGH) - k * _F32_LN2_LOW
+        p = ((((((c7 * r + c6) * r + c5) * r + c4) * r + c3) * r + c2) * r + c1) * r + c0
+        out[i] = p
+        bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
+    scale = bits.view(np.float32)
+    for i in range(n):
+        out[i] = out[i] * scale[i] if values[i] >= EXP_SMALLEST_FLOAT32 else np.float32(0.0)
+
+
 @njit(nogil=True, cache=True)
 def normalise(log_weighted, resp_t):  # pragma: no cover
     """Responsibilities ``resp_t`` (b, K) from log-densities (K, b) by
-    log-sum-exp; returns the summed log-likelihood of the block's rows."""
+    log-sum-exp, in the dtype of ``log_weighted`` (float32 for float32 products);
+    returns the summed log-likelihood of the block's rows, added in float64."""
     n_components, b = log_weighted.shape
+    dtype = log_weighted.dtype
     largest = log_weighted[0].copy()
     for k in range(1, n_components):
         for i in range(b):
             largest[i] = max(largest[i], log_weighted[k, i])
-    shifted = np.empty((n_components, b))
+    shifted = np.empty((n_components, b), dtype=dtype)
     for k in range(n_components):
         for i in range(b):
             shifted[k, i] = log_weighted[k, i] - largest[i]
-    exponentials = np.empty((n_components, b))
-    exp_nonpositive(shifted.ravel(), exponentials.ravel())
-    total = np.zeros(b)
+    exponentials = np.empty((n_components, b), dtype=dtype)
+    if log_weighted.itemsize == 4:
+        exp_nonpositive_float32(shifted.ravel(), exponentials.ravel())
+    else:
+        exp_nonpositive(shifted.ravel(), exponentials.ravel())
+    total = np.zeros(b, dtype=dtype)
     for k in range(n_components):
         for i in range(b):
             total[i] += exponentials[k, i]
     total_log_likelihood = 0.0
     for i in range(b):
-        inverse = 1.0 / total[i]
+        inverse = 1 / total[i]
         for k in range(n_components):
             resp_t[i, k] = exponentials[k, i] * inverse
-        total_log_likelihood += math.log(total[i]) + largest[i]
+        total_log_likelihood += math.log(float(total[i])) + float(largest[i])
     return total_log_likelihood
 
 
@@ -285,10 +322,10 @@ def chunk_sums(
             products, columns, density_mode, linear_products, linear_columns, whitening,
             reduce, constant,
         )
-        resp_t = np.empty((b, n_components))
+        resp_t = np.empty((b, n_components), dtype=dtype)
         log_likelihood += normalise(log_weighted, resp_t)
         accumulate(
-            products, columns, resp_t.astype(dtype), products_kind, moments_products,
+            products, columns, resp_t, products_kind, moments_products,
             moments_columns, own_index, own_offsets, own_products, own_columns, own_full, pooled,
         )
     return (moments_products, moments_columns, own_products, own_columns, own_full, pooled,

@@ -9,6 +9,8 @@ import numpy as np
 import zarr
 from scipy.optimize import linear_sum_assignment
 
+from .inputs import row_store_compressor
+
 
 @dataclass(frozen=True)
 class MixtureTruth:
@@ -81,8 +83,9 @@ def write_mixture_zarr(
     dtype: str = "float64",
     random_state: int = 0,
 ) -> zarr.Array:
-    """Write ``n_samples`` rows drawn from ``truth`` to a compressed Zarr array at
-    ``path``, one chunk at a time, so the data never has to fit in memory.
+    """Write ``n_samples`` rows drawn from ``truth`` to a Zarr array at
+    ``path`` compressed with :func:`~streamgmm.inputs.row_store_compressor`, one
+    chunk at a time, so the data never has to fit in memory.
 
     Chunk ``i`` is drawn from the seed ``(random_state, i)``, so the same call
     writes the same bytes.
@@ -94,6 +97,7 @@ def write_mixture_zarr(
         chunks=(chunk_rows, n_features),
         dtype=dtype,
         overwrite=True,
+        compressors=row_store_compressor(),
     )
     for index, start in enumerate(range(0, n_samples, chunk_rows)):
         stop = min(start + chunk_rows, n_samples)

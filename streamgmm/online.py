@@ -51,6 +51,7 @@ import numpy as np
 import zarr
 
 from .estep import GaussianParameters, check_finite, chunk_statistics
+from .inputs import row_store_compressor
 from .mstep import parameters_from_statistics
 from .progress import FitProgress
 from .reduction import row_offsets
@@ -72,6 +73,7 @@ class OnlineConfig(NamedTuple):
     learning_decay: float
     learning_offset: float
     averaging: bool
+    float32_products: bool = False
 
 
 class OnlineState(NamedTuple):
@@ -172,7 +174,7 @@ def online_step(
     anything.
     """
     n_rows = batch.shape[0]
-    raw = chunk_statistics(batch, params, row_offset)
+    raw = chunk_statistics(batch, params, row_offset, float32_products=config.float32_products)
     normalised = rescale(raw, 1.0 / n_rows)
     n_seen = state.n_samples_seen + n_rows
     cov_type = config.covariance_type
@@ -417,6 +419,7 @@ def create_stream_array(
         chunks=(chunk_rows, n_features),
         dtype=dtype,
         overwrite=True,
+        compressors=row_store_compressor(),
     )
     array.attrs[COMMITTED_ROWS_ATTRIBUTE] = 0
     return array

@@ -36,6 +36,7 @@ from .mixture import (
 from .mstep import CholeskyError, parameters_from_statistics
 from .reduction import tree_reduce
 from .statistics import merge_all
+from .threads import blas_threads_for_dask
 
 CRITERIA = ("bic", "aic")
 
@@ -76,6 +77,13 @@ def run_grid_em(data, runs: list[dict], tol: float, max_iter: int, reg_covar: fl
             total_log_likelihood=np.nan,
             state="running" if run.get("error") is None else "failed",
         )
+    with blas_threads_for_dask([data.array]):
+        return _grid_passes(data, runs, tol, max_iter, reg_covar)
+
+
+def _grid_passes(data, runs: list[dict], tol: float, max_iter: int, reg_covar: float) -> int:
+    """The passes of :func:`run_grid_em`, under one BLAS thread limit (see
+    ``GaussianMixture._batch_em``)."""
     n_passes = 0
     while True:
         active = [run for run in runs if run["state"] in ("running", "finishing")]

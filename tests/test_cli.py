@@ -109,6 +109,19 @@ def test_fit_options_reach_the_estimator(store, tmp_path):
     assert model.n_iter_ == 3 and model.init_params == "random"
 
 
+def test_fit_float32_products_flag_reaches_the_estimator(tmp_path, truth):
+    store32 = tmp_path / "rows32.zarr"
+    write_mixture_zarr(store32, 4000, truth, chunk_rows=1000, dtype="float32", random_state=5)
+    paths = {flag: tmp_path / f"model{flag}.zarr" for flag in ("", "--float32-products")}
+    for flag, out in paths.items():
+        arguments = ["fit", store32, "-k", K, "--random-state", 0, "--max-iter", 5, "--tol", 0]
+        result = invoke(*arguments, *([flag] if flag else []), "--quiet", "--out", out)
+        assert result.exit_code == 0, result.output
+    fast, exact = (streamgmm.load(paths[flag]) for flag in ("--float32-products", ""))
+    assert fast.float32_products and not exact.float32_products
+    assert 0.0 < np.abs(fast.means_ - exact.means_).max() < 1e-4
+
+
 def test_fit_online_options_reach_the_estimator(store, tmp_path, truth):
     from streamgmm.cli import recovery_errors
 

@@ -63,6 +63,33 @@ def test_float32_with_large_offset_fits_like_centred_float64(covariance_type):
     np.testing.assert_allclose(far.weights_, centred.weights_, rtol=1e-9)
 
 
+@pytest.mark.parametrize("algorithm", ["batch", "online"])
+def test_float32_products_are_opt_in_and_stay_near_float64(algorithm):
+    X, _, _ = make_mixture(20_000, n_components=3, n_features=5, separation=3.0, random_state=3)
+    X32 = X.astype(np.float32)
+    start = GaussianMixture(3, max_iter=2, random_state=0).fit(X32)
+    shared = dict(
+        weights_init=start.weights_, means_init=start.means_,
+        precisions_init=start.precisions_, tol=0.0, max_iter=5, algorithm=algorithm,
+        batch_size=2000, random_state=0,
+    )
+    exact = GaussianMixture(3, **shared).fit(X32)
+    fast = GaussianMixture(3, float32_products=True, **shared).fit(X32)
+    gap = np.abs(fast.means_ - exact.means_).max()
+    assert 0.0 < gap < 1e-5
+    np.testing.assert_allclose(fast.covariances_, exact.covariances_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast.weights_, exact.weights_, rtol=1e-5)
+    same_for_float64 = GaussianMixture(3, float32_products=True, **shared).fit(X)
+    np.testing.assert_array_equal(
+        same_for_float64.means_, GaussianMixture(3, **shared).fit(X).means_
+    )
+
+
+def test_float32_products_must_be_a_bool():
+    with pytest.raises(ValueError, match="float32_products"):
+        GaussianMixture(2, float32_products="yes").fit(np.zeros((10, 2)) + np.arange(10)[:, None])
+
+
 def test_cholesky_failure_says_what_to_do():
     X = np.repeat(np.array([[1.0, 2.0], [3.0, 4.0]]), 50, axis=0)
     with pytest.raises(CholeskyError, match="reg_covar"):

@@ -254,6 +254,18 @@ def test_the_compiled_exponential_is_within_one_ulp_of_numpy():
     assert np.all(ours[~normal] == 0.0) and expected[~normal].max() < 1e-307
 
 
+def test_the_float32_exponential_is_within_two_ulp_of_the_rounded_exponential():
+    values = -np.r_[np.linspace(0.0, 100.0, 400_001), np.geomspace(1e-30, 1.0, 10_001)]
+    values = values.astype(np.float32)
+    ours = np.empty_like(values)
+    estep.compiled.exp_nonpositive_float32(values, ours)
+    expected = np.exp(values.astype(np.float64)).astype(np.float32)
+    normal = values >= estep.compiled.EXP_SMALLEST_FLOAT32
+    ulps = np.abs(ours[normal] - expected[normal]) / np.spacing(expected[normal])
+    assert ulps.max() <= 2.0
+    assert np.all(ours[~normal] == 0.0)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_many_features_match_the_definition(covariance_type):
     X, params = _parameters(covariance_type, n_features=estep.SHARED_PRODUCTS_MAX_FEATURES + 6,
