@@ -32,3 +32,14 @@ def test_quick_benchmark_writes_a_table_and_json(tmp_path):
     assert "float32_products vs float64 (streamgmm)" in report["targets"]
     zarr_checks = [name for name in report["targets"] if name.startswith("Zarr / in-memory")]
     assert len(zarr_checks) == 3 and any("Blosc-LZ4" in name for name in zarr_checks)
+
+
+def test_kernel_parts_runs_at_a_tiny_size():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "kernel_parts.py"), "--rows", "4096",
+         "--features", "3", "--components", "2"],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )
+    assert "chunk_statistics: float64" in result.stdout
+    assert result.stdout.count("ms per 10^6 rows") == 3

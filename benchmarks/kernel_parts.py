@@ -1,0 +1,107 @@
+"""Where the chunk kernel's time goes: milliseconds per 10^6 rows, one thread.
+
+    python benchmarks/kernel_parts.py [--rows N] [--features D] [--components K]
+
+Times the whole ``chunk_statistics`` call for float64 input and for float32
+input with ``float32_products=True``, then each step of the compiled block loop
+(``streamgmm.compiled``) on its own, repeated over the chunk's blocks: filling
+the columns and product rows, the log-densities, the log-sum-exp and the
+accumulation of the sums. Best of 7 runs each; BLAS limited to one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from streamgmm import GaussianMixture, compiled, estep
+from streamgmm.datasets import make_mixture
+
+
+def milliseconds_per_million(function, n_rows: int, repeats: int = 7) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        began = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - began)
+    return best * 1e3 * 1e6 / n_rows
+
+
+def step_times(X: np.ndarray, params, dtype) -> dict[str, float]:
+    """Each step of the block loop of ``compiled.chunk_sums``, over all blocks of X."""
+    n_components, d = params.means.shape
+    factors = estep.density_factors(params, np.dtype(dtype))
+    kind = estep.PRODUCT_KINDS[params.covariance_type]
+    rows = min(estep.block_rows(n_components, d, params.covariance_type), X.shape[0])
+    n_blocks = X.shape[0] // rows
+    columns = np.empty((d + 1, rows), dtype)
+    products = np.empty((factors.n_products, rows), dtype)
+    compiled.fill_columns(X, 0, rows, factors.shift, columns)
+    compiled.fill_products(columns, kind, products)
+    density = (products, columns, factors.density_mode, factors.linear_products,
+               factors.linear_columns, factors.whitening, factors.reduce, factors.constant)
+    log_weighted = compiled.block_log_density(*density)
+    resp_t = np.empty((rows, n_components), dtype)
+    compiled.normalise(log_weighted, resp_t)
+    own_index = np.flatnonzero(factors.own_shift)
+    sums = (np.zeros((factors.n_products, n_components)), np.zeros((d + 1, n_components)),
+            own_index, params.means - factors.shift, np.zeros((0, n_components)),
+            np.zeros((d + 1, n_components)), np.zeros((n_components, d + 1, d + 1)),
+            np.zeros((d + 1, d + 1)))
+
+    def fill():
+        for block in range(n_blocks):
+            start = block * rows
+            compiled.fill_columns(X, start, start + rows, factors.shift, columns)
+            compiled.fill_products(columns, kind, products)
+
+    def densities():
+        for _ in range(n_blocks):
+            compiled.block_log_density(*density)
+
+    def log_sum_exp():
+        for _ in range(n_blocks):
+            compiled.normalise(log_weighted, resp_t)
+
+    def accumulate():
+        for _ in range(n_blocks):
+            compiled.accumulate(products, columns, resp_t, kind, *sums)
+
+    covered = n_blocks * rows
+    return {
+        "fill": milliseconds_per_million(fill, covered),
+        "log-densities": milliseconds_per_million(densities, covered),
+        "log-sum-exp": milliseconds_per_million(log_sum_exp, covered),
+        "accumulate": milliseconds_per_million(accumulate, covered),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=262_144)
+    parser.add_argument("--features", type=int, default=16)
+    parser.add_argument("--components", type=int, default=8)
+    args = parser.parse_args(argv)
+    threadpool_limits(1)
+    X, _, _ = make_mixture(args.rows, n_components=args.components, n_features=args.features,
+                           separation=3.0, random_state=0)
+    fitted = GaussianMixture(args.components, max_iter=2, random_state=0).fit(X[:20_000])
+    params = fitted._fitted_parameters()
+    X32 = X.astype(np.float32)
+    estep.chunk_statistics(X32, params, float32_products=True)
+    whole64 = milliseconds_per_million(lambda: estep.chunk_statistics(X, params), args.rows)
+    whole32 = milliseconds_per_million(
+        lambda: estep.chunk_statistics(X32, params, float32_products=True), args.rows)
+    print(f"chunk_statistics: float64 {whole64:.1f} ms, float32 products {whole32:.1f} ms "
+          f"per 10^6 rows ({whole64 / whole32:.2f}x)")
+    for label, data, dtype in (("float64", X, np.float64), ("float32", X32, np.float32)):
+        parts = step_times(data, params, dtype)
+        print(f"{label}: " + ", ".join(f"{name} {value:.1f}" for name, value in parts.items())
+              + f" (sum {sum(parts.values()):.1f}) ms per 10^6 rows")
+
+
+if __name__ == "__main__":
+    main()
