@@ -149,7 +149,7 @@ class GaussianMixture:
     float32_products : bool, default=False
         For float32 input and the full covariance type, compute the E-step's
         and the statistics' products in float32 (sums still add up in float64):
-        about 1.5 to 1.9 times faster per iteration (docs/benchmarks.md), but
+        about 1.6 to 1.8 times faster per iteration (docs/benchmarks.md), but
         parameters accurate to about 1e-6 relative instead of 1e-13. Off by
         default because float32 data far from the origin then no longer fit like
         the same data centred. Other inputs and covariance types ignore it.
