@@ -389,35 +389,40 @@ class GaussianMixture:
             if state is not None:
                 first, resumed, best, rng_state = state
                 rng.bit_generator.state = rng_state
-        for init in range(first, n_runs):
-            if resumed is not None and init == first:
-                run = resumed
-            else:
-                run = self._start_run(data, rng, do_init)
-            if self.algorithm == "online":
-                save = None
-                if checkpoint is not None:
-                    save = partial(self._write_online_checkpoint, checkpoint, fingerprint, rng)
-                run = self._online_em(
-                    data,
-                    run["params"],
-                    run["covariances"],
-                    rng,
-                    continue_=not do_init,
-                    resume=run.get("online_resume"),
-                    on_position=save,
-                    every=checkpoint_every,
-                )
-            else:
-                save = None
-                if checkpoint is not None:
-                    save = partial(
-                        self._write_checkpoint, checkpoint, fingerprint, init, rng, best
+        # One BLAS thread limit for the whole fit: letting OpenBLAS have two threads
+        # again between passes left its second thread spinning on the other core
+        # during the next pass (0.13 s instead of 0.093 s per 10^6-row iteration,
+        # docs/benchmarks.md).
+        with blas_threads_for_dask([data.array]):
+            for init in range(first, n_runs):
+                if resumed is not None and init == first:
+                    run = resumed
+                else:
+                    run = self._start_run(data, rng, do_init)
+                if self.algorithm == "online":
+                    save = None
+                    if checkpoint is not None:
+                        save = partial(self._write_online_checkpoint, checkpoint, fingerprint, rng)
+                    run = self._online_em(
+                        data,
+                        run["params"],
+                        run["covariances"],
+                        rng,
+                        continue_=not do_init,
+                        resume=run.get("online_resume"),
+                        on_position=save,
+                        every=checkpoint_every,
                     )
-                    save(run)
-                run = self._batch_em(data, run, init, on_iteration=save)
-            if best is None or run["lower_bound"] > best["lower_bound"]:
-                best = run
+                else:
+                    save = None
+                    if checkpoint is not None:
+                        save = partial(
+                            self._write_checkpoint, checkpoint, fingerprint, init, rng, best
+                        )
+                        save(run)
+                    run = self._batch_em(data, run, init, on_iteration=save)
+                if best is None or run["lower_bound"] > best["lower_bound"]:
+                    best = run
         if not best["converged"]:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
@@ -552,12 +557,7 @@ class GaussianMixture:
     def _batch_em(self, data, run, init_index, on_iteration=None):
         """Exact EM continuing ``run``: one Dask reduction and one M-step per
         iteration until convergence or ``max_iter``; ``on_iteration(run)`` is
-        called with the new state after every iteration.
-
-        All iterations run under one BLAS thread limit: letting OpenBLAS have two
-        threads again between reductions left its second thread spinning on the
-        other core during the next one (0.13 s instead of 0.093 s per 10^6-row
-        iteration, docs/benchmarks.md)."""
+        called with the new state after every iteration."""
         combine = partial(merge_all, covariance_type=self.covariance_type)
         statistics = partial(chunk_statistics, float32_products=self.float32_products)
         params, lower_bound, n_iter = run["params"], run["lower_bound"], run["n_iter"]
@@ -570,29 +570,28 @@ class GaussianMixture:
             verbose_interval=self.verbose_interval,
         ) as progress:
             progress.history = {key: list(values) for key, values in earlier.items()}
-            with blas_threads_for_dask([data.array]):
-                while not converged and n_iter < self.max_iter:
-                    n_iter += 1
-                    previous = lower_bound
-                    stats = tree_reduce(data.array, statistics, combine, params)
-                    params, covariances = parameters_from_statistics(
-                        stats, self.reg_covar, self.covariance_type
-                    )
-                    lower_bound = stats.log_likelihood / stats.n_samples
-                    lower_bounds.append(lower_bound)
-                    progress.record(lower_bound, passes=n_iter)
-                    converged = abs(lower_bound - previous) < self.tol
-                    run = {
-                        "params": params,
-                        "covariances": covariances,
-                        "lower_bound": lower_bound,
-                        "lower_bounds": list(lower_bounds),
-                        "n_iter": n_iter,
-                        "converged": converged,
-                        "history": progress.history,
-                    }
-                    if on_iteration is not None:
-                        on_iteration(run)
+            while not converged and n_iter < self.max_iter:
+                n_iter += 1
+                previous = lower_bound
+                stats = tree_reduce(data.array, statistics, combine, params)
+                params, covariances = parameters_from_statistics(
+                    stats, self.reg_covar, self.covariance_type
+                )
+                lower_bound = stats.log_likelihood / stats.n_samples
+                lower_bounds.append(lower_bound)
+                progress.record(lower_bound, passes=n_iter)
+                converged = abs(lower_bound - previous) < self.tol
+                run = {
+                    "params": params,
+                    "covariances": covariances,
+                    "lower_bound": lower_bound,
+                    "lower_bounds": list(lower_bounds),
+                    "n_iter": n_iter,
+                    "converged": converged,
+                    "history": progress.history,
+                }
+                if on_iteration is not None:
+                    on_iteration(run)
         return run
 
     def _online_config(self) -> OnlineConfig:
