@@ -16,6 +16,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from dask.utils import funcname
 
 from .threads import blas_threads_for_dask
 
@@ -63,7 +64,7 @@ def build_tree_reduction(
         chunk_function=chunk_function,
         chunks=(1, 1),
         meta=np.empty((0, 0), dtype=object),
-        token=f"reduce-{_function_name(chunk_function)}",
+        token=f"reduce-{funcname(chunk_function)}",
     )
     partials = list(partial_blocks.to_delayed().ravel())
     combine_task = dask.delayed(combine_function, pure=True)
@@ -73,11 +74,6 @@ def build_tree_reduction(
             for start in range(0, len(partials), split_every)
         ]
     return partials[0]
-
-
-def _function_name(function: Callable[..., Any]) -> str:
-    """The name tasks show (in the dashboard, say), also for a ``functools.partial``."""
-    return getattr(getattr(function, "func", function), "__name__", "chunk")
 
 
 def tree_reduce(

@@ -83,7 +83,7 @@ def run_grid_em(data, runs: list[dict], tol: float, max_iter: int, reg_covar: fl
 
 def _grid_passes(data, runs: list[dict], tol: float, max_iter: int, reg_covar: float) -> int:
     """The passes of :func:`run_grid_em`, under one BLAS thread limit (see
-    ``GaussianMixture._batch_em``)."""
+    ``GaussianMixture.fit``)."""
     n_passes = 0
     while True:
         active = [run for run in runs if run["state"] in ("running", "finishing")]
