@@ -392,8 +392,9 @@ def predict(
 def predictions_dataset(model: GaussianMixture, X: Any, proba: bool):
     """A lazy Dataset with ``labels`` (sample) and, if ``proba``, ``responsibilities``
     (sample, component), chunked along samples like ``X``."""
-    import dask.array as da
     import xarray as xr
+
+    from .zarr_reading import from_zarr
 
     if isinstance(X, xr.DataArray):
         sample_dim = X.dims[0]
@@ -404,7 +405,7 @@ def predictions_dataset(model: GaussianMixture, X: Any, proba: bool):
         dataset = xr.Dataset(outputs)
         return dataset.chunk({sample_dim: rows, "component": -1} if proba else {sample_dim: rows})
     rows = X.chunks[0]
-    array = da.from_zarr(X)
+    array = from_zarr(X)
     outputs = {"labels": (("sample",), model.predict(array).rechunk(rows))}
     if proba:
         outputs["responsibilities"] = (

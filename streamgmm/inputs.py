@@ -17,6 +17,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from .zarr_reading import from_zarr
+
 TARGET_CHUNK_BYTES = 32 * 2**20
 """Rows of in-memory data are cut into Dask chunks of about this many bytes."""
 
@@ -131,7 +133,7 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
         X = open_zarr_array(X)
     if isinstance(X, zarr.Array):
         _check_matrix(X.shape, X.dtype)
-        return RowData(_whole_rows(da.from_zarr(X)), "zarr")
+        return RowData(_whole_rows(from_zarr(X)), "zarr")
     if isinstance(X, da.Array):
         _check_matrix(X.shape, X.dtype)
         return RowData(_whole_rows(X), "dask")

@@ -232,3 +232,20 @@ def test_worker_killed_while_holding_persisted_data(client, tmp_path):
     client.wait_for_workers(2, timeout=60)
     assert set(client.run(os.getpid).values()) != pids_before
     _assert_same_fit(disturbed, undisturbed)
+
+
+def test_a_relative_store_path_is_read_by_workers_started_elsewhere(
+    client, tmp_path, monkeypatch
+):
+    """The workers were started in another working directory; they must read the
+    store the client named, not fill values from a path that is not there."""
+    X = _data()
+    _write_zarr(tmp_path / "x.zarr", X, 500)
+    worker_folders = set(client.run(os.getcwd).values())
+    monkeypatch.chdir(tmp_path)
+    assert str(tmp_path) not in worker_folders
+    settings = dict(max_iter=5, tol=0.0, random_state=0)
+    on_cluster = GaussianMixture(3, **settings).fit("x.zarr")
+    with dask.config.set(scheduler="threads"):
+        in_memory = GaussianMixture(3, **settings).fit(X)
+    _assert_same_fit(on_cluster, in_memory)
