@@ -104,12 +104,23 @@ def test_a_store_gone_from_disk_is_an_error_not_fill_values(tmp_path):
         read.compute()
 
 
-def test_a_damaged_chunk_is_an_error_naming_its_file(tmp_path):
-    array = _store(tmp_path / "x.zarr", compressors=row_store_compressor())
+@pytest.mark.parametrize(
+    "compressor",
+    [row_store_compressor(), zarr.codecs.ZstdCodec(), zarr.codecs.GzipCodec()],
+    ids=["blosc", "zstd", "gzip"],
+)
+@pytest.mark.parametrize("keep_bytes", [10, 100, -8])
+def test_a_damaged_chunk_is_an_error_naming_its_file(tmp_path, compressor, keep_bytes):
+    """One thread reads whole chunks before the damaged one, so its reusable
+    buffer holds a whole chunk's bytes beyond the damaged file's end."""
+    array = _store(tmp_path / "x.zarr", compressors=compressor)
     path = chunk_files(array).chunk_path((2, 0))
     with open(path, "r+b") as file:
-        file.truncate(100)
-    with pytest.raises(ValueError, match=r"c/2/0.*could not be decoded"):
+        file.truncate(keep_bytes if keep_bytes > 0 else os.path.getsize(path) + keep_bytes)
+    with (
+        dask.config.set(scheduler="synchronous"),
+        pytest.raises(ValueError, match=r"c/2/0.*could not be decoded"),
+    ):
         from_zarr(array).compute()
 
 
