@@ -465,6 +465,7 @@ def update_from_zarr(
     example a row with NaN) leaves the model and its position unchanged.
     """
     from .inputs import open_zarr_array
+    from .zarr_reading import from_zarr
 
     array = open_zarr_array(path)
     start = int(getattr(model, "stream_position_", 0))
@@ -479,7 +480,7 @@ def update_from_zarr(
         stop = start + (available - start) // model.batch_size * model.batch_size
     if stop == start:
         return 0
-    rows = da.from_zarr(array)[start:stop]
+    rows = from_zarr(array)[start:stop]
     model._partial_fit(rows, first_row=start)
     model.stream_position_ = stop
     return stop - start
