@@ -41,6 +41,8 @@ READ_DIRECTLY = {
     "v2 blosc": dict(zarr_format=2, compressors=numcodecs.Blosc("lz4")),
     "v2 uncompressed": dict(zarr_format=2, compressors=None),
     "v3 column chunks": dict(chunks=(100, 2)),
+    "v3 dotted keys": dict(chunk_key_encoding={"name": "v2", "separator": "."}),
+    "v2 nested keys": dict(zarr_format=2, chunk_key_encoding={"name": "v2", "separator": "/"}),
 }
 
 
