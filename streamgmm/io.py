@@ -29,6 +29,15 @@ COVARIANCE_DIMS = {
 }
 
 _ARRAY_HYPERPARAMETERS = ("weights_init", "means_init", "precisions_init")
+def _init_dims(covariance_type: str) -> dict[str, tuple[str, ...]]:
+    """Dimensions of the array hyper-parameters, which have the fitted shapes."""
+    return {
+        "weights_init": ("component",),
+        "means_init": ("component", "feature"),
+        "precisions_init": COVARIANCE_DIMS[covariance_type],
+    }
+
+
 _PARAMETER_VARIABLES = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
 _REQUIRED_ATTRS = (
     "covariance_type",
@@ -47,8 +56,10 @@ def model_to_dataset(model: Any) -> xr.Dataset:
     Variables: ``weights`` (component), ``means`` (component, feature),
     ``covariances``, ``precisions`` and ``precisions_cholesky`` (dims by
     covariance type, the second feature axis named ``feature_j``) and
-    ``lower_bounds`` (iteration), and ``history_<key>`` (record) for every key of
-    ``history_``. Hyper-parameters and fitted scalars are attrs.
+    ``lower_bounds`` (iteration), ``history_<key>`` (record) for every key of
+    ``history_``, and ``weights_init``, ``means_init``, ``precisions_init`` where
+    those hyper-parameters are set. The other hyper-parameters and the fitted
+    scalars are attrs.
     """
     model._check_is_fitted()
     cov_dims = COVARIANCE_DIMS[model.covariance_type]
@@ -63,6 +74,10 @@ def model_to_dataset(model: Any) -> xr.Dataset:
     }
     for key, values in getattr(model, "history_", {}).items():
         data_vars[f"history_{key}"] = (("record",), np.asarray(values, dtype=np.float64))
+    for name, dims in _init_dims(model.covariance_type).items():
+        value = getattr(model, name)
+        if value is not None:
+            data_vars[name] = (dims, np.asarray(value, dtype=np.float64))
     params = model.get_params()
     hyper = {
         name: value
@@ -243,6 +258,13 @@ def _check_dataset(path: str, dataset: xr.Dataset) -> None:
             )
         if not np.all(np.isfinite(dataset[name].values)):
             raise ValueError(f"{path!r}: variable {name!r} holds NaN or infinity")
+    for name in _ARRAY_HYPERPARAMETERS:
+        fitted = name.removesuffix("_init")
+        if name in dataset and dataset[name].shape != dataset[fitted].shape:
+            raise ValueError(
+                f"{path!r}: variable {name!r} has shape {dataset[name].shape}, expected "
+                f"{dataset[fitted].shape} like {fitted!r}"
+            )
     checksums = json.loads(attrs.get("checksums", "{}"))
     for name, expected in checksums.items():
         if name not in dataset:
@@ -275,6 +297,9 @@ def load(path: str | os.PathLike):
     _check_dataset(path, dataset)
     try:
         hyper = json.loads(dataset.attrs["hyperparameters"])
+        hyper.update({
+            name: dataset[name].values for name in _ARRAY_HYPERPARAMETERS if name in dataset
+        })
         model = GaussianMixture(**hyper)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path!r} has invalid hyper-parameters: {error}") from error

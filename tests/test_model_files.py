@@ -54,6 +54,37 @@ def test_round_trip_is_exact(fitted, mixture_data, tmp_path, covariance_type):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_array_hyperparameters_are_kept(fitted, mixture_data, tmp_path, covariance_type):
+    """A loaded model has the starting point it was given, so refitting it from
+    that start gives what refitting the original gives."""
+    source = fitted[covariance_type]
+    model = GaussianMixture(
+        3,
+        covariance_type=covariance_type,
+        weights_init=source.weights_,
+        means_init=source.means_ + 0.1,
+        precisions_init=source.precisions_,
+        max_iter=3,
+    ).fit(mixture_data[0])
+    save(model, tmp_path / "m.zarr")
+    loaded = load(tmp_path / "m.zarr")
+    for name in ("weights_init", "means_init", "precisions_init"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
+    X = mixture_data[0][:2000]
+    np.testing.assert_array_equal(loaded.fit(X).means_, model.fit(X).means_)
+
+
+def test_a_misshapen_array_hyperparameter_is_refused(fitted, tmp_path):
+    model = copy.deepcopy(fitted["diag"])
+    model.set_params(means_init=model.means_)
+    dataset = model_to_dataset(model)
+    dataset["means_init"] = (("component", "extra"), np.zeros((3, 1)))
+    dataset.to_zarr(tmp_path / "m.zarr", mode="w", consolidated=False)
+    with pytest.raises(ValueError, match="'means_init' has shape \\(3, 1\\), expected"):
+        load(tmp_path / "m.zarr")
+
+
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="No model file"):
         load(tmp_path / "nothing.zarr")
