@@ -366,3 +366,25 @@ def test_model_files_round_trip_the_online_state(tmp_path, covariance_type):
         fitted = {k: v for k, v in _snapshot(model).items() if k.endswith("_")}
         _assert_same_state(fitted, {k: v for k, v in _snapshot(again).items() if k in fitted})
     assert waiting.n_steps_ == 0 and waiting.averaged_statistics_ is None
+
+
+def test_partial_fit_keeps_a_bounded_record(monkeypatch):
+    """A model kept current for long keeps the last PARTIAL_FIT_RECORD entries of
+    lower_bounds_ and history_, numbered by call, after a batch fit's records."""
+    from streamgmm import mixture
+
+    monkeypatch.setattr(mixture, "PARTIAL_FIT_RECORD", 5)
+    X, _, _ = make_mixture(3000, n_components=2, n_features=2, separation=5.0, random_state=0)
+    model = GaussianMixture(2, max_iter=3, tol=0, random_state=0).fit(X)
+    fit_bounds = list(model.lower_bounds_)
+    model.partial_fit(X[:500])
+    assert model.lower_bounds_[:3] == fit_bounds
+    assert np.isfinite(model.history_["elapsed"][:3]).all()
+    assert np.isnan(model.history_["elapsed"][3])
+    for start in range(500, 3000, 500):
+        model.partial_fit(X[start : start + 500])
+    assert model.n_iter_ == 3 + 6
+    assert len(model.lower_bounds_) == 5
+    assert model.lower_bounds_[-1] == model.lower_bound_
+    assert model.history_["passes"] == [5.0, 6.0, 7.0, 8.0, 9.0]
+    assert model.history_["log_likelihood"] == model.lower_bounds_
