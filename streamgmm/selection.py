@@ -41,11 +41,11 @@ from .threads import blas_threads_for_dask
 CRITERIA = ("bic", "aic")
 
 
-def _grid_chunk(block, tasks, row_offset):
+def _grid_chunk(block, tasks, row_offset, float32_products=False):
     """One chunk's results for every task: E-step statistics of a running
     candidate or the (log-likelihood, rows) pair of a finished one."""
     return [
-        chunk_statistics(block, params, row_offset)
+        chunk_statistics(block, params, row_offset, float32_products=float32_products)
         if kind == "statistics"
         else chunk_log_likelihood(block, params, row_offset)
         for kind, params in tasks
@@ -60,7 +60,14 @@ def _combine_grid(parts, kinds):
     ]
 
 
-def run_grid_em(data, runs: list[dict], tol: float, max_iter: int, reg_covar: float) -> int:
+def run_grid_em(
+    data,
+    runs: list[dict],
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    float32_products: bool = False,
+) -> int:
     """Exact EM for every run in ``runs`` together; returns the passes taken.
 
     Each run is a dict holding ``params``; on return it also holds
@@ -78,10 +85,10 @@ def run_grid_em(data, runs: list[dict], tol: float, max_iter: int, reg_covar: fl
             state="running" if run.get("error") is None else "failed",
         )
     with blas_threads_for_dask([data.array]):
-        return _grid_passes(data, runs, tol, max_iter, reg_covar)
+        return _grid_passes(data, runs, tol, max_iter, reg_covar, float32_products)
 
 
-def _grid_passes(data, runs: list[dict], tol: float, max_iter: int, reg_covar: float) -> int:
+def _grid_passes(data, runs, tol, max_iter, reg_covar, float32_products) -> int:
     """The passes of :func:`run_grid_em`, under one BLAS thread limit (see
     ``GaussianMixture.fit``)."""
     n_passes = 0
@@ -94,7 +101,8 @@ def _grid_passes(data, runs: list[dict], tol: float, max_iter: int, reg_covar: f
             for run in active
         ]
         kinds = [(kind, params.covariance_type) for kind, params in tasks]
-        results = tree_reduce(data.array, _grid_chunk, partial(_combine_grid, kinds=kinds), tasks)
+        chunk = partial(_grid_chunk, float32_products=float32_products)
+        results = tree_reduce(data.array, chunk, partial(_combine_grid, kinds=kinds), tasks)
         n_passes += 1
         for run, (kind, _), result in zip(active, kinds, results, strict=True):
             if kind == "log_likelihood":
@@ -135,6 +143,7 @@ def select(
     random_state: Any = None,
     init_sample_size: int = 100_000,
     sample_dim: str | None = None,
+    float32_products: bool = False,
 ) -> tuple[GaussianMixture, xr.Dataset]:
     """Fit every (n_components, covariance_type) candidate together and keep the
     one with the lowest ``criterion``.
@@ -145,6 +154,9 @@ def select(
     the best final lower bound is kept, as in ``GaussianMixture``. A candidate
     whose covariances fail (for example more components than the data support)
     is reported with a NaN criterion and a warning instead of stopping the grid.
+    The keyword parameters mean what they mean in ``GaussianMixture``;
+    ``float32_products`` applies to every full-covariance candidate's EM passes
+    (the final scoring pass stays in float64).
 
     Returns
     -------
@@ -174,6 +186,7 @@ def select(
         random_state=random_state,
         init_sample_size=init_sample_size,
         sample_dim=sample_dim,
+        float32_products=float32_products,
     )
     models = {
         (K, t): GaussianMixture(K, covariance_type=t, **settings) for K in sizes for t in types
@@ -197,7 +210,7 @@ def select(
         except CholeskyError as error:
             run["error"], run["params"] = error, None
         runs.append(run)
-    em_passes = run_grid_em(data, runs, tol, max_iter, reg_covar)
+    em_passes = run_grid_em(data, runs, tol, max_iter, reg_covar, float32_products)
     best_runs = _best_per_candidate(runs)
     table = _table(sizes, types, best_runs, models, data)
     table.attrs.update(

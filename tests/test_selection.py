@@ -132,6 +132,20 @@ def test_a_single_candidate_grid_is_exactly_a_fit(init_params):
     assert float(table["aic"].item()) == pytest.approx(alone.aic(X), rel=1e-12)
 
 
+def test_float32_products_reach_every_candidate_and_the_chosen_model():
+    X, _, _ = make_mixture(3000, n_components=3, n_features=4, separation=4.0, random_state=6)
+    X = X.astype(np.float32)
+    settings = dict(n_components=[3], covariance_types=["full"], random_state=11, max_iter=5,
+                    tol=0)
+    model, table = select(X, float32_products=True, **settings)
+    alone = GaussianMixture(3, float32_products=True, random_state=11, max_iter=5, tol=0).fit(X)
+    exact, _ = select(X, **settings)
+    assert model.float32_products and not exact.float32_products
+    np.testing.assert_array_equal(model.means_, alone.means_)
+    assert not np.array_equal(model.means_, exact.means_)
+    np.testing.assert_allclose(model.means_, exact.means_, rtol=1e-5, atol=1e-5)
+
+
 def test_n_init_keeps_each_candidates_best_run():
     X, _, _ = make_mixture(2000, n_components=5, n_features=2, separation=3.0, random_state=4)
     _, one = select(
