@@ -17,7 +17,8 @@ Layout, for format version 1:
 * ``run/<field>`` and ``best/<field>``: arrays of the current run and of the best
   finished run so far (absent before one finished); fields are ``weights``,
   ``means``, ``precisions_cholesky``, ``covariances``, ``lower_bounds`` and
-  ``lower_bound``.
+  ``lower_bound``, and ``history/<key>`` for each key of the run's history
+  (passes, log-likelihood, elapsed seconds; absent in older checkpoints).
 
 Stepwise online EM (``algorithm="online"``, one initialisation) stores instead
 ``online/<field>`` (the parameters of the next E-step, their covariances, the
@@ -63,6 +64,8 @@ def run_to_arrays(run: dict, prefix: str) -> tuple[dict[str, np.ndarray], dict[s
         f"{prefix}/lower_bounds": np.asarray(run["lower_bounds"], dtype=np.float64),
         f"{prefix}/lower_bound": np.asarray(run["lower_bound"], dtype=np.float64),
     }
+    for key, values in (run.get("history") or {}).items():
+        arrays[f"{prefix}/history/{key}"] = np.asarray(values, dtype=np.float64)
     scalars = {"n_iter": int(run["n_iter"]), "converged": bool(run["converged"])}
     return arrays, scalars
 
@@ -75,7 +78,7 @@ def run_from_arrays(arrays: dict, scalars: dict, prefix: str, covariance_type: s
         arrays[f"{prefix}/precisions_cholesky"],
         covariance_type,
     )
-    return {
+    run = {
         "params": params,
         "covariances": arrays[f"{prefix}/covariances"],
         "lower_bound": float(arrays[f"{prefix}/lower_bound"]),
@@ -83,6 +86,15 @@ def run_from_arrays(arrays: dict, scalars: dict, prefix: str, covariance_type: s
         "n_iter": int(scalars["n_iter"]),
         "converged": bool(scalars["converged"]),
     }
+    history_prefix = f"{prefix}/history/"
+    history = {
+        name.removeprefix(history_prefix): [float(value) for value in values]
+        for name, values in arrays.items()
+        if name.startswith(history_prefix)
+    }
+    if history:
+        run["history"] = history
+    return run
 
 
 _STATISTICS_FIELDS = ("weight", "mean", "scatter", "log_likelihood", "n_samples")

@@ -577,7 +577,7 @@ class GaussianMixture:
             f"batch EM, init {init_index}",
             verbose_interval=self.verbose_interval,
         ) as progress:
-            progress.history = {key: list(values) for key, values in earlier.items()}
+            progress.resume(earlier)
             while not converged and n_iter < self.max_iter:
                 n_iter += 1
                 previous = lower_bound

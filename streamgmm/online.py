@@ -53,7 +53,7 @@ import zarr
 from .estep import GaussianParameters, check_finite, chunk_statistics
 from .inputs import row_store_compressor
 from .mstep import parameters_from_statistics
-from .progress import FitProgress
+from .progress import FitProgress, history_from_lower_bounds
 from .reduction import row_offsets
 from .statistics import SufficientStatistics, empty_statistics, merge, rescale
 from .threads import single_threaded_blas
@@ -332,6 +332,8 @@ def online_em(
     lower_bound = lower_bounds[-1] if lower_bounds else -np.inf
     n_iter = position.passes_done
     progress = FitProgress(verbose, max_iter, "online EM", verbose_interval=verbose_interval)
+    if lower_bounds:
+        progress.resume(history_from_lower_bounds(lower_bounds))
     with progress:
         while not converged and n_iter < max_iter:
             resume = position.pass_rng_state is not None and position.passes_done == n_iter

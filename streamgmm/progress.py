@@ -16,6 +16,7 @@ What is shown depends on ``verbose`` and on whether standard error is a terminal
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import IO, Any
@@ -90,6 +91,14 @@ class FitProgress:
             )
         elif verbose >= 2:
             self._lines = True
+
+    def resume(self, history: dict[str, list[float]]) -> None:
+        """Continue ``history``, the record of the same run before an interruption:
+        later records follow it, their elapsed times counted on from its last one."""
+        self.history = {key: list(history.get(key, [])) for key in HISTORY_KEYS}
+        finished = [value for value in self.history["elapsed"] if math.isfinite(value)]
+        if finished:
+            self._started = time.perf_counter() - finished[-1]
 
     def record(self, log_likelihood: float, passes: float) -> None:
         """Add one record: the per-sample mean log-likelihood after ``passes``

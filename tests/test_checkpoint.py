@@ -88,6 +88,10 @@ def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(data_path, 
         )
     assert resumed.n_iter_ == reference.n_iter_
     assert resumed.lower_bounds_ == pytest.approx(reference.lower_bounds_, rel=1e-12)
+    assert resumed.history_["log_likelihood"] == resumed.lower_bounds_
+    elapsed = resumed.history_["elapsed"]
+    assert np.isfinite(elapsed).all(), "elapsed times before the kill were lost"
+    assert np.all(np.diff(elapsed) >= 0)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -191,6 +195,8 @@ def test_online_fit_killed_mid_pass_resumes_to_the_uninterrupted_result(data_pat
         )
     assert resumed.n_steps_ == reference.n_steps_
     assert resumed.lower_bounds_ == pytest.approx(reference.lower_bounds_, rel=1e-12)
+    assert resumed.history_["log_likelihood"] == resumed.lower_bounds_
+    assert resumed.history_["passes"] == [float(n) for n in range(1, resumed.n_iter_ + 1)]
 
 
 def test_online_checkpoint_needs_a_single_initialisation(data_path, tmp_path):
