@@ -138,6 +138,12 @@ class GaussianMixture:
     averaging : bool, default=False
         Report the parameters of the Polyak–Ruppert average of the online
         statistics (from the end of the burn-in on).
+    shuffle : bool, default=True
+        Online ``fit``: every pass visits the rows of each chunk in a fresh
+        random order (seeded by ``random_state``), as well as the chunks.
+        ``False`` keeps the stored order inside chunks, which for data sorted by
+        time or class (or small data, held in one chunk) makes mini-batches
+        unrepresentative. ``partial_fit`` always takes rows as given.
     init_sample_size : int, default=100_000
         Rows sampled (in one pass) for the k-means-based initialisations.
     sample_dim : str, optional
@@ -203,6 +209,7 @@ class GaussianMixture:
         learning_decay: float = LEARNING_DECAY,
         learning_offset: float = LEARNING_OFFSET,
         averaging: bool = False,
+        shuffle: bool = True,
         init_sample_size: int = 100_000,
         sample_dim: str | None = None,
         persist: bool | str = "auto",
@@ -227,6 +234,7 @@ class GaussianMixture:
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.averaging = averaging
+        self.shuffle = shuffle
         self.init_sample_size = init_sample_size
         self.sample_dim = sample_dim
         self.persist = persist
@@ -308,6 +316,8 @@ class GaussianMixture:
             )
         if not isinstance(self.averaging, bool | np.bool_):
             raise TypeError(f"averaging must be True or False, got {self.averaging!r}")
+        if not isinstance(self.shuffle, bool | np.bool_):
+            raise ValueError(f"shuffle must be True or False, got {self.shuffle!r}")
         self._user_parameters(n_features)
 
     def _user_parameters(self, n_features: int):
@@ -656,6 +666,7 @@ class GaussianMixture:
             position=position,
             on_position=on_position,
             every=every,
+            shuffle=bool(self.shuffle),
         )
 
     def partial_fit(self, X: Any, y: Any = None) -> GaussianMixture:

@@ -202,11 +202,19 @@ def online_step(
 
 
 def iterate_batches(
-    array: da.Array, batch_size: int, chunk_order: Any = None, first_row: int = 0
+    array: da.Array,
+    batch_size: int,
+    chunk_order: Any = None,
+    first_row: int = 0,
+    shuffle_seed: int | None = None,
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Mini-batches of ``batch_size`` rows (the last one may be shorter) and the
     index of their first row, reading one row-chunk of ``array`` at a time in
     ``chunk_order`` (default: stored order).
+
+    With a ``shuffle_seed`` the rows of each chunk are visited in a random order
+    drawn from ``(shuffle_seed, chunk index)``, so that a resumed pass draws the
+    same orders; a batch's "first row" is then that of its chunk.
 
     Rows left over at the end of a chunk start the next batch, so only the last
     batch is short; batches are views into the chunk (only a batch that spans
@@ -223,6 +231,9 @@ def iterate_batches(
         chunk = np.asarray(chunk)
         chunk_start = first_row + offsets[index]
         check_finite(chunk, chunk_start)
+        if shuffle_seed is not None:
+            rows = np.random.default_rng((shuffle_seed, int(index))).permutation(chunk.shape[0])
+            chunk = chunk[rows]
         position = 0
         if pending.shape[0]:
             position = min(batch_size - pending.shape[0], chunk.shape[0])
@@ -316,11 +327,13 @@ def online_em(
     position: OnlinePosition = START_POSITION,
     on_position: Callable[..., None] | None = None,
     every: int = 0,
+    shuffle: bool = True,
 ) -> dict:
     """Stepwise EM over passes through ``array``; each pass visits the row-chunks
-    in a fresh random order. Stops after ``max_iter`` passes or when a pass's
-    mean log-likelihood (of each batch under the parameters it met) changes by
-    less than ``tol``. Returns the run in the form the estimator stores.
+    in a fresh random order, and with ``shuffle`` the rows of each chunk too.
+    Stops after ``max_iter`` passes or when a pass's mean log-likelihood (of
+    each batch under the parameters it met) changes by less than ``tol``.
+    Returns the run in the form the estimator stores.
 
     ``on_position(state, params, covariances, position)`` is called every
     ``every`` mini-batches (if ``every > 0``) and after every pass; passing such
@@ -344,7 +357,10 @@ def online_em(
                 done, total, count = 0, 0.0, 0
             pass_rng_state = rng.bit_generator.state
             order = rng.permutation(array.numblocks[0])
-            batches = itertools.islice(iterate_batches(array, batch_size, order), done, None)
+            seed = int(rng.integers(2**63)) if shuffle else None
+            batches = itertools.islice(
+                iterate_batches(array, batch_size, order, shuffle_seed=seed), done, None
+            )
 
             report = None
             if on_position is not None and every > 0:

@@ -100,6 +100,34 @@ def test_iterate_batches_carries_rows_across_chunks(order):
     np.testing.assert_array_equal(first_batch, X[first_row - 1000 : first_row - 1000 + 32])
 
 
+def test_iterate_batches_shuffles_rows_within_each_chunk_reproducibly():
+    X = np.arange(4 * 70 * 2, dtype=float).reshape(-1, 2)
+    array = da.from_array(X, chunks=(70, 2))
+    order = [2, 0, 3, 1]
+    rows = [np.concatenate([b for b, _ in iterate_batches(array, 32, order, shuffle_seed=seed)])
+            for seed in (7, 7, 8)]
+    np.testing.assert_array_equal(rows[0], rows[1])
+    assert not np.array_equal(rows[0], rows[2])
+    for position, chunk in enumerate(order):
+        visited = rows[0][70 * position : 70 * (position + 1)]
+        stored = X[70 * chunk : 70 * (chunk + 1)]
+        assert not np.array_equal(visited, stored)
+        np.testing.assert_array_equal(np.sort(visited, axis=0), stored)
+
+
+def test_online_fit_of_sorted_data_reaches_the_batch_fit():
+    """Rows sorted by component, one chunk: in stored order every mini-batch
+    holds one component; shuffled within the chunk, one pass per seed suffices."""
+    X, y, _ = make_mixture(20_000, n_components=4, n_features=3, separation=4.0, random_state=1)
+    ordered = X[np.argsort(y, kind="stable")]
+    batch = GaussianMixture(4, random_state=0).fit(X).score(X)
+    settings = dict(algorithm="online", max_iter=3, random_state=0)
+    shuffled = GaussianMixture(4, **settings).fit(ordered).score(X)
+    stored_order = GaussianMixture(4, shuffle=False, **settings).fit(ordered).score(X)
+    assert shuffled > batch - 0.005
+    assert stored_order < batch - 0.1
+
+
 # ------------------------------------------------------------ the estimator
 @pytest.mark.parametrize(
     "params, message",
@@ -109,6 +137,7 @@ def test_iterate_batches_carries_rows_across_chunks(order):
         (dict(learning_decay=1.2), "learning_decay"),
         (dict(learning_offset=-1.0), "learning_offset"),
         (dict(algorithm="stochastic"), "algorithm"),
+        (dict(shuffle="yes"), "shuffle"),
     ],
 )
 def test_bad_online_parameters_raise(params, message):
@@ -148,11 +177,14 @@ def test_two_passes_reach_batch_em_within_a_hundredth_of_a_nat():
 
 @pytest.mark.parametrize("averaging", [False, True])
 def test_partial_fit_stream_equals_fit_online(averaging):
-    """Must show 2: 50 partial_fit calls == one online pass over the same rows."""
+    """Must show 2: 50 partial_fit calls == one online pass over the same rows (in
+    stored order: ``shuffle=False``)."""
     X, _, _ = make_mixture(50 * 200, n_components=3, n_features=3, separation=2.0, random_state=4)
     shared = dict(batch_size=200, learning_decay=0.7, learning_offset=2.0, averaging=averaging)
     shared.update(_start(X, 3))
-    fitted = GaussianMixture(3, algorithm="online", max_iter=1, tol=0.0, **shared).fit(X)
+    fitted = GaussianMixture(
+        3, algorithm="online", max_iter=1, tol=0.0, shuffle=False, **shared
+    ).fit(X)
     streamed = GaussianMixture(3, **shared)
     for batch in np.split(X, 50):
         streamed.partial_fit(batch)
