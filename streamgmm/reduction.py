@@ -10,6 +10,7 @@ between workers and to the client; each iteration is one graph and one
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from itertools import accumulate
 from typing import Any
 
@@ -41,6 +42,7 @@ def build_tree_reduction(
     combine_function: Callable[[Sequence[Any]], Any],
     *arguments: Any,
     split_every: int = SPLIT_EVERY,
+    name: str | None = None,
 ):
     """A lazy ``dask.delayed`` result of reducing ``array`` (row-chunked, one
     feature chunk) with ``chunk_function(block, *arguments, row_offset)`` and
@@ -53,7 +55,8 @@ def build_tree_reduction(
     partial results, taken one by one with ``to_delayed`` (``meta`` is given so
     that Dask never calls the chunk function to guess it). ``arguments`` are
     wrapped once as graph keys so that large parameters are not copied into
-    every task.
+    every task. Tasks are named ``reduce-<name>`` (default: the chunk
+    function's name).
     """
     if array.numblocks[1] != 1:
         raise ValueError("array must have a single chunk along the feature axis")
@@ -64,7 +67,7 @@ def build_tree_reduction(
         chunk_function=chunk_function,
         chunks=(1, 1),
         meta=np.empty((0, 0), dtype=object),
-        token=f"reduce-{funcname(chunk_function)}",
+        token=f"reduce-{name or funcname(chunk_function)}",
     )
     partials = list(partial_blocks.to_delayed().ravel())
     combine_task = dask.delayed(combine_function, pure=True)
@@ -82,11 +85,43 @@ def tree_reduce(
     combine_function: Callable[[Sequence[Any]], Any],
     *arguments: Any,
     split_every: int = SPLIT_EVERY,
+    name: str | None = None,
 ):
     """Compute :func:`build_tree_reduction` on the active Dask scheduler."""
     reduction = build_tree_reduction(
-        array, chunk_function, combine_function, *arguments, split_every=split_every
+        array, chunk_function, combine_function, *arguments, split_every=split_every, name=name
     )
     with blas_threads_for_dask([reduction]):
         (result,) = dask.compute(reduction)
     return result
+
+
+def _each_chunk(block, arguments, row_offset, *, chunk_function):
+    """``chunk_function(block, argument, row_offset)`` for every argument."""
+    return [chunk_function(block, argument, row_offset) for argument in arguments]
+
+
+def _each_combined(parts, *, combine_function):
+    """Combine the lists of :func:`_each_chunk`, position by position."""
+    return [combine_function(list(column)) for column in zip(*parts, strict=True)]
+
+
+def tree_reduce_each(
+    array: da.Array,
+    chunk_function: Callable[..., Any],
+    combine_function: Callable[[Sequence[Any]], Any],
+    arguments: Sequence[Any],
+    split_every: int = SPLIT_EVERY,
+) -> list:
+    """``[tree_reduce(array, chunk_function, combine_function, a) for a in
+    arguments]`` in one pass: each block is read once and reduced for every
+    argument, and the partial results combine in the same tree, so each result
+    equals its own ``tree_reduce`` exactly."""
+    return tree_reduce(
+        array,
+        partial(_each_chunk, chunk_function=chunk_function),
+        partial(_each_combined, combine_function=combine_function),
+        list(arguments),
+        split_every=split_every,
+        name=funcname(chunk_function),
+    )

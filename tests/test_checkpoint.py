@@ -64,7 +64,9 @@ def _wait_for_checkpoint(path: Path, process: subprocess.Popen, init_index: int,
 @pytest.mark.parametrize("kill_at", [(0, 3), (1, 2)], ids=["first-init", "second-init"])
 def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(data_path, tmp_path, kill_at):
     counter = tmp_path / "calls-reference"
-    reference = GaussianMixture(**SETTINGS).fit(counted_blocks(data_path, str(counter), 0.0))
+    reference = GaussianMixture(**SETTINGS).fit(
+        counted_blocks(data_path, str(counter), 0.0), checkpoint=tmp_path / "reference.ckpt"
+    )
     full_fit_reads = counter.stat().st_size
 
     first = _start(data_path, tmp_path, "killed", delay=0.03)

@@ -267,6 +267,27 @@ def test_n_init_keeps_the_best_of_its_runs():
     assert max(gains) > 1e-3
 
 
+def test_n_init_runs_share_their_passes_and_fit_as_one_by_one(small_store, tmp_path):
+    """Without a checkpoint the runs' iterations share passes: the data are read
+    once per iteration of the longest run, not once per iteration of every run,
+    and every run takes the steps it takes alone (checkpointed fits still run
+    one by one)."""
+    settings = dict(init_params="random", n_init=3, max_iter=8, tol=0.0, random_state=2)
+    array, store = open_counting(small_store)
+    store.reset()
+    shared = GaussianMixture(3, **settings).fit(array)
+    shared_reads = store.n_reads
+    store.reset()
+    one_by_one = GaussianMixture(3, **settings).fit(array, checkpoint=tmp_path / "c.ckpt")
+    assert store.n_reads == 3 * (1 + 8) * n_chunks(array)
+    assert shared_reads == (3 * 1 + 8) * n_chunks(array)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(shared, name), getattr(one_by_one, name))
+    assert shared.lower_bounds_ == one_by_one.lower_bounds_
+    first_run_alone = GaussianMixture(3, **{**settings, "n_init": 1}).fit(array)
+    assert shared.lower_bound_ >= first_run_alone.lower_bound_
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_warm_start_continues_as_sklearn_does(covariance_type, mixture_data):
     X, _, _ = mixture_data
