@@ -242,6 +242,17 @@ def progress_options(function):
     help="t0 of the step size (online).",
 )
 @click.option(
+    "--averaging",
+    is_flag=True,
+    help="Report the Polyak-Ruppert average of the online statistics (online).",
+)
+@click.option(
+    "--shuffle/--no-shuffle",
+    default=True,
+    show_default=True,
+    help="Visit the rows of each chunk in a fresh random order every pass (online).",
+)
+@click.option(
     "--max-iter",
     type=click.IntRange(min=1),
     default=ESTIMATOR_DEFAULTS["max_iter"],
@@ -307,6 +318,8 @@ def fit(
     batch_size: int,
     learning_decay: float,
     learning_offset: float,
+    averaging: bool,
+    shuffle: bool,
     max_iter: int,
     tol: float,
     reg_covar: float,
@@ -333,6 +346,8 @@ def fit(
         batch_size=batch_size,
         learning_decay=learning_decay,
         learning_offset=learning_offset,
+        averaging=averaging,
+        shuffle=shuffle,
         max_iter=max_iter,
         tol=tol,
         reg_covar=reg_covar,
