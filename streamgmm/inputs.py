@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.array as da
+import dask.system
 import numpy as np
 import xarray as xr
 import zarr
@@ -46,6 +48,8 @@ class RowData:
     sample_dim, sample_coords : the DataArray's sample dimension and the
         coordinates along it, to label outputs (xarray inputs only).
     lazy : whether a DataArray input was Dask-backed (its outputs stay lazy).
+    in_memory : the NumPy array behind ``array`` for NumPy input (and NumPy-backed
+        DataArrays), so that online EM can draw mini-batches from all its rows.
     """
 
     array: da.Array
@@ -53,6 +57,7 @@ class RowData:
     sample_dim: str | None = None
     sample_coords: Any = None
     lazy: bool = False
+    in_memory: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -106,6 +111,33 @@ def _rows_per_chunk(n_features: int, itemsize: int) -> int:
     return max(MIN_CHUNK_ROWS, TARGET_CHUNK_BYTES // max(1, n_features * itemsize))
 
 
+def reducing_threads() -> int:
+    """Threads that will reduce the chunks: those of the current
+    ``dask.distributed`` client's workers, else the threaded scheduler's."""
+    try:
+        from distributed import get_client
+
+        return max(1, sum(get_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return int(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
+
+
+def balanced_rows_per_chunk(n_samples: int, n_features: int, itemsize: int) -> int:
+    """Rows per chunk of in-memory data: chunks of at most about
+    ``TARGET_CHUNK_BYTES``, nearly equal, and as many as a multiple of
+    :func:`reducing_threads` when each still holds ``MIN_CHUNK_ROWS``.
+
+    A pass takes as long as its busiest thread: 700,000 rows of 16 float64 in
+    three chunks of up to 262,144 rows left one of two threads idle for a third
+    of the pass, and four equal chunks ran 1.15 to 1.5 times faster."""
+    n_chunks = -(-n_samples // _rows_per_chunk(n_features, itemsize))
+    threads = reducing_threads()
+    balanced = -(-n_chunks // threads) * threads
+    if n_samples // balanced >= MIN_CHUNK_ROWS:
+        n_chunks = balanced
+    return -(-n_samples // n_chunks)
+
+
 def _whole_rows(array: da.Array) -> da.Array:
     """Merge feature chunks, and merge row-chunks much smaller than the target."""
     target_rows = _rows_per_chunk(array.shape[1], array.dtype.itemsize)
@@ -144,8 +176,8 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
         )
     array = np.asarray(X)
     _check_matrix(array.shape, array.dtype)
-    rows = _rows_per_chunk(array.shape[1], array.dtype.itemsize)
-    return RowData(da.from_array(array, chunks=(rows, -1)), "numpy")
+    rows = balanced_rows_per_chunk(*array.shape, array.dtype.itemsize)
+    return RowData(da.from_array(array, chunks=(rows, -1)), "numpy", in_memory=array)
 
 
 def _from_dataarray(X: xr.DataArray, sample_dim: str | None) -> RowData:
@@ -161,7 +193,10 @@ def _from_dataarray(X: xr.DataArray, sample_dim: str | None) -> RowData:
     X = X.transpose(sample_dim, feature_dim)
     inner = as_rows(X.data)
     coords = {name: coord for name, coord in X.coords.items() if coord.dims == (sample_dim,)}
-    return RowData(inner.array, "xarray", sample_dim, coords, lazy=inner.kind == "dask")
+    return RowData(
+        inner.array, "xarray", sample_dim, coords, lazy=inner.kind == "dask",
+        in_memory=inner.in_memory,
+    )
 
 
 def wrap_rows(data: RowData, result: da.Array, extra_dim: str | None = None):

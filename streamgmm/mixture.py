@@ -140,11 +140,12 @@ class GaussianMixture:
         Report the parameters of the Polyak–Ruppert average of the online
         statistics (from the end of the burn-in on).
     shuffle : bool, default=True
-        Online ``fit``: every pass visits the rows of each chunk in a fresh
-        random order (seeded by ``random_state``), as well as the chunks.
-        ``False`` keeps the stored order inside chunks, which for data sorted by
-        time or class (or small data, held in one chunk) makes mini-batches
-        unrepresentative. ``partial_fit`` always takes rows as given.
+        Online ``fit``: every pass draws its mini-batches in a fresh random
+        order (seeded by ``random_state``): from all rows for NumPy input, else
+        from the rows of each chunk, the chunks in random order. ``False`` keeps
+        the stored order inside chunks, which for data sorted by time or class
+        makes mini-batches unrepresentative. ``partial_fit`` always takes rows
+        as given.
     init_sample_size : int, default=100_000
         Rows sampled (in one pass) for the k-means-based initialisations.
     sample_dim : str, optional
@@ -709,6 +710,7 @@ class GaussianMixture:
             on_position=on_position,
             every=every,
             shuffle=bool(self.shuffle),
+            in_memory=data.in_memory,
         )
 
     def partial_fit(self, X: Any, y: Any = None) -> GaussianMixture:

@@ -250,6 +250,29 @@ def iterate_batches(
         yield pending, pending_start
 
 
+SHUFFLED_GATHER_ROWS = 2**15
+"""In-memory rows are gathered (and checked) this many at a time, in whole
+batches: one fancy index per 2^15 rows instead of one per batch."""
+
+
+def iterate_shuffled_batches(
+    rows: np.ndarray, batch_size: int, seed: int
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Mini-batches of ``batch_size`` rows of in-memory ``rows`` (the last may be
+    shorter) in a random order drawn from ``seed``: every row once per pass, and
+    each batch a sample of the whole data whatever their stored order. Rows are
+    checked for NaN and infinity as they are gathered, naming the rows; the index
+    yielded with a batch is that of its first row."""
+    order = np.random.default_rng(seed).permutation(rows.shape[0])
+    step = max(1, SHUFFLED_GATHER_ROWS // batch_size) * batch_size
+    for begin in range(0, rows.shape[0], step):
+        picked = order[begin : begin + step]
+        gathered = rows[picked]
+        check_finite(gathered, row_numbers=picked)
+        for start in range(0, picked.shape[0], batch_size):
+            yield gathered[start : start + batch_size], int(picked[start])
+
+
 def run_batches(
     state: OnlineState,
     params: GaussianParameters,
@@ -328,9 +351,12 @@ def online_em(
     on_position: Callable[..., None] | None = None,
     every: int = 0,
     shuffle: bool = True,
+    in_memory: np.ndarray | None = None,
 ) -> dict:
     """Stepwise EM over passes through ``array``; each pass visits the row-chunks
-    in a fresh random order, and with ``shuffle`` the rows of each chunk too.
+    in a fresh random order, and with ``shuffle`` the rows of each chunk too, or,
+    when the rows are ``in_memory`` (the NumPy array behind ``array``), all rows
+    in one random order.
     Stops after ``max_iter`` passes or when a pass's mean log-likelihood (of
     each batch under the parameters it met) changes by less than ``tol``.
     Returns the run in the form the estimator stores.
@@ -358,9 +384,11 @@ def online_em(
             pass_rng_state = rng.bit_generator.state
             order = rng.permutation(array.numblocks[0])
             seed = int(rng.integers(2**63)) if shuffle else None
-            batches = itertools.islice(
-                iterate_batches(array, batch_size, order, shuffle_seed=seed), done, None
-            )
+            if seed is not None and in_memory is not None:
+                batches = iterate_shuffled_batches(in_memory, batch_size, seed)
+            else:
+                batches = iterate_batches(array, batch_size, order, shuffle_seed=seed)
+            batches = itertools.islice(batches, done, None)
 
             report = None
             if on_position is not None and every > 0:

@@ -1,5 +1,6 @@
 """Every input kind gives the same model, and outputs come back in the input's kind."""
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -115,3 +116,19 @@ def test_integer_input_is_fitted_as_float(mixture_data):
     a = _fit(rounded)
     b = _fit(rounded.astype(np.float64))
     _assert_same_model(a, b)
+
+
+def test_in_memory_rows_are_cut_into_balanced_chunks():
+    """As many nearly equal chunks as a multiple of the threads, so that no
+    thread is left waiting at the end of a pass, unless chunks would get small."""
+    from streamgmm.inputs import as_rows, balanced_rows_per_chunk
+
+    with dask.config.set(num_workers=2):
+        assert balanced_rows_per_chunk(700_000, 16, 8) == 175_000  # 3 chunks -> 4
+        assert balanced_rows_per_chunk(1_000_000, 16, 8) == 250_000
+        assert balanced_rows_per_chunk(10_000, 3, 8) == 10_000  # halves under 8,192
+        X = np.zeros((40_000, 3))
+        assert as_rows(X).array.chunks[0] == (20_000, 20_000)
+        assert as_rows(X).in_memory is X
+    with dask.config.set(num_workers=3):
+        assert balanced_rows_per_chunk(700_000, 16, 8) == 233_334

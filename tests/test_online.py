@@ -115,9 +115,29 @@ def test_iterate_batches_shuffles_rows_within_each_chunk_reproducibly():
         np.testing.assert_array_equal(np.sort(visited, axis=0), stored)
 
 
+def test_iterate_shuffled_batches_visits_every_row_once(monkeypatch):
+    from streamgmm import online
+
+    monkeypatch.setattr(online, "SHUFFLED_GATHER_ROWS", 100)
+    X = np.arange(1003 * 2, dtype=float).reshape(-1, 2)
+    batches = list(online.iterate_shuffled_batches(X, 32, seed=5))
+    assert [b.shape[0] for b, _ in batches] == [32] * 31 + [11]
+    for batch, first_row in batches:
+        np.testing.assert_array_equal(batch[0], X[first_row])
+    visited = np.concatenate([b for b, _ in batches])
+    np.testing.assert_array_equal(np.sort(visited, axis=0), X)
+    assert not np.array_equal(visited, X)
+    again = np.concatenate([b for b, _ in online.iterate_shuffled_batches(X, 32, seed=5)])
+    np.testing.assert_array_equal(again, visited)
+    X[777, 1] = np.nan
+    with pytest.raises(ValueError, match="777"):
+        list(online.iterate_shuffled_batches(X, 32, seed=5))
+
+
 def test_online_fit_of_sorted_data_reaches_the_batch_fit():
-    """Rows sorted by component, one chunk: in stored order every mini-batch
-    holds one component; shuffled within the chunk, one pass per seed suffices."""
+    """Rows sorted by component, in memory (two chunks): in stored order every
+    mini-batch holds one component; drawn from all rows, a pass per seed is
+    enough."""
     X, y, _ = make_mixture(20_000, n_components=4, n_features=3, separation=4.0, random_state=1)
     ordered = X[np.argsort(y, kind="stable")]
     batch = GaussianMixture(4, random_state=0).fit(X).score(X)
