@@ -632,7 +632,7 @@ class GaussianMixture:
                 if not run["converged"] and run["n_iter"] < self.max_iter
             ]:
                 all_stats = tree_reduce_each(
-                    data.array, statistics, combine, [runs[index]["params"] for index in active]
+                    data.array, [(statistics, combine, runs[index]["params"]) for index in active]
                 )
                 for index, stats in zip(active, all_stats, strict=True):
                     previous = runs[index]

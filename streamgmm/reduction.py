@@ -96,32 +96,37 @@ def tree_reduce(
     return result
 
 
-def _each_chunk(block, arguments, row_offset, *, chunk_function):
-    """``chunk_function(block, argument, row_offset)`` for every argument."""
-    return [chunk_function(block, argument, row_offset) for argument in arguments]
+def _each_chunk(block, reductions, row_offset):
+    """``chunk_function(block, argument, row_offset)`` of every reduction."""
+    return [
+        chunk_function(block, argument, row_offset) for chunk_function, _, argument in reductions
+    ]
 
 
-def _each_combined(parts, *, combine_function):
+def _each_combined(parts, *, combine_functions):
     """Combine the lists of :func:`_each_chunk`, position by position."""
-    return [combine_function(list(column)) for column in zip(*parts, strict=True)]
+    return [
+        combine(list(column))
+        for combine, column in zip(combine_functions, zip(*parts, strict=True), strict=True)
+    ]
 
 
 def tree_reduce_each(
     array: da.Array,
-    chunk_function: Callable[..., Any],
-    combine_function: Callable[[Sequence[Any]], Any],
-    arguments: Sequence[Any],
+    reductions: Sequence[tuple[Callable[..., Any], Callable[[Sequence[Any]], Any], Any]],
     split_every: int = SPLIT_EVERY,
 ) -> list:
-    """``[tree_reduce(array, chunk_function, combine_function, a) for a in
-    arguments]`` in one pass: each block is read once and reduced for every
-    argument, and the partial results combine in the same tree, so each result
-    equals its own ``tree_reduce`` exactly."""
+    """``[tree_reduce(array, chunk_function, combine_function, argument) for
+    chunk_function, combine_function, argument in reductions]`` in one pass: each
+    block is read once and reduced for every reduction, and the partial results
+    combine in the same tree, so each result equals its own ``tree_reduce``
+    exactly. Tasks are named after the first chunk function."""
+    reductions = list(reductions)
     return tree_reduce(
         array,
-        partial(_each_chunk, chunk_function=chunk_function),
-        partial(_each_combined, combine_function=combine_function),
-        list(arguments),
+        _each_chunk,
+        partial(_each_combined, combine_functions=[combine for _, combine, _ in reductions]),
+        reductions,
         split_every=split_every,
-        name=funcname(chunk_function),
+        name=funcname(reductions[0][0]),
     )

@@ -34,30 +34,11 @@ from .mixture import (
     make_rng,
 )
 from .mstep import CholeskyError, parameters_from_statistics
-from .reduction import tree_reduce
+from .reduction import tree_reduce_each
 from .statistics import merge_all
 from .threads import blas_threads_for_dask
 
 CRITERIA = ("bic", "aic")
-
-
-def _grid_chunk(block, tasks, row_offset, float32_products=False):
-    """One chunk's results for every task: E-step statistics of a running
-    candidate or the (log-likelihood, rows) pair of a finished one."""
-    return [
-        chunk_statistics(block, params, row_offset, float32_products=float32_products)
-        if kind == "statistics"
-        else chunk_log_likelihood(block, params, row_offset)
-        for kind, params in tasks
-    ]
-
-
-def _combine_grid(parts, kinds):
-    """Merge the chunk results of every task, position by position."""
-    return [
-        merge_all(column, covariance_type) if kind == "statistics" else _sum_pairs(column)
-        for column, (kind, covariance_type) in zip(zip(*parts, strict=True), kinds, strict=True)
-    ]
 
 
 def run_grid_em(
@@ -91,21 +72,28 @@ def run_grid_em(
 def _grid_passes(data, runs, tol, max_iter, reg_covar, float32_products) -> int:
     """The passes of :func:`run_grid_em`, under one BLAS thread limit (see
     ``GaussianMixture.fit``)."""
+    statistics = partial(chunk_statistics, float32_products=float32_products)
     n_passes = 0
     while True:
         active = [run for run in runs if run["state"] in ("running", "finishing")]
         if not active:
             return n_passes
-        tasks = [
-            ("statistics" if run["state"] == "running" else "log_likelihood", run["params"])
+        # E-step statistics of a running candidate, the (log-likelihood, rows)
+        # pair of one that has just stopped.
+        reductions = [
+            (
+                statistics,
+                partial(merge_all, covariance_type=run["params"].covariance_type),
+                run["params"],
+            )
+            if run["state"] == "running"
+            else (chunk_log_likelihood, _sum_pairs, run["params"])
             for run in active
         ]
-        kinds = [(kind, params.covariance_type) for kind, params in tasks]
-        chunk = partial(_grid_chunk, float32_products=float32_products)
-        results = tree_reduce(data.array, chunk, partial(_combine_grid, kinds=kinds), tasks)
+        results = tree_reduce_each(data.array, reductions)
         n_passes += 1
-        for run, (kind, _), result in zip(active, kinds, results, strict=True):
-            if kind == "log_likelihood":
+        for run, result in zip(active, results, strict=True):
+            if run["state"] == "finishing":
                 run["total_log_likelihood"], run["state"] = result[0], "done"
                 continue
             _advance(run, result, tol, max_iter, reg_covar)
