@@ -250,7 +250,7 @@ def progress_options(function):
     "--shuffle/--no-shuffle",
     default=True,
     show_default=True,
-    help="Visit the rows of each chunk in a fresh random order every pass (online).",
+    help="Draw the mini-batches in a fresh random order every pass (online).",
 )
 @click.option(
     "--max-iter",

@@ -114,12 +114,12 @@ def _rows_per_chunk(n_features: int, itemsize: int) -> int:
 def reducing_threads() -> int:
     """Threads that will reduce the chunks: those of the current
     ``dask.distributed`` client's workers, else the threaded scheduler's."""
-    try:
-        from distributed import get_client
+    from .cluster import active_client
 
-        return max(1, sum(get_client().nthreads().values()))
-    except (ImportError, ValueError):
-        return int(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
+    client = active_client()
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    return int(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
 
 
 def balanced_rows_per_chunk(n_samples: int, n_features: int, itemsize: int) -> int:

@@ -29,15 +29,8 @@ COVARIANCE_DIMS = {
 }
 
 _ARRAY_HYPERPARAMETERS = ("weights_init", "means_init", "precisions_init")
-def _init_dims(covariance_type: str) -> dict[str, tuple[str, ...]]:
-    """Dimensions of the array hyper-parameters, which have the fitted shapes."""
-    return {
-        "weights_init": ("component",),
-        "means_init": ("component", "feature"),
-        "precisions_init": COVARIANCE_DIMS[covariance_type],
-    }
-
-
+"""Saved as variables with the dims of the fitted ``weights``, ``means`` and
+``precisions`` (the name without ``_init``), whose shapes they have."""
 _PARAMETER_VARIABLES = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
 _REQUIRED_ATTRS = (
     "covariance_type",
@@ -74,9 +67,10 @@ def model_to_dataset(model: Any) -> xr.Dataset:
     }
     for key, values in getattr(model, "history_", {}).items():
         data_vars[f"history_{key}"] = (("record",), np.asarray(values, dtype=np.float64))
-    for name, dims in _init_dims(model.covariance_type).items():
+    for name in _ARRAY_HYPERPARAMETERS:
         value = getattr(model, name)
         if value is not None:
+            dims = data_vars[name.removesuffix("_init")][0]
             data_vars[name] = (dims, np.asarray(value, dtype=np.float64))
     params = model.get_params()
     hyper = {

@@ -66,12 +66,13 @@ LEARNING_OFFSET = 0.0
 """Defaults of online EM, chosen by ``benchmarks/online_vs_batch.py`` (docs/online.md)."""
 
 ONLINE_CHECKPOINT_BATCHES = 100
+"""Mini-batches between two checkpoints of an online fit (``fit(checkpoint_every=)``)."""
+
 PARTIAL_FIT_RECORD = 1000
 """``partial_fit`` keeps the last this many entries of ``lower_bounds_`` and
 ``history_``: a model kept current for a long time must not grow, nor copy an
 ever longer record on every call (at 10^5 entries that copy took 9 ms, 3.6 times
 a 512-row ``partial_fit``)."""
-"""Mini-batches between two checkpoints of an online fit (``fit(checkpoint_every=)``)."""
 
 
 class ConvergenceWarning(UserWarning):
