@@ -25,8 +25,10 @@ Stepwise online EM (``algorithm="online"``, one initialisation) stores instead
 per-pass ``lower_bounds``) and ``online/running/<statistic>`` and
 ``online/averaged/<statistic>`` (the running and averaged statistics), with
 ``meta["online"]`` holding the step counter, rows seen, the pass position
-(complete passes, batches done in the pass in progress, their log-likelihood sum
-and row count) and the generator's state before that pass drew its chunk order.
+(complete passes, chunks and batches done in the pass in progress, their
+log-likelihood sum and row count) and the generator's state before that pass
+drew its chunk order; ``online/leftover`` holds the rows of those chunks that
+wait for the next batch (fewer than ``batch_size``; absent when there are none).
 A reader refuses an algorithm or a format version it does not know.
 
 The file is written to a temporary name in the same folder, flushed to disk and
@@ -111,6 +113,8 @@ def online_to_arrays(state, params: GaussianParameters, covariances, position):
         "online/covariances": covariances,
         "online/lower_bounds": np.asarray(position.lower_bounds, dtype=np.float64),
     }
+    if position.leftover is not None:
+        arrays["online/leftover"] = position.leftover
     for name, stats in (("running", state.statistics), ("averaged", state.averaged)):
         if stats is not None:
             for field in _STATISTICS_FIELDS:
@@ -125,6 +129,7 @@ def online_to_arrays(state, params: GaussianParameters, covariances, position):
         "batches_done": int(position.batches_done),
         "total": float(position.total),
         "count": int(position.count),
+        "chunks_done": int(position.chunks_done),
     }
     return arrays, scalars
 
@@ -155,6 +160,11 @@ def online_from_arrays(arrays: dict, scalars: dict, covariance_type: str):
         arrays["online/precisions_cholesky"],
         covariance_type,
     )
+    if scalars["batches_done"] and "chunks_done" not in scalars:
+        raise ValueError(
+            "The checkpoint was written inside a pass by an older streamgmm, which "
+            "counted batches instead of chunks; delete it to start the fit again"
+        )
     position = OnlinePosition(
         scalars["passes_done"],
         [float(value) for value in arrays["online/lower_bounds"]],
@@ -163,6 +173,8 @@ def online_from_arrays(arrays: dict, scalars: dict, covariance_type: str):
         scalars["batches_done"],
         scalars["total"],
         scalars["count"],
+        scalars.get("chunks_done", 0),
+        arrays.get("online/leftover"),
     )
     return state, params, arrays["online/covariances"], position
 

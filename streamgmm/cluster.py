@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import dask
+
 from .inputs import RowData
 
 
@@ -41,3 +43,14 @@ def persisted_rows(data: RowData, option: bool | str) -> RowData:
     if not should_persist(data, option):
         return data
     return dataclasses.replace(data, array=data.array.persist())
+
+
+def client_in_use(collections=()) -> Any:
+    """The ``dask.distributed`` client that ``dask.compute`` of ``collections``
+    would use now, or None (no client, or another scheduler chosen with
+    ``dask.config.set(scheduler=...)``)."""
+    client = active_client()
+    if client is None:
+        return None
+    scheduler = dask.base.get_scheduler(collections=list(collections) or None)
+    return client if scheduler == client.get else None

@@ -43,14 +43,16 @@ from .mstep import (
 )
 from .online import (
     START_POSITION,
+    FoldCarry,
     OnlineConfig,
     OnlineState,
     current_parameters,
+    finish_pass,
+    fold_chunk,
+    fold_pass,
     initial_state,
-    iterate_batches,
     online_em,
     reported_parameters,
-    run_batches,
 )
 from .progress import HISTORY_KEYS, FitProgress, empty_history, history_from_lower_bounds
 from .reduction import tree_reduce, tree_reduce_each
@@ -66,7 +68,8 @@ LEARNING_OFFSET = 0.0
 """Defaults of online EM, chosen by ``benchmarks/online_vs_batch.py`` (docs/online.md)."""
 
 ONLINE_CHECKPOINT_BATCHES = 100
-"""Mini-batches between two checkpoints of an online fit (``fit(checkpoint_every=)``)."""
+"""Mini-batches between two checkpoints of an online fit (``fit(checkpoint_every=)``),
+which are written at chunk ends."""
 
 PARTIAL_FIT_RECORD = 1000
 """``partial_fit`` keeps the last this many entries of ``lower_bounds_`` and
@@ -374,8 +377,9 @@ class GaussianMixture:
 
         ``checkpoint`` is the path of a file (see :mod:`streamgmm.checkpoint`)
         that receives the whole fitting state after the initialisation and after
-        every EM iteration (batch), or every ``checkpoint_every`` mini-batches and
-        after every pass (online, which then needs ``n_init=1``), atomically.
+        every EM iteration (batch), or at the first chunk end after every
+        ``checkpoint_every`` mini-batches and after every pass (online, which
+        then needs ``n_init=1``), atomically.
         If the file exists when ``fit`` starts,
         the fit resumes from it (it must come from a fit with the same
         hyper-parameters and data of the same shape and dtype) and ends with the
@@ -743,10 +747,17 @@ class GaussianMixture:
             with single_threaded_blas():
                 params = current_parameters(state, self._fitted_parameters(), config)
             covariances = self.covariances_
-        batches = iterate_batches(data.array, self.batch_size, first_row=first_row)
-        state, params, covariances, total, count = run_batches(
-            state, params, covariances, batches, config
-        )
+        carry = FoldCarry(state, params, covariances)
+        if data.in_memory is not None:
+            carry = fold_chunk(carry, data.in_memory, config, self.batch_size, first_row=first_row)
+            carry = finish_pass(carry, config)
+        else:
+            order = range(data.array.numblocks[0])
+            carry = fold_pass(
+                carry, data.array, order, config, self.batch_size, first_row=first_row
+            )
+        state, params, covariances = carry.state, carry.params, carry.covariances
+        total, count = carry.total, carry.count
         with single_threaded_blas():
             shown, shown_covariances = reported_parameters(state, params, covariances, config)
         kept = PARTIAL_FIT_RECORD - 1

@@ -40,9 +40,9 @@ can drop a half-processed call (a batch with NaN) and keep its previous model.
 from __future__ import annotations
 
 import functools
-import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import dask
@@ -50,6 +50,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from .cluster import client_in_use
 from .estep import GaussianParameters, check_finite, chunk_statistics
 from .inputs import row_store_compressor
 from .mstep import parameters_from_statistics
@@ -201,53 +202,237 @@ def online_step(
     return new_state, params, covariances, raw.log_likelihood
 
 
-def iterate_batches(
-    array: da.Array,
+class FoldCarry(NamedTuple):
+    """What an online pass carries from one chunk to the next: a few kilobytes,
+    the only thing that travels between the tasks of a pass.
+
+    Attributes
+    ----------
+    state : OnlineState
+    params : GaussianParameters
+        The parameters of the next E-step.
+    covariances : ndarray
+        Their covariances (the shape of ``covariances_``).
+    leftover : ndarray of shape (r, d) with r < batch_size, or None
+        Rows at the end of the chunks folded so far that do not fill a batch;
+        they start the next batch (:func:`finish_pass` steps on them at the end
+        of a pass).
+    total : float
+        Summed log-likelihood of the pass's batches so far, each under the
+        parameters it met.
+    count : int
+        Rows in those batches.
+    batches_done : int
+        Batches of the pass applied so far.
+    """
+
+    state: OnlineState
+    params: GaussianParameters
+    covariances: np.ndarray
+    leftover: np.ndarray | None = None
+    total: float = 0.0
+    count: int = 0
+    batches_done: int = 0
+
+
+def chunk_batches(
+    leftover: np.ndarray | None,
+    chunk: np.ndarray,
     batch_size: int,
-    chunk_order: Any = None,
+    rows: np.ndarray | None = None,
+) -> Iterator[np.ndarray]:
+    """The mini-batches of the ``leftover`` rows followed by ``chunk`` (n, d),
+    whose rows are taken in the order ``rows`` (n,) if given: whole batches of
+    ``batch_size`` rows, and last the rows that do not fill one (fewer than
+    ``batch_size``, perhaps none, copied so that the chunk can be freed).
+
+    Batches inside the chunk are views of it (or gathers of ``rows``), so
+    memory holds the chunk and one batch."""
+
+    def take(begin: int, end: int) -> np.ndarray:
+        return chunk[begin:end] if rows is None else chunk[rows[begin:end]]
+
+    n_rows = chunk.shape[0]
+    position = 0
+    if leftover is not None and leftover.shape[0]:
+        position = min(batch_size - leftover.shape[0], n_rows)
+        pending = np.concatenate([leftover, take(0, position)])
+        yield pending
+        if pending.shape[0] < batch_size:
+            return
+    n_whole = (n_rows - position) // batch_size * batch_size
+    for start in range(position, position + n_whole, batch_size):
+        yield take(start, start + batch_size)
+    yield np.array(take(position + n_whole, n_rows))
+
+
+def fold_chunk(
+    carry: FoldCarry,
+    chunk: np.ndarray,
+    config: OnlineConfig,
+    batch_size: int,
+    *,
     first_row: int = 0,
-    shuffle_seed: int | None = None,
-) -> Iterator[tuple[np.ndarray, int]]:
-    """Mini-batches of ``batch_size`` rows (the last one may be shorter) and the
-    index of their first row, reading one row-chunk of ``array`` at a time in
-    ``chunk_order`` (default: stored order).
+    row_numbers: np.ndarray | None = None,
+    shuffle_seed: tuple[int, int] | None = None,
+) -> FoldCarry:
+    """``carry`` after every mini-batch step of one chunk (n, d) of a pass.
 
-    With a ``shuffle_seed`` the rows of each chunk are visited in a random order
-    drawn from ``(shuffle_seed, chunk index)``, so that a resumed pass draws the
-    same orders; a batch's "first row" is then that of its chunk.
+    The chunk's rows follow the rows left over in ``carry``; with a
+    ``shuffle_seed`` (the pass's seed and the chunk's index) they are visited
+    in a random order drawn from it, so that a resumed pass draws the same
+    order. Rows that do not fill a batch are left over for the next chunk.
 
-    Rows left over at the end of a chunk start the next batch, so only the last
-    batch is short; batches are views into the chunk (only a batch that spans
-    two chunks is copied), so memory holds about one chunk. Every chunk is
-    checked for NaN and infinity as it is read, so errors name the true rows
-    (counted from ``first_row``).
+    The chunk is checked for NaN and infinity before any step, naming its rows
+    as ``first_row`` plus their position, or by ``row_numbers`` (n,); the
+    function is pure, so a caller that catches the error still holds the
+    ``carry`` it had. In a Dask pass this is the task that runs where the chunk
+    is (:func:`fold_pass`).
+    """
+    chunk = np.asarray(chunk)
+    check_finite(chunk, first_row, row_numbers)
+    rows = None
+    if shuffle_seed is not None:
+        rows = np.random.default_rng(shuffle_seed).permutation(chunk.shape[0])
+    state, params, covariances = carry.state, carry.params, carry.covariances
+    total, count, done = carry.total, carry.count, carry.batches_done
+    leftover = None
+    with single_threaded_blas():
+        for batch in chunk_batches(carry.leftover, chunk, batch_size, rows):
+            if batch.shape[0] < batch_size:
+                leftover = batch if batch.shape[0] else None
+                break
+            state, params, covariances, log_likelihood = online_step(
+                state, params, covariances, batch, config, first_row
+            )
+            total += log_likelihood
+            count += batch.shape[0]
+            done += 1
+    return FoldCarry(state, params, covariances, leftover, total, count, done)
+
+
+def finish_pass(carry: FoldCarry, config: OnlineConfig) -> FoldCarry:
+    """``carry`` after a last, short step on its leftover rows (if any)."""
+    if carry.leftover is None:
+        return carry
+    with single_threaded_blas():
+        state, params, covariances, log_likelihood = online_step(
+            carry.state, carry.params, carry.covariances, carry.leftover, config
+        )
+    return FoldCarry(
+        state,
+        params,
+        covariances,
+        None,
+        carry.total + log_likelihood,
+        carry.count + carry.leftover.shape[0],
+        carry.batches_done + 1,
+    )
+
+
+Report = Callable[[int, FoldCarry], None]
+"""``report(chunks_done, carry)``: a pass's carry after some of its chunks."""
+
+
+def fold_pass(
+    carry: FoldCarry,
+    array: da.Array,
+    order: Sequence[int],
+    config: OnlineConfig,
+    batch_size: int,
+    *,
+    pass_seed: int | None = None,
+    first_row: int = 0,
+    report_at: Container[int] = (),
+    report: Report | None = None,
+) -> FoldCarry:
+    """``carry`` after folding the row-chunks of ``array`` in ``order`` and
+    finishing the pass (:func:`finish_pass`).
+
+    The pass is a chain ``carry_i = fold_chunk(carry_{i-1}, chunk_i)`` in which
+    chunk ``i + 1`` is read while chunk ``i`` is folded, and at most those two
+    chunks are held. Under a ``dask.distributed`` client the folds are tasks on
+    the workers: each runs where its chunk was read (the chunk is megabytes,
+    the carry kilobytes), and only the final carry comes to the client.
+    Otherwise the chunks are read by the active Dask scheduler in a background
+    thread and folded in this one. ``pass_seed`` shuffles each chunk's rows
+    (seeded by the pass seed and the chunk index); rows are numbered from
+    ``first_row`` in errors. ``report(k, carry)`` is called for every ``k`` in
+    ``report_at`` after the first ``k`` chunks of ``order`` (that carry comes to
+    the client).
     """
     blocks = array.to_delayed().ravel()
     offsets = row_offsets(array)
-    order = range(len(blocks)) if chunk_order is None else chunk_order
-    pending, pending_start = np.empty((0, array.shape[1]), array.dtype), first_row
-    for index in order:
-        (chunk,) = dask.compute(blocks[index])
-        chunk = np.asarray(chunk)
-        chunk_start = first_row + offsets[index]
-        check_finite(chunk, chunk_start)
-        if shuffle_seed is not None:
-            rows = np.random.default_rng((shuffle_seed, int(index))).permutation(chunk.shape[0])
-            chunk = chunk[rows]
-        position = 0
-        if pending.shape[0]:
-            position = min(batch_size - pending.shape[0], chunk.shape[0])
-            pending = np.concatenate([pending, chunk[:position]])
-            if pending.shape[0] < batch_size:
-                continue
-            yield pending, pending_start
-        n_whole = (chunk.shape[0] - position) // batch_size * batch_size
-        for start in range(position, position + n_whole, batch_size):
-            yield chunk[start : start + batch_size], chunk_start + start
-        pending = chunk[position + n_whole :].copy()
-        pending_start = chunk_start + position + n_whole
-    if pending.shape[0]:
-        yield pending, pending_start
+
+    def arguments(index: int) -> dict:
+        seed = None if pass_seed is None else (pass_seed, int(index))
+        return {"first_row": first_row + offsets[index], "shuffle_seed": seed}
+
+    client = client_in_use([array])
+    if client is None:
+        carry = _fold_here(carry, blocks, order, arguments, config, batch_size, report_at, report)
+        return finish_pass(carry, config)
+    return _fold_on_cluster(
+        client, carry, blocks, order, arguments, config, batch_size, report_at, report
+    )
+
+
+def _fold_here(carry, blocks, order, arguments, config, batch_size, report_at, report):
+    """:func:`fold_pass` without a distributed client: one reader thread stays a
+    chunk ahead of the folds."""
+    if not len(order):
+        return carry
+    with ThreadPoolExecutor(1, thread_name_prefix="streamgmm-read") as reader:
+        upcoming = reader.submit(_compute_block, blocks[order[0]])
+        for position, index in enumerate(order):
+            chunk = upcoming.result()
+            if position + 1 < len(order):
+                upcoming = reader.submit(_compute_block, blocks[order[position + 1]])
+            carry = fold_chunk(carry, chunk, config, batch_size, **arguments(index))
+            del chunk
+            if report is not None and position + 1 in report_at:
+                report(position + 1, carry)
+    return carry
+
+
+def _compute_block(block) -> np.ndarray:
+    (chunk,) = dask.compute(block)
+    return np.asarray(chunk)
+
+
+def _fold_on_cluster(
+    client, carry, blocks, order, arguments, config, batch_size, report_at, report
+):
+    """:func:`fold_pass` as tasks of a ``dask.distributed`` client: the reads of
+    chunks ``i`` and ``i + 1`` are submitted once fold ``i - 1`` is done, so the
+    cluster holds about two chunks of the pass at a time. Every fold keeps its
+    inputs' lineage, so a lost worker's chunks and carries are recomputed."""
+    folds = []
+    for position, index in enumerate(order):
+        chunk = client.compute(blocks[index])
+        carry = client.submit(
+            fold_chunk, carry, chunk, config, batch_size, pure=False, **arguments(index)
+        )
+        folds.append(carry)
+        if position >= 1:
+            _settle(folds, position - 1, report_at, report)
+    if folds:
+        _settle(folds, len(folds) - 1, report_at, report)
+    return client.submit(finish_pass, carry, config, pure=False).result()
+
+
+def _settle(folds, position, report_at, report) -> None:
+    """Wait for fold ``position``; raise its error, report its carry if asked,
+    and drop the client's reference to it (its dependents keep its lineage)."""
+    from distributed import wait
+
+    future = folds[position]
+    wait(future)
+    if future.status == "error" or (report is not None and position + 1 in report_at):
+        carry = future.result()
+        if report is not None and position + 1 in report_at:
+            report(position + 1, carry)
+    folds[position] = None
 
 
 SHUFFLED_GATHER_ROWS = 2**15
@@ -255,52 +440,55 @@ SHUFFLED_GATHER_ROWS = 2**15
 batches: one fancy index per 2^15 rows instead of one per batch."""
 
 
-def iterate_shuffled_batches(
-    rows: np.ndarray, batch_size: int, seed: int
-) -> Iterator[tuple[np.ndarray, int]]:
-    """Mini-batches of ``batch_size`` rows of in-memory ``rows`` (the last may be
-    shorter) in a random order drawn from ``seed``: every row once per pass, and
-    each batch a sample of the whole data whatever their stored order. Rows are
-    checked for NaN and infinity as they are gathered, naming the rows; the index
-    yielded with a batch is that of its first row."""
-    order = np.random.default_rng(seed).permutation(rows.shape[0])
-    step = max(1, SHUFFLED_GATHER_ROWS // batch_size) * batch_size
-    for begin in range(0, rows.shape[0], step):
-        picked = order[begin : begin + step]
-        gathered = rows[picked]
-        check_finite(gathered, row_numbers=picked)
-        for start in range(0, picked.shape[0], batch_size):
-            yield gathered[start : start + batch_size], int(picked[start])
+def shuffled_block_rows(n_rows: int, batch_size: int) -> int:
+    """Rows per block of :func:`fold_in_memory`: whole batches, about
+    ``SHUFFLED_GATHER_ROWS``."""
+    return max(1, SHUFFLED_GATHER_ROWS // batch_size) * batch_size
 
 
-def run_batches(
-    state: OnlineState,
-    params: GaussianParameters,
-    covariances: np.ndarray,
-    batches: Iterator[tuple[np.ndarray, int]],
+def fold_in_memory(
+    carry: FoldCarry,
+    rows: np.ndarray,
+    seed: int,
     config: OnlineConfig,
+    batch_size: int,
     *,
-    done: int = 0,
-    total: float = 0.0,
-    count: int = 0,
-    on_batch: Callable[..., None] | None = None,
-) -> tuple[OnlineState, GaussianParameters, np.ndarray, float, int]:
-    """Apply :func:`online_step` to every batch; returns the final state and
-    parameters, and the summed log-likelihood and row count of the batches
-    (added to ``total`` and ``count`` of ``done`` batches already applied).
-    ``on_batch(state, params, covariances, done, total, count)`` is called after
-    every batch."""
-    with single_threaded_blas():
-        for batch, first_row in batches:
-            state, params, covariances, log_likelihood = online_step(
-                state, params, covariances, batch, config, first_row
-            )
-            total += log_likelihood
-            count += batch.shape[0]
-            done += 1
-            if on_batch is not None:
-                on_batch(state, params, covariances, done, total, count)
-    return state, params, covariances, total, count
+    blocks_done: int = 0,
+    report_at: Container[int] = (),
+    report: Report | None = None,
+) -> FoldCarry:
+    """``carry`` after a pass over in-memory ``rows`` (n, d) in one random
+    order drawn from ``seed`` (every row once, each batch a sample of the whole
+    data whatever their stored order), finished by :func:`finish_pass`.
+
+    The rows are gathered in that order in blocks of
+    :func:`shuffled_block_rows` rows, and each block is a chunk of the fold;
+    the first ``blocks_done`` blocks are skipped (a resumed pass). Rows are
+    named by their index in errors. ``report`` as in :func:`fold_pass`, with
+    blocks for chunks.
+    """
+    order = np.random.default_rng(seed).permutation(rows.shape[0])
+    step = shuffled_block_rows(rows.shape[0], batch_size)
+    n_blocks = -(-rows.shape[0] // step)
+    for block in range(blocks_done, n_blocks):
+        picked = order[block * step : (block + 1) * step]
+        carry = fold_chunk(carry, rows[picked], config, batch_size, row_numbers=picked)
+        if report is not None and block + 1 in report_at:
+            report(block + 1, carry)
+    return finish_pass(carry, config)
+
+
+def report_points(chunk_rows: Sequence[int], batch_size: int, every: int) -> set[int]:
+    """Chunk counts after which a pass over chunks of ``chunk_rows`` rows (in
+    visiting order) reports its position: the first chunk end after each
+    further ``every`` batches, except the pass's end (reported anyway)."""
+    points, rows, last = set(), 0, 0
+    for count, n_rows in enumerate(chunk_rows[:-1], 1):
+        rows += n_rows
+        if every > 0 and rows // batch_size - last >= every:
+            points.add(count)
+            last = rows // batch_size
+    return points
 
 
 class OnlinePosition(NamedTuple):
@@ -320,6 +508,11 @@ class OnlinePosition(NamedTuple):
     batches_done, total, count : int, float, int
         Batches of the pass in progress already applied, and their summed
         log-likelihood and rows.
+    chunks_done : int
+        Chunks of the pass in progress folded (in its order; for in-memory
+        rows, blocks of :func:`fold_in_memory`).
+    leftover : ndarray or None
+        Rows of those chunks waiting for the next batch.
     """
 
     passes_done: int
@@ -329,6 +522,8 @@ class OnlinePosition(NamedTuple):
     batches_done: int
     total: float
     count: int
+    chunks_done: int = 0
+    leftover: np.ndarray | None = None
 
 
 START_POSITION = OnlinePosition(0, [], False, None, 0, 0.0, 0)
@@ -356,16 +551,17 @@ def online_em(
     """Stepwise EM over passes through ``array``; each pass visits the row-chunks
     in a fresh random order, and with ``shuffle`` the rows of each chunk too, or,
     when the rows are ``in_memory`` (the NumPy array behind ``array``), all rows
-    in one random order.
+    in one random order. Each pass is a fold over chunks (:func:`fold_pass`,
+    :func:`fold_in_memory`).
     Stops after ``max_iter`` passes or when a pass's mean log-likelihood (of
     each batch under the parameters it met) changes by less than ``tol``.
     Returns the run in the form the estimator stores.
 
-    ``on_position(state, params, covariances, position)`` is called every
-    ``every`` mini-batches (if ``every > 0``) and after every pass; passing such
-    a ``position`` back (with the state and parameters of that call and ``rng``
-    in any state) continues the fit exactly where it stood. The batches of a
-    pass already applied are read again but skipped.
+    ``on_position(state, params, covariances, position)`` is called after every
+    pass and, if ``every > 0``, inside a pass at the first chunk end after each
+    further ``every`` mini-batches; passing such a ``position`` back (with the
+    state and parameters of that call and ``rng`` in any state) continues the
+    fit exactly where it stood, without reading the chunks already folded.
     """
     lower_bounds, converged = list(position.lower_bounds), position.converged
     lower_bound = lower_bounds[-1] if lower_bounds else -np.inf
@@ -375,44 +571,62 @@ def online_em(
         progress.resume(history_from_lower_bounds(lower_bounds))
     with progress:
         while not converged and n_iter < max_iter:
-            resume = position.pass_rng_state is not None and position.passes_done == n_iter
-            if resume:
+            carry, chunks_done = FoldCarry(state, params, covariances), 0
+            if position.pass_rng_state is not None and position.passes_done == n_iter:
                 rng.bit_generator.state = position.pass_rng_state
-                done, total, count = position.batches_done, position.total, position.count
-            else:
-                done, total, count = 0, 0.0, 0
+                carry = FoldCarry(
+                    state,
+                    params,
+                    covariances,
+                    position.leftover,
+                    position.total,
+                    position.count,
+                    position.batches_done,
+                )
+                chunks_done = position.chunks_done
             pass_rng_state = rng.bit_generator.state
             order = rng.permutation(array.numblocks[0])
             seed = int(rng.integers(2**63)) if shuffle else None
-            if seed is not None and in_memory is not None:
-                batches = iterate_shuffled_batches(in_memory, batch_size, seed)
-            else:
-                batches = iterate_batches(array, batch_size, order, shuffle_seed=seed)
-            batches = itertools.islice(batches, done, None)
-
-            report = None
-            if on_position is not None and every > 0:
-                report = functools.partial(
-                    _report_position,
-                    on_position,
-                    every,
-                    n_iter,
-                    list(lower_bounds),
-                    pass_rng_state,
-                )
-            state, params, covariances, total, count = run_batches(
-                state,
-                params,
-                covariances,
-                batches,
-                config,
-                done=done,
-                total=total,
-                count=count,
-                on_batch=report,
+            pass_position = OnlinePosition(
+                n_iter, list(lower_bounds), False, pass_rng_state, 0, 0.0, 0
             )
+
+            def report_from(chunks_before: int, pass_position=pass_position) -> Report | None:
+                if on_position is None or every <= 0:
+                    return None
+                return functools.partial(
+                    _report_position, on_position, pass_position, chunks_before
+                )
+
+            if seed is not None and in_memory is not None:
+                step = shuffled_block_rows(in_memory.shape[0], batch_size)
+                sizes = [step] * (-(-in_memory.shape[0] // step))
+                carry = fold_in_memory(
+                    carry,
+                    in_memory,
+                    seed,
+                    config,
+                    batch_size,
+                    blocks_done=chunks_done,
+                    report_at=report_points(sizes, batch_size, every),
+                    report=report_from(0),
+                )
+            else:
+                sizes = [array.chunks[0][index] for index in order]
+                points = report_points(sizes, batch_size, every)
+                carry = fold_pass(
+                    carry,
+                    array,
+                    order[chunks_done:],
+                    config,
+                    batch_size,
+                    pass_seed=seed,
+                    report_at={point - chunks_done for point in points if point > chunks_done},
+                    report=report_from(chunks_done),
+                )
+            state, params, covariances = carry.state, carry.params, carry.covariances
             n_iter += 1
-            previous, lower_bound = lower_bound, total / count
+            previous, lower_bound = lower_bound, carry.total / carry.count
             lower_bounds.append(lower_bound)
             progress.record(lower_bound, passes=n_iter)
             converged = abs(lower_bound - previous) < tol
@@ -435,23 +649,17 @@ def online_em(
     }
 
 
-def _report_position(
-    on_position,
-    every,
-    passes_done,
-    lower_bounds,
-    pass_rng_state,
-    state,
-    params,
-    covariances,
-    done,
-    total,
-    count,
-):
-    """``on_batch`` callback of :func:`online_em`: reports every ``every`` batches."""
-    if done % every == 0:
-        here = OnlinePosition(passes_done, lower_bounds, False, pass_rng_state, done, total, count)
-        on_position(state, params, covariances, here)
+def _report_position(on_position, pass_position, chunks_before, chunks_done, carry):
+    """``report`` of :func:`online_em`'s passes: the carry as an ``on_position``
+    call (``chunks_done`` counted from ``chunks_before``, where the fold started)."""
+    here = pass_position._replace(
+        batches_done=carry.batches_done,
+        total=carry.total,
+        count=carry.count,
+        chunks_done=chunks_before + chunks_done,
+        leftover=carry.leftover,
+    )
+    on_position(carry.state, carry.params, carry.covariances, here)
 
 
 # ------------------------------------------------------- data that keeps arriving

@@ -13,11 +13,16 @@ from threadpoolctl import threadpool_limits
 
 from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture, random_mixture, sample_mixture
-from streamgmm.estep import statistics_from_responsibilities
+from streamgmm.estep import GaussianParameters, statistics_from_responsibilities
 from streamgmm.io import load, save
 from streamgmm.online import (
+    FoldCarry,
+    OnlineConfig,
     burn_in_complete,
-    iterate_batches,
+    chunk_batches,
+    finish_pass,
+    fold_chunk,
+    initial_state,
     step_size,
     stepwise_update,
 )
@@ -86,52 +91,103 @@ def test_burn_in_needs_d_plus_one_rows_per_component_or_the_cap():
     assert burn_in_complete(per_row, 10 * 2 * 6, "full")  # the cap
 
 
-@pytest.mark.parametrize("order", [None, [2, 0, 3, 1]])
-def test_iterate_batches_carries_rows_across_chunks(order):
+def _chained_batches(chunks, batch_size, orders=None):
+    """Every batch of ``chunks`` folded one after the other, the last leftover
+    as a short batch: what one pass steps on."""
+    batches, leftover = [], None
+    for position, chunk in enumerate(chunks):
+        rows = None if orders is None else orders[position]
+        *whole, leftover = chunk_batches(leftover, chunk, batch_size, rows)
+        batches += whole
+    return batches + ([leftover] if leftover.shape[0] else [])
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [2, 0, 3, 1]])
+def test_chunk_batches_carry_rows_across_chunks(order):
     X = np.arange(4 * 70 * 2, dtype=float).reshape(-1, 2)
-    array = da.from_array(X, chunks=(70, 2))
-    batches = list(iterate_batches(array, 32, order, first_row=1000))
-    sizes = [batch.shape[0] for batch, _ in batches]
-    assert sizes == [32] * 8 + [280 - 8 * 32]
-    chunk_order = order or [0, 1, 2, 3]
-    expected = np.concatenate([X[70 * i : 70 * (i + 1)] for i in chunk_order])
-    np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), expected)
-    first_batch, first_row = batches[0]
-    np.testing.assert_array_equal(first_batch, X[first_row - 1000 : first_row - 1000 + 32])
+    chunks = [X[70 * i : 70 * (i + 1)] for i in order]
+    batches = _chained_batches(chunks, 32)
+    assert [batch.shape[0] for batch in batches] == [32] * 8 + [280 - 8 * 32]
+    np.testing.assert_array_equal(np.concatenate(batches), np.concatenate(chunks))
+    shuffled = [np.random.default_rng(i).permutation(70) for i in range(4)]
+    batches = _chained_batches(chunks, 32, shuffled)
+    expected = np.concatenate([chunk[rows] for chunk, rows in zip(chunks, shuffled, strict=True)])
+    np.testing.assert_array_equal(np.concatenate(batches), expected)
 
 
-def test_iterate_batches_shuffles_rows_within_each_chunk_reproducibly():
-    X = np.arange(4 * 70 * 2, dtype=float).reshape(-1, 2)
-    array = da.from_array(X, chunks=(70, 2))
-    order = [2, 0, 3, 1]
-    rows = [np.concatenate([b for b, _ in iterate_batches(array, 32, order, shuffle_seed=seed)])
-            for seed in (7, 7, 8)]
-    np.testing.assert_array_equal(rows[0], rows[1])
-    assert not np.array_equal(rows[0], rows[2])
-    for position, chunk in enumerate(order):
-        visited = rows[0][70 * position : 70 * (position + 1)]
-        stored = X[70 * chunk : 70 * (chunk + 1)]
-        assert not np.array_equal(visited, stored)
-        np.testing.assert_array_equal(np.sort(visited, axis=0), stored)
+def _fold_start(X, n_components=3):
+    start = _start(X, n_components)
+    params = GaussianParameters(
+        start["weights_init"],
+        start["means_init"],
+        np.linalg.cholesky(start["precisions_init"]),
+        "full",
+    )
+    state = initial_state(n_components, X.shape[1], "full")
+    return FoldCarry(state, params, np.linalg.inv(start["precisions_init"]))
 
 
-def test_iterate_shuffled_batches_visits_every_row_once(monkeypatch):
+CONFIG = OnlineConfig("full", 1e-6, 0.6, 10.0, False)
+
+
+def _assert_same_carry(a, b):
+    assert (a.batches_done, a.count, a.state.n_steps) == (b.batches_done, b.count, b.state.n_steps)
+    assert a.total == b.total
+    np.testing.assert_array_equal(a.params.means, b.params.means)
+    np.testing.assert_array_equal(a.covariances, b.covariances)
+    np.testing.assert_array_equal(a.state.statistics.scatter, b.state.statistics.scatter)
+
+
+def test_folding_chunks_one_by_one_equals_folding_their_rows_at_once():
+    """The carry holds everything between chunks: rows left over at a chunk's
+    end start the next chunk's first batch, as if the chunks were one."""
+    X, _, _ = make_mixture(1000, n_components=3, n_features=2, random_state=3)
+    carry = _fold_start(X)
+    one_by_one = carry
+    for begin in range(0, 1000, 130):
+        one_by_one = fold_chunk(one_by_one, X[begin : begin + 130], CONFIG, 48, first_row=begin)
+        leftover = 0 if one_by_one.leftover is None else one_by_one.leftover.shape[0]
+        assert leftover == min(begin + 130, 1000) % 48
+    at_once = fold_chunk(carry, X, CONFIG, 48)
+    _assert_same_carry(one_by_one, at_once)
+    finished = finish_pass(one_by_one, CONFIG)
+    assert finished.leftover is None and finished.count == 1000
+    assert finished.batches_done == -(-1000 // 48)
+
+
+def test_fold_chunk_draws_the_row_order_from_its_seed_and_names_bad_rows():
+    X, _, _ = make_mixture(700, n_components=3, n_features=2, random_state=4)
+    carry = _fold_start(X)
+    shuffled = fold_chunk(carry, X, CONFIG, 64, shuffle_seed=(7, 2))
+    again = fold_chunk(carry, X, CONFIG, 64, shuffle_seed=(7, 2))
+    permuted = fold_chunk(carry, X[np.random.default_rng((7, 2)).permutation(700)], CONFIG, 64)
+    _assert_same_carry(shuffled, again)
+    _assert_same_carry(shuffled, permuted)
+    other = fold_chunk(carry, X, CONFIG, 64, shuffle_seed=(7, 3))
+    assert not np.array_equal(other.params.means, shuffled.params.means)
+    bad = X.copy()
+    bad[321, 1] = np.inf
+    with pytest.raises(ValueError, match="row 1321"):
+        fold_chunk(carry, bad, CONFIG, 64, first_row=1000)
+    with pytest.raises(ValueError, match="row 5"):
+        fold_chunk(carry, bad[[3, 321]], CONFIG, 64, row_numbers=np.array([4, 5]))
+
+
+def test_fold_in_memory_visits_every_row_once_in_a_seeded_order(monkeypatch):
     from streamgmm import online
 
     monkeypatch.setattr(online, "SHUFFLED_GATHER_ROWS", 100)
-    X = np.arange(1003 * 2, dtype=float).reshape(-1, 2)
-    batches = list(online.iterate_shuffled_batches(X, 32, seed=5))
-    assert [b.shape[0] for b, _ in batches] == [32] * 31 + [11]
-    for batch, first_row in batches:
-        np.testing.assert_array_equal(batch[0], X[first_row])
-    visited = np.concatenate([b for b, _ in batches])
-    np.testing.assert_array_equal(np.sort(visited, axis=0), X)
-    assert not np.array_equal(visited, X)
-    again = np.concatenate([b for b, _ in online.iterate_shuffled_batches(X, 32, seed=5)])
-    np.testing.assert_array_equal(again, visited)
-    X[777, 1] = np.nan
+    X, _, _ = make_mixture(1003, n_components=3, n_features=2, random_state=5)
+    carry = _fold_start(X)
+    folded = online.fold_in_memory(carry, X, 5, CONFIG, 32)
+    assert (folded.count, folded.batches_done, folded.leftover) == (1003, 32, None)
+    order = np.random.default_rng(5).permutation(1003)
+    expected = finish_pass(fold_chunk(carry, X[order], CONFIG, 32), CONFIG)
+    _assert_same_carry(folded, expected)
+    bad = X.copy()
+    bad[777, 1] = np.nan
     with pytest.raises(ValueError, match="777"):
-        list(online.iterate_shuffled_batches(X, 32, seed=5))
+        online.fold_in_memory(carry, bad, 5, CONFIG, 32)
 
 
 def test_online_fit_of_sorted_data_reaches_the_batch_fit():
