@@ -1,10 +1,17 @@
 """Fits on a real dask.distributed LocalCluster with two worker processes:
 parity with the threaded scheduler, a worker killed mid-fit, what travels per
-iteration, and keeping the input in cluster memory (persist)."""
+iteration, keeping the input in cluster memory (persist), and online passes as
+folds on the workers (no rows to the client, kills, checkpoint resume)."""
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import warnings
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -17,8 +24,9 @@ distributed = pytest.importorskip("distributed")
 from streamgmm import GaussianMixture  # noqa: E402
 from streamgmm.checkpoint import read_checkpoint  # noqa: E402
 from streamgmm.cluster import persisted_rows, should_persist  # noqa: E402
-from streamgmm.datasets import make_mixture  # noqa: E402
+from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr  # noqa: E402
 from streamgmm.inputs import as_rows  # noqa: E402
+from streamgmm.mixture import ConvergenceWarning  # noqa: E402
 
 RTOL = 1e-10
 FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
@@ -249,3 +257,159 @@ def test_a_relative_store_path_is_read_by_workers_started_elsewhere(
     with dask.config.set(scheduler="threads"):
         in_memory = GaussianMixture(3, **settings).fit(X)
     _assert_same_fit(on_cluster, in_memory)
+
+
+# ----------------------------------------------- online EM: a fold on the workers
+ONLINE_FIT_SCRIPT = Path(__file__).with_name("_cluster_online_fit.py")
+LARGE_ROWS, LARGE_FEATURES, LARGE_COMPONENTS = 1_000_000, 16, 8
+"""128 MB of float64 rows (issue 14, Must show 3)."""
+
+
+def _online_fit_in_a_client_process(client, data_path, settings, output, checkpoint=None):
+    """Start ``_cluster_online_fit.py``: a client of ``client``'s cluster in its
+    own process, so that every byte it receives is a byte the client receives."""
+    arguments = [
+        sys.executable,
+        str(ONLINE_FIT_SCRIPT),
+        client.scheduler.address,
+        str(data_path),
+        json.dumps(settings),
+        str(output),
+        *([str(checkpoint)] if checkpoint is not None else []),
+    ]
+    return subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _finished(process, output):
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr.decode()
+    return json.loads(Path(output).read_text())
+
+
+def _assert_same_online_fit(result, reference, rtol=1e-12):
+    for name in FITTED:
+        np.testing.assert_allclose(
+            np.asarray(result[name]), getattr(reference, name), rtol=rtol, atol=0, err_msg=name
+        )
+    assert result["n_steps"] == reference.n_steps_
+    assert result["lower_bounds"] == pytest.approx(reference.lower_bounds_, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def large_store(tmp_path_factory):
+    """A Blosc-LZ4 Zarr store of 10^6 x 16 rows (16 chunks of 8 MB), the online
+    settings of one pass from the true parameters, and that pass on the
+    threaded scheduler."""
+    truth = random_mixture(LARGE_COMPONENTS, LARGE_FEATURES, random_state=0)
+    path = tmp_path_factory.mktemp("large") / "rows.zarr"
+    write_mixture_zarr(path, LARGE_ROWS, truth, chunk_rows=65_536, random_state=0)
+    settings = dict(
+        n_components=LARGE_COMPONENTS,
+        algorithm="online",
+        batch_size=4096,
+        max_iter=1,
+        tol=0.0,
+        random_state=0,
+        weights_init=truth.weights.tolist(),
+        means_init=truth.means.tolist(),
+        precisions_init=np.linalg.inv(truth.covariances).tolist(),
+    )
+    with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # one pass, on purpose
+        threaded = GaussianMixture(**settings).fit(str(path))
+    return path, settings, threaded
+
+
+@pytest.mark.parametrize("persist", [False, True], ids=["streamed", "persisted"])
+def test_online_pass_over_128_mb_sends_no_rows_to_the_client(
+    client, large_store, tmp_path, persist
+):
+    """The pass is a chain of folds on the workers; the client process receives
+    the final carry and the scheduler's messages, under 1 MB, while one chunk
+    brought to it (the control) counts its 8 MB. The parameters equal the
+    threaded scheduler's."""
+    path, settings, threaded = large_store
+    output = tmp_path / "result.json"
+    process = _online_fit_in_a_client_process(
+        client, path, {**settings, "persist": persist}, output
+    )
+    result = _finished(process, output)
+    print(f"bytes the client received during the pass: {result['received_bytes']:,}")
+    assert result["control_bytes"] >= result["chunk_bytes"] == 65_536 * 16 * 8
+    assert result["received_bytes"] < 2**20
+    assert threaded.n_samples_seen_ == LARGE_ROWS
+    _assert_same_online_fit(result, threaded)
+
+
+ONLINE_KILL = dict(
+    n_components=3, algorithm="online", batch_size=50, max_iter=3, tol=0.0, random_state=4
+)
+
+
+def _online_settings_with_start():
+    """ONLINE_KILL with a fixed start, so that every read of the data is a pass's."""
+    start = GaussianMixture(3, max_iter=1, random_state=0).fit(_data())
+    return dict(
+        ONLINE_KILL,
+        weights_init=start.weights_.tolist(),
+        means_init=start.means_.tolist(),
+        precisions_init=start.precisions_.tolist(),
+    )
+
+
+def test_worker_killed_during_an_online_pass_gives_the_undisturbed_result(client, tmp_path):
+    path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
+    settings = _online_settings_with_start()
+    with dask.config.set(scheduler="threads"):
+        threaded = GaussianMixture(**settings).fit(path)
+    n_chunks = 4
+    wrapped, counter, marker = _counted(path, tmp_path, kill_from=n_chunks + 2)
+    pids_before = set(client.run(os.getpid).values())
+    disturbed = GaussianMixture(**settings).fit(wrapped)
+    assert marker.exists(), "no worker was killed"
+    assert os.path.getsize(counter) > 3 * n_chunks, "nothing was read again"
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.run(os.getpid).values()) != pids_before
+    for name in FITTED:
+        np.testing.assert_allclose(
+            getattr(disturbed, name), getattr(threaded, name), rtol=1e-12, atol=0, err_msg=name
+        )
+    assert disturbed.n_steps_ == threaded.n_steps_
+
+
+def test_online_client_killed_mid_pass_resumes_on_the_cluster_exactly(client, tmp_path):
+    """The client process is killed with SIGKILL inside the second pass; this
+    process's client resumes from the checkpoint without reading the chunks
+    already folded, and ends with the threaded scheduler's uninterrupted fit."""
+    path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
+    settings = _online_settings_with_start()
+    with dask.config.set(scheduler="threads"):
+        threaded = GaussianMixture(**settings).fit(path)
+    checkpoint = tmp_path / "fit.ckpt"
+    slow = {**settings, "checkpoint_every": 5, "read_delay": 0.3}
+    first = _online_fit_in_a_client_process(
+        client, path, slow, tmp_path / "killed.json", checkpoint
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert first.poll() is None, first.stderr.read().decode()
+        contents = read_checkpoint(checkpoint) if checkpoint.exists() else None
+        if contents is not None and contents[1]["online"]["passes_done"] == 1:
+            if contents[1]["online"]["chunks_done"] >= 1:
+                break
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=30) == -signal.SIGKILL
+    position = read_checkpoint(checkpoint)[1]["online"]
+    assert position["passes_done"] < settings["max_iter"] and position["chunks_done"] >= 1
+
+    wrapped, counter, _ = _counted(path, tmp_path)
+    resumed = GaussianMixture(**settings).fit(wrapped, checkpoint=checkpoint, checkpoint_every=5)
+    remaining_chunks = 4 * (settings["max_iter"] - position["passes_done"])
+    assert os.path.getsize(counter) == remaining_chunks - position["chunks_done"]
+    for name in FITTED:
+        np.testing.assert_allclose(
+            getattr(resumed, name), getattr(threaded, name), rtol=1e-12, atol=0, err_msg=name
+        )
+    assert resumed.n_steps_ == threaded.n_steps_
+    assert resumed.lower_bounds_ == pytest.approx(threaded.lower_bounds_, rel=1e-12)
