@@ -71,8 +71,9 @@ def main() -> None:
         received_bytes=fit_bytes,
         control_bytes=control_bytes,
         chunk_bytes=int(chunk_bytes),
-        n_steps=int(model.n_steps_),
-        lower_bounds=list(model.lower_bounds_),
+        n_iter_=int(model.n_iter_),
+        n_steps_=int(model.n_steps_),
+        lower_bounds_=list(model.lower_bounds_),
     )
     with open(output, "w") as handle:
         json.dump(result, handle)

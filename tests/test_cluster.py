@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -58,16 +59,23 @@ def _data(n_samples=2000, seed=0):
     return X
 
 
-def _assert_same_fit(model, reference):
+def _assert_same_fit(model, reference, rtol=RTOL):
     for name in FITTED:
         np.testing.assert_allclose(
             getattr(model, name),
             getattr(reference, name),
-            rtol=RTOL,
+            rtol=rtol,
             atol=0,
             err_msg=f"{name} differs",
         )
     assert model.n_iter_ == reference.n_iter_
+
+
+def _assert_same_online_fit(model, reference):
+    """Same parameters to 1e-12, steps and per-pass log-likelihoods."""
+    _assert_same_fit(model, reference, rtol=1e-12)
+    assert model.n_steps_ == reference.n_steps_
+    assert model.lower_bounds_ == pytest.approx(reference.lower_bounds_, rel=1e-12)
 
 
 def _count_and_maybe_kill(block, counter_path, marker_path, kill_from):
@@ -281,18 +289,12 @@ def _online_fit_in_a_client_process(client, data_path, settings, output, checkpo
 
 
 def _finished(process, output):
+    """The fitted model the client process wrote, as attributes."""
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr.decode()
-    return json.loads(Path(output).read_text())
-
-
-def _assert_same_online_fit(result, reference, rtol=1e-12):
-    for name in FITTED:
-        np.testing.assert_allclose(
-            np.asarray(result[name]), getattr(reference, name), rtol=rtol, atol=0, err_msg=name
-        )
-    assert result["n_steps"] == reference.n_steps_
-    assert result["lower_bounds"] == pytest.approx(reference.lower_bounds_, rel=1e-12)
+    result = json.loads(Path(output).read_text())
+    fitted = {name: np.asarray(result.pop(name)) for name in FITTED}
+    return types.SimpleNamespace(**fitted, **result)
 
 
 @pytest.fixture(scope="module")
@@ -334,9 +336,9 @@ def test_online_pass_over_128_mb_sends_no_rows_to_the_client(
         client, path, {**settings, "persist": persist}, output
     )
     result = _finished(process, output)
-    print(f"bytes the client received during the pass: {result['received_bytes']:,}")
-    assert result["control_bytes"] >= result["chunk_bytes"] == 65_536 * 16 * 8
-    assert result["received_bytes"] < 2**20
+    print(f"bytes the client received during the pass: {result.received_bytes:,}")
+    assert result.control_bytes >= result.chunk_bytes == 65_536 * 16 * 8
+    assert result.received_bytes < 2**20
     assert threaded.n_samples_seen_ == LARGE_ROWS
     _assert_same_online_fit(result, threaded)
 
@@ -370,11 +372,7 @@ def test_worker_killed_during_an_online_pass_gives_the_undisturbed_result(client
     assert os.path.getsize(counter) > 3 * n_chunks, "nothing was read again"
     client.wait_for_workers(2, timeout=60)
     assert set(client.run(os.getpid).values()) != pids_before
-    for name in FITTED:
-        np.testing.assert_allclose(
-            getattr(disturbed, name), getattr(threaded, name), rtol=1e-12, atol=0, err_msg=name
-        )
-    assert disturbed.n_steps_ == threaded.n_steps_
+    _assert_same_online_fit(disturbed, threaded)
 
 
 def test_online_client_killed_mid_pass_resumes_on_the_cluster_exactly(client, tmp_path):
@@ -407,9 +405,4 @@ def test_online_client_killed_mid_pass_resumes_on_the_cluster_exactly(client, tm
     resumed = GaussianMixture(**settings).fit(wrapped, checkpoint=checkpoint, checkpoint_every=5)
     remaining_chunks = 4 * (settings["max_iter"] - position["passes_done"])
     assert os.path.getsize(counter) == remaining_chunks - position["chunks_done"]
-    for name in FITTED:
-        np.testing.assert_allclose(
-            getattr(resumed, name), getattr(threaded, name), rtol=1e-12, atol=0, err_msg=name
-        )
-    assert resumed.n_steps_ == threaded.n_steps_
-    assert resumed.lower_bounds_ == pytest.approx(threaded.lower_bounds_, rel=1e-12)
+    _assert_same_online_fit(resumed, threaded)
