@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import dask.array as da
 import zarr
 
 import streamgmm
@@ -56,10 +55,11 @@ def main(argv: list[str] | None = None) -> dict:
     errors = recovery_errors(model, truth)
     print("distance from the true parameters:", {k: round(v, 4) for k, v in errors.items()})
 
-    # 3. Labels: predict is lazy for Zarr input; to_zarr computes and writes chunk by chunk.
+    # 3. Labels: predict is lazy for Zarr input; save_predictions computes and writes
+    #    them chunk by chunk (a store with a 'labels' array, like `streamgmm predict`).
     labels = model.predict(data_path)
     labels_path = folder / "labels.zarr"
-    da.to_zarr(labels, str(labels_path), overwrite=True)
+    streamgmm.save_predictions(model, data_path, labels_path)
     print(f"labels written to {labels_path}: {labels.numblocks[0]} chunks")
 
     # 4. The model itself is a small Zarr store (no pickle).

@@ -1,9 +1,17 @@
 """streamgmm: Gaussian mixture models by exact out-of-core and stepwise online EM."""
 
-from .io import load, save
+from .io import load, save, save_predictions
 from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
 from .selection import select
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "load", "save", "select"]
+__all__ = [
+    "GaussianMixture",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "load",
+    "save",
+    "save_predictions",
+    "select",
+]

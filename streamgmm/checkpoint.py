@@ -47,8 +47,9 @@ from typing import Any
 import numpy as np
 
 from .estep import GaussianParameters
+from .outputs import CHECKPOINT_FORMAT
 
-FORMAT_NAME = "streamgmm.checkpoint"
+FORMAT_NAME = CHECKPOINT_FORMAT
 FORMAT_VERSION = 1
 
 _RUN_ARRAYS = ("weights", "means", "precisions_cholesky", "covariances", "lower_bounds")
@@ -232,10 +233,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     except Exception as error:
         raise ValueError(
             f"{path!r} is not a readable streamgmm checkpoint ({error}); "
-            "delete it or pass another checkpoint path"
+            "pass another checkpoint path (it is left as it is)"
         ) from error
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path!r} is not a streamgmm checkpoint")
+        raise ValueError(
+            f"{path!r} is not a streamgmm checkpoint; pass another checkpoint path "
+            "(it is left as it is)"
+        )
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(

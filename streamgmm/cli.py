@@ -31,6 +31,14 @@ from .mixture import (
     ConvergenceWarning,
     GaussianMixture,
 )
+from .outputs import (
+    MODEL_FORMAT,
+    PLOT_FORMAT,
+    PREDICTIONS_FORMAT,
+    OutputExistsError,
+    check_output,
+    refuse_inputs,
+)
 from .statistics import COVARIANCE_TYPES
 
 ESTIMATOR_DEFAULTS = {
@@ -58,6 +66,8 @@ class CommandGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except OutputExistsError as error:
+            raise click.ClickException(error.message("--overwrite")) from error
         except Exception as error:
             if os.environ.get("STREAMGMM_TRACEBACK"):
                 raise
@@ -192,6 +202,29 @@ def progress_level(quiet: bool, verbose: bool) -> int:
     return 0 if quiet else 2 if verbose else 1
 
 
+def overwrite_option(function):
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Replace whatever is at the output path, not only an output of the same kind "
+        "that streamgmm wrote (inputs of the command are never replaced).",
+    )(function)
+
+
+def check_paths_differ(**paths: Path | None) -> None:
+    """Refuse two options naming the same file (e.g. --checkpoint and --out)."""
+    seen: dict[str, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ValueError(
+                f"{seen[real]} and {option} name the same path {path}; choose two paths"
+            )
+        seen[real] = option
+
+
 def progress_options(function):
     function = click.option(
         "-v", "--verbose", is_flag=True, help="Also print progress lines when not on a terminal."
@@ -308,8 +341,10 @@ def progress_options(function):
     "out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Where to write the model (a Zarr store; overwritten).",
+    help="Where to write the model (a Zarr store). A model file there is replaced; "
+    "anything else is refused unless --overwrite.",
 )
+@overwrite_option
 def fit(
     data: str,
     n_components: int,
@@ -334,10 +369,15 @@ def fit(
     quiet: bool,
     verbose: bool,
     out: Path,
+    overwrite: bool,
 ) -> None:
     """Fit a mixture to DATA and save the model to --out."""
     from .io import save
 
+    check_paths_differ(**{"--checkpoint": checkpoint, "--out": out})
+    check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
+    if checkpoint is not None:
+        refuse_inputs(checkpoint, [data])
     X = open_data(data, variable, sample_dim)
     model = GaussianMixture(
         n_components,
@@ -361,7 +401,8 @@ def fit(
     with connected(scheduler), warnings_as_lines():
         model.fit(X, checkpoint=checkpoint)
     elapsed = time.perf_counter() - started
-    save(model, out)
+    check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
+    save(model, out, overwrite=overwrite)
     click.echo(
         f"fitted {n_components} components ({covariance_type}) to {data} in {elapsed:.1f} s: "
         f"{model.n_iter_} iterations, converged={model.converged_}, "
@@ -378,11 +419,13 @@ def fit(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Zarr store to write (overwritten): 'labels' and, with --proba, 'responsibilities'.",
+    help="Zarr store to write: 'labels' and, with --proba, 'responsibilities'. A "
+    "prediction store there is replaced; anything else is refused unless --overwrite.",
 )
 @click.option("--proba", is_flag=True, help="Also write the responsibilities (samples x K).")
 @data_options
 @scheduler_option
+@overwrite_option
 def predict(
     model_path: Path,
     data: str,
@@ -391,43 +434,21 @@ def predict(
     variable: str | None,
     sample_dim: str | None,
     scheduler: str | None,
+    overwrite: bool,
 ) -> None:
     """Write the label of every row of DATA (and its responsibilities) to a Zarr
     store chunked like DATA, chunk by chunk."""
-    from .io import load
+    from .io import load, save_predictions
 
+    check_output(out, PREDICTIONS_FORMAT, overwrite=overwrite, inputs=[model_path, data])
     model = load(model_path)
-    outputs = predictions_dataset(model, open_data(data, variable, sample_dim), proba)
+    X = open_data(data, variable, sample_dim)
     with connected(scheduler), warnings_as_lines():
-        outputs.to_zarr(os.fspath(out), mode="w", consolidated=False)
-    shapes = ", ".join(f"{name} {tuple(outputs[name].shape)}" for name in outputs.data_vars)
-    click.echo(f"wrote {shapes} to {out}")
-
-
-def predictions_dataset(model: GaussianMixture, X: Any, proba: bool):
-    """A lazy Dataset with ``labels`` (sample) and, if ``proba``, ``responsibilities``
-    (sample, component), chunked along samples like ``X``."""
-    import xarray as xr
-
-    from .zarr_reading import from_zarr
-
-    if isinstance(X, xr.DataArray):
-        sample_dim = X.dims[0]
-        rows = X.chunksizes[sample_dim][0] if X.chunks else X.shape[0]
-        outputs = {"labels": model.predict(X)}
-        if proba:
-            outputs["responsibilities"] = model.predict_proba(X)
-        dataset = xr.Dataset(outputs)
-        return dataset.chunk({sample_dim: rows, "component": -1} if proba else {sample_dim: rows})
-    rows = X.chunks[0]
-    array = from_zarr(X)
-    outputs = {"labels": (("sample",), model.predict(array).rechunk(rows))}
+        save_predictions(model, X, out, proba=proba, overwrite=overwrite)
+    shapes = [f"labels ({X.shape[0]},)"]
     if proba:
-        outputs["responsibilities"] = (
-            ("sample", "component"),
-            model.predict_proba(array).rechunk((rows, -1)),
-        )
-    return xr.Dataset(outputs)
+        shapes.append(f"responsibilities ({X.shape[0]}, {model.n_components})")
+    click.echo(f"wrote {', '.join(shapes)} to {out}")
 
 
 # ------------------------------------------------------------------- score
@@ -508,7 +529,8 @@ def component_spreads(model: GaussianMixture) -> np.ndarray:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="PNG file to write.",
+    help="PNG file to write. A plot streamgmm wrote there is replaced; anything else is "
+    "refused unless --overwrite.",
 )
 @click.option(
     "--features",
@@ -525,6 +547,7 @@ def component_spreads(model: GaussianMixture) -> np.ndarray:
     help="Rows to sample for the scatter.",
 )
 @data_options
+@overwrite_option
 def plot(
     model_path: Path,
     data: str | None,
@@ -533,16 +556,20 @@ def plot(
     n_points: int,
     variable: str | None,
     sample_dim: str | None,
+    overwrite: bool,
 ) -> None:
     """Draw MODEL's convergence and its components (over a sample of DATA, or of
     rows drawn from the model) to a PNG file."""
     from .io import load
 
     plotting = plot_module()
+    inputs = [model_path] if data is None else [model_path, data]
+    check_output(out, PLOT_FORMAT, overwrite=overwrite, inputs=inputs)
     model = load(model_path)
     X = None if data is None else open_data(data, variable, sample_dim)
     figure = plotting.plot_model(model, X, features=features or None, n_points=n_points)
-    plotting.save_figure(figure, out)
+    check_output(out, PLOT_FORMAT, overwrite=overwrite, inputs=inputs)
+    plotting.save_figure(figure, out, overwrite=overwrite)
     click.echo(f"wrote {out}")
 
 
@@ -585,6 +612,12 @@ def plot_module():
 )
 @click.option("--no-plot", is_flag=True, help="Skip the plot.")
 @progress_options
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace whatever is at mixture.zarr and the plot's path, not only what an "
+    "earlier demo wrote there.",
+)
 def demo(
     out_dir: Path | None,
     n_samples: int,
@@ -596,18 +629,28 @@ def demo(
     no_plot: bool,
     quiet: bool,
     verbose: bool,
+    overwrite: bool,
 ) -> None:
     """Write a synthetic mixture to a Zarr store, fit it out of core on the local
     Dask scheduler, compare the fits with the truth, and plot them."""
     if plot_path is None and not no_plot:
         plot_path = (out_dir or Path.cwd()) / "streamgmm-demo.png"
+    if plot_path is not None:
+        check_output(plot_path, PLOT_FORMAT, overwrite=overwrite)
     with tempfile.TemporaryDirectory(prefix="streamgmm-demo-") as scratch:
         folder = out_dir if out_dir is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         store = folder / "mixture.zarr"
         truth = random_mixture(n_components, n_features, separation=4.0, random_state=seed)
         started = time.perf_counter()
-        write_mixture_zarr(store, n_samples, truth, chunk_rows=chunk_rows, random_state=seed)
+        write_mixture_zarr(
+            store,
+            n_samples,
+            truth,
+            chunk_rows=chunk_rows,
+            random_state=seed,
+            overwrite=overwrite,
+        )
         megabytes = n_samples * n_features * 8 / 1e6
         click.echo(
             f"wrote {n_samples:,} rows x {n_features} features ({megabytes:.0f} MB, chunks of "
@@ -632,7 +675,9 @@ def demo(
             first_model = next(iter(runs.values()))[0]
             histories = {name: model for name, (model, _, _) in runs.items()}
             plotting.save_figure(
-                plotting.plot_model(first_model, store, runs=histories), plot_path
+                plotting.plot_model(first_model, store, runs=histories),
+                plot_path,
+                overwrite=overwrite,
             )
             click.echo(f"plot written to {plot_path}")
 

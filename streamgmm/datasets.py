@@ -10,6 +10,7 @@ import zarr
 from scipy.optimize import linear_sum_assignment
 
 from .inputs import row_store_compressor
+from .outputs import SYNTHETIC_ROWS_FORMAT, write_output
 
 
 @dataclass(frozen=True)
@@ -82,28 +83,36 @@ def write_mixture_zarr(
     chunk_rows: int = 100_000,
     dtype: str = "float64",
     random_state: int = 0,
+    overwrite: bool = False,
 ) -> zarr.Array:
     """Write ``n_samples`` rows drawn from ``truth`` to a Zarr array at
     ``path`` compressed with :func:`~streamgmm.inputs.row_store_compressor`, one
-    chunk at a time, so the data never has to fit in memory.
+    chunk at a time, so the data never has to fit in memory. Returns the array.
 
     Chunk ``i`` is drawn from the seed ``(random_state, i)``, so the same call
-    writes the same bytes.
+    writes the same bytes. The array carries ``format="streamgmm.synthetic_rows"``:
+    synthetic rows at ``path`` are replaced atomically, anything else there is
+    refused unless ``overwrite=True`` (see :mod:`streamgmm.outputs`).
     """
     n_features = truth.means.shape[1]
-    array = zarr.create_array(
-        store=os.fspath(path),
-        shape=(n_samples, n_features),
-        chunks=(chunk_rows, n_features),
-        dtype=dtype,
-        overwrite=True,
-        compressors=row_store_compressor(),
-    )
-    for index, start in enumerate(range(0, n_samples, chunk_rows)):
-        stop = min(start + chunk_rows, n_samples)
-        rows, _ = sample_mixture(truth, stop - start, np.random.default_rng([random_state, index]))
-        array[start:stop] = rows.astype(dtype)
-    return array
+
+    def write(temporary):
+        array = zarr.create_array(
+            store=os.fspath(temporary),
+            shape=(n_samples, n_features),
+            chunks=(chunk_rows, n_features),
+            dtype=dtype,
+            compressors=row_store_compressor(),
+            attributes={"format": SYNTHETIC_ROWS_FORMAT},
+        )
+        for index, start in enumerate(range(0, n_samples, chunk_rows)):
+            stop = min(start + chunk_rows, n_samples)
+            rng = np.random.default_rng([random_state, index])
+            rows, _ = sample_mixture(truth, stop - start, rng)
+            array[start:stop] = rows.astype(dtype)
+
+    written = write_output(path, SYNTHETIC_ROWS_FORMAT, write, overwrite=overwrite)
+    return zarr.open_array(store=os.fspath(written), mode="r+")
 
 
 def match_components(true_means: np.ndarray, fitted_means: np.ndarray) -> np.ndarray:

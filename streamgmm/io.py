@@ -16,10 +16,12 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from .outputs import MODEL_FORMAT, PREDICTIONS_FORMAT, interrupted_replacement, write_output
 from .statistics import scatter_shape
 
-FORMAT_NAME = "streamgmm.GaussianMixture"
+FORMAT_NAME = MODEL_FORMAT
 FORMAT_VERSION = 1
+PREDICTIONS_FORMAT_VERSION = 1
 
 COVARIANCE_DIMS = {
     "full": ("component", "feature", "feature_j"),
@@ -164,13 +166,93 @@ def _json_safe(value: Any) -> bool:
     return True
 
 
-def save(model: Any, path: str | os.PathLike) -> None:
-    """Write a fitted model to a Zarr store at ``path`` (overwriting it)."""
+def save(model: Any, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Write a fitted model to a Zarr store at ``path``.
+
+    An existing model file at ``path`` is replaced atomically (a process killed
+    in the middle leaves the old model or the new one); anything else there is
+    refused with :class:`~streamgmm.outputs.OutputExistsError` unless
+    ``overwrite=True`` (see :mod:`streamgmm.outputs`).
+    """
     dataset = model_to_dataset(model)
     dataset.attrs["checksums"] = json.dumps(
         {name: _checksum(variable.values) for name, variable in dataset.data_vars.items()}
     )
-    dataset.to_zarr(os.fspath(path), mode="w", consolidated=False)
+    write_output(
+        path,
+        MODEL_FORMAT,
+        lambda temporary: dataset.to_zarr(temporary, mode="w-", consolidated=False),
+        overwrite=overwrite,
+    )
+
+
+def save_predictions(
+    model: Any,
+    X: Any,
+    path: str | os.PathLike,
+    *,
+    proba: bool = False,
+    overwrite: bool = False,
+) -> None:
+    """Write the label of every row of ``X`` (and, if ``proba``, its
+    responsibilities) to a Zarr store at ``path``, chunk by chunk.
+
+    The store holds ``labels`` (sample) and ``responsibilities`` (sample,
+    component), chunked along samples like ``X`` (see :func:`predictions_dataset`),
+    and the attribute ``format="streamgmm.predictions"``. An existing prediction
+    store at ``path`` is replaced atomically; anything else is refused unless
+    ``overwrite=True``, and a ``path`` that is, contains or lies inside ``X``'s
+    store always (see :mod:`streamgmm.outputs`).
+    """
+    from .inputs import open_zarr_array
+
+    source = X
+    if isinstance(X, str | os.PathLike):
+        X = open_zarr_array(X)
+    dataset = predictions_dataset(model, X, proba)
+    dataset.attrs.update(format=PREDICTIONS_FORMAT, format_version=PREDICTIONS_FORMAT_VERSION)
+    write_output(
+        path,
+        PREDICTIONS_FORMAT,
+        lambda temporary: dataset.to_zarr(temporary, mode="w-", consolidated=False),
+        overwrite=overwrite,
+        inputs=[source],
+    )
+
+
+def predictions_dataset(model: Any, X: Any, proba: bool) -> xr.Dataset:
+    """A Dataset with ``labels`` (sample) and, if ``proba``, ``responsibilities``
+    (sample, component): lazy and chunked along samples like ``X`` for Zarr and
+    Dask-backed input, in memory for NumPy input. A DataArray ``X`` gives its
+    own sample dimension and coordinates."""
+    import dask.array as da
+
+    from .zarr_reading import from_zarr
+
+    if isinstance(X, xr.DataArray):
+        sample_dim = X.dims[0]
+        outputs = {"labels": model.predict(X)}
+        if proba:
+            outputs["responsibilities"] = model.predict_proba(X)
+        dataset = xr.Dataset(outputs)
+        if not X.chunks:
+            return dataset
+        rows = X.chunksizes[sample_dim][0]
+        return dataset.chunk({sample_dim: rows, "component": -1} if proba else {sample_dim: rows})
+    if isinstance(X, zarr.Array):
+        rows = X.chunks[0]
+        X = from_zarr(X).rechunk({0: rows})
+    labels = model.predict(X)
+    outputs = {"labels": (("sample",), labels)}
+    if proba:
+        outputs["responsibilities"] = (("sample", "component"), model.predict_proba(X))
+    if isinstance(labels, da.Array):
+        rows = X.chunks[0]
+        outputs = {
+            name: (dims, values.rechunk((rows, -1)[: values.ndim]))
+            for name, (dims, values) in outputs.items()
+        }
+    return xr.Dataset(outputs)
 
 
 def _checksum(values: np.ndarray) -> str:
@@ -276,13 +358,18 @@ def load(path: str | os.PathLike):
     Reads numeric arrays and JSON attributes only (never pickle). Raises
     ``FileNotFoundError`` if nothing is at ``path`` and ``ValueError`` naming the
     problem for a store that is not a model, a newer format version, a missing
-    variable or chunk, or arrays of the wrong shape.
+    variable or chunk, or arrays of the wrong shape. Where a replacement of
+    ``path`` was killed half-way (see :mod:`streamgmm.outputs`), the old model
+    is read.
     """
     from .mixture import GaussianMixture
 
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No model file at {path!r}")
+        aside = interrupted_replacement(path)
+        if aside is None:
+            raise FileNotFoundError(f"No model file at {path!r}")
+        path = os.fspath(aside)
     _open_checked_group(path)
     try:
         dataset = xr.open_zarr(path, consolidated=False).load()

@@ -54,6 +54,7 @@ from .cluster import client_in_use
 from .estep import GaussianParameters, check_finite, chunk_statistics
 from .inputs import row_store_compressor
 from .mstep import parameters_from_statistics
+from .outputs import STREAM_ROWS_FORMAT, write_output
 from .progress import FitProgress, history_from_lower_bounds
 from .reduction import row_offsets
 from .statistics import SufficientStatistics, empty_statistics, merge, rescale
@@ -664,19 +665,32 @@ def _report_position(on_position, pass_position, chunks_before, chunks_done, car
 
 # ------------------------------------------------------- data that keeps arriving
 def create_stream_array(
-    path: str | os.PathLike, n_features: int, *, chunk_rows: int = 65_536, dtype: str = "float64"
+    path: str | os.PathLike,
+    n_features: int,
+    *,
+    chunk_rows: int = 65_536,
+    dtype: str = "float64",
+    overwrite: bool = False,
 ) -> zarr.Array:
-    """Create an empty Zarr array of shape (0, n_features) for :func:`append_rows`."""
-    array = zarr.create_array(
-        store=os.fspath(path),
-        shape=(0, n_features),
-        chunks=(chunk_rows, n_features),
-        dtype=dtype,
-        overwrite=True,
-        compressors=row_store_compressor(),
-    )
-    array.attrs[COMMITTED_ROWS_ATTRIBUTE] = 0
-    return array
+    """Create an empty Zarr array of shape (0, n_features) for :func:`append_rows`.
+
+    Rows appended to a stream cannot be written again, so anything already at
+    ``path`` (an empty folder aside), a stream included, is refused unless
+    ``overwrite=True`` (see :mod:`streamgmm.outputs`).
+    """
+
+    def write(temporary):
+        zarr.create_array(
+            store=os.fspath(temporary),
+            shape=(0, n_features),
+            chunks=(chunk_rows, n_features),
+            dtype=dtype,
+            compressors=row_store_compressor(),
+            attributes={"format": STREAM_ROWS_FORMAT, COMMITTED_ROWS_ATTRIBUTE: 0},
+        )
+
+    written = write_output(path, STREAM_ROWS_FORMAT, write, overwrite=overwrite)
+    return zarr.open_array(store=os.fspath(written), mode="r+")
 
 
 def committed_rows(array: zarr.Array) -> int:

@@ -3,15 +3,19 @@
 Needs matplotlib (``pip install 'streamgmm[plot]'``), imported only when a
 function here is called. Every function draws on the ``ax`` it is given (or on a
 new figure) and returns the axes, so pictures can be combined and saved with
-``ax.figure.savefig(...)``.
+:func:`save_figure` (or ``ax.figure.savefig(...)``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .outputs import PLOT_FORMAT, PNG_MARKER_KEY, write_output
 
 SIGMA_LEVELS = (1, 2, 3)
 
@@ -314,13 +318,36 @@ def plot_model(model: Any, X: Any = None, *, features=None, n_points: int = 5000
     return figure
 
 
-def save_figure(figure_or_axes: Any, path: Any, dpi: int = 100) -> None:
-    """Save a Figure (or the Figure of an Axes) to ``path`` and close it."""
+def save_figure(
+    figure_or_axes: Any, path: Any, dpi: int = 100, *, overwrite: bool = False
+) -> None:
+    """Save a Figure (or the Figure of an Axes) to ``path`` and close it.
+
+    The format follows the suffix of ``path`` (PNG when it has none). A PNG
+    carries a ``streamgmm-format`` text chunk, so a plot streamgmm wrote is
+    replaced atomically; any other file at ``path`` (another PNG, a file in
+    another format) is refused unless ``overwrite=True`` (see
+    :mod:`streamgmm.outputs`). A file object ``path`` is written as it is.
+    """
     from matplotlib.figure import Figure
 
     figure = figure_or_axes if isinstance(figure_or_axes, Figure) else figure_or_axes.figure
-    figure.savefig(path, dpi=dpi)
-    _pyplot().close(figure)
+    try:
+        if not isinstance(path, str | os.PathLike):
+            figure.savefig(path, dpi=dpi)
+            return
+        image_format = Path(path).suffix.lstrip(".").lower() or "png"
+        metadata = {PNG_MARKER_KEY: PLOT_FORMAT} if image_format == "png" else None
+        write_output(
+            path,
+            PLOT_FORMAT,
+            lambda temporary: figure.savefig(
+                temporary, dpi=dpi, format=image_format, metadata=metadata
+            ),
+            overwrite=overwrite,
+        )
+    finally:
+        _pyplot().close(figure)
 
 
 __all__ = [

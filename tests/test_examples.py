@@ -24,7 +24,7 @@ def test_fit_zarr_out_of_core(tmp_path):
     )
     errors = result["errors"]
     assert errors["means"] < 0.1 and errors["weights"] < 0.01 and errors["covariances"] < 0.1
-    labels = zarr.open_array(result["labels_path"], mode="r")[:]
+    labels = zarr.open_array(result["labels_path"] / "labels", mode="r")[:]
     X = zarr.open_array(result["data_path"], mode="r")[:]
     assert labels.shape == (40000,)
     np.testing.assert_array_equal(labels, result["model"].predict(X))
