@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -204,15 +205,14 @@ def write_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
     """Delete temporary files left next to ``path`` by a writer that was killed
-    in the middle of :func:`write_checkpoint`; returns their paths. Only one fit
-    may use a checkpoint path at a time."""
+    in the middle of :func:`write_checkpoint` (named ``.<name>.<8 random
+    characters>.tmp`` by :func:`tempfile.mkstemp`; nothing else is touched);
+    returns their paths. Only one fit may use a checkpoint path at a time."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    prefix = f".{os.path.basename(path)}."
+    temporary_name = re.compile(rf"\.{re.escape(os.path.basename(path))}\.[a-z0-9_]{{8}}\.tmp")
     stale = [
-        os.path.join(folder, name)
-        for name in os.listdir(folder)
-        if name.startswith(prefix) and name.endswith(".tmp")
+        os.path.join(folder, name) for name in os.listdir(folder) if temporary_name.fullmatch(name)
     ]
     for temporary in stale:
         os.remove(temporary)

@@ -399,3 +399,23 @@ def test_cli_replaces_its_own_outputs(workspace, tmp_path):
     assert "responsibilities" in xr.open_zarr(tmp_path / "l.zarr", consolidated=False)
     assert stored_format(tmp_path / "m.png") == "streamgmm.plot"
     assert temporaries(tmp_path) == []
+
+
+DEMO = ["demo", "--n-samples", "4000", "--chunk-rows", "1000", "--n-components", "2", "-q"]
+
+
+def test_demo_twice_replaces_its_outputs_and_refuses_others(tmp_path):
+    for _ in range(2):
+        status, stderr = invoke_in_process([*DEMO, "--out", str(tmp_path)], tmp_path)
+        assert status == 0, stderr
+    assert stored_format(tmp_path / "mixture.zarr") == "streamgmm.synthetic_rows"
+    assert stored_format(tmp_path / "streamgmm-demo.png") == "streamgmm.plot"
+    assert temporaries(tmp_path) == []
+    for name, make in (("mixture.zarr", user_rows), ("streamgmm-demo.png", plain_file)):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        make(folder / name)
+        before = tree_digest(folder)
+        status, stderr = invoke_in_process([*DEMO, "--out", str(folder)], folder)
+        assert status == 1 and "--overwrite" in stderr and len(stderr.splitlines()) == 1
+        assert tree_digest(folder) == before
