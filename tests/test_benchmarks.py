@@ -43,3 +43,17 @@ def test_kernel_parts_runs_at_a_tiny_size():
     )
     assert "chunk_statistics: float64" in result.stdout
     assert result.stdout.count("ms per 10^6 rows") == 3
+
+
+def test_online_pass_benchmark_runs_at_a_tiny_size(tmp_path):
+    out = tmp_path / "online.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "online_pass.py"), "--rows", "30000",
+         "--batch-sizes", "4096", "--extra", "1", "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )
+    assert "Zarr / in memory" in result.stdout
+    (case,) = json.loads(out.read_text())["online_passes"]
+    assert case["batch_size"] == 4096
+    assert case["in_memory_seconds"] > 0 and case["zarr_seconds"] > 0

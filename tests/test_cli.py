@@ -486,6 +486,7 @@ def test_demo_runs_end_to_end_on_small_data(tmp_path):
     assert result.stderr == ""  # no progress bars off a terminal
     out = result.stdout
     assert "wrote 100,000 rows x 4 features" in out
+    assert "compiled first: both fits ran on 20,000 rows" in out
     for name in ("batch EM", "online EM"):
         row = next(line for line in out.splitlines() if line.startswith(name))
         passes, seconds, loglik, mean_err, weight_err, cov_err = map(float, row.split()[2:])
