@@ -29,7 +29,12 @@ PUBLIC = {
     "streamgmm.progress": ["FitProgress", "HISTORY_KEYS"],
     "streamgmm.inputs": ["as_rows", "open_zarr_array"],
     "streamgmm.io": ["model_to_dataset", "predictions_dataset"],
-    "streamgmm.outputs": ["OutputExistsError", "stored_format", "interrupted_replacement"],
+    "streamgmm.outputs": [
+        "OutputExistsError",
+        "write_zarr",
+        "stored_format",
+        "interrupted_replacement",
+    ],
     "streamgmm.online": ["create_stream_array", "append_rows", "update_from_zarr", "step_size"],
     "streamgmm.selection": ["select"],
 }

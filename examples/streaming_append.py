@@ -7,7 +7,8 @@ rows appended since the last poll (whole mini-batches only) and moves the model'
 reader continues where it stopped.
 
 Run:  python examples/streaming_append.py [--rows-per-append 1500 --appends 20]
-Finishes in a few seconds.
+Finishes in a few seconds. Rerun with the same --directory, it refuses to start a
+new stream over the rows of the old one unless given --overwrite.
 """
 
 from __future__ import annotations
@@ -43,11 +44,16 @@ def main() -> None:
     parser.add_argument("--rows-per-append", type=int, default=1500)
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between appends")
     parser.add_argument("--directory", default=None, help="where to put the stores")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new stream even if DIRECTORY/rows.zarr holds rows (they are lost)",
+    )
     args = parser.parse_args()
 
     directory = Path(args.directory or tempfile.mkdtemp(prefix="streamgmm-"))
     data_path, model_path = directory / "rows.zarr", directory / "model.zarr"
-    create_stream_array(data_path, N_FEATURES, chunk_rows=4096)
+    create_stream_array(data_path, N_FEATURES, chunk_rows=4096, overwrite=args.overwrite)
     process = multiprocessing.get_context("spawn").Process(
         target=writer, args=(str(data_path), args.appends, args.rows_per_append, args.pause)
     )

@@ -31,6 +31,7 @@ import pandas as pd
 import xarray as xr
 
 import streamgmm
+from streamgmm.outputs import write_zarr
 
 ZONES = ("tropical", "temperate", "polar")
 
@@ -92,8 +93,12 @@ def main(argv: list[str] | None = None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
 
     # 1. A gridded Dataset on disk, opened lazily in chunks of 30 days.
-    synthetic_climate(n_days, resolution).chunk({"time": 30}).to_zarr(
-        folder / "climate.zarr", mode="w", consolidated=False
+    #    write_zarr replaces a store only if it carries the same format marker, so a
+    #    rerun replaces this example's stores and never a store of yours.
+    write_zarr(
+        synthetic_climate(n_days, resolution).chunk({"time": 30}),
+        folder / "climate.zarr",
+        "streamgmm.example.climate",
     )
     climate = xr.open_zarr(folder / "climate.zarr", chunks={"time": 30}, consolidated=False)
     print(f"climate: {dict(climate.sizes)}, variables {list(climate.data_vars)}")
@@ -116,7 +121,12 @@ def main(argv: list[str] | None = None) -> dict:
     labels = model.predict(X).unstack("sample").transpose("time", "lat", "lon")
     regimes = labels.rename("regime").to_dataset()
     regimes["regime"].attrs["description"] = "most likely mixture component"
-    regimes.to_zarr(folder / "regimes.zarr", mode="w", consolidated=False)
+    write_zarr(
+        regimes,
+        folder / "regimes.zarr",
+        "streamgmm.example.regimes",
+        inputs=[folder / "climate.zarr"],
+    )
     regimes = xr.open_zarr(folder / "regimes.zarr", consolidated=False).load()
 
     # How well the regimes match the zones, by the most common regime of each zone.

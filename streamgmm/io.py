@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from .outputs import MODEL_FORMAT, PREDICTIONS_FORMAT, interrupted_replacement, write_output
+from .outputs import MODEL_FORMAT, PREDICTIONS_FORMAT, interrupted_replacement, write_zarr
 from .statistics import scatter_shape
 
 FORMAT_NAME = MODEL_FORMAT
@@ -178,12 +178,7 @@ def save(model: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Non
     dataset.attrs["checksums"] = json.dumps(
         {name: _checksum(variable.values) for name, variable in dataset.data_vars.items()}
     )
-    write_output(
-        path,
-        MODEL_FORMAT,
-        lambda temporary: dataset.to_zarr(temporary, mode="w-", consolidated=False),
-        overwrite=overwrite,
-    )
+    write_zarr(dataset, path, MODEL_FORMAT, overwrite=overwrite)
 
 
 def save_predictions(
@@ -210,14 +205,8 @@ def save_predictions(
     if isinstance(X, str | os.PathLike):
         X = open_zarr_array(X)
     dataset = predictions_dataset(model, X, proba)
-    dataset.attrs.update(format=PREDICTIONS_FORMAT, format_version=PREDICTIONS_FORMAT_VERSION)
-    write_output(
-        path,
-        PREDICTIONS_FORMAT,
-        lambda temporary: dataset.to_zarr(temporary, mode="w-", consolidated=False),
-        overwrite=overwrite,
-        inputs=[source],
-    )
+    dataset.attrs["format_version"] = PREDICTIONS_FORMAT_VERSION
+    write_zarr(dataset, path, PREDICTIONS_FORMAT, overwrite=overwrite, inputs=[source])
 
 
 def predictions_dataset(model: Any, X: Any, proba: bool) -> xr.Dataset:

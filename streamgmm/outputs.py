@@ -82,11 +82,16 @@ class OutputExistsError(FileExistsError):
         """The one-line refusal, naming ``option`` as the way to proceed."""
         return (
             f"refusing to overwrite {self.path}: it holds {self.description}, not "
-            f"{KIND_NAMES[self.kind]}; choose another path, or pass {option} to replace it"
+            f"{kind_name(self.kind)}; choose another path, or pass {option} to replace it"
         )
 
 
 # ------------------------------------------------------------- what is where
+def kind_name(kind: str) -> str:
+    """A format marker in words."""
+    return KIND_NAMES.get(kind, f"a store marked format={kind!r}")
+
+
 def stored_format(path: str | os.PathLike) -> str | None:
     """The format marker of what is at ``path``, or None when it carries none."""
     path = Path(path)
@@ -150,8 +155,8 @@ def describe(path: str | os.PathLike) -> str:
     """What is at ``path``, in words, for a refusal message."""
     path = Path(path)
     found = stored_format(path)
-    if found in KIND_NAMES:
-        return KIND_NAMES[found]
+    if found is not None:
+        return kind_name(found)
     if path.is_dir():
         if any((path / name).exists() for name in _ZARR_METADATA):
             return "a Zarr store streamgmm did not write"
@@ -252,6 +257,29 @@ def write_output(
     finally:
         remove_tree(temporary)
     return target
+
+
+def write_zarr(
+    dataset: Any,
+    path: str | os.PathLike,
+    kind: str,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[Any] = (),
+) -> Path:
+    """Write an xarray Dataset as a Zarr store marked ``format=kind`` (computing
+    Dask-backed variables chunk by chunk), with :func:`write_output`'s rules:
+    only a store marked with the same ``kind`` is replaced without
+    ``overwrite``, inputs never, and atomically. Returns the real path."""
+    marked = dataset.copy(deep=False)
+    marked.attrs = {**dataset.attrs, "format": kind}
+    return write_output(
+        path,
+        kind,
+        lambda temporary: marked.to_zarr(temporary, mode="w-", consolidated=False),
+        overwrite=overwrite,
+        inputs=inputs,
+    )
 
 
 def sibling(target: Path, role: str) -> Path:
@@ -404,4 +432,5 @@ __all__ = [
     "refuse_inputs",
     "stored_format",
     "write_output",
+    "write_zarr",
 ]

@@ -51,6 +51,9 @@ def test_xarray_climate_regimes_on_the_grid(tmp_path):
     zone = example.climate_zone(regimes["lat"].values)
     majority = {int(np.bincount(regimes.values[:, zone == z].ravel()).argmax()) for z in range(3)}
     assert majority == {0, 1, 2}
+    # a rerun in the same folder replaces the example's own stores
+    again = example.main(["--small", "--folder", str(tmp_path)])
+    np.testing.assert_array_equal(again["regimes"]["regime"].values, regimes.values)
 
 
 def test_an_example_runs_as_a_script(tmp_path):
