@@ -549,13 +549,24 @@ def chunk_statistics(
     return _statistics_from_sums(shifted, cov_type)
 
 
-def chunk_log_likelihood(
+def chunk_likelihood_terms(
     X: np.ndarray, params: GaussianParameters, row_offset: int = 0
-) -> tuple[float, int]:
-    """Summed log-likelihood and row count of one chunk, for ``score`` and ``bic``."""
+) -> tuple[float, int, float]:
+    """Summed log-likelihood, row count and summed ``log z_i,map(i)`` of one chunk,
+    where ``z_i,map(i)`` is row i's responsibility of its most likely component
+    (the classification term of mclust's ICL)."""
     check_finite(X, row_offset)
     log_weighted = _weighted_log_densities(X, params)
     largest = log_weighted.max(axis=0)
     log_weighted -= largest
-    total = np.log(np.exp(log_weighted).sum(axis=0)) + largest
-    return float(total.sum(dtype=np.float64)), X.shape[0]
+    log_norm = np.log(np.exp(log_weighted).sum(axis=0))
+    total = (log_norm + largest).sum(dtype=np.float64)
+    return float(total), X.shape[0], float(-log_norm.sum(dtype=np.float64))
+
+
+def chunk_log_likelihood(
+    X: np.ndarray, params: GaussianParameters, row_offset: int = 0
+) -> tuple[float, int]:
+    """Summed log-likelihood and row count of one chunk, for ``score`` and ``bic``."""
+    total, n_rows, _ = chunk_likelihood_terms(X, params, row_offset)
+    return total, n_rows

@@ -1,8 +1,9 @@
 """Starting parameters for EM, computed out of core.
 
-Every method ends with one pass over the data that turns an assignment of rows
-to components into statistics, and the M-step turns those into the first
-parameters, so the starting covariances describe the whole data set, not a sample.
+Every method but ``"hierarchical"`` ends with one pass over the data that turns
+an assignment of rows to components into statistics, and the M-step turns those
+into the first parameters, so the starting covariances describe the whole data
+set, not a sample.
 
 Passes over the data, by ``init_params`` (a pass reads every chunk once; the
 tests in ``tests/test_initialization.py`` count the chunk reads):
@@ -15,14 +16,20 @@ tests in ``tests/test_initialization.py`` count the chunk reads):
   passes, then 1 pass that gives the statistics of the rows nearest to every
   candidate; the candidates are reclustered in memory and their statistics
   merged: ``n_rounds + 1`` passes (:data:`KMEANS_PARALLEL_ROUNDS` by default).
+* ``"hierarchical"``: 1 pass to draw a uniform sample of at most
+  :data:`HIERARCHICAL_SAMPLE_SIZE` rows (reading only the chunks that hold them),
+  model-based hierarchical agglomeration of the sample in memory
+  (:mod:`streamgmm.agglomeration`, mclust's start), and the M-step on the
+  sample's groups: 1 pass. As in mclust, EM's first E-step then covers every row.
 * ``"random_from_data"``: K distinct random rows as centres (reading only the
   chunks that hold them), then the assignment pass: at most 2 passes.
 * ``"random"``: random responsibilities for every row (scikit-learn's meaning),
   a hash of a seed and the row's index (any chunking gives the same): 1 pass.
 
-:func:`initial_statistics_grid` starts many candidate models (numbers of
-components, covariance types) in the same passes; :func:`initialize_parameters`
-is the one-model case.
+:func:`initial_statistics_grid` computes many starts (numbers of components,
+covariance types, seeds) in the passes of one; :func:`initialize_parameters` is
+the one-start case. Each start draws only from its own seed, so a start computed
+in a grid equals the same start computed alone.
 """
 
 from __future__ import annotations
@@ -33,13 +40,18 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .agglomeration import agglomerate
 from .estep import BLOCK_ROWS, GaussianParameters, check_finite, statistics_from_responsibilities
 from .inputs import RowData
 from .mstep import parameters_from_statistics
-from .reduction import tree_reduce
+from .reduction import tree_reduce, tree_reduce_each
 from .statistics import SufficientStatistics, empty_statistics, merge, merge_all
 
-INIT_METHODS = ("kmeans", "k-means++", "k-means||", "random", "random_from_data")
+INIT_METHODS = ("kmeans", "k-means++", "k-means||", "hierarchical", "random", "random_from_data")
+
+HIERARCHICAL_SAMPLE_SIZE = 2000
+"""Most rows agglomerated by ``"hierarchical"`` (mclust's ``subset`` default):
+its time grows as the square of the rows (about 1 s for 2,000 rows)."""
 
 KMEANS_PARALLEL_ROUNDS = 2
 """Default sampling rounds of ``"k-means||"`` (one pass each). Measured with
@@ -273,14 +285,13 @@ def merge_groups(
     return result._replace(mean=mean, n_samples=stats.n_samples)
 
 
-def _hard_assignment_chunk(block, centre_sets, scatter_type, row_offset):
-    """Statistics of a chunk for every centre set, each row to its nearest centre."""
+def _hard_assignment_chunk(block, argument, row_offset):
+    """Statistics of a chunk's rows, each given to its nearest centre;
+    ``argument`` is ``(centres, scatter_type)``."""
+    centres, scatter_type = argument
     check_finite(block, row_offset)
     X = np.asarray(block, dtype=np.float64)
-    return [
-        grouped_statistics(X, nearest_centres(X, centres)[0], centres, scatter_type)
-        for centres in centre_sets
-    ]
+    return grouped_statistics(X, nearest_centres(X, centres)[0], centres, scatter_type)
 
 
 def _combine_lists(parts, scatter_types):
@@ -292,13 +303,20 @@ def _combine_lists(parts, scatter_types):
 
 
 def hard_assignment_statistics(
-    data: RowData, centre_sets: Sequence[np.ndarray], scatter_type: str
+    data: RowData, centre_sets: Sequence[np.ndarray], scatter_types: Sequence[str]
 ) -> list[SufficientStatistics]:
-    """One pass: for every centre set (G_j, d), the statistics of the rows
-    nearest to each of its centres (see :func:`grouped_statistics`)."""
-    centre_sets = [np.asarray(centres, dtype=np.float64) for centres in centre_sets]
-    combine = partial(_combine_lists, scatter_types=[scatter_type] * len(centre_sets))
-    return tree_reduce(data.array, _hard_assignment_chunk, combine, centre_sets, scatter_type)
+    """One pass: for every centre set (G_j, d), the statistics (scatter type
+    ``scatter_types[j]``) of the rows nearest to each of its centres (see
+    :func:`grouped_statistics`)."""
+    reductions = [
+        (
+            _hard_assignment_chunk,
+            partial(merge_all, covariance_type=scatter_type),
+            (np.asarray(centres, dtype=np.float64), scatter_type),
+        )
+        for centres, scatter_type in zip(centre_sets, scatter_types, strict=True)
+    ]
+    return tree_reduce_each(data.array, reductions)
 
 
 # ------------------------------------------------------------------ random
@@ -366,36 +384,60 @@ def _combine_rounds(parts, oversampling):
     return threshold_sample(merged, oversampling)
 
 
-def kmeans_parallel_candidates(
-    data: RowData,
-    oversampling: float,
-    n_rounds: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """The k-means|| candidate centres (M, d) (Bahmani et al. 2012).
+class Pool(NamedTuple):
+    """What fixes one k-means|| candidate set: the index of its first row, the
+    seed of its rows' uniforms and ``l``, the rows expected per round."""
 
-    A seeded random row is the first candidate (one chunk read); each of
-    ``n_rounds`` rounds is one pass in which every row joins the candidates
-    independently with probability ``min(1, l d^2(x, C) / phi(C))``, where ``C``
-    are the candidates so far and ``phi(C)`` the summed ``d^2``. The same pass
-    computes ``phi(C)``: every row's uniform is a hash of ``(seed, round, row
-    index)`` (:func:`row_uniforms`), the chunk keeps the rows that pass with its
-    partial cost, and the threshold is tightened as partial costs are added up
-    the tree. The result depends neither on the chunking nor on the scheduler.
-    Rounds stop early when every row coincides with a candidate.
+    first_row: int
+    seed: int
+    oversampling: float
+
+
+def _sampling_round_of(block, argument, row_offset):
+    """:func:`_sampling_round_chunk` with ``argument = (candidates, l, seed,
+    round)``, for :func:`~streamgmm.reduction.tree_reduce_each`."""
+    return _sampling_round_chunk(block, *argument, row_offset)
+
+
+def kmeans_parallel_pools(data: RowData, pools: Sequence[Pool], n_rounds: int) -> list[np.ndarray]:
+    """The k-means|| candidate centres (M_j, d) of every pool (Bahmani et al. 2012),
+    all in the same passes.
+
+    A pool's first candidate is its first row (one read of the chunks holding the
+    first rows of all pools); each of ``n_rounds`` rounds is one pass in which,
+    for every pool, every row joins its candidates independently with probability
+    ``min(1, l d^2(x, C) / phi(C))``, where ``C`` are the pool's candidates so far
+    and ``phi(C)`` the summed ``d^2``. The same pass computes ``phi(C)``: every
+    row's uniform is a hash of ``(seed, round, row index)`` (:func:`row_uniforms`),
+    the chunk keeps the rows that pass with its partial cost, and the threshold
+    is tightened as partial costs are added up the tree. The result depends
+    neither on the chunking, nor on the scheduler, nor on the other pools. A
+    pool stops early when every row coincides with one of its candidates.
     """
-    first = int(rng.integers(data.n_samples))
-    candidates = read_rows(data, np.array([first]))
-    seed = int(rng.integers(2**63))
-    combine = partial(_combine_rounds, oversampling=oversampling)
+    firsts = np.array([pool.first_row for pool in pools])
+    unique, inverse = np.unique(firsts, return_inverse=True)
+    first_rows = read_rows(data, unique)
+    candidates = [first_rows[index : index + 1] for index in inverse.ravel()]
+    going = list(range(len(pools)))
     for round_index in range(n_rounds):
-        drawn = tree_reduce(
-            data.array, _sampling_round_chunk, combine, candidates, oversampling, seed, round_index
-        )
-        drawn = threshold_sample(drawn, oversampling)
-        candidates = np.concatenate([candidates, drawn.rows])
-        if drawn.cost <= 0:
+        if not going:
             break
+        reductions = [
+            (
+                _sampling_round_of,
+                partial(_combine_rounds, oversampling=pools[j].oversampling),
+                (candidates[j], pools[j].oversampling, pools[j].seed, round_index),
+            )
+            for j in going
+        ]
+        drawn_all = tree_reduce_each(data.array, reductions)
+        still = []
+        for j, drawn in zip(going, drawn_all, strict=True):
+            drawn = threshold_sample(drawn, pools[j].oversampling)
+            candidates[j] = np.concatenate([candidates[j], drawn.rows])
+            if drawn.cost > 0:
+                still.append(j)
+        going = still
     return candidates
 
 
@@ -427,77 +469,159 @@ def recluster_groups(
 
 
 # ------------------------------------------------------------ grid drivers
+class Start(NamedTuple):
+    """One start of EM: the model it is for and the seed of its own random draws."""
+
+    n_components: int
+    covariance_type: str
+    seed: int
+
+
+def start_seeds(rng: np.random.Generator, n_starts: int) -> list[int]:
+    """The seeds of ``n_starts`` successive starts drawn from ``rng``: a start
+    draws everything from its own seed, so starts computed together in shared
+    passes equal starts computed one after another."""
+    return [int(rng.integers(2**63)) for _ in range(n_starts)]
+
+
+def _read_samples(data: RowData, index_sets: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The rows of every sorted index set, reading their union once."""
+    union = np.unique(np.concatenate(index_sets))
+    rows = read_rows(data, union)
+    return [rows[np.searchsorted(union, indices)] for indices in index_sets]
+
+
+def _sample_indices(n_samples: int, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """``min(n_rows, n_samples)`` distinct sorted row indices, uniformly at random."""
+    return np.sort(rng.choice(n_samples, size=min(n_rows, n_samples), replace=False))
+
+
+def _kmeans_parallel_grid(data, starts, rngs, n_rounds, oversampling):
+    """k-means|| statistics of every start: one candidate pool per distinct
+    ``(first row, seed, l)``, all pools in the same passes, and one set of
+    candidate statistics per pool and scatter type (so that a start's statistics
+    are exactly those it gets alone)."""
+    pools, groups_of = {}, []
+    for start, rng in zip(starts, rngs, strict=True):
+        pool = Pool(
+            int(rng.integers(data.n_samples)),
+            int(rng.integers(2**63)),
+            oversampling * start.n_components,
+        )
+        pools.setdefault(pool, len(pools))
+        groups_of.append((pools[pool], richest_scatter_type([start.covariance_type])))
+    candidates = kmeans_parallel_pools(data, list(pools), n_rounds)
+    group_keys = list(dict.fromkeys(groups_of))
+    statistics = hard_assignment_statistics(
+        data,
+        [candidates[pool] for pool, _ in group_keys],
+        [scatter_type for _, scatter_type in group_keys],
+    )
+    groups = dict(zip(group_keys, statistics, strict=True))
+    results = []
+    for start, rng, key in zip(starts, rngs, groups_of, strict=True):
+        assignment, centres = recluster_groups(groups[key], start.n_components, rng)
+        merged = merge_groups(groups[key], assignment, centres, key[1])
+        results.append(convert_scatter(merged, start.covariance_type))
+    return results
+
+
+def _hierarchical_grid(data, starts, rngs, sample_size):
+    """Statistics, on each start's sample, of the groups that model-based
+    agglomeration of that sample gives (:mod:`streamgmm.agglomeration`); one
+    agglomeration per distinct sample serves every number of components."""
+    size = min(sample_size, HIERARCHICAL_SAMPLE_SIZE)
+    index_sets = [_sample_indices(data.n_samples, size, rng) for rng in rngs]
+    samples = _read_samples(data, index_sets)
+    sizes: dict[bytes, set] = {}
+    for indices, start in zip(index_sets, starts, strict=True):
+        sizes.setdefault(indices.tobytes(), set()).add(start.n_components)
+    trees = {}
+    results = []
+    for indices, sample, start in zip(index_sets, samples, starts, strict=True):
+        key = indices.tobytes()
+        if key not in trees:
+            trees[key] = agglomerate(sample, sizes[key])
+        labels = trees[key][start.n_components]
+        results.append(sample_group_statistics(sample, labels, start))
+    return results
+
+
+def sample_group_statistics(
+    sample: np.ndarray, labels: np.ndarray, start: Start
+) -> SufficientStatistics:
+    """Statistics of K components from a partition of sample rows (m, d) into
+    ``labels`` (m,) with at most K groups; a component without rows gets zero
+    weight at the sample mean."""
+    K = start.n_components
+    counts = np.bincount(labels, minlength=K)
+    sums = np.zeros((K, sample.shape[1]))
+    np.add.at(sums, labels, sample)
+    centres = np.where(
+        counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], sample.mean(axis=0)
+    )
+    scatter_type = richest_scatter_type([start.covariance_type])
+    stats = grouped_statistics(sample, labels, centres, scatter_type)
+    return convert_scatter(stats, start.covariance_type)
+
+
 def initial_statistics_grid(
     data: RowData,
-    candidates: Sequence[tuple[int, str]],
+    starts: Sequence[Start],
     method: str,
-    rng: np.random.Generator,
     sample_size: int,
     *,
     n_rounds: int | None = None,
     oversampling: float | None = None,
 ) -> list[SufficientStatistics]:
-    """Starting statistics for many candidate models in shared passes.
+    """Starting statistics of many starts (models and seeds) in shared passes.
 
-    ``candidates`` lists ``(n_components, covariance_type)`` pairs (repeats are
-    separate starts). The passes are those of one model (module docs) whatever
-    the number of candidates: one sample, one set of k-means|| rounds (with
-    ``l = oversampling * max K``) or one set of random rows serves them all, and
-    one statistics pass computes every candidate's statistics.
+    Each start draws only from ``np.random.default_rng(start.seed)``, so its
+    statistics are those it gets alone, and the passes are those of one start
+    (module docs) whatever the number of starts: every k-means|| pool's rounds
+    run in the same passes, every start's sample or random rows are read
+    together, and one statistics pass computes every start's statistics.
     """
     if method not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {INIT_METHODS}, got {method!r}")
-    candidates = [(int(K), covariance_type) for K, covariance_type in candidates]
-    largest = max(K for K, _ in candidates)
+    starts = [Start(int(K), t, int(seed)) for K, t, seed in starts]
+    rngs = [np.random.default_rng(start.seed) for start in starts]
+    types = [start.covariance_type for start in starts]
     if method == "random":
-        seeds = [int(rng.integers(2**63)) for _ in candidates]
-        Ks = [K for K, _ in candidates]
-        types = [covariance_type for _, covariance_type in candidates]
+        seeds = [int(rng.integers(2**63)) for rng in rngs]
+        Ks = [start.n_components for start in starts]
         scatter_types = [richest_scatter_type([t]) for t in types]
         combine = partial(_combine_lists, scatter_types=scatter_types)
         stats = tree_reduce(data.array, _random_chunk, combine, seeds, Ks, scatter_types)
         return [convert_scatter(s, t) for s, t in zip(stats, types, strict=True)]
-    scatter_type = richest_scatter_type([t for _, t in candidates])
     if method == "k-means||":
-        factor = OVERSAMPLING_PER_COMPONENT if oversampling is None else oversampling
-        rounds = KMEANS_PARALLEL_ROUNDS if n_rounds is None else n_rounds
-        points = kmeans_parallel_candidates(data, factor * largest, rounds, rng)
-        (groups,) = hard_assignment_statistics(data, [points], scatter_type)
-        results = []
-        for K, covariance_type in candidates:
-            assignment, centres = recluster_groups(groups, K, rng)
-            merged = merge_groups(groups, assignment, centres, scatter_type)
-            results.append(convert_scatter(merged, covariance_type))
-        return results
+        return _kmeans_parallel_grid(
+            data,
+            starts,
+            rngs,
+            KMEANS_PARALLEL_ROUNDS if n_rounds is None else n_rounds,
+            OVERSAMPLING_PER_COMPONENT if oversampling is None else oversampling,
+        )
+    if method == "hierarchical":
+        return _hierarchical_grid(data, starts, rngs, sample_size)
     if method == "random_from_data":
-        chosen = [rng.choice(data.n_samples, size=K, replace=False) for K, _ in candidates]
-        unique, inverse = np.unique(np.concatenate(chosen), return_inverse=True)
-        rows = read_rows(data, unique)
-        bounds = np.cumsum([0] + [K for K, _ in candidates])
-        centre_sets = [rows[inverse[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        index_sets = [
+            rng.choice(data.n_samples, size=start.n_components, replace=False)
+            for start, rng in zip(starts, rngs, strict=True)
+        ]
+        centre_sets = _read_samples(data, index_sets)
     else:
-        sample = sample_rows(data, max(sample_size, largest), rng)
+        index_sets = [
+            _sample_indices(data.n_samples, max(sample_size, start.n_components), rng)
+            for start, rng in zip(starts, rngs, strict=True)
+        ]
         centre_sets = []
-        for K, _ in candidates:
-            centres = kmeans_plusplus(sample, K, rng)
+        for sample, start, rng in zip(_read_samples(data, index_sets), starts, rngs, strict=True):
+            centres = kmeans_plusplus(sample, start.n_components, rng)
             centre_sets.append(lloyd(sample, centres) if method == "kmeans" else centres)
-    stats = hard_assignment_statistics(data, centre_sets, scatter_type)
-    return [convert_scatter(s, t) for s, (_, t) in zip(stats, candidates, strict=True)]
-
-
-def initial_centres(
-    data: RowData, n_components: int, method: str, rng: np.random.Generator, sample_size: int
-) -> np.ndarray:
-    """Centres (K, d) for ``"kmeans"``, ``"k-means++"`` or ``"random_from_data"``
-    (reads a sample or K rows; no statistics pass)."""
-    if method == "random_from_data":
-        indices = np.sort(rng.choice(data.n_samples, size=n_components, replace=False))
-        return read_rows(data, indices)
-    sample = sample_rows(data, max(sample_size, n_components), rng)
-    centres = kmeans_plusplus(sample, n_components, rng)
-    if method == "kmeans":
-        centres = lloyd(sample, centres)
-    return centres
+    scatter_types = [richest_scatter_type([t]) for t in types]
+    stats = hard_assignment_statistics(data, centre_sets, scatter_types)
+    return [convert_scatter(s, t) for s, t in zip(stats, types, strict=True)]
 
 
 def initialize_parameters(
@@ -512,14 +636,15 @@ def initialize_parameters(
     n_rounds: int | None = None,
     oversampling: float | None = None,
 ) -> tuple[GaussianParameters, np.ndarray]:
-    """Starting parameters and covariances by ``method``; passes as in the module
-    docs. ``n_rounds`` (default :data:`KMEANS_PARALLEL_ROUNDS`) and ``oversampling``
+    """Starting parameters and covariances by ``method`` for one start whose seed
+    is drawn from ``rng`` (:func:`start_seeds`); passes as in the module docs.
+    ``n_rounds`` (default :data:`KMEANS_PARALLEL_ROUNDS`) and ``oversampling``
     (``l / K``, default :data:`OVERSAMPLING_PER_COMPONENT`) tune ``"k-means||"``."""
+    (seed,) = start_seeds(rng, 1)
     (stats,) = initial_statistics_grid(
         data,
-        [(n_components, covariance_type)],
+        [Start(n_components, covariance_type, seed)],
         method,
-        rng,
         sample_size,
         n_rounds=n_rounds,
         oversampling=oversampling,

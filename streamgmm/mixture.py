@@ -29,6 +29,7 @@ from .cluster import persisted_rows
 from .estep import (
     GaussianParameters,
     check_finite,
+    chunk_likelihood_terms,
     chunk_log_likelihood,
     chunk_statistics,
     e_step,
@@ -896,6 +897,18 @@ class GaussianMixture:
         total, count = self._total_log_likelihood(self._validate_data(X, reset=False))
         return information_criterion("aic", total, count, self._n_parameters())
 
+    def icl(self, X: Any) -> float:
+        """mclust's integrated complete-data likelihood criterion on X: the BIC
+        plus twice the entropy of the most likely classification (lower is
+        better), in one pass."""
+        data = self._validate_data(X, reset=False)
+        total, count, classification = tree_reduce(
+            data.array, chunk_likelihood_terms, _sum_pairs, self._fitted_parameters()
+        )
+        return information_criterion(
+            "icl", total, count, self._n_parameters(), classification
+        )
+
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` rows from the fitted mixture: (X (n, d), labels (n,))."""
         self._check_is_fitted()
@@ -925,16 +938,28 @@ class GaussianMixture:
         return model_to_dataset(self)
 
 
+CRITERIA = ("bic", "aic", "icl")
+
+
 def information_criterion(
-    name: str, total_log_likelihood: float, n_samples: int, n_parameters: int
+    name: str,
+    total_log_likelihood: float,
+    n_samples: int,
+    n_parameters: int,
+    classification_log_likelihood: float = 0.0,
 ) -> float:
-    """BIC ``-2 log L + p log n`` or AIC ``-2 log L + 2 p`` (scikit-learn's signs:
-    lower is better)."""
+    """BIC ``-2 log L + p log n``, AIC ``-2 log L + 2 p`` or ICL ``BIC - 2 sum_i
+    log z_i,map(i)`` (mclust's ICL; ``classification_log_likelihood`` is that sum,
+    from :func:`~streamgmm.estep.chunk_likelihood_terms`), in scikit-learn's
+    signs: lower is better."""
     if name == "bic":
         return -2 * total_log_likelihood + n_parameters * np.log(n_samples)
     if name == "aic":
         return -2 * total_log_likelihood + 2 * n_parameters
-    raise ValueError(f"criterion must be 'bic' or 'aic', got {name!r}")
+    if name == "icl":
+        bic = information_criterion("bic", total_log_likelihood, n_samples, n_parameters)
+        return bic - 2 * classification_log_likelihood
+    raise ValueError(f"criterion must be one of {CRITERIA}, got {name!r}")
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -1,4 +1,5 @@
-"""Model selection: fit a grid of candidate mixtures together and rank them by BIC or AIC.
+"""Model selection: fit a grid of candidate mixtures together and rank them by
+BIC, AIC or ICL.
 
 Every pass over the data serves every candidate still running: one chunk
 function computes each running candidate's E-step statistics (and the final
@@ -7,14 +8,17 @@ per iteration merges them. So the grid reads the data
 
     init passes + (largest n_iter) + 1
 
-times, where the init passes are those of one model (3 for the default
-``"k-means||"``, 2 for ``"kmeans"``, see :mod:`streamgmm.initialization`), against
-``sum over candidates (init passes + n_iter + 1)`` when each candidate is fitted
-and scored on its own.
+times, where the init passes are those of one start (3 for ``"k-means||"``, 2
+for ``"kmeans"``, 1 for ``"hierarchical"``, see :mod:`streamgmm.initialization`),
+against ``sum over candidates (init passes + n_iter + 1)`` when each candidate
+is fitted and scored on its own. With ``n_init = k`` every candidate gets the k
+starts ``GaussianMixture(..., n_init=k).fit`` would draw, all computed in the
+same init passes.
 """
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -23,10 +27,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .estep import chunk_log_likelihood, chunk_statistics
-from .initialization import initial_statistics_grid
+from .estep import chunk_likelihood_terms, chunk_statistics
+from .initialization import Start, initial_statistics_grid, start_seeds
 from .inputs import as_rows
 from .mixture import (
+    CRITERIA,
     ConvergenceWarning,
     GaussianMixture,
     _sum_pairs,
@@ -37,8 +42,6 @@ from .mstep import CholeskyError, parameters_from_statistics
 from .reduction import tree_reduce_each
 from .statistics import merge_all
 from .threads import blas_threads_for_dask
-
-CRITERIA = ("bic", "aic")
 
 
 def run_grid_em(
@@ -53,8 +56,9 @@ def run_grid_em(
 
     Each run is a dict holding ``params``; on return it also holds
     ``covariances``, ``lower_bound``, ``lower_bounds``, ``n_iter``, ``converged``,
-    ``total_log_likelihood`` of its final parameters, and ``error`` (None unless
-    its M-step failed, which stops that run only).
+    ``total_log_likelihood`` and ``classification_log_likelihood`` (see
+    :func:`~streamgmm.estep.chunk_likelihood_terms`) of its final parameters, and
+    ``error`` (None unless its M-step failed, which stops that run only).
     """
     for run in runs:
         run.update(
@@ -63,6 +67,7 @@ def run_grid_em(
             n_iter=0,
             converged=False,
             total_log_likelihood=np.nan,
+            classification_log_likelihood=np.nan,
             state="running" if run.get("error") is None else "failed",
         )
     with blas_threads_for_dask([data.array]):
@@ -78,8 +83,8 @@ def _grid_passes(data, runs, tol, max_iter, reg_covar, float32_products) -> int:
         active = [run for run in runs if run["state"] in ("running", "finishing")]
         if not active:
             return n_passes
-        # E-step statistics of a running candidate, the (log-likelihood, rows)
-        # pair of one that has just stopped.
+        # E-step statistics of a running candidate, the likelihood terms of one
+        # that has just stopped.
         reductions = [
             (
                 statistics,
@@ -87,14 +92,16 @@ def _grid_passes(data, runs, tol, max_iter, reg_covar, float32_products) -> int:
                 run["params"],
             )
             if run["state"] == "running"
-            else (chunk_log_likelihood, _sum_pairs, run["params"])
+            else (chunk_likelihood_terms, _sum_pairs, run["params"])
             for run in active
         ]
         results = tree_reduce_each(data.array, reductions)
         n_passes += 1
         for run, result in zip(active, results, strict=True):
             if run["state"] == "finishing":
-                run["total_log_likelihood"], run["state"] = result[0], "done"
+                run["total_log_likelihood"] = result[0]
+                run["classification_log_likelihood"] = result[2]
+                run["state"] = "done"
                 continue
             _advance(run, result, tol, max_iter, reg_covar)
 
@@ -117,47 +124,72 @@ def _advance(run: dict, stats, tol: float, max_iter: int, reg_covar: float) -> N
         run["state"] = "finishing"
 
 
+SELECT_INIT_PARAMS = ("hierarchical", "k-means||")
+"""Default starts of :func:`select`: every candidate is started both ways and
+keeps its better run (docs/initialization.md has the measurements: neither
+start alone found the best optimum on all the data sets tried)."""
+
+SELECT_TOL = 1e-5
+"""Default ``tol`` of :func:`select`, tighter than ``GaussianMixture``'s 1e-3:
+criteria compare log-likelihoods across candidates to within a few nats, and at
+1e-3 (and 1e-4) EM stopped short of mclust's optimum on faithful and diabetes
+(docs/initialization.md)."""
+
+
 def select(
     X: Any,
     n_components: Iterable[int] = range(2, 11),
     covariance_types: Sequence[str] = ("full", "diag"),
     criterion: str = "bic",
     *,
-    tol: float = 1e-3,
+    tol: float = SELECT_TOL,
     reg_covar: float = 1e-6,
     max_iter: int = 100,
     n_init: int = 1,
-    init_params: str = "k-means||",
+    init_params: str | Sequence[str] = SELECT_INIT_PARAMS,
     random_state: Any = None,
     init_sample_size: int = 100_000,
     sample_dim: str | None = None,
     float32_products: bool = False,
 ) -> tuple[GaussianMixture, xr.Dataset]:
     """Fit every (n_components, covariance_type) candidate together and keep the
-    one with the lowest ``criterion``.
+    one with the lowest ``criterion`` (``"bic"``, ``"aic"`` or mclust's ``"icl"``).
 
     The data are read ``init passes + largest n_iter + 1`` times in all (module
-    docs), not once per candidate per iteration. With ``n_init > 1`` every
-    candidate is started ``n_init`` times (in the same passes) and its run with
-    the best final lower bound is kept, as in ``GaussianMixture``. A candidate
-    whose covariances fail (for example more components than the data support)
-    is reported with a NaN criterion and a warning instead of stopping the grid.
-    The keyword parameters mean what they mean in ``GaussianMixture``;
-    ``float32_products`` applies to every full-covariance candidate's EM passes
-    (the final scoring pass stays in float64).
+    docs), not once per candidate per iteration. ``init_params`` is one start
+    method or several: every candidate is started ``n_init`` times with each
+    method, from the starts ``GaussianMixture(n_components, covariance_type=...,
+    init_params=method, n_init=n_init, random_state=random_state).fit`` would
+    draw (for an integer ``random_state`` exactly those, so with one method the
+    kept candidate is the model that ``fit`` returns), and its run with the best
+    final lower bound is kept. A candidate whose covariances fail (for example
+    more components than the data support) is reported with a NaN criterion and
+    a warning instead of stopping the grid. The keyword parameters mean what they
+    mean in ``GaussianMixture``, but the defaults of ``tol`` (:data:`SELECT_TOL`)
+    and ``init_params`` (:data:`SELECT_INIT_PARAMS`) differ; ``float32_products``
+    applies to every full-covariance candidate's EM passes (the final scoring
+    pass stays in float64).
 
     Returns
     -------
     model : GaussianMixture
-        The best candidate, fitted (its parameters as if ``fit`` had been called).
+        The best candidate, fitted (its parameters as if ``fit`` had been called;
+        its ``init_params`` the method of its kept run).
     table : xarray.Dataset
         Dims ``(n_components, covariance_type)``; variables ``bic``, ``aic``,
-        ``lower_bound``, ``n_iter``, ``converged``; attrs ``criterion``,
+        ``icl``, ``lower_bound``, ``n_iter``, ``converged`` of every candidate's
+        kept run, ``init_method`` (the kept run's start method), and
+        ``run_lower_bound`` (dims ``(n_components, covariance_type, start)``:
+        the final lower bound of every start, NaN if it failed; coordinate
+        ``start_method`` along ``start``); attrs ``criterion``, ``init_params``,
         ``n_passes`` (passes this call made) and ``n_passes_one_by_one`` (what
         fitting and scoring each candidate separately would have made).
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    methods = (init_params,) if isinstance(init_params, str) else tuple(init_params)
+    if not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"init_params must name distinct start methods, got {init_params!r}")
     sizes = [int(K) for K in n_components]
     types = list(dict.fromkeys(covariance_types))
     if not sizes or not types:
@@ -170,42 +202,49 @@ def select(
         reg_covar=reg_covar,
         max_iter=max_iter,
         n_init=n_init,
-        init_params=init_params,
         random_state=random_state,
         init_sample_size=init_sample_size,
         sample_dim=sample_dim,
         float32_products=float32_products,
     )
     models = {
-        (K, t): GaussianMixture(K, covariance_type=t, **settings) for K in sizes for t in types
+        (K, t): GaussianMixture(K, covariance_type=t, init_params=methods[0], **settings)
+        for K in sizes
+        for t in types
     }
     for model in models.values():
-        model._check_parameters(data.n_features)
+        for method in methods:
+            model.set_params(init_params=method)._check_parameters(data.n_features)
     if max(sizes) > data.n_samples:
         raise ValueError(
             f"Expected n_samples >= n_components, got n_samples={data.n_samples} "
             f"and n_components={max(sizes)}"
         )
-    keys = [key for key in models for _ in range(n_init)]
-    rng = make_rng(random_state)
-    starts = initial_statistics_grid(data, keys, init_params, rng, init_sample_size)
-    init_passes = _init_passes(init_params)
+    seed_source = _seed_source(random_state)
     runs = []
-    for (K, t), stats in zip(keys, starts, strict=True):
-        run = {"key": (K, t), "error": None}
-        try:
-            run["params"], _ = parameters_from_statistics(stats, reg_covar, t)
-        except CholeskyError as error:
-            run["error"], run["params"] = error, None
-        runs.append(run)
+    for method in methods:
+        keys, starts = [], []
+        for K, t in models:
+            for seed in start_seeds(make_rng(seed_source), n_init):
+                keys.append((K, t))
+                starts.append(Start(K, t, seed))
+        initial = initial_statistics_grid(data, starts, method, init_sample_size)
+        for key, stats in zip(keys, initial, strict=True):
+            run = {"key": key, "method": method, "error": None}
+            try:
+                run["params"], _ = parameters_from_statistics(stats, reg_covar, key[1])
+            except CholeskyError as error:
+                run["error"], run["params"] = error, None
+            runs.append(run)
+    init_passes = sum(_init_passes(method) for method in methods)
     em_passes = run_grid_em(data, runs, tol, max_iter, reg_covar, float32_products)
-    best_runs = _best_per_candidate(runs)
-    table = _table(sizes, types, best_runs, models, data)
+    table = _table(sizes, types, runs, models, data)
     table.attrs.update(
         criterion=criterion,
-        init_params=init_params,
+        init_params=list(methods),
         n_passes=init_passes + em_passes,
-        n_passes_one_by_one=sum(init_passes + run["n_iter"] for run in runs) + len(models),
+        n_passes_one_by_one=sum(_init_passes(run["method"]) + run["n_iter"] for run in runs)
+        + len(models),
     )
     scores = table[criterion].values
     if np.all(np.isnan(scores)):
@@ -225,6 +264,15 @@ def select(
     return best, table
 
 
+def _seed_source(random_state: Any) -> Any:
+    """What every candidate's random stream starts from: an integer
+    ``random_state`` itself (so each candidate draws the starts ``fit`` with that
+    seed draws), else one integer drawn from it."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(make_rng(random_state).integers(2**63))
+
+
 def _init_passes(init_params: str) -> int:
     """Passes of one initialisation, as in :mod:`streamgmm.initialization` (an upper
     bound: the sample and random-row reads touch only the chunks they need)."""
@@ -232,34 +280,35 @@ def _init_passes(init_params: str) -> int:
 
     if init_params == "k-means||":
         return initialization.KMEANS_PARALLEL_ROUNDS + 1
-    return 1 if init_params == "random" else 2
+    return 1 if init_params in ("random", "hierarchical") else 2
 
 
-def _best_per_candidate(runs: list[dict]) -> dict:
-    """The run with the best final lower bound per candidate (failed runs last)."""
-    best: dict = {}
-    for run in runs:
-        current = best.get(run["key"])
-        if run["error"] is not None:
-            if current is None:
-                best[run["key"]] = run
-            continue
-        if current is None or current["error"] is not None:
-            best[run["key"]] = run
-        elif run["lower_bound"] > current["lower_bound"]:
-            best[run["key"]] = run
-    return best
+def _best_run(runs: list[dict]) -> dict:
+    """The run with the best final lower bound (the first of equals, as in
+    ``GaussianMixture.fit``); failed runs only if every run failed."""
+    usable = [run for run in runs if run["error"] is None]
+    if not usable:
+        return runs[0]
+    return max(usable, key=lambda run: run["lower_bound"])
 
 
-def _table(sizes, types, best_runs, models, data) -> xr.Dataset:
+def _table(sizes, types, runs, models, data) -> xr.Dataset:
     """Fit each candidate's model from its best run and tabulate the criteria."""
     shape = (len(sizes), len(types))
-    columns = {name: np.full(shape, np.nan) for name in ("bic", "aic", "lower_bound")}
+    columns = {name: np.full(shape, np.nan) for name in (*CRITERIA, "lower_bound")}
+    start_methods = [run["method"] for run in runs if run["key"] == runs[0]["key"]]
+    run_lower_bound = np.full((*shape, len(start_methods)), np.nan)
+    init_method = np.full(shape, "", dtype=object)
     n_iter = np.zeros(shape, dtype=int)
     converged = np.zeros(shape, dtype=bool)
     for (row, K), (column, t) in ((r, c) for r in enumerate(sizes) for c in enumerate(types)):
-        run = best_runs[(K, t)]
+        own = [run for run in runs if run["key"] == (K, t)]
+        for start, run in enumerate(own):
+            if run["error"] is None:
+                run_lower_bound[row, column, start] = run["lower_bound"]
+        run = _best_run(own)
         n_iter[row, column] = run.get("n_iter", 0)
+        init_method[row, column] = run["method"]
         if run["error"] is not None:
             warnings.warn(
                 f"candidate n_components={K}, covariance_type={t!r} failed: {run['error']}",
@@ -267,23 +316,31 @@ def _table(sizes, types, best_runs, models, data) -> xr.Dataset:
                 stacklevel=3,
             )
             continue
-        model = models[(K, t)]
+        model = models[(K, t)].set_params(init_params=run["method"])
         model._set_fitted(run, data.n_features)
         n_parameters = model._n_parameters()
-        for name in ("bic", "aic"):
+        for name in CRITERIA:
             columns[name][row, column] = information_criterion(
-                name, run["total_log_likelihood"], data.n_samples, n_parameters
+                name,
+                run["total_log_likelihood"],
+                data.n_samples,
+                n_parameters,
+                run["classification_log_likelihood"],
             )
         columns["lower_bound"][row, column] = run["lower_bound"]
         converged[row, column] = run["converged"]
     dims = ("n_components", "covariance_type")
     return xr.Dataset(
         {
-            "bic": (dims, columns["bic"]),
-            "aic": (dims, columns["aic"]),
-            "lower_bound": (dims, columns["lower_bound"]),
+            **{name: (dims, values) for name, values in columns.items()},
+            "run_lower_bound": ((*dims, "start"), run_lower_bound),
+            "init_method": (dims, init_method.astype(str)),
             "n_iter": (dims, n_iter),
             "converged": (dims, converged),
         },
-        coords={"n_components": sizes, "covariance_type": types},
+        coords={
+            "n_components": sizes,
+            "covariance_type": types,
+            "start_method": ("start", start_methods),
+        },
     )

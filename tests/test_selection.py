@@ -6,12 +6,21 @@ import numpy as np
 import pytest
 import xarray as xr
 from chunk_counting import n_chunks, open_counting
+from sklearn.mixture import GaussianMixture as SklearnMixture
 from threadpoolctl import threadpool_limits
 
 import streamgmm
+from benchmarks.reference_data import MCLUST_RESULTS, load_reference
 from streamgmm import GaussianMixture, select
 from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr
-from streamgmm.initialization import KMEANS_PARALLEL_ROUNDS
+from streamgmm.initialization import (
+    KMEANS_PARALLEL_ROUNDS,
+    Start,
+    initial_statistics_grid,
+    start_seeds,
+)
+from streamgmm.inputs import as_rows
+from streamgmm.mstep import parameters_from_statistics, precisions_from_cholesky
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +106,10 @@ def test_fitting_one_by_one_reads_the_data_once_per_candidate_iteration(
 ):
     array, store = open_counting(four_component_store)
     sizes, types = [2, 4], ["full", "diag"]
-    _, table = select(array, n_components=sizes, covariance_types=types, random_state=0)
+    _, table = select(
+        array, n_components=sizes, covariance_types=types, init_params="k-means||", tol=1e-3,
+        random_state=0,
+    )
     store.reset()
     expected = 0
     for K in sizes:
@@ -119,6 +131,7 @@ def test_a_single_candidate_grid_is_exactly_a_fit(init_params):
         n_components=[3],
         covariance_types=["diag"],
         init_params=init_params,
+        tol=1e-3,
         random_state=11,
     )
     alone = GaussianMixture(
@@ -216,3 +229,111 @@ def test_select_takes_every_input_kind(kind):
     model, table = select(data, n_components=[1, 2, 3], covariance_types=["full"], random_state=0)
     assert model.n_components == 2
     assert model.predict(X[:5]).shape == (5,)
+
+
+# ------------------------------------------------------ issue 19: must show 1
+def _start_parameters(X, K, covariance_type, seeds, init_params="k-means||"):
+    starts = [Start(K, covariance_type, seed) for seed in seeds]
+    stats = initial_statistics_grid(as_rows(X), starts, init_params, 100_000)
+    return [parameters_from_statistics(s, 1e-6, covariance_type) for s in stats]
+
+
+def test_n_init_keeps_the_best_of_distinct_starts_as_fit_does():
+    X = load_reference("diabetes")
+    k, seed, settings = 5, 2, dict(tol=1e-5, max_iter=300)
+    _, table = select(
+        X, n_components=[3], covariance_types=["full"], n_init=k, init_params="k-means||",
+        random_state=seed, **settings,
+    )
+    starts = _start_parameters(X, 3, "full", start_seeds(np.random.default_rng(seed), k))
+    # the k starts are distinct: no two share their starting means
+    sorted_means = [np.sort(params.means, axis=0) for params, _ in starts]
+    for i in range(k):
+        for j in range(i):
+            assert not np.allclose(sorted_means[i], sorted_means[j], rtol=1e-3)
+    # each run is EM from its own start, and the kept run is the best of them
+    runs = table["run_lower_bound"].sel(n_components=3, covariance_type="full").values
+    for (params, _), run_bound in zip(starts, runs, strict=True):
+        alone = GaussianMixture(
+            3,
+            weights_init=params.weights,
+            means_init=params.means,
+            precisions_init=precisions_from_cholesky(params.precisions_cholesky, "full"),
+            **settings,
+        ).fit(X)
+        assert alone.lower_bound_ == pytest.approx(run_bound, rel=1e-9, abs=1e-9)
+    assert np.ptp(runs) > 0.01  # the starts reach different optima
+    assert float(table["lower_bound"].item()) == runs.max()
+
+
+def test_every_candidate_is_the_model_fit_returns():
+    X = load_reference("diabetes")
+    settings = dict(n_init=3, random_state=4, tol=1e-4, init_params="k-means||")
+    model, table = select(
+        X, n_components=[2, 3, 4], covariance_types=["full", "diag"], **settings
+    )
+    for K in (2, 3, 4):
+        for covariance_type in ("full", "diag"):
+            alone = GaussianMixture(K, covariance_type=covariance_type, **settings).fit(X)
+            cell = dict(n_components=K, covariance_type=covariance_type)
+            assert float(table["lower_bound"].sel(**cell)) == alone.lower_bound_
+            assert int(table["n_iter"].sel(**cell)) == alone.n_iter_
+            assert float(table["bic"].sel(**cell)) == pytest.approx(alone.bic(X), rel=1e-12)
+    chosen = GaussianMixture(
+        model.n_components, covariance_type=model.covariance_type, **settings
+    ).fit(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(model, name), getattr(chosen, name))
+
+
+# ------------------------------------------------------------- ICL criterion
+def test_icl_is_bic_plus_twice_the_classification_entropy(four_component_store):
+    path = str(four_component_store)
+    X = np.asarray(as_rows(path).array)
+    ours = GaussianMixture(6, covariance_type="diag", random_state=0, max_iter=5).fit(path)
+    theirs = SklearnMixture(6, covariance_type="diag").fit(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        setattr(theirs, name, getattr(ours, name))
+    map_log_resp = np.log(theirs.predict_proba(X).max(axis=1)).sum()
+    assert map_log_resp < -1.0  # six components for four clusters overlap
+    expected = theirs.bic(X) - 2 * map_log_resp
+    assert ours.icl(path) == pytest.approx(expected, rel=1e-10)
+    assert ours.icl(path) > ours.bic(path)
+
+
+def test_icl_criterion_ranks_by_icl_computed_out_of_core(four_component_store):
+    path = str(four_component_store)
+    model, table = select(
+        path, n_components=[2, 3, 4, 5], covariance_types=["full"], criterion="icl",
+        random_state=0,
+    )
+    assert table.attrs["criterion"] == "icl"
+    assert model.n_components == int(table["icl"].idxmin("n_components").item())
+    chosen = table["icl"].sel(n_components=model.n_components, covariance_type="full")
+    assert model.icl(path) == pytest.approx(float(chosen), rel=1e-10)
+    assert (table["icl"] >= table["bic"]).all()
+
+
+# ------------------------------------------------------ issue 19: must show 2
+@pytest.mark.parametrize("name", sorted(MCLUST_RESULTS))
+def test_select_chooses_mclusts_model_for_every_seed(name):
+    """mclust's choice (or a lower BIC) with mclust's log-likelihood or more, with
+    the default settings and ``n_init=1``, for ``random_state`` 0 to 9."""
+    X = load_reference(name)
+    reference = MCLUST_RESULTS[name]
+    for seed in range(10):
+        model, table = select(
+            X,
+            n_components=range(1, 10),
+            covariance_types=("full", "tied", "diag", "spherical"),
+            n_init=1,
+            random_state=seed,
+        )
+        chosen = (model.covariance_type, model.n_components)
+        bic = float(table["bic"].sel(n_components=model.n_components,
+                                     covariance_type=model.covariance_type))
+        assert chosen == (reference["covariance_type"], reference["n_components"]) or (
+            bic < reference["bic"]
+        ), (seed, chosen, bic)
+        log_likelihood = model.score(X) * X.shape[0]
+        assert log_likelihood >= reference["log_likelihood"] * (1 + 1e-6), (seed, chosen)
