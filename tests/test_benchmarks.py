@@ -57,3 +57,17 @@ def test_online_pass_benchmark_runs_at_a_tiny_size(tmp_path):
     (case,) = json.loads(out.read_text())["online_passes"]
     assert case["batch_size"] == 4096
     assert case["in_memory_seconds"] > 0 and case["zarr_seconds"] > 0
+
+
+def test_save_outputs_benchmark_runs_at_a_tiny_size(tmp_path):
+    out = tmp_path / "save.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "save_outputs.py"), "--rows", "20000",
+         "--repeats", "1", "--folder", str(tmp_path), "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )
+    assert result.stdout.count("ratio") == 3
+    results = json.loads(out.read_text())
+    assert all(seconds > 0 for case in results.values() for seconds in case.values())
+    assert [name for name in os.listdir(tmp_path) if name != "save.json"] == []
