@@ -406,3 +406,19 @@ def test_online_client_killed_mid_pass_resumes_on_the_cluster_exactly(client, tm
     remaining_chunks = 4 * (settings["max_iter"] - position["passes_done"])
     assert os.path.getsize(counter) == remaining_chunks - position["chunks_done"]
     _assert_same_online_fit(resumed, threaded)
+
+
+def test_bad_row_in_an_online_pass_on_the_cluster_is_named_and_the_model_kept(client, tmp_path):
+    X = _data()
+    good = _write_zarr(tmp_path / "good.zarr", X, 500)
+    model = GaussianMixture(3, algorithm="online", batch_size=100, random_state=0)
+    model.partial_fit(good)
+    before = {name: getattr(model, name).copy() for name in FITTED}
+    steps = model.n_steps_
+    X[1234, 2] = np.nan
+    bad = _write_zarr(tmp_path / "bad.zarr", X, 500)
+    with pytest.raises(ValueError, match="first bad row 1234"):
+        model.partial_fit(bad)
+    assert model.n_steps_ == steps
+    for name in FITTED:
+        np.testing.assert_array_equal(getattr(model, name), before[name])

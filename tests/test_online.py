@@ -496,3 +496,50 @@ def test_partial_fit_keeps_a_bounded_record(monkeypatch):
     assert model.lower_bounds_[-1] == model.lower_bound_
     assert model.history_["passes"] == [5.0, 6.0, 7.0, 8.0, 9.0]
     assert model.history_["log_likelihood"] == model.lower_bounds_
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_online_em_resumes_exactly_from_a_position_inside_a_pass(kind, monkeypatch):
+    """Positions are reported at chunk ends (gathered blocks for NumPy rows) with
+    the rows waiting for the next batch; continuing from one, with the generator
+    in another state, ends where the uninterrupted run ends."""
+    from streamgmm import online
+
+    monkeypatch.setattr(online, "SHUFFLED_GATHER_ROWS", 200)
+    X, _, _ = make_mixture(1500, n_components=3, n_features=2, random_state=6)
+    start = _fold_start(X)
+    in_memory = X if kind == "numpy" else None
+    positions = []
+
+    def record(state, params, covariances, position):
+        positions.append((state, params, covariances, position))
+
+    def run(rng, **resume):
+        return online.online_em(
+            da.from_array(X, chunks=(310, 2)),
+            resume.pop("params", start.params),
+            resume.pop("covariances", start.covariances),
+            resume.pop("state", start.state),
+            CONFIG,
+            batch_size=64,
+            max_iter=3,
+            tol=0.0,
+            rng=rng,
+            in_memory=in_memory,
+            **resume,
+        )
+
+    uninterrupted = run(np.random.default_rng(0), on_position=record, every=4)
+    inside = [entry for entry in positions if entry[3].chunks_done and entry[3].passes_done == 1]
+    assert inside and any(entry[3].leftover is not None for entry in inside) == (kind == "dask")
+    state, params, covariances, position = inside[len(inside) // 2]
+    resumed = run(
+        np.random.default_rng(99),
+        state=state,
+        params=params,
+        covariances=covariances,
+        position=position,
+    )
+    np.testing.assert_array_equal(resumed["params"].means, uninterrupted["params"].means)
+    np.testing.assert_array_equal(resumed["covariances"], uninterrupted["covariances"])
+    assert resumed["lower_bounds"] == uninterrupted["lower_bounds"]
