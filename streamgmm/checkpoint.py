@@ -31,24 +31,26 @@ drew its chunk order; ``online/leftover`` holds the rows of those chunks that
 wait for the next batch (fewer than ``batch_size``; absent when there are none).
 A reader refuses an algorithm or a format version it does not know.
 
-The file is written to a temporary name in the same folder, flushed to disk and
-renamed over the old one with :func:`os.replace`, so a crash at any moment
-leaves either the previous complete checkpoint or the new one (and perhaps a
-temporary file, which the next fit with that checkpoint deletes).
+The file is written to a sibling name in the same folder, flushed to disk and
+swapped with the old one (:func:`streamgmm.outputs.write_output`, as every output
+of streamgmm), so a crash at any moment leaves either the previous complete
+checkpoint or the new one (and perhaps a sibling file, which the next fit with
+that checkpoint deletes). A path holding anything but a checkpoint is refused
+and left as it is.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import outputs
 from .estep import GaussianParameters
-from .outputs import CHECKPOINT_FORMAT
+from .outputs import CHECKPOINT_FORMAT, write_output
 
 FORMAT_NAME = CHECKPOINT_FORMAT
 FORMAT_VERSION = 1
@@ -182,41 +184,27 @@ def online_from_arrays(arrays: dict, scalars: dict, covariance_type: str):
 
 
 def write_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Atomically write ``arrays`` and the JSON document ``meta`` to ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    """Atomically write ``arrays`` and the JSON document ``meta`` to ``path``
+    (:func:`streamgmm.outputs.write_output`: a sibling file, flushed, swapped in;
+    a file at ``path`` that is not a checkpoint is refused)."""
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta}
     contents = {name: np.asarray(value, order="C") for name, value in arrays.items()}
     contents["meta"] = np.array(json.dumps(meta))
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
+
+    def write(temporary):
+        with open(temporary, "wb") as handle:
             np.savez(handle, **contents)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+
+    write_output(path, CHECKPOINT_FORMAT, write)
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
-    """Delete temporary files left next to ``path`` by a writer that was killed
-    in the middle of :func:`write_checkpoint` (named ``.<name>.<8 random
-    characters>.tmp`` by :func:`tempfile.mkstemp`; nothing else is touched);
-    returns their paths. Only one fit may use a checkpoint path at a time."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    temporary_name = re.compile(rf"\.{re.escape(os.path.basename(path))}\.[a-z0-9_]{{8}}\.tmp")
-    stale = [
-        os.path.join(folder, name) for name in os.listdir(folder) if temporary_name.fullmatch(name)
-    ]
-    for temporary in stale:
-        os.remove(temporary)
-    return stale
+    """Delete the sibling files left next to ``path`` by a writer that was killed
+    in the middle of :func:`write_checkpoint` (``.<name>.streamgmm-<token>.new``;
+    nothing else is touched); returns their paths. Only one fit may use a
+    checkpoint path at a time."""
+    target = Path(os.path.realpath(path))
+    return [os.fspath(stale) for stale in outputs.remove_stale_temporaries(target)]
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict] | None:

@@ -8,8 +8,8 @@ there, when it is an empty folder, or when it holds a streamgmm output of the
 same kind; anything else (a folder with other files, a data store, a plain file,
 an output of another kind) is refused with :class:`OutputExistsError` unless the
 caller passes ``overwrite=True`` (``--overwrite`` on the command line). Even
-then a path that is, contains or lies inside an input of the same call is
-refused (``ValueError``).
+then a path that is, contains or lies inside an input of the same call, or that
+is or contains the current or the home folder, is refused (``ValueError``).
 
 Replacing is atomic. The new output is written to a hidden sibling
 ``.<name>.streamgmm-<token>.new``, flushed to disk, and swapped with the old
@@ -213,6 +213,18 @@ def refuse_inputs(path: str | os.PathLike, inputs: Iterable[Any]) -> Path:
     return target
 
 
+def refuse_working_folders(path: str | os.PathLike, target: Path) -> None:
+    """Raise ``ValueError`` if ``target`` is or contains the current folder or the
+    home folder: a mistyped ``--out . --overwrite`` must not delete them."""
+    for folder, name in ((Path.cwd(), "the current folder"), (Path.home(), "the home folder")):
+        if Path(os.path.realpath(folder)).is_relative_to(target):
+            raise ValueError(
+                f"refusing to overwrite {os.fspath(path)}: it "
+                f"{'is' if Path(os.path.realpath(folder)) == target else 'contains'} {name}; "
+                "choose another path (overwriting never applies to it)"
+            )
+
+
 def check_output(
     path: str | os.PathLike,
     kind: str,
@@ -226,7 +238,10 @@ def check_output(
     anything but an empty folder or a replaceable output of the same kind."""
     target = refuse_inputs(path, inputs)
     restore_interrupted(target)
-    if not os.path.lexists(target) or overwrite:
+    if not os.path.lexists(target):
+        return target
+    if overwrite:
+        refuse_working_folders(path, target)
         return target
     if target.is_dir() and not os.listdir(target):
         return target

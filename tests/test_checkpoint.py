@@ -99,9 +99,12 @@ def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(data_path, 
 
 def test_temporary_files_of_a_killed_writer_are_removed(data_path, tmp_path):
     checkpoint = tmp_path / "fit.ckpt"
-    stale = tmp_path / ".fit.ckpt.abc_1234.tmp"  # named as tempfile.mkstemp names it
+    stale = tmp_path / ".fit.ckpt.streamgmm-0123456789ab.new"  # as write_checkpoint names it
     stale.write_bytes(b"half a checkpoint")
-    unrelated = [tmp_path / ".other.ckpt.abc_1234.tmp", tmp_path / ".fit.ckpt.my-backup.tmp"]
+    unrelated = [
+        tmp_path / ".other.ckpt.streamgmm-0123456789ab.new",
+        tmp_path / ".fit.ckpt.my-backup.tmp",
+    ]
     for path in unrelated:
         path.write_bytes(b"not ours")
     GaussianMixture(**{**SETTINGS, "max_iter": 2}).fit(data_path, checkpoint=checkpoint)

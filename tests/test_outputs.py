@@ -219,6 +219,18 @@ def test_overwrite_replaces_anything_but_an_input(models, tmp_path):
     assert tree_digest(rows) == tree_digest(user_rows(tmp_path / "again.zarr"))
 
 
+def test_overwrite_never_replaces_the_current_folder(models, tmp_path, monkeypatch):
+    folder = precious_folder(tmp_path / "precious")
+    monkeypatch.chdir(folder / "sub")
+    for target, words in ((folder, "contains the current"), (folder / "sub", "is the current")):
+        error = assert_refused(
+            lambda target=target: save(models[0], target, overwrite=True),
+            target,
+            overwrite_hint=False,
+        )
+        assert words in str(error)
+
+
 def test_stale_temporaries_of_a_killed_save_are_removed(models, tmp_path):
     path = tmp_path / "model.zarr"
     save(models[0], path)
@@ -330,7 +342,10 @@ REFUSED = {
         "fit link.zarr -k 3 --out rows.zarr --overwrite",
         "is the input",
     ),
-    "fit over a folder holding its data": ("fit rows.zarr -k 3 --out . --overwrite", "contains"),
+    "fit over a folder holding its data": (
+        "fit rows.zarr -k 3 --out . --overwrite",
+        "contains the input",
+    ),
     "fit into its data": ("fit rows.zarr -k 3 --out rows.zarr/model --overwrite", "lies inside"),
     "fit with a foreign checkpoint": (
         "fit rows.zarr -k 3 --checkpoint notes.txt --out new.zarr",
