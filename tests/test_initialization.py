@@ -9,6 +9,7 @@ from chunk_counting import n_chunks, open_counting
 from sklearn.mixture import GaussianMixture as SklearnMixture
 from threadpoolctl import threadpool_limits
 
+import streamgmm.initialization as initialization
 from streamgmm import GaussianMixture
 from streamgmm.datasets import (
     make_mixture,
@@ -27,6 +28,7 @@ from streamgmm.initialization import (
     merge_groups,
     nearest_centres,
     row_uniforms,
+    start_seeds,
     threshold_sample,
 )
 from streamgmm.inputs import as_rows
@@ -93,6 +95,34 @@ def test_passes_of_sample_based_methods(small_store, method, passes):
     store.reset()
     initialize_parameters(data, 3, "full", 1e-6, method, np.random.default_rng(0), 100_000)
     assert store.n_reads == passes * n_chunks(array)
+
+
+@pytest.mark.parametrize("sample_size", [3, 500, 2000])
+def test_hierarchical_reads_one_pass_at_most(small_store, sample_size, monkeypatch):
+    """The sample read is the only read: the chunks that hold sampled rows."""
+    monkeypatch.setattr(initialization, "HIERARCHICAL_SAMPLE_SIZE", sample_size)
+    array, store = open_counting(small_store)
+    data = as_rows(array)
+    store.reset()
+    params, _ = initialize_parameters(
+        data, 3, "full", 1e-6, "hierarchical", np.random.default_rng(0), 100_000
+    )
+    assert 1 <= store.n_reads <= min(sample_size, n_chunks(array))
+    assert np.all(np.isfinite(params.means))
+
+
+def test_hierarchical_fit_out_of_core_recovers_the_mixture(tmp_path, monkeypatch):
+    """A Zarr store of 12,000 rows in 6 chunks, agglomerated from 1,000 sampled
+    rows: every mean found, in 1 + n_iter passes."""
+    monkeypatch.setattr(initialization, "HIERARCHICAL_SAMPLE_SIZE", 1000)
+    truth = random_mixture(6, 4, separation=5.0, random_state=3)
+    path = tmp_path / "rows.zarr"
+    write_mixture_zarr(path, 12_000, truth, chunk_rows=2000, random_state=3)
+    array, store = open_counting(path)
+    store.reset()
+    model = GaussianMixture(6, init_params="hierarchical", random_state=0).fit(array)
+    assert means_recovered(truth, model.means_)
+    assert store.n_reads == (1 + model.n_iter_) * n_chunks(array)
 
 
 def test_random_from_data_reads_at_most_two_passes(small_store):
@@ -203,39 +233,31 @@ def test_kmeans_parallel_gives_finite_starts_for_every_type(small_store, covaria
     assert np.all(params.weights > 0.1)
 
 
-def test_kmeans_parallel_is_the_same_on_every_scheduler(small_store):
+@pytest.mark.parametrize("method", ["k-means||", "hierarchical"])
+def test_starts_are_the_same_on_every_scheduler(small_store, method, monkeypatch):
     from dask.distributed import Client, LocalCluster
 
-    def start(scheduler):
-        with dask.config.set(scheduler=scheduler):
-            params, _ = initialize_parameters(
-                as_rows(str(small_store)),
-                3,
-                "full",
-                1e-6,
-                "k-means||",
-                np.random.default_rng(7),
-                1,
-            )
+    # hierarchical: a sample smaller than the data, so that it is one out of core
+    monkeypatch.setattr(initialization, "HIERARCHICAL_SAMPLE_SIZE", 500)
+
+    def start():
+        params, _ = initialize_parameters(
+            as_rows(str(small_store)), 3, "full", 1e-6, method, np.random.default_rng(7), 10**5
+        )
         return params
 
-    threaded, synchronous = start("threads"), start("synchronous")
+    with dask.config.set(scheduler="threads"):
+        threaded = start()
+    with dask.config.set(scheduler="synchronous"):
+        synchronous = start()
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster),
     ):
-        params, _ = initialize_parameters(
-            as_rows(str(small_store)),
-            3,
-            "full",
-            1e-6,
-            "k-means||",
-            np.random.default_rng(7),
-            1,
-        )
-    for other in (synchronous, params):
+        distributed = start()
+    for other in (synchronous, distributed):
         np.testing.assert_allclose(other.means, threaded.means, rtol=1e-12)
         np.testing.assert_allclose(
             other.precisions_cholesky, threaded.precisions_cholesky, rtol=1e-10
@@ -373,8 +395,10 @@ def test_starts_do_not_depend_on_the_chunking(mixture_data, method):
 @pytest.mark.parametrize("init_params", ["k-means||", "random_from_data"])
 def test_a_nan_in_a_row_read_directly_is_named_by_its_row(tmp_path, init_params):
     X = np.random.default_rng(0).normal(size=(1200, 2))
-    rng = np.random.default_rng(0)
-    # the rows these starts read directly: the first centre / the chosen rows
+    # the rows these starts read directly: the first centre / the chosen rows,
+    # drawn from the start's own seed
+    (seed,) = start_seeds(np.random.default_rng(0), 1)
+    rng = np.random.default_rng(seed)
     row = (
         int(rng.integers(1200))
         if init_params == "k-means||"
