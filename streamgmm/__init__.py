@@ -3,12 +3,14 @@
 from .io import load, save, save_predictions
 from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
 from .selection import select
+from .validation import InvalidParameterError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GaussianMixture",
     "ConvergenceWarning",
+    "InvalidParameterError",
     "NotFittedError",
     "load",
     "save",

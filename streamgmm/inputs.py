@@ -16,6 +16,7 @@ import dask
 import dask.array as da
 import dask.system
 import numpy as np
+import scipy.sparse
 import xarray as xr
 import zarr
 
@@ -50,6 +51,8 @@ class RowData:
     lazy : whether a DataArray input was Dask-backed (its outputs stay lazy).
     in_memory : the NumPy array behind ``array`` for NumPy input (and NumPy-backed
         DataArrays), so that online EM can draw mini-batches from all its rows.
+    feature_names : the column names of a data frame whose columns are all
+        named by strings (object array of shape (n_features,)), else None.
     """
 
     array: da.Array
@@ -58,6 +61,7 @@ class RowData:
     sample_coords: Any = None
     lazy: bool = False
     in_memory: np.ndarray | None = None
+    feature_names: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -93,8 +97,11 @@ def _check_matrix(shape: tuple, dtype: np.dtype) -> None:
     if len(shape) != 2:
         raise ValueError(
             f"Expected a 2-D array of shape (n_samples, n_features), got {len(shape)}-D "
-            f"input of shape {shape}; reshape 1-D data with X.reshape(-1, 1)."
+            f"input of shape {shape}. Reshape your data: X.reshape(-1, 1) if it has a "
+            "single feature, X.reshape(1, -1) if it is a single sample."
         )
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"Complex data not supported: expected real numbers, got dtype {dtype}")
     if not (
         np.issubdtype(dtype, np.floating)
         or np.issubdtype(dtype, np.integer)
@@ -102,9 +109,15 @@ def _check_matrix(shape: tuple, dtype: np.dtype) -> None:
     ):
         raise TypeError(f"Expected numeric input, got dtype {dtype}")
     if shape[0] == 0:
-        raise ValueError("Input has 0 rows; at least one row is needed")
+        raise ValueError(
+            f"Input has 0 rows: found 0 sample(s) (shape={shape}) while a minimum of 1 "
+            "is required."
+        )
     if shape[1] == 0:
-        raise ValueError("Input has 0 features; at least one feature is needed")
+        raise ValueError(
+            f"Input has 0 features: found 0 feature(s) (shape={shape}) while a minimum "
+            "of 1 is required."
+        )
 
 
 def _rows_per_chunk(n_features: int, itemsize: int) -> int:
@@ -174,10 +187,51 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
             "Got an xarray.Dataset; pass one of its variables (a DataArray), "
             "e.g. ds['name'], or stack several with ds.to_dataarray()"
         )
-    array = np.asarray(X)
+    if scipy.sparse.issparse(X):
+        raise TypeError(
+            f"Sparse input is not supported (got {type(X).__name__}); pass a dense array, "
+            "e.g. X.toarray(), or a Dask array of dense chunks"
+        )
+    names = column_names(X)
+    array = numbers_from_objects(np.asarray(X))
     _check_matrix(array.shape, array.dtype)
     rows = balanced_rows_per_chunk(*array.shape, array.dtype.itemsize)
-    return RowData(da.from_array(array, chunks=(rows, -1)), "numpy", in_memory=array)
+    return RowData(
+        da.from_array(array, chunks=(rows, -1)), "numpy", in_memory=array, feature_names=names
+    )
+
+
+def numbers_from_objects(array: np.ndarray) -> np.ndarray:
+    """An object array as float64 (as scikit-learn treats it); other arrays as
+    they are. A value that is not a number raises ``TypeError`` naming it."""
+    if array.dtype != object:
+        return array
+    try:
+        return array.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Expected numeric input; the object array holds a value that is not a number: "
+            f"{error}"
+        ) from error
+
+
+def column_names(X: Any) -> np.ndarray | None:
+    """The column names of a data frame (pandas, polars, ...) as an object array,
+    if they are all strings; None for other inputs and for unnamed or numbered
+    columns. Mixed string and other names raise ``TypeError`` (scikit-learn's
+    rule for ``feature_names_in_``)."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    kinds = {type(name) for name in names}
+    if str in kinds and len(kinds) > 1:
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"got column names of types {sorted(kind.__name__ for kind in kinds)}; convert "
+            "them all to strings (X.columns = X.columns.astype(str)) or remove them"
+        )
+    return names if kinds == {str} else None
 
 
 def _from_dataarray(X: xr.DataArray, sample_dim: str | None) -> RowData:

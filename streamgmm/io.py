@@ -65,7 +65,7 @@ def model_to_dataset(model: Any) -> xr.Dataset:
         "covariances": (cov_dims, model.covariances_),
         "precisions": (cov_dims, model.precisions_),
         "precisions_cholesky": (cov_dims, model.precisions_cholesky_),
-        "lower_bounds": (("iteration",), np.asarray(model.lower_bounds_, dtype=np.float64)),
+        "lower_bounds": (("iteration",), np.asarray(model.lower_bounds_, model.means_.dtype)),
     }
     for key, values in getattr(model, "history_", {}).items():
         data_vars[f"history_{key}"] = (("record",), np.asarray(values, dtype=np.float64))
@@ -90,6 +90,8 @@ def model_to_dataset(model: Any) -> xr.Dataset:
         "lower_bound": float(model.lower_bound_),
         "n_features_in": int(model.n_features_in_),
     }
+    if hasattr(model, "feature_names_in_"):
+        attrs["feature_names_in"] = json.dumps([str(name) for name in model.feature_names_in_])
     online_vars, online_attrs = online_state_variables(model)
     data_vars.update(online_vars)
     attrs.update(online_attrs)
@@ -351,7 +353,7 @@ def load(path: str | os.PathLike):
     ``path`` was killed half-way (see :mod:`streamgmm.outputs`), the old model
     is read.
     """
-    from .mixture import GaussianMixture
+    from .mixture import GaussianMixture, fitted_scalar
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -380,7 +382,8 @@ def load(path: str | os.PathLike):
     model.covariances_ = dataset["covariances"].values
     model.precisions_ = dataset["precisions"].values
     model.precisions_cholesky_ = dataset["precisions_cholesky"].values
-    model.lower_bounds_ = [float(value) for value in dataset["lower_bounds"].values]
+    dtype = model.means_.dtype
+    model.lower_bounds_ = [fitted_scalar(value, dtype) for value in dataset["lower_bounds"].values]
     model.history_ = {
         name.removeprefix("history_"): [float(v) for v in dataset[name].values]
         for name in dataset.data_vars
@@ -388,7 +391,11 @@ def load(path: str | os.PathLike):
     }
     model.converged_ = bool(dataset.attrs["converged"])
     model.n_iter_ = int(dataset.attrs["n_iter"])
-    model.lower_bound_ = float(dataset.attrs["lower_bound"])
+    model.lower_bound_ = fitted_scalar(float(dataset.attrs["lower_bound"]), dtype)
     model.n_features_in_ = int(dataset.attrs["n_features_in"])
+    if "feature_names_in" in dataset.attrs:
+        model.feature_names_in_ = np.asarray(
+            json.loads(dataset.attrs["feature_names_in"]), dtype=object
+        )
     restore_online_state(model, dataset)
     return model

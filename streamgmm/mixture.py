@@ -4,7 +4,6 @@ and the Dask reduction, with scikit-learn's names and meanings."""
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import numbers
 import os
@@ -14,6 +13,10 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .checkpoint import (
     check_fingerprint,
@@ -59,6 +62,17 @@ from .progress import HISTORY_KEYS, FitProgress, empty_history, history_from_low
 from .reduction import tree_reduce, tree_reduce_each
 from .statistics import COVARIANCE_TYPES, merge_all
 from .threads import blas_threads_for_dask, single_threaded_blas
+from .validation import (
+    BOOLEAN,
+    OPTIONAL_ARRAY,
+    OPTIONAL_STRING,
+    RANDOM_STATE,
+    VERBOSE,
+    check_hyperparameters,
+    integer_in,
+    one_of,
+    real_in,
+)
 
 ALGORITHMS = ("batch", "online")
 PERSIST_OPTIONS = ("auto", True, False)
@@ -79,12 +93,34 @@ ever longer record on every call (at 10^5 entries that copy took 9 ms, 3.6 times
 a 512-row ``partial_fit``)."""
 
 
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """A method that needs a fitted model was called before ``fit``."""
+HYPERPARAMETER_RULES = {
+    "n_components": integer_in(1),
+    "covariance_type": one_of(*COVARIANCE_TYPES),
+    "tol": real_in(0.0),
+    "reg_covar": real_in(0.0),
+    "max_iter": integer_in(0),
+    "n_init": integer_in(1),
+    "init_params": one_of(*INIT_METHODS),
+    "weights_init": OPTIONAL_ARRAY,
+    "means_init": OPTIONAL_ARRAY,
+    "precisions_init": OPTIONAL_ARRAY,
+    "random_state": RANDOM_STATE,
+    "warm_start": BOOLEAN,
+    "verbose": VERBOSE,
+    "verbose_interval": integer_in(1),
+    "algorithm": one_of(*ALGORITHMS),
+    "batch_size": integer_in(1),
+    # (0.5, 1]: the online steps then sum to infinity and their squares do not
+    "learning_decay": real_in(0.5, 1.0, low_open=True),
+    "learning_offset": real_in(0.0),
+    "averaging": BOOLEAN,
+    "shuffle": BOOLEAN,
+    "init_sample_size": integer_in(1),
+    "sample_dim": OPTIONAL_STRING,
+    "persist": one_of(*PERSIST_OPTIONS),
+    "float32_products": BOOLEAN,
+}
+"""What every constructor parameter must be, checked when fitting starts."""
 
 
 def make_rng(random_state: Any) -> np.random.Generator:
@@ -98,11 +134,16 @@ def _sum_pairs(parts):
     return tuple(map(sum, zip(*parts, strict=True)))
 
 
-class GaussianMixture:
+class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by exact EM over data that need not fit in memory.
 
-    Parameters mean what they mean in ``sklearn.mixture.GaussianMixture``; the
-    additions are listed last.
+    A scikit-learn estimator (``BaseEstimator``, ``DensityMixin``): it passes
+    ``check_estimator`` and works in pipelines, ``GridSearchCV`` (scored by
+    :meth:`score`) and ``clone``. Parameters mean what they mean in
+    ``sklearn.mixture.GaussianMixture``; the additions are listed last. They
+    are checked when fitting starts, not in ``__init__``: a bad value raises
+    :class:`~streamgmm.validation.InvalidParameterError` (a ``ValueError`` and
+    a ``TypeError``, as scikit-learn's) naming it.
 
     Parameters
     ----------
@@ -113,7 +154,10 @@ class GaussianMixture:
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance.
     max_iter : int, default=100
-        EM iterations (passes over the data) per initialisation.
+        EM iterations (passes over the data) per initialisation. 0 fits the
+        initialisation only, as scikit-learn: ``n_iter_`` 0, ``converged_``
+        False, ``lower_bound_`` -inf, no ``ConvergenceWarning``, the parameters
+        of the last initialisation.
     n_init : int, default=1
         Initialisations; the one with the best final lower bound is kept.
     init_params : {"k-means||", "kmeans", "k-means++", "random", "random_from_data"}
@@ -174,6 +218,10 @@ class GaussianMixture:
 
     Attributes
     ----------
+    Arrays and lower bounds have the float dtype scikit-learn gives them:
+    float32 for float32 input, float64 for any other (EM runs in float64 either
+    way, so they are the float64 results rounded).
+
     weights_ : ndarray of shape (K,)
     means_ : ndarray of shape (K, d)
     covariances_, precisions_, precisions_cholesky_ : ndarray
@@ -181,7 +229,8 @@ class GaussianMixture:
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
-        Per-sample mean log-likelihood of the best run at its last E-step.
+        Per-sample mean log-likelihood of the best run at its last E-step
+        (a NumPy scalar; the Python float -inf after ``max_iter=0``).
     lower_bounds_ : list of float
         ``lower_bound_`` after every iteration of the best run; ``partial_fit``
         appends one per call and keeps the last ``PARTIAL_FIT_RECORD`` (1000).
@@ -192,6 +241,10 @@ class GaussianMixture:
         call (``"passes"`` is then ``n_iter_``, ``"elapsed"`` NaN) and keeps the
         last ``PARTIAL_FIT_RECORD``.
     n_features_in_ : int
+    feature_names_in_ : ndarray of str, shape (d,)
+        Set only when fitted on a data frame whose column names are all
+        strings: those names; later inputs are checked against them as
+        scikit-learn checks them.
     """
 
     def __init__(
@@ -248,83 +301,16 @@ class GaussianMixture:
         self.float32_products = float32_products
 
     # ------------------------------------------------------------------ params
-    @classmethod
-    def _parameter_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [name for name in signature.parameters if name != "self"]
+    def __sklearn_tags__(self):
+        return super().__sklearn_tags__()
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters, as scikit-learn's ``get_params``."""
-        return {name: getattr(self, name) for name in self._parameter_names()}
-
-    def set_params(self, **params: Any) -> GaussianMixture:
-        """Set constructor parameters, as scikit-learn's ``set_params``."""
-        valid = set(self._parameter_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for {type(self).__name__}; "
-                    f"valid parameters are {sorted(valid)}"
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = type(self)().get_params()
-        changed = [
-            f"{name}={value!r}"
-            for name, value in self.get_params().items()
-            if not _same(value, defaults[name])
-        ]
-        return f"{type(self).__name__}({', '.join(changed)})"
+    def _check_hyperparameters(self) -> None:
+        """Raise ``InvalidParameterError`` (a ``ValueError`` and a ``TypeError``)
+        naming the first constructor parameter outside its allowed values."""
+        check_hyperparameters(self, HYPERPARAMETER_RULES)
 
     def _check_parameters(self, n_features: int) -> None:
-        def check_number(name, low, integer=False, strict=False):
-            value = getattr(self, name)
-            kind = numbers.Integral if integer else numbers.Real
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise TypeError(
-                    f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}"
-                )
-            if not np.isfinite(value) or value < low or (strict and value == low):
-                bound = f"> {low}" if strict else f">= {low}"
-                raise ValueError(f"{name} must be {bound}, got {value!r}")
-
-        check_number("n_components", 1, integer=True)
-        check_number("tol", 0.0)
-        check_number("reg_covar", 0.0)
-        check_number("max_iter", 1, integer=True)
-        check_number("n_init", 1, integer=True)
-        check_number("init_sample_size", 1, integer=True)
-        check_number("verbose_interval", 1, integer=True)
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}"
-            )
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(
-                f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}"
-            )
-        if not isinstance(self.float32_products, bool | np.bool_):
-            raise ValueError(
-                f"float32_products must be True or False, got {self.float32_products!r}"
-            )
-        if self.persist not in PERSIST_OPTIONS:
-            raise ValueError(f"persist must be one of {PERSIST_OPTIONS}, got {self.persist!r}")
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        check_number("batch_size", 1, integer=True)
-        check_number("learning_offset", 0.0)
-        check_number("learning_decay", 0.5, strict=True)
-        if self.learning_decay > 1:
-            raise ValueError(
-                f"learning_decay must be in (0.5, 1] so that the steps sum to infinity and "
-                f"their squares do not, got {self.learning_decay!r}"
-            )
-        if not isinstance(self.averaging, bool | np.bool_):
-            raise TypeError(f"averaging must be True or False, got {self.averaging!r}")
-        if not isinstance(self.shuffle, bool | np.bool_):
-            raise ValueError(f"shuffle must be True or False, got {self.shuffle!r}")
+        self._check_hyperparameters()
         self._user_parameters(n_features)
 
     def _user_parameters(self, n_features: int):
@@ -390,13 +376,14 @@ class GaussianMixture:
         parameters, at any point of the fit; the model's previous state is kept
         in that case.
         """
+        self._check_hyperparameters()
         data = self._validate_data(X, reset=True)
-        self._check_parameters(data.n_features)
-        if data.n_samples < self.n_components:
+        if data.n_samples < max(2, self.n_components):
             raise ValueError(
-                f"Expected n_samples >= n_components, got n_samples={data.n_samples} "
-                f"and n_components={self.n_components}"
+                f"Expected n_samples >= 2 and n_samples >= n_components, got "
+                f"n_samples={data.n_samples} and n_components={self.n_components}"
             )
+        self._user_parameters(data.n_features)
         data = persisted_rows(data, self.persist)
         rng = make_rng(self.random_state)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -420,6 +407,10 @@ class GaussianMixture:
         # during the next pass (0.13 s instead of 0.093 s per 10^6-row iteration,
         # docs/benchmarks.md).
         with blas_threads_for_dask([data.array]):
+            if self.max_iter == 0:
+                starts = [self._start_run(data, rng, do_init) for _ in range(n_runs)]
+                self._set_fitted(initialisation_only(starts[-1]), data)
+                return self
             if self.algorithm == "batch" and checkpoint is None:
                 # The starts first (they draw from rng as they would one by one),
                 # then the iterations of all runs in shared passes over the data.
@@ -446,7 +437,7 @@ class GaussianMixture:
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self._set_fitted(best, data.n_features)
+        self._set_fitted(best, data)
         return self
 
     def _runs_one_by_one(
@@ -492,8 +483,9 @@ class GaussianMixture:
             params, covariances = self._initial_parameters(data, rng)
             start_bound = -np.inf
         else:
-            params, covariances = self._fitted_parameters(), self.covariances_
-            start_bound = self.lower_bound_
+            params = self._fitted_parameters()
+            covariances = np.asarray(self.covariances_, dtype=np.float64)
+            start_bound = float(self.lower_bound_)
         return {
             "params": params,
             "covariances": covariances,
@@ -573,13 +565,19 @@ class GaussianMixture:
         return self.fit(X).predict(X)
 
     def _validate_data(self, X: Any, reset: bool) -> RowData:
-        data = as_rows(X, self.sample_dim)
+        """X as a :class:`RowData`; unless ``reset``, after checking that the model
+        is fitted and that X has its number of features and feature names
+        (scikit-learn's errors and warnings). Nothing of the model changes here:
+        ``fit`` records the features of X only when it succeeds."""
         if not reset:
             self._check_is_fitted()
+        data = as_rows(X, self.sample_dim)
+        if not reset:
+            validate_data(self, X, reset=False, skip_check_array=True, ensure_2d=False)
             if data.n_features != self.n_features_in_:
                 raise ValueError(
                     f"X has {data.n_features} features, but {type(self).__name__} "
-                    f"was fitted with {self.n_features_in_} features"
+                    f"is expecting {self.n_features_in_} features as input."
                 )
         return data
 
@@ -747,7 +745,7 @@ class GaussianMixture:
             state = self._online_state()
             with single_threaded_blas():
                 params = current_parameters(state, self._fitted_parameters(), config)
-            covariances = self.covariances_
+            covariances = np.asarray(self.covariances_, dtype=np.float64)
         carry = FoldCarry(state, params, covariances)
         if data.in_memory is not None:
             carry = fold_chunk(carry, data.in_memory, config, self.batch_size, first_row=first_row)
@@ -779,7 +777,7 @@ class GaussianMixture:
             "online_state": state,
             "history": history,
         }
-        self._set_fitted(run, data.n_features)
+        self._set_fitted(run, data)
         return self
 
     def _set_online_attributes(self, state) -> None:
@@ -810,43 +808,60 @@ class GaussianMixture:
             self.n_averaged_,
         )
 
-    def _set_fitted(self, run: dict, n_features: int) -> None:
+    def _set_fitted(self, run: dict, data: RowData) -> None:
+        """Expose a finished run as the fitted attributes, in the float dtype
+        scikit-learn gives them for X (float32 for float32 X, else float64)."""
         params = run["params"]
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.covariances_ = run["covariances"]
+        dtype = fitted_dtype(data.array.dtype)
+        self.weights_ = params.weights.astype(dtype)
+        self.means_ = params.means.astype(dtype)
+        self.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
+        self.covariances_ = np.asarray(run["covariances"]).astype(dtype)
         self.precisions_ = precisions_from_cholesky(
             params.precisions_cholesky, params.covariance_type
-        )
+        ).astype(dtype)
         self.converged_ = run["converged"]
         self.n_iter_ = run["n_iter"]
-        self.lower_bound_ = run["lower_bound"]
-        self.lower_bounds_ = run["lower_bounds"]
+        self.lower_bound_ = fitted_scalar(run["lower_bound"], dtype)
+        self.lower_bounds_ = [fitted_scalar(value, dtype) for value in run["lower_bounds"]]
         self._set_online_attributes(run.get("online_state"))
         self.history_ = run.get("history") or history_from_lower_bounds(run["lower_bounds"])
-        self.n_features_in_ = n_features
+        self.n_features_in_ = data.n_features
+        if data.feature_names is None:
+            self.__dict__.pop("feature_names_in_", None)
+        else:
+            self.feature_names_in_ = data.feature_names
 
     def _check_is_fitted(self) -> None:
-        if not hasattr(self, "means_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit first."
-            )
+        """Raise scikit-learn's ``NotFittedError`` unless the model is fitted."""
+        check_is_fitted(self)
 
     def _fitted_parameters(self) -> GaussianParameters:
+        """The fitted parameters in float64, as every computation takes them."""
         return GaussianParameters(
-            self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+            np.asarray(self.weights_, dtype=np.float64),
+            np.asarray(self.means_, dtype=np.float64),
+            np.asarray(self.precisions_cholesky_, dtype=np.float64),
+            self.covariance_type,
         )
 
+    def _output_dtype(self, data: RowData) -> np.dtype:
+        """The float dtype of per-row results: scikit-learn's promotion of X's
+        float dtype with the model's."""
+        return np.result_type(fitted_dtype(data.array.dtype), self.means_.dtype)
+
     # ------------------------------------------------------------ prediction
-    def _map_rows(self, X: Any, function, n_columns: int | None, dtype, extra_dim=None):
+    def _map_rows(self, X: Any, function, n_columns: int | None, dtype=None, extra_dim=None):
+        """``function(block, params)`` on every row-chunk of X, checked for NaN and
+        infinity; the result has ``dtype`` (default: :meth:`_output_dtype`)."""
         data = self._validate_data(X, reset=False)
         params = self._fitted_parameters()
+        dtype = self._output_dtype(data) if dtype is None else np.dtype(dtype)
 
         def apply(block, block_info=None):
             offset = block_info[0]["array-location"][0][0] if block_info else 0
             check_finite(block, offset)
-            return function(block, params)
+            return function(block, params).astype(dtype, copy=False)
 
         array = data.array
         if n_columns is None:
@@ -857,17 +872,17 @@ class GaussianMixture:
 
     def score_samples(self, X: Any):
         """Log-likelihood of every row, shape (n,), in the kind of X."""
-        return self._map_rows(X, lambda b, p: e_step(b, p)[0], None, np.float64)
+        return self._map_rows(X, lambda b, p: e_step(b, p)[0], None)
 
     def predict_proba(self, X: Any):
         """Responsibilities, shape (n, K), in the kind of X (DataArray: dim "component")."""
         return self._map_rows(
-            X, lambda b, p: np.exp(e_step(b, p)[1]), self.n_components, np.float64, "component"
+            X, lambda b, p: np.exp(e_step(b, p)[1]), self.n_components, extra_dim="component"
         )
 
     def predict(self, X: Any):
         """Most likely component of every row, shape (n,), in the kind of X."""
-        return self._map_rows(X, lambda b, p: e_step(b, p)[1].argmax(axis=1), None, np.intp)
+        return self._map_rows(X, lambda b, p: e_step(b, p)[1].argmax(axis=1), None, np.int64)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Per-sample mean log-likelihood of X, computed in one pass."""
@@ -910,25 +925,32 @@ class GaussianMixture:
         )
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``n_samples`` rows from the fitted mixture: (X (n, d), labels (n,))."""
+        """Draw ``n_samples`` rows from the fitted mixture: (X (n, d) float64,
+        labels (n,) int64), component by component.
+
+        An int or ``RandomState`` ``random_state`` draws what scikit-learn's
+        ``GaussianMixture.sample`` draws for the same parameters (the same
+        generator calls in the same order); a ``Generator`` is used as given."""
         self._check_is_fitted()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
+            raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        rng = make_rng(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_)
-        d = self.means_.shape[1]
+        rng = self.random_state
+        if not isinstance(rng, np.random.Generator):
+            rng = check_random_state(rng)
+        counts = rng.multinomial(n_samples, np.asarray(self.weights_, dtype=np.float64))
+        means = np.asarray(self.means_, dtype=np.float64)
+        covariances = np.asarray(self.covariances_, dtype=np.float64)
         parts = []
         for k, count in enumerate(counts):
-            if self.covariance_type == "full":
-                cov = self.covariances_[k]
-            elif self.covariance_type == "tied":
-                cov = self.covariances_
-            elif self.covariance_type == "diag":
-                cov = np.diag(self.covariances_[k])
+            if self.covariance_type in ("full", "tied"):
+                cov = covariances[k] if self.covariance_type == "full" else covariances
+                parts.append(rng.multivariate_normal(means[k], cov, int(count)))
             else:
-                cov = np.eye(d) * self.covariances_[k]
-            parts.append(rng.multivariate_normal(self.means_[k], cov, int(count)))
-        labels = np.repeat(np.arange(self.n_components), counts)
+                scale = np.sqrt(covariances[k])
+                parts.append(means[k] + rng.standard_normal((int(count), means.shape[1])) * scale)
+        labels = np.repeat(np.arange(self.n_components, dtype=np.int64), counts)
         return np.vstack(parts), labels
 
     def to_xarray(self):
@@ -962,10 +984,23 @@ def information_criterion(
     raise ValueError(f"criterion must be one of {CRITERIA}, got {name!r}")
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return False
-    return a is b or a == b
+def fitted_dtype(input_dtype: np.dtype) -> np.dtype:
+    """The dtype of fitted attributes for input of ``input_dtype``: float32
+    stays float32, everything else (float64, integers, booleans) gives float64,
+    as scikit-learn converts it."""
+    return np.dtype(np.float32 if np.dtype(input_dtype) == np.float32 else np.float64)
+
+
+def fitted_scalar(value: float, dtype: np.dtype) -> float:
+    """A lower bound as scikit-learn exposes it: a NumPy scalar of ``dtype``,
+    except ``-inf`` (no EM iteration ran), which stays a Python float."""
+    return float(value) if value == -np.inf else np.dtype(dtype).type(value)
+
+
+def initialisation_only(run: dict) -> dict:
+    """A run's start as the result of a fit with ``max_iter=0``: scikit-learn's
+    ``n_iter_`` 0, ``converged_`` False, ``lower_bound_`` -inf, no lower bounds."""
+    return {**run, "lower_bound": -np.inf, "lower_bounds": [], "n_iter": 0, "converged": False}
 
 
 __all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError"]

@@ -317,7 +317,7 @@ def _table(sizes, types, runs, models, data) -> xr.Dataset:
             )
             continue
         model = models[(K, t)].set_params(init_params=run["method"])
-        model._set_fitted(run, data.n_features)
+        model._set_fitted(run, data)
         n_parameters = model._n_parameters()
         for name in CRITERIA:
             columns[name][row, column] = information_criterion(

@@ -81,8 +81,10 @@ FIT_CASES = {
     "zero features": (lambda X, tmp: X[:, :0], ValueError, "0 features"),
     "fewer rows than components": (lambda X, tmp: X[:2], ValueError, "n_samples >= n_compon"),
     "strings": (lambda X, tmp: X.astype(str), TypeError, "numeric"),
-    "objects": (lambda X, tmp: X.astype(object), TypeError, "numeric"),
-    "complex": (lambda X, tmp: X.astype(complex), TypeError, "numeric"),
+    "objects, one not a number": (
+        lambda X, tmp: _with_bad_value(X.astype(object), 9, "n/a"), TypeError, "numeric"
+    ),
+    "complex": (lambda X, tmp: X.astype(complex), ValueError, "Complex data not supported"),
     "missing zarr": (lambda X, tmp: str(tmp / "missing.zarr"), FileNotFoundError, "missing"),
 }
 
@@ -112,7 +114,7 @@ PARAMETER_CASES = [
     ("covariance_type", "banana", ValueError),
     ("tol", -1e-3, ValueError),
     ("reg_covar", -1.0, ValueError),
-    ("max_iter", 0, ValueError),
+    ("max_iter", -1, ValueError),
     ("n_init", 0, ValueError),
     ("init_params", "magic", ValueError),
     ("persist", "sometimes", ValueError),
@@ -143,7 +145,7 @@ PREDICTIONS = ("predict", "predict_proba", "score_samples", "score", "bic", "aic
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda X: X[:, :2], ValueError, "2 features.*fitted with 3"),
+        (lambda X: X[:, :2], ValueError, "2 features.*expecting 3"),
         (lambda X: _with_bad_value(X, 1042, np.nan), ValueError, "NaN or infinity.*1042"),
         (lambda X: X[:, 0], ValueError, "2-D"),
         (lambda X: X.astype(str), TypeError, "numeric"),

@@ -1,0 +1,116 @@
+"""Hyper-parameter rules of the estimators, checked when fitting starts, with
+scikit-learn's conventions: nothing is checked in ``__init__``; a bad value
+raises :class:`InvalidParameterError` (both a ``ValueError`` and a
+``TypeError``, as scikit-learn's error of that name) whose message names the
+parameter, what it must be, and what it got.
+
+scikit-learn's own constraint machinery (``_parameter_constraints``) lives in a
+private module (``sklearn.utils._param_validation``) whose classes have changed
+between releases; these rules say the same in the same words without importing it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A hyper-parameter has a value of the wrong type or outside its range."""
+
+
+class Rule(NamedTuple):
+    """What a parameter must be, in words, and the test of a value."""
+
+    description: str
+    accepts: Callable[[Any], bool]
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def _bound_text(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    high_text = "inf" if high == np.inf else repr(high)
+    return f"{'(' if low_open else '['}{low!r}, {high_text}{')' if high_open else ']'}"
+
+
+def _inside(value: float, low: float, high: float, low_open: bool, high_open: bool) -> bool:
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    return bool(above and below)
+
+
+def integer_in(low: int, high: float = np.inf) -> Rule:
+    """An integer (not a bool) in ``[low, high]``."""
+    return Rule(
+        f"an int in the range {_bound_text(low, high, False, high == np.inf)}",
+        lambda value: _is_integer(value) and _inside(value, low, high, False, False),
+    )
+
+
+def real_in(low: float, high: float = np.inf, low_open: bool = False) -> Rule:
+    """A finite real number (not a bool) in ``[low, high]`` (``(low, high]`` if
+    ``low_open``); NaN and infinity are refused."""
+    return Rule(
+        f"a finite float in the range {_bound_text(low, high, low_open, high == np.inf)}",
+        lambda value: _is_real(value)
+        and bool(np.isfinite(value))
+        and _inside(value, low, high, low_open, False),
+    )
+
+
+def one_of(*options: Any) -> Rule:
+    """One of ``options`` (compared with ``==``, booleans only with booleans)."""
+    def accepts(value: Any) -> bool:
+        if isinstance(value, np.ndarray):
+            return False
+        return any(
+            value == option and isinstance(value, bool | np.bool_) == isinstance(option, bool)
+            for option in options
+        )
+
+    return Rule(f"one of {list(options)!r}", accepts)
+
+
+BOOLEAN = Rule(
+    "an instance of 'bool' or an instance of 'numpy.bool'",
+    lambda value: isinstance(value, bool | np.bool_),
+)
+VERBOSE = Rule(
+    "an int in the range [0, inf) or a bool",
+    lambda value: isinstance(value, bool | np.bool_) or (_is_integer(value) and value >= 0),
+)
+RANDOM_STATE = Rule(
+    "an int in the range [0, 4294967295], an instance of 'numpy.random.RandomState', "
+    "an instance of 'numpy.random.Generator' or None",
+    lambda value: value is None
+    or isinstance(value, np.random.RandomState | np.random.Generator)
+    or (_is_integer(value) and 0 <= value <= 2**32 - 1),
+)
+OPTIONAL_STRING = Rule(
+    "an instance of 'str' or None", lambda value: value is None or isinstance(value, str)
+)
+OPTIONAL_ARRAY = Rule(
+    "an array-like or None",
+    lambda value: value is None or (hasattr(value, "__len__") and not isinstance(value, str)),
+)
+
+
+def check_hyperparameters(estimator: Any, rules: dict[str, Rule]) -> None:
+    """Raise :class:`InvalidParameterError` for the first parameter of
+    ``estimator`` (in ``rules``' order) that its rule refuses."""
+    for name, rule in rules.items():
+        value = getattr(estimator, name)
+        if not rule.accepts(value):
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {type(estimator).__name__} must be "
+                f"{rule.description}. Got {value!r} instead."
+            )
