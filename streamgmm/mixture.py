@@ -302,7 +302,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ params
     def __sklearn_tags__(self):
-        return super().__sklearn_tags__()
+        """scikit-learn's tags: a density estimator (from ``DensityMixin``) of
+        dense 2-D numeric rows; NaN, infinity and sparse matrices are refused,
+        and array API inputs are not supported."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.array_api_support = False
+        return tags
 
     def _check_hyperparameters(self) -> None:
         """Raise ``InvalidParameterError`` (a ``ValueError`` and a ``TypeError``)

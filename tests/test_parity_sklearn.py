@@ -206,7 +206,7 @@ def test_float32_input_gives_sklearns_float32_attributes(covariance_type, kind, 
 def test_float32_digits_within_float32_rounding_of_sklearn_in_float64(covariance_type):
     X, n_components = _digits()
     X32 = X.astype(np.float32)
-    shared = dict(_start(X, n_components, covariance_type), max_iter=3, tol=0.0)
+    shared = dict(_start(X, n_components, covariance_type), max_iter=2, tol=0.0)
     reference = SklearnMixture(**shared).fit(X)
     ours = GaussianMixture(**shared).fit(X32)
     for name in FITTED:

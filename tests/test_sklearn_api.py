@@ -179,3 +179,31 @@ def test_dask_ml_incremental_calls_partial_fit_block_by_block(mixture_data):
     np.testing.assert_array_equal(labels.compute(), by_hand.predict(X))
     # dask-ml's Incremental.score(X, y) needs a y; the model's own score takes Dask input
     assert fitted.score(blocks) == pytest.approx(by_hand.score(X), rel=1e-12)
+
+
+# ------------------------------------------- float32 and max_iter=0 elsewhere
+@pytest.mark.parametrize("max_iter", [0, 5])
+def test_model_files_keep_the_dtype_feature_names_and_lower_bound(mixture_data, tmp_path,
+                                                                  max_iter):
+    X = pd.DataFrame(mixture_data[0].astype(np.float32), columns=["a", "b", "c"])
+    model = GaussianMixture(3, max_iter=max_iter, random_state=0).fit(X)
+    streamgmm.save(model, tmp_path / "model.zarr")
+    loaded = streamgmm.load(tmp_path / "model.zarr")
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        assert getattr(loaded, name).dtype == np.float32, name
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
+    assert type(loaded.lower_bound_) is type(model.lower_bound_)
+    assert loaded.lower_bound_ == model.lower_bound_
+    assert loaded.lower_bounds_ == model.lower_bounds_
+    assert {type(value) for value in loaded.lower_bounds_} <= {np.float32}
+    np.testing.assert_array_equal(loaded.feature_names_in_, ["a", "b", "c"])
+    assert loaded.score(X) == model.score(X)
+
+
+def test_select_gives_float32_attributes_for_float32_rows(mixture_data):
+    X32 = mixture_data[0].astype(np.float32)
+    best, table = streamgmm.select(X32, n_components=[2, 3], covariance_types=("diag",),
+                                   init_params="k-means||", tol=1e-3, random_state=0)
+    assert best.means_.dtype == best.covariances_.dtype == np.float32
+    assert type(best.lower_bound_) is np.float32
+    assert best.predict_proba(X32).dtype == np.float32
