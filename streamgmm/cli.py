@@ -275,6 +275,13 @@ def progress_options(function):
     help="t0 of the step size (online).",
 )
 @click.option(
+    "--step-floor",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Smallest step size, so that the model keeps tracking data that drift (online).",
+)
+@click.option(
     "--averaging",
     is_flag=True,
     help="Report the Polyak-Ruppert average of the online statistics (online).",
@@ -353,6 +360,7 @@ def fit(
     batch_size: int,
     learning_decay: float,
     learning_offset: float,
+    step_floor: float,
     averaging: bool,
     shuffle: bool,
     max_iter: int,
@@ -386,6 +394,7 @@ def fit(
         batch_size=batch_size,
         learning_decay=learning_decay,
         learning_offset=learning_offset,
+        step_floor=step_floor,
         averaging=averaging,
         shuffle=shuffle,
         max_iter=max_iter,

@@ -27,6 +27,8 @@ import math
 import numpy as np
 from numba import njit
 
+LOG_2PI = math.log(2.0 * math.pi)
+
 PAIRWISE, SQUARES, NORM, NONE = 0, 1, 2, 3
 """Kinds of product rows (``products_kind``); NONE (tied) has no product rows and
 pools the scatter over components instead."""
@@ -38,13 +40,21 @@ shared whitening followed by a linear map of ``[|w|^2; w; 1]``."""
 
 
 @njit(nogil=True, cache=True)
-def fill_columns(X, start, stop, shift, columns):  # pragma: no cover
-    """``columns[:, :b] = [(X[start:stop] - shift)^T; 1]``, subtracting in float64."""
+def fill_columns(X, start, stop, shift, columns, rows=None):  # pragma: no cover
+    """``columns[:, :b] = [(X[start:stop] - shift)^T; 1]``, subtracting in float64;
+    with ``rows`` (int64), the rows ``X[rows[start:stop]]`` instead."""
     d = X.shape[1]
-    for i in range(stop - start):
-        for j in range(d):
-            columns[j, i] = X[start + i, j] - shift[j]
-        columns[d, i] = 1.0
+    if rows is None:
+        for i in range(stop - start):
+            for j in range(d):
+                columns[j, i] = X[start + i, j] - shift[j]
+            columns[d, i] = 1.0
+    else:
+        for i in range(stop - start):
+            row = rows[start + i]
+            for j in range(d):
+                columns[j, i] = X[row, j] - shift[j]
+            columns[d, i] = 1.0
 
 
 @njit(nogil=True, cache=True)
@@ -294,14 +304,28 @@ def chunk_sums(
     X, shift, step, products_kind, n_products, density_mode, linear_products, linear_columns,
     whitening, reduce, constant, own_index, own_offsets,
 ):  # pragma: no cover
-    """E-step and shifted sums of a whole chunk X (n, d), block by block.
+    """E-step and shifted sums of a whole chunk X (n, d), block by block: see
+    :func:`row_sums`."""
+    return row_sums(
+        X, None, 0, X.shape[0], shift, step, products_kind, n_products, density_mode,
+        linear_products, linear_columns, whitening, reduce, constant, own_index, own_offsets,
+    )
+
+
+@njit(nogil=True, cache=True)
+def row_sums(
+    X, rows, begin, end, shift, step, products_kind, n_products, density_mode, linear_products,
+    linear_columns, whitening, reduce, constant, own_index, own_offsets,
+):  # pragma: no cover
+    """E-step and shifted sums of the rows ``begin:end`` of X (n, d) (of
+    ``X[rows]`` when ``rows`` is given), ``step`` rows at a time.
 
     Returns ``(moments_products (m, K), moments_columns (d + 1, K), own_products,
     own_columns, own_full, pooled (d + 1, d + 1), log_likelihood)`` (see
     :func:`accumulate`); the product dtype is that of
     ``linear_columns``; sums add up in float64.
     """
-    n, d = X.shape
+    d = X.shape[1]
     n_components = constant.shape[0]
     dtype = linear_columns.dtype
     moments_products = np.zeros((n_products, n_components))
@@ -311,12 +335,12 @@ def chunk_sums(
     own_full = np.zeros((n_components if products_kind == PAIRWISE else 0, d + 1, d + 1))
     pooled = np.zeros((d + 1, d + 1))
     log_likelihood = 0.0
-    for start in range(0, n, step):
-        stop = min(start + step, n)
+    for start in range(begin, end, step):
+        stop = min(start + step, end)
         b = stop - start
         columns = np.empty((d + 1, b), dtype=dtype)
         products = np.empty((n_products, b), dtype=dtype)
-        fill_columns(X, start, stop, shift, columns)
+        fill_columns(X, start, stop, shift, columns, rows)
         fill_products(columns, products_kind, products)
         log_weighted = block_log_density(
             products, columns, density_mode, linear_products, linear_columns, whitening,
@@ -383,3 +407,514 @@ def log_densities(
             reduce, constant,
         )
     return out
+
+
+# ----------------------------------------------------------- statistics, M-step
+# Statistics, covariances and precision factors travel in "blocks" form: a 3-D
+# view whatever the covariance type, so that one compiled function serves all
+# four (the type is ``kind``, the products kind of the type): full (K, d, d),
+# tied (1, d, d), diag (K, 1, d), spherical (K, 1, 1).
+
+WEIGHT_FLOOR = 10 * np.finfo(np.float64).eps
+"""Added to every component's weight in the M-step so that an empty component
+divides by a positive number (the same guard scikit-learn uses)."""
+
+
+@njit(nogil=True, cache=True)
+def outer_add(weights, vectors, kind, scatter):  # pragma: no cover
+    """``scatter += sum_k w_k v_k v_k^T`` reduced as ``kind`` keeps it (blocks form):
+    weights (K,), vectors (K, d)."""
+    n_components, d = vectors.shape
+    for k in range(n_components):
+        weight = weights[k]
+        if kind == PAIRWISE or kind == NONE:
+            block = k if kind == PAIRWISE else 0
+            for i in range(d):
+                scaled = weight * vectors[k, i]
+                for j in range(d):
+                    scatter[block, i, j] += scaled * vectors[k, j]
+        elif kind == SQUARES:
+            for j in range(d):
+                scatter[k, 0, j] += weight * (vectors[k, j] * vectors[k, j])
+        else:
+            norm = 0.0
+            for j in range(d):
+                norm += vectors[k, j] * vectors[k, j]
+            scatter[k, 0, 0] += weight * norm
+
+
+@njit(nogil=True, cache=True)
+def merge_blocks(
+    weight_a, mean_a, scatter_a, weight_b, mean_b, scatter_b, kind
+):  # pragma: no cover
+    """Statistics of the union of two disjoint sets of rows (Chan et al.):
+    ``W = W_a + W_b``, ``m = m_a + (W_b / W)(m_b - m_a)``,
+    ``M = M_a + M_b + (W_a W_b / W)(m_b - m_a)(m_b - m_a)^T``; a component with
+    no weight on either side keeps the mean halfway. Returns (weight, mean, scatter)."""
+    n_components, d = mean_a.shape
+    weight = weight_a + weight_b
+    mean = np.empty_like(mean_a)
+    delta = np.empty_like(mean_a)
+    cross = np.empty_like(weight)
+    for k in range(n_components):
+        total = weight[k]
+        positive = total > 0
+        safe = total if positive else 1.0
+        share_b = weight_b[k] / safe if positive else 0.5
+        cross[k] = weight_a[k] * weight_b[k] / safe if positive else 0.0
+        for j in range(d):
+            delta[k, j] = mean_b[k, j] - mean_a[k, j]
+            mean[k, j] = mean_a[k, j] + share_b * delta[k, j]
+    scatter = scatter_a + scatter_b
+    outer_add(cross, delta, kind, scatter)
+    return weight, mean, scatter
+
+
+@njit(nogil=True, cache=True)
+def stepwise_blocks(
+    weight_a, mean_a, scatter_a, weight_b, mean_b, scatter_b, step, kind
+):  # pragma: no cover
+    """``(1 - step) a + step b``: the merge of the two sets rescaled."""
+    keep = 1.0 - step
+    return merge_blocks(weight_a * keep, mean_a, scatter_a * keep, weight_b * step, mean_b,
+                        scatter_b * step, kind)
+
+
+@njit(nogil=True, cache=True)
+def m_step_blocks(weight, mean, scatter, reg_covar, kind):  # pragma: no cover
+    """Weights (K,), means (K, d) and covariances (blocks form) from centred
+    statistics: ``pi_k = n_k / N``, ``Sigma_k = M_k / n_k`` plus ``reg_covar``
+    on the diagonal; tied shares ``sum_k M_k / N``, spherical takes the mean
+    variance over features. ``n_k`` gets ``WEIGHT_FLOOR`` first."""
+    n_components, d = mean.shape
+    floored = weight + WEIGHT_FLOOR
+    total = 0.0
+    for k in range(n_components):
+        total += floored[k]
+    weights = floored / total
+    covariances = np.empty_like(scatter)
+    for block in range(scatter.shape[0]):
+        divisor = total if kind == NONE else floored[block]
+        if kind == NORM:
+            divisor = d * floored[block]
+        for i in range(scatter.shape[1]):
+            for j in range(scatter.shape[2]):
+                covariances[block, i, j] = scatter[block, i, j] / divisor
+                if kind == SQUARES or kind == NORM or i == j:
+                    covariances[block, i, j] += reg_covar
+    return weights, mean.copy(), covariances
+
+
+@njit(nogil=True, cache=True)
+def lower_inverse(lower, out):  # pragma: no cover
+    """``out = lower^-1`` for a lower-triangular (d, d) matrix, by forward substitution."""
+    d = lower.shape[0]
+    for column in range(d):
+        for i in range(column):
+            out[i, column] = 0.0
+        out[column, column] = 1.0 / lower[column, column]
+        for i in range(column + 1, d):
+            total = 0.0
+            for p in range(column, i):
+                total += lower[i, p] * out[p, column]
+            out[i, column] = -total / lower[i, i]
+
+
+@njit(nogil=True, cache=True)
+def precision_cholesky_blocks(covariances, kind):  # pragma: no cover
+    """Cholesky factors ``P`` of the precisions (``Sigma^-1 = P P^T``; blocks form):
+    upper-triangular ``P = (L^-1)^T`` from ``Sigma = L L^T`` (full, tied), inverse
+    square roots (diag, spherical). Returns ``(P, failed)`` with ``failed`` the
+    first component whose covariance is not positive definite, or -1."""
+    factors = np.zeros_like(covariances)
+    if kind == PAIRWISE or kind == NONE:
+        d = covariances.shape[1]
+        lower = np.zeros((d, d))
+        inverse = np.empty((d, d))
+        for block in range(covariances.shape[0]):
+            cov = covariances[block]
+            for j in range(d):
+                pivot = cov[j, j]
+                for p in range(j):
+                    pivot -= lower[j, p] * lower[j, p]
+                if not (pivot > 0 and pivot < np.inf):
+                    return factors, block
+                lower[j, j] = math.sqrt(pivot)
+                for i in range(j + 1, d):
+                    total = cov[i, j]
+                    for p in range(j):
+                        total -= lower[i, p] * lower[j, p]
+                    lower[i, j] = total / lower[j, j]
+            lower_inverse(lower, inverse)
+            factors[block] = inverse.T
+        return factors, -1
+    for block in range(covariances.shape[0]):
+        for j in range(covariances.shape[2]):
+            value = covariances[block, 0, j]
+            if not value > 0:
+                return factors, block
+            factors[block, 0, j] = 1.0 / math.sqrt(value)
+    return factors, -1
+
+
+@njit(nogil=True, cache=True)
+def all_finite(weight, mean, scatter):  # pragma: no cover
+    """Whether every value of a set of statistics is finite."""
+    for array in (weight.ravel(), mean.ravel(), scatter.ravel()):
+        for value in array:
+            if not np.isfinite(value):
+                return False
+    return True
+
+
+OVERFLOWED = -2
+"""``failed`` of :func:`parameters_blocks` when the statistics were not finite."""
+
+
+@njit(nogil=True, cache=True)
+def parameters_blocks(weight, mean, scatter, reg_covar, kind):  # pragma: no cover
+    """The M-step and the precision factors of centred statistics (blocks form).
+
+    Returns ``(weights, means, covariances, factors, failed)``: ``failed`` is -1,
+    the first component whose covariance is not positive definite, or
+    ``OVERFLOWED`` when the statistics hold infinity or NaN.
+    """
+    if not all_finite(weight, mean, scatter):
+        return weight, mean, scatter, scatter, OVERFLOWED
+    weights, means, covariances = m_step_blocks(weight, mean, scatter, reg_covar, kind)
+    factors, failed = precision_cholesky_blocks(covariances, kind)
+    return weights, means, covariances, factors, failed
+
+
+# ------------------------------------------------- E-step operands, centring
+@njit(nogil=True, cache=True)
+def expanded_distance(centres, scale, constant, out):  # pragma: no cover
+    """``out`` (K, d + 2) turns ``[|z|^2; z; 1]`` into
+    ``constant_k - scale_k / 2 |z - centre_k|^2``."""
+    n_components, d = centres.shape
+    for k in range(n_components):
+        out[k, 0] = -0.5 * scale[k]
+        norm = 0.0
+        for j in range(d):
+            out[k, 1 + j] = centres[k, j] * scale[k]
+            norm += centres[k, j] * centres[k, j]
+        out[k, d + 1] = constant[k] - 0.5 * scale[k] * norm
+
+
+@njit(nogil=True, cache=True)
+def density_operands(
+    weights, means, factors, variances, kind, expansion_limit, shared_shift_limit,
+    shared_products_max_features,
+):  # pragma: no cover
+    """The chunk kernel's operands for one set of parameters (float64).
+
+    ``factors`` are the precision factors in blocks form, ``variances`` (K, d)
+    the diagonals of the covariances. Returns ``(shift, density_mode, linear
+    (K, m + d + 1), whitening, reduce, constant, own_shift, n_products)``; see
+    :class:`streamgmm.estep.DensityFactors` for their meaning and the module docs
+    of :mod:`streamgmm.estep` for the choices.
+    """
+    n_components, d = means.shape
+    shift = np.zeros(d)
+    for k in range(n_components):
+        for j in range(d):
+            shift[j] += means[k, j]
+    shift /= n_components
+    centred = means - shift
+    constant = np.empty(n_components)
+    for k in range(n_components):
+        block = 0 if kind == NONE else k
+        log_det = 0.0
+        if kind == PAIRWISE or kind == NONE:
+            for j in range(d):
+                log_det += math.log(factors[block, j, j])
+        elif kind == SQUARES:
+            for j in range(d):
+                log_det += math.log(factors[k, 0, j])
+        else:
+            log_det = d * math.log(factors[k, 0, 0])
+        constant[k] = math.log(weights[k]) + log_det - 0.5 * d * LOG_2PI
+    own_shift = np.zeros(n_components, dtype=np.bool_)
+    if kind != NONE:
+        for k in range(n_components):
+            for j in range(d):
+                if not centred[k, j] * centred[k, j] / variances[k, j] <= shared_shift_limit:
+                    own_shift[k] = True
+    m = d * (d + 1) // 2 if kind == PAIRWISE else (d if kind == SQUARES else
+                                                    (1 if kind == NORM else 0))
+    mode = LINEAR
+    linear = np.zeros((n_components, m + d + 1))
+    whitening = np.zeros((0, d + 1))
+    reduce = np.zeros((0, d + 2))
+    if kind == PAIRWISE:
+        precisions = np.empty((n_components, d, d))
+        for k in range(n_components):
+            precisions[k] = np.dot(factors[k], factors[k].T)
+        if d > shared_products_max_features:
+            m = 0
+            linear = np.zeros((n_components, d + 1))
+            own_shift[:] = True
+        error_factor = 0.0
+        spread = np.empty(d)
+        for k in range(n_components):
+            for j in range(d):
+                spread[j] = abs(centred[k, j]) + math.sqrt(variances[k, j])
+            size = 0.0
+            for i in range(d):
+                for j in range(d):
+                    size += spread[i] * abs(precisions[k, i, j]) * spread[j]
+            error_factor = max(error_factor, size)
+        if m == 0 or error_factor > expansion_limit:
+            mode = WHITENED
+            whitening = np.empty((n_components * d, d + 1))
+            for k in range(n_components):
+                for i in range(d):
+                    row = k * d + i
+                    offset = 0.0
+                    for j in range(d):
+                        whitening[row, j] = factors[k, j, i]
+                        offset += centred[k, j] * factors[k, j, i]
+                    whitening[row, d] = -offset
+        else:
+            row = 0
+            for first in range(d):
+                for second in range(first, d):
+                    weight = -0.5 if first == second else -1.0
+                    for k in range(n_components):
+                        linear[k, row] = precisions[k, first, second] * weight
+                    row += 1
+            for k in range(n_components):
+                quadratic = 0.0
+                for i in range(d):
+                    weighted_centre = 0.0
+                    for j in range(d):
+                        weighted_centre += precisions[k, i, j] * centred[k, j]
+                    linear[k, m + i] = weighted_centre
+                    quadratic += weighted_centre * centred[k, i]
+                linear[k, m + d] = constant[k] - 0.5 * quadratic
+    elif kind == NONE:
+        mode = TIED
+        whitening = np.zeros((d, d + 1))
+        for i in range(d):
+            for j in range(d):
+                whitening[i, j] = factors[0, j, i]
+        reduce = np.empty((n_components, d + 2))
+        expanded_distance(np.dot(centred, factors[0]), np.ones(n_components), constant, reduce)
+    elif kind == SQUARES:
+        for k in range(n_components):
+            quadratic = 0.0
+            for j in range(d):
+                squared = factors[k, 0, j] * factors[k, 0, j]
+                linear[k, j] = -0.5 * squared
+                linear[k, d + j] = centred[k, j] * squared
+                quadratic += centred[k, j] * centred[k, j] * squared
+            linear[k, 2 * d] = constant[k] - 0.5 * quadratic
+    else:
+        squared = np.empty(n_components)
+        for k in range(n_components):
+            squared[k] = factors[k, 0, 0] * factors[k, 0, 0]
+        expanded_distance(centred, squared, constant, linear)
+    return shift, mode, linear, whitening, reduce, constant, own_shift, m
+
+
+@njit(nogil=True, cache=True)
+def centred_statistics(
+    products, columns, own_products, own_columns, own_full, pooled, kind, common, own_centres,
+    own_shift,
+):  # pragma: no cover
+    """Centred statistics (weight (K,), mean (K, d), scatter in blocks form) from
+    the sums of :func:`accumulate`: sums about ``common`` (d,), and about
+    ``own_centres[k]`` for the components in ``own_shift`` (K,) bool, moved to each
+    component's weighted mean: ``mean = centre + first / n``,
+    ``scatter = second - n (first / n)(first / n)^T``."""
+    d = columns.shape[0] - 1
+    n_components = columns.shape[1]
+    weight = np.empty(n_components)
+    first = np.empty((n_components, d))
+    if kind == PAIRWISE:
+        second = np.zeros((n_components, d, d))
+    elif kind == NONE:
+        second = np.zeros((1, d, d))
+        second[0] = pooled[:d, :d]
+    elif kind == SQUARES:
+        second = np.zeros((n_components, 1, d))
+    else:
+        second = np.zeros((n_components, 1, 1))
+    for k in range(n_components):
+        own = own_shift[k]
+        if kind == PAIRWISE and own:
+            weight[k] = own_full[k, d, d]
+            for i in range(d):
+                first[k, i] = own_full[k, d, i]
+                for j in range(d):
+                    second[k, i, j] = own_full[k, i, j]
+            continue
+        sums = own_columns if own else columns
+        weight[k] = sums[d, k]
+        for i in range(d):
+            first[k, i] = sums[i, k]
+        if kind == PAIRWISE:
+            row = 0
+            for i in range(d):
+                for j in range(i, d):
+                    second[k, i, j] = products[row, k]
+                    second[k, j, i] = products[row, k]
+                    row += 1
+        elif kind == SQUARES or kind == NORM:
+            squares = own_products if own else products
+            for j in range(second.shape[2]):
+                second[k, 0, j] = squares[j, k]
+    mean = np.empty((n_components, d))
+    for k in range(n_components):
+        safe = weight[k] if weight[k] > 0 else 1.0
+        for j in range(d):
+            first[k, j] = first[k, j] / safe
+            mean[k, j] = (own_centres[k, j] if own_shift[k] else common[j]) + first[k, j]
+    outer_add(-weight, first, kind, second)
+    return weight, mean, second
+
+
+# ------------------------------------------------------------------ stepwise EM
+STEPS_DONE, STEPS_OVERFLOWED, STEPS_NOT_POSITIVE_DEFINITE = 0, 1, 2
+"""``status`` of :func:`online_steps`."""
+
+
+@njit(nogil=True, cache=True)
+def variances_of(covariances, kind, n_components, d):  # pragma: no cover
+    """The diagonals (K, d) of covariances in blocks form."""
+    variances = np.empty((n_components, d))
+    for k in range(n_components):
+        for j in range(d):
+            if kind == PAIRWISE:
+                variances[k, j] = covariances[k, j, j]
+            elif kind == NONE:
+                variances[k, j] = covariances[0, j, j]
+            elif kind == SQUARES:
+                variances[k, j] = covariances[k, 0, j]
+            else:
+                variances[k, j] = covariances[k, 0, 0]
+    return variances
+
+
+@njit(nogil=True, cache=True)
+def step_size(step, learning_decay, learning_offset, step_floor):  # pragma: no cover
+    """``rho_t``: 1 for ``t <= 1``, else ``max((t + t0) ** -alpha, floor)``."""
+    if step <= 1:
+        return 1.0
+    return max((step + learning_offset) ** -learning_decay, step_floor)
+
+
+@njit(nogil=True, cache=True)
+def burn_in_mass(kind, d):  # pragma: no cover
+    """Rows of responsibility mass every component needs before the burn-in ends:
+    ``d + 1`` (full, tied: a scatter of full rank), else 2."""
+    return d + 1 if kind == PAIRWISE or kind == NONE else 2
+
+
+@njit(nogil=True, cache=True)
+def burn_in_complete(weight, n_rows, needed, cap):  # pragma: no cover
+    """Whether burn-in statistics (per-row weights (K,)) over ``n_rows`` rows give
+    every component a mass of ``needed`` rows, or ``n_rows`` reached ``cap``."""
+    if n_rows >= cap:
+        return True
+    for k in range(weight.shape[0]):
+        if not weight[k] * n_rows >= needed:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def online_steps(
+    X, rows, batch_size, kind, block, probe, reg_covar, learning_decay, learning_offset,
+    step_floor, averaging, burn_in_cap, expansion_limit, shared_shift_limit,
+    shared_products_max_features,
+    weights, means, factors, covariances,
+    running_weight, running_mean, running_scatter, running_totals, n_steps, n_seen,
+    averaged_weight, averaged_mean, averaged_scatter, averaged_totals, n_averaged,
+):  # pragma: no cover
+    """Stepwise EM over the rows of X (n, d) (or ``X[rows]``), ``batch_size`` rows
+    per step (the last batch may be shorter); see :mod:`streamgmm.online` for the
+    update, the burn-in and the averaging.
+
+    The parameters (``weights``, ``means``, precision ``factors`` and
+    ``covariances``, blocks form) are those of the next E-step; the running and
+    averaged statistics are (weight, mean, scatter, [log_likelihood, n_samples]);
+    ``probe`` is an empty array of the product dtype. Nothing passed in is
+    modified. Returns ``(status, failed_batch, failed_component, batch_log_likelihoods,
+    parameters (4), running statistics (4), n_steps, n_seen, averaged statistics
+    (4), n_averaged)``; on a ``status`` other than ``STEPS_DONE`` only the first
+    three mean anything.
+    """
+    if rows is None:
+        n_rows = X.shape[0]
+    else:
+        n_rows = rows.shape[0]
+    n_components, d = means.shape
+    needed = burn_in_mass(kind, d)
+    n_batches = (n_rows + batch_size - 1) // batch_size
+    batch_log_likelihoods = np.zeros(n_batches)
+    running_totals = running_totals.copy()
+    averaged_totals = averaged_totals.copy()
+    status = STEPS_DONE
+    for batch in range(n_batches):
+        begin = batch * batch_size
+        end = min(begin + batch_size, n_rows)
+        shift, mode, linear, whitening, reduce, constant, own_shift, m = density_operands(
+            weights, means, factors, variances_of(covariances, kind, n_components, d), kind,
+            expansion_limit, shared_shift_limit, shared_products_max_features,
+        )
+        sums = row_sums(
+            X, rows, begin, end, shift, block, kind, m, mode,
+            np.ascontiguousarray(linear[:, :m]).astype(probe.dtype),
+            np.ascontiguousarray(linear[:, m:]).astype(probe.dtype),
+            whitening.astype(probe.dtype), reduce.astype(probe.dtype), constant,
+            np.flatnonzero(own_shift), means - shift,
+        )
+        weight, mean, scatter = centred_statistics(
+            sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], kind, shift, means, own_shift,
+        )
+        batch_log_likelihoods[batch] = sums[6]
+        size = end - begin
+        factor = 1.0 / size
+        weight = weight * factor
+        scatter = scatter * factor
+        batch_totals = np.array([sums[6] * factor, size * factor])
+        seen = n_seen + size
+        if n_steps == 0:
+            rho = size / seen
+        else:
+            rho = step_size(n_steps + 1, learning_decay, learning_offset, step_floor)
+        running_weight, running_mean, running_scatter = stepwise_blocks(
+            running_weight, running_mean, running_scatter, weight, mean, scatter, rho, kind
+        )
+        running_totals = running_totals * (1.0 - rho) + batch_totals * rho
+        n_seen = seen
+        if n_steps == 0 and not burn_in_complete(running_weight, seen, needed, burn_in_cap):
+            continue
+        n_steps += 1
+        weights, means, covariances, factors, failed = parameters_blocks(
+            running_weight, running_mean, running_scatter, reg_covar, kind
+        )
+        if failed != -1:
+            status = STEPS_OVERFLOWED if failed == OVERFLOWED else STEPS_NOT_POSITIVE_DEFINITE
+            return (status, batch, failed, batch_log_likelihoods, weights, means, covariances,
+                    factors, running_weight, running_mean, running_scatter, running_totals,
+                    n_steps, n_seen, averaged_weight, averaged_mean, averaged_scatter,
+                    averaged_totals, n_averaged)
+        if averaging:
+            n_averaged += 1
+            if n_averaged == 1:
+                averaged_weight = running_weight.copy()
+                averaged_mean = running_mean.copy()
+                averaged_scatter = running_scatter.copy()
+                averaged_totals = running_totals.copy()
+            else:
+                share = 1.0 / n_averaged
+                averaged_weight, averaged_mean, averaged_scatter = stepwise_blocks(
+                    averaged_weight, averaged_mean, averaged_scatter, running_weight,
+                    running_mean, running_scatter, share, kind,
+                )
+                averaged_totals = averaged_totals * (1.0 - share) + running_totals * share
+    return (status, -1, -1, batch_log_likelihoods, weights, means, covariances, factors,
+            running_weight, running_mean, running_scatter, running_totals, n_steps, n_seen,
+            averaged_weight, averaged_mean, averaged_scatter, averaged_totals, n_averaged)

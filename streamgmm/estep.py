@@ -29,7 +29,7 @@ How the work is laid out (measured with ``benchmarks/run.py``, written up in
   Components with ``A_k`` above :data:`SHARED_SHIFT_LIMIT` (tight clusters far
   from the others, as in the digits data, where it reaches 1e7) are also summed
   about their own current mean, exactly as the centred formulas read.
-* Sums add up in float64 from block to block (:class:`ShiftedSums`) and become
+* Sums add up in float64 from block to block and become
   centred statistics once per chunk.
 * All work is float64 by default, also for float32 input (float32 input then
   fits as exactly as float64, which ``tests/test_em.py`` holds to 1e-9).
@@ -48,7 +48,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import compiled
-from .statistics import SufficientStatistics, weighted_outer_sum
+from .statistics import KINDS, SufficientStatistics, as_blocks, from_blocks
 
 BLOCK_ROWS = 8192
 """The most rows processed at once inside a chunk (see :func:`block_rows`)."""
@@ -66,9 +66,11 @@ MAX_BLOCK_BYTES = 2**25
 rows) blocks get fewer rows than ``MIN_BLOCK_ROWS`` rather than more memory."""
 
 EXPANSION_LIMIT = 1e4
-"""Largest :func:`expansion_error_factor` for which the full type's log-densities
-come from the expanded quadratic form (an error of about 1e-12 in the
-log-density); beyond it, from the whitened rows."""
+"""Largest expansion error factor ``max_k u_k^T |Lambda_k| u_k``, with
+``u_k = |mu_k - c| + sqrt(Sigma_k,jj)`` (how large the terms of the expanded
+quadratic form get near a component, relative to its value), for which the full
+type's log-densities come from the expanded quadratic form (an error of about
+1e-12 in the log-density); beyond it, from the whitened rows."""
 
 EXPANSION_LIMIT_FLOAT32 = 1e3
 """The same limit for ``float32_products``: about 6e-5 in a log-density at worst
@@ -85,7 +87,7 @@ SHARED_SHIFT_LIMIT = 1e3
 """Largest cancellation factor ``A_k`` (module docs) for which a component's sums
 are taken about the common shift: at most 3 of float64's 16 digits."""
 
-LOG_2PI = np.log(2.0 * np.pi)
+LOG_2PI = compiled.LOG_2PI
 
 
 class GaussianParameters(NamedTuple):
@@ -107,17 +109,6 @@ class GaussianParameters(NamedTuple):
     covariance_type: str
 
 
-def log_det_precision_cholesky(precisions_cholesky: np.ndarray, covariance_type: str, d: int):
-    """``log det P_k`` per component (a scalar for tied), i.e. ``-1/2 log det Sigma_k``."""
-    if covariance_type == "full":
-        return np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
-    if covariance_type == "tied":
-        return np.log(np.diag(precisions_cholesky)).sum()
-    if covariance_type == "diag":
-        return np.log(precisions_cholesky).sum(axis=1)
-    return d * np.log(precisions_cholesky)
-
-
 def compute_dtype(X: np.ndarray, covariance_type: str, float32_products: bool = False):
     """Float32 for float32 input of the full type when ``float32_products`` is
     asked for, float64 otherwise."""
@@ -126,10 +117,7 @@ def compute_dtype(X: np.ndarray, covariance_type: str, float32_products: bool = 
     return np.dtype(np.float64)
 
 
-PRODUCT_KINDS = {
-    "full": compiled.PAIRWISE, "tied": compiled.NONE,
-    "diag": compiled.SQUARES, "spherical": compiled.NORM,
-}
+PRODUCT_KINDS = KINDS
 
 
 def product_rows(n_features: int, covariance_type: str) -> int:
@@ -212,116 +200,36 @@ def feature_variances(precisions_cholesky: np.ndarray, covariance_type: str, n_c
                            (n_components, n_features))
 
 
-def needs_own_shift(means: np.ndarray, variances: np.ndarray, shift: np.ndarray,
-                    covariance_type: str) -> np.ndarray:
-    """(K,) bool: components whose cancellation factor ``A_k`` (module docs)
-    exceeds :data:`SHARED_SHIFT_LIMIT`. The tied type always sums about ``c``
-    (its one scatter is shared by all components)."""
-    if covariance_type == "tied":
-        return np.zeros(means.shape[0], dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        amplification = np.square(means - shift) / variances
-    return ~(np.nan_to_num(amplification, nan=np.inf).max(axis=1) <= SHARED_SHIFT_LIMIT)
-
-
-def expansion_error_factor(
-    precisions: np.ndarray, centred_means: np.ndarray, variances: np.ndarray
-) -> float:
-    """``max_k u_k^T |Lambda_k| u_k`` with ``u_k = |mu_k - c| + sqrt(Sigma_k,jj)``:
-    how large the terms of the expanded quadratic form get for rows near a
-    component, relative to its value; its rounding error is about eps times this."""
-    spread = np.abs(centred_means) + np.sqrt(variances)
-    return float(np.einsum("ki,kij,kj->k", spread, np.abs(precisions), spread).max())
-
-
-def _expanded_quadratic(precisions: np.ndarray, centred_means: np.ndarray,
-                        constant: np.ndarray) -> np.ndarray:
-    """(K, m + d + 1) coefficients turning ``[products; z; 1]`` (pairwise products)
-    into ``constant_k - 1/2 (z - centre_k)^T Lambda_k (z - centre_k)``."""
-    n_components, d = centred_means.shape
-    upper, lower = np.triu_indices(d)
-    pair_weight = np.where(upper == lower, -0.5, -1.0)
-    weighted_centres = np.einsum("kij,kj->ki", precisions, centred_means)
-    factors = np.empty((n_components, upper.size + d + 1))
-    factors[:, : upper.size] = precisions[:, upper, lower] * pair_weight
-    factors[:, upper.size : -1] = weighted_centres
-    factors[:, -1] = constant - 0.5 * np.einsum("ki,ki->k", weighted_centres, centred_means)
-    return factors
-
-
-def _expanded_distance(centres: np.ndarray, scale: np.ndarray, constant: np.ndarray):
-    """(K, d + 2) matrix turning ``[|z|^2; z; 1]`` into
-    ``constant_k - scale_k / 2 |z - centre_k|^2``."""
-    factors = np.empty((centres.shape[0], centres.shape[1] + 2))
-    factors[:, 0] = -0.5 * scale
-    factors[:, 1:-1] = centres * scale[:, None]
-    factors[:, -1] = constant - 0.5 * scale * np.einsum("kd,kd->k", centres, centres)
-    return factors
-
-
 def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFactors:
-    """Prepare the kernel's operands for ``params`` (products in ``dtype``)."""
-    means, prec_chol, cov_type = params.means, params.precisions_cholesky, params.covariance_type
+    """Prepare the kernel's operands for ``params`` (products in ``dtype``;
+    :func:`streamgmm.compiled.density_operands`)."""
+    means, cov_type = params.means, params.covariance_type
     n_components, d = means.shape
     dtype = np.dtype(dtype)
-    shift = means.mean(axis=0)
-    centred_means = means - shift
-    constant = (
-        np.log(params.weights)
-        + log_det_precision_cholesky(prec_chol, cov_type, d)
-        - 0.5 * d * LOG_2PI
+    variances = feature_variances(params.precisions_cholesky, cov_type, n_components, d)
+    shift, mode, linear, whitening, reduce, constant, own_shift, m = compiled.density_operands(
+        np.ascontiguousarray(params.weights, dtype=np.float64),
+        np.ascontiguousarray(means, dtype=np.float64),
+        as_blocks(params.precisions_cholesky, cov_type),
+        np.ascontiguousarray(variances, dtype=np.float64), PRODUCT_KINDS[cov_type],
+        EXPANSION_LIMIT if dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
+        SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES,
     )
-    variances = feature_variances(prec_chol, cov_type, n_components, d)
-    m = product_rows(d, cov_type)
-    linear = None
-    whitening = np.zeros((0, d + 1))
-    reduce = np.zeros((0, d + 2))
-    mode = compiled.LINEAR
-    own_shift = needs_own_shift(means, variances, shift, cov_type)
-    if cov_type == "full":
-        precisions = prec_chol @ prec_chol.transpose(0, 2, 1)
-        limit = EXPANSION_LIMIT if dtype == np.float64 else EXPANSION_LIMIT_FLOAT32
-        if d > SHARED_PRODUCTS_MAX_FEATURES:
-            m = 0
-            own_shift = np.ones(n_components, dtype=bool)
-        if m == 0 or expansion_error_factor(precisions, centred_means, variances) > limit:
-            mode = compiled.WHITENED
-            whitening = np.empty((n_components, d, d + 1))
-            whitening[:, :, :d] = prec_chol.transpose(0, 2, 1)
-            whitening[:, :, d] = -np.einsum("kd,kde->ke", centred_means, prec_chol)
-            whitening = whitening.reshape(n_components * d, d + 1)
-        else:
-            linear = _expanded_quadratic(precisions, centred_means, constant)
-    elif cov_type == "tied":
-        mode = compiled.TIED
-        whitening = np.zeros((d, d + 1))
-        whitening[:, :d] = prec_chol.T
-        reduce = _expanded_distance(centred_means @ prec_chol, np.ones(n_components), constant)
-    elif cov_type == "diag":
-        squared = prec_chol**2
-        linear = np.empty((n_components, m + d + 1))
-        linear[:, :d] = -0.5 * squared
-        linear[:, d : 2 * d] = centred_means * squared
-        linear[:, 2 * d] = constant - 0.5 * np.einsum("kd,kd->k", centred_means**2, squared)
-    else:
-        linear = _expanded_distance(centred_means, prec_chol**2, constant)
-    if linear is None:
-        linear = np.zeros((n_components, m + d + 1))
     return DensityFactors(
         shift=shift,
         density_mode=mode,
         linear_products=np.ascontiguousarray(linear[:, :m], dtype=dtype),
         linear_columns=np.ascontiguousarray(linear[:, m:], dtype=dtype),
-        whitening=np.ascontiguousarray(whitening, dtype=dtype),
-        reduce=np.ascontiguousarray(reduce, dtype=dtype),
-        constant=constant.astype(np.float64),
+        whitening=whitening.astype(dtype),
+        reduce=reduce.astype(dtype),
+        constant=constant,
         own_shift=own_shift,
         n_products=m,
         dtype=dtype,
     )
 
 
-def _kernel_rows(X: np.ndarray) -> np.ndarray:
+def kernel_rows(X: np.ndarray) -> np.ndarray:
     """X as the C-contiguous float32 or float64 rows the compiled kernel takes."""
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     return np.ascontiguousarray(X, dtype=dtype)
@@ -333,85 +241,30 @@ def _weighted_log_densities(X: np.ndarray, params: GaussianParameters) -> np.nda
     factors = density_factors(params, compute_dtype(X, cov_type))
     n_components, d = params.means.shape
     return compiled.log_densities(
-        _kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
+        kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
         PRODUCT_KINDS[cov_type], factors.n_products, factors.density_mode,
         factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
         factors.constant,
     )
 
 
-class ShiftedSums(NamedTuple):
-    """Sums of a set of rows about fixed shifts; blocks with the same shifts add.
-
-    Attributes
-    ----------
-    centres : ndarray of shape (K, d)
-        The shifts: ``c`` (the mean of the means), or the component's current
-        mean for components that need their own shift (module docs).
-    weight : ndarray of shape (K,)
-        ``sum_i gamma_ik``.
-    first : ndarray of shape (K, d)
-        ``sum_i gamma_ik (x_i - centre_k)``.
-    second : ndarray
-        ``sum_i gamma_ik (x_i - centre_k)(x_i - centre_k)^T`` reduced as the
-        covariance type's scatter (module :mod:`streamgmm.statistics`); tied sums
-        over components.
-    log_likelihood : float
-    n_samples : float
-    """
-
-    centres: np.ndarray
-    weight: np.ndarray
-    first: np.ndarray
-    second: np.ndarray
-    log_likelihood: float
-    n_samples: float
-
-
-def _shifted_sums(kernel_sums, covariance_type: str, common: np.ndarray,
-                  own_centres: np.ndarray, own_shift: np.ndarray, log_likelihood: float,
-                  n_samples: float) -> ShiftedSums:
-    """:class:`ShiftedSums` from the compiled kernel's sums (see
-    :func:`streamgmm.compiled.accumulate`): about ``c``, and about the own shifts
-    for the components in ``own_shift``."""
-    products, columns, own_products, own_columns, own_full, pooled = kernel_sums[:6]
-    own = np.asarray(own_shift, dtype=bool)
-    n_components, d = columns.shape[1], columns.shape[0] - 1
-    if covariance_type == "full":
-        columns = columns.T.copy()
-        second = np.zeros((n_components, d, d))
-        if products.shape[0]:
-            upper, lower = np.triu_indices(d)
-            second[:, upper, lower] = products.T
-            second[:, lower, upper] = products.T
-        second[own] = own_full[own, :d, :d]
-        columns[own] = own_full[own, d, :]
-    else:
-        columns = np.where(own, own_columns, columns).T
-        products = np.where(own, own_products, products).T
-        if covariance_type == "tied":
-            second = pooled[:d, :d].copy()
-        elif covariance_type == "diag":
-            second = products
-        else:
-            second = products[:, 0]
-    centres = np.where(own[:, None], own_centres, common)
-    return ShiftedSums(centres, columns[:, d].copy(), columns[:, :d].copy(), second,
-                       float(log_likelihood), float(n_samples))
-
-
-def _statistics_from_sums(sums: ShiftedSums, covariance_type: str) -> SufficientStatistics:
-    """Centred statistics (about each component's weighted mean) from shifted sums."""
-    weight = sums.weight
-    safe = np.where(weight > 0, weight, 1.0)
-    offset_means = sums.first / safe[:, None]
-    scatter = sums.second - weighted_outer_sum(weight, offset_means, covariance_type)
+def _centred_statistics(kernel_sums, covariance_type: str, common: np.ndarray,
+                        own_centres: np.ndarray, own_shift: np.ndarray, log_likelihood: float,
+                        n_samples: float) -> SufficientStatistics:
+    """Centred statistics (about each component's weighted mean) from the compiled
+    kernel's sums (see :func:`streamgmm.compiled.accumulate`): about ``common``,
+    and about ``own_centres`` for the components in ``own_shift``
+    (:func:`streamgmm.compiled.centred_statistics`)."""
+    weight, mean, scatter = compiled.centred_statistics(
+        *kernel_sums[:6], PRODUCT_KINDS[covariance_type], common,
+        np.ascontiguousarray(own_centres, dtype=np.float64), np.asarray(own_shift, dtype=bool),
+    )
     return SufficientStatistics(
         weight=weight,
-        mean=sums.centres + offset_means,
-        scatter=scatter,
-        log_likelihood=float(sums.log_likelihood),
-        n_samples=float(sums.n_samples),
+        mean=mean,
+        scatter=from_blocks(scatter, covariance_type),
+        log_likelihood=float(log_likelihood),
+        n_samples=float(n_samples),
     )
 
 
@@ -457,15 +310,14 @@ def statistics_from_responsibilities(
     common = shift.mean(axis=0)
     own_shift = np.full(n_components, covariance_type != "tied")
     sums = compiled.responsibility_sums(
-        _kernel_rows(X), common, block_rows(n_components, d, covariance_type),
+        kernel_rows(X), common, block_rows(n_components, d, covariance_type),
         PRODUCT_KINDS[covariance_type],
         0 if covariance_type == "full" else product_rows(d, covariance_type),
         np.ascontiguousarray(resp, dtype=np.float64), np.flatnonzero(own_shift),
         shift - common,
     )
-    shifted = _shifted_sums(sums, covariance_type, common, shift, own_shift, log_likelihood,
-                            X.shape[0])
-    return _statistics_from_sums(shifted, covariance_type)
+    return _centred_statistics(sums, covariance_type, common, shift, own_shift,
+                               log_likelihood, X.shape[0])
 
 
 MAX_ABS_VALUE = 1e100
@@ -539,14 +391,13 @@ def chunk_statistics(
     n_components, d = params.means.shape
     factors = density_factors(params, compute_dtype(X, cov_type, float32_products))
     sums = compiled.chunk_sums(
-        _kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
+        kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
         PRODUCT_KINDS[cov_type], factors.n_products, factors.density_mode,
         factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
         factors.constant, np.flatnonzero(factors.own_shift), params.means - factors.shift,
     )
-    shifted = _shifted_sums(sums, cov_type, factors.shift, params.means, factors.own_shift,
-                            sums[6], X.shape[0])
-    return _statistics_from_sums(shifted, cov_type)
+    return _centred_statistics(sums, cov_type, factors.shift, params.means, factors.own_shift,
+                               sums[6], X.shape[0])
 
 
 def chunk_likelihood_terms(

@@ -113,6 +113,7 @@ HYPERPARAMETER_RULES = {
     # (0.5, 1]: the online steps then sum to infinity and their squares do not
     "learning_decay": real_in(0.5, 1.0, low_open=True),
     "learning_offset": real_in(0.0),
+    "step_floor": real_in(0.0, 1.0, high_open=True),
     "averaging": BOOLEAN,
     "shuffle": BOOLEAN,
     "init_sample_size": integer_in(1),
@@ -185,6 +186,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``alpha`` of the online step size ``rho_t = (t + t0) ** -alpha``.
     learning_offset : float >= 0, default=LEARNING_OFFSET
         ``t0`` of the online step size.
+    step_floor : float in [0, 1), default=0.0
+        Smallest online step size: ``rho_t = max((t + t0) ** -alpha, step_floor)``.
+        A positive floor makes stepwise EM forget old rows at the rate
+        ``step_floor`` per mini-batch (a memory of about ``1 / step_floor``
+        batches), so that a model kept current by ``partial_fit`` tracks a
+        distribution that drifts; 0 lets the steps decrease for ever.
     averaging : bool, default=False
         Report the parameters of the Polyak–Ruppert average of the online
         statistics (from the end of the burn-in on).
@@ -268,6 +275,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         batch_size: int = BATCH_SIZE,
         learning_decay: float = LEARNING_DECAY,
         learning_offset: float = LEARNING_OFFSET,
+        step_floor: float = 0.0,
         averaging: bool = False,
         shuffle: bool = True,
         init_sample_size: int = 100_000,
@@ -293,6 +301,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.step_floor = step_floor
         self.averaging = averaging
         self.shuffle = shuffle
         self.init_sample_size = init_sample_size
@@ -674,6 +683,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self.learning_offset,
             self.averaging,
             self.float32_products,
+            self.step_floor,
         )
 
     def _online_state(self):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
+from . import compiled
 from .estep import GaussianParameters
-from .statistics import SufficientStatistics
+from .statistics import KINDS, SufficientStatistics, as_blocks, from_blocks
 
-WEIGHT_FLOOR = 10 * np.finfo(np.float64).eps
+WEIGHT_FLOOR = compiled.WEIGHT_FLOOR
 """Added to every component's weight so that an empty component divides by a
 positive number (the same guard scikit-learn uses)."""
 
@@ -32,50 +33,39 @@ def m_step(
 
     ``pi_k = n_k / N``, ``mu_k`` the weighted mean, ``Sigma_k = M_k / n_k`` plus
     ``reg_covar`` on the diagonal; tied shares ``sum_k M_k / N``, spherical takes
-    the mean variance over features.
+    the mean variance over features (:func:`streamgmm.compiled.m_step_blocks`).
     """
-    weight = stats.weight + WEIGHT_FLOOR
-    weights = weight / weight.sum()
-    means = stats.mean.copy()
-    d = means.shape[1]
-    if covariance_type == "full":
-        covariances = stats.scatter / weight[:, None, None]
-        covariances[:, np.arange(d), np.arange(d)] += reg_covar
-    elif covariance_type == "tied":
-        covariances = stats.scatter / weight.sum()
-        covariances[np.arange(d), np.arange(d)] += reg_covar
-    elif covariance_type == "diag":
-        covariances = stats.scatter / weight[:, None] + reg_covar
-    elif covariance_type == "spherical":
-        covariances = stats.scatter / (d * weight) + reg_covar
-    else:
-        raise ValueError(f"unknown covariance_type {covariance_type!r}")
-    return weights, means, covariances
+    weights, means, covariances = compiled.m_step_blocks(
+        np.ascontiguousarray(stats.weight, dtype=np.float64),
+        np.ascontiguousarray(stats.mean, dtype=np.float64),
+        as_blocks(stats.scatter, covariance_type), float(reg_covar), KINDS[covariance_type],
+    )
+    return weights, means, from_blocks(covariances, covariance_type)
+
+
+def cholesky_error(covariances: np.ndarray, covariance_type: str, failed: int):
+    """The :class:`CholeskyError` for a failed factorisation (``failed`` the first
+    component found); diag and spherical name every component at fault."""
+    if covariance_type in ("diag", "spherical"):
+        bad = ~(np.asarray(covariances) > 0)
+        failed = np.unique(np.nonzero(bad)[0]).tolist()
+    return CholeskyError(CHOLESKY_ADVICE.format(which=failed))
 
 
 def precision_cholesky_from_covariances(covariances: np.ndarray, covariance_type: str):
     """Cholesky factors ``P`` with ``Sigma^-1 = P P^T`` (upper-triangular ``P`` for
-    full and tied, the inverse square roots for diag and spherical).
+    full and tied, the inverse square roots for diag and spherical;
+    :func:`streamgmm.compiled.precision_cholesky_blocks`).
 
     Raises :class:`CholeskyError` with advice when a covariance is not positive
     definite.
     """
-    if covariance_type in ("full", "tied"):
-        stacked = covariances if covariance_type == "full" else covariances[None]
-        d = stacked.shape[-1]
-        factors = np.empty_like(stacked)
-        for k, cov in enumerate(stacked):
-            try:
-                lower = linalg.cholesky(cov, lower=True)
-            except linalg.LinAlgError:
-                raise CholeskyError(CHOLESKY_ADVICE.format(which=k)) from None
-            factors[k] = linalg.solve_triangular(lower, np.eye(d), lower=True).T
-        return factors if covariance_type == "full" else factors[0]
-    bad = ~(covariances > 0)
-    if bad.any():
-        which = np.unique(np.nonzero(bad)[0])
-        raise CholeskyError(CHOLESKY_ADVICE.format(which=which.tolist()))
-    return 1.0 / np.sqrt(covariances)
+    factors, failed = compiled.precision_cholesky_blocks(
+        as_blocks(covariances, covariance_type), KINDS[covariance_type]
+    )
+    if failed >= 0:
+        raise cholesky_error(covariances, covariance_type, failed)
+    return from_blocks(factors, covariance_type)
 
 
 def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str):
@@ -110,21 +100,33 @@ def covariances_from_precisions_cholesky(precisions_cholesky: np.ndarray, covari
     return 1.0 / precisions_cholesky**2
 
 
+OVERFLOW_MESSAGE = (
+    "The sufficient statistics overflowed float64 (the data hold values too "
+    "large to square, or the current parameters give no row any weight); "
+    "rescale or standardise the data before fitting."
+)
+
+
 def parameters_from_statistics(
     stats: SufficientStatistics, reg_covar: float, covariance_type: str
 ) -> tuple[GaussianParameters, np.ndarray]:
     """The M-step followed by the precision factors: returns the parameters the
-    E-step needs and the covariances.
+    E-step needs and the covariances (:func:`streamgmm.compiled.parameters_blocks`).
 
     Raises ``ValueError`` when the statistics overflowed (data values so large
     that their squares exceed float64), rather than returning NaN parameters.
     """
-    if not all(np.all(np.isfinite(part)) for part in (stats.weight, stats.mean, stats.scatter)):
-        raise ValueError(
-            "The sufficient statistics overflowed float64 (the data hold values too "
-            "large to square, or the current parameters give no row any weight); "
-            "rescale or standardise the data before fitting."
-        )
-    weights, means, covariances = m_step(stats, reg_covar, covariance_type)
-    prec_chol = precision_cholesky_from_covariances(covariances, covariance_type)
-    return GaussianParameters(weights, means, prec_chol, covariance_type), covariances
+    weights, means, covariances, factors, failed = compiled.parameters_blocks(
+        np.ascontiguousarray(stats.weight, dtype=np.float64),
+        np.ascontiguousarray(stats.mean, dtype=np.float64),
+        as_blocks(stats.scatter, covariance_type), float(reg_covar), KINDS[covariance_type],
+    )
+    covariances = from_blocks(covariances, covariance_type)
+    if failed == compiled.OVERFLOWED:
+        raise ValueError(OVERFLOW_MESSAGE)
+    if failed >= 0:
+        raise cholesky_error(covariances, covariance_type, failed)
+    params = GaussianParameters(
+        weights, means, from_blocks(factors, covariance_type), covariance_type
+    )
+    return params, covariances

@@ -50,14 +50,33 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from . import compiled
 from .cluster import client_in_use
-from .estep import GaussianParameters, check_finite, chunk_statistics
+from .estep import (
+    EXPANSION_LIMIT,
+    EXPANSION_LIMIT_FLOAT32,
+    SHARED_PRODUCTS_MAX_FEATURES,
+    SHARED_SHIFT_LIMIT,
+    GaussianParameters,
+    block_rows,
+    check_finite,
+    compute_dtype,
+    kernel_rows,
+)
 from .inputs import row_store_compressor
-from .mstep import parameters_from_statistics
+from .mstep import OVERFLOW_MESSAGE, cholesky_error, parameters_from_statistics
 from .outputs import STREAM_ROWS_FORMAT, write_output
 from .progress import FitProgress, history_from_lower_bounds
 from .reduction import row_offsets
-from .statistics import SufficientStatistics, empty_statistics, merge, rescale
+from .statistics import (
+    KINDS,
+    SufficientStatistics,
+    as_blocks,
+    empty_statistics,
+    from_blocks,
+    merge,
+    rescale,
+)
 from .threads import single_threaded_blas
 
 BURN_IN_ROWS_PER_PARAMETER_BLOCK = 10
@@ -76,6 +95,7 @@ class OnlineConfig(NamedTuple):
     learning_offset: float
     averaging: bool
     float32_products: bool = False
+    step_floor: float = 0.0
 
 
 class OnlineState(NamedTuple):
@@ -110,11 +130,12 @@ def initial_state(n_components: int, n_features: int, covariance_type: str) -> O
     return OnlineState(empty, 0, 0, None, 0)
 
 
-def step_size(step: int, learning_decay: float, learning_offset: float) -> float:
-    """``rho_t`` for step ``t >= 1``: 1 for the first, ``(t + t0) ** -alpha`` after."""
-    if step <= 1:
-        return 1.0
-    return float((step + learning_offset) ** -learning_decay)
+def step_size(
+    step: int, learning_decay: float, learning_offset: float, step_floor: float = 0.0
+) -> float:
+    """``rho_t`` for step ``t >= 1``: 1 for the first, ``max((t + t0) ** -alpha,
+    floor)`` after (:func:`streamgmm.compiled.step_size`)."""
+    return float(compiled.step_size(step, learning_decay, learning_offset, step_floor))
 
 
 def stepwise_update(
@@ -127,14 +148,20 @@ def stepwise_update(
     return merge(rescale(running, 1.0 - step), rescale(batch, step), covariance_type)
 
 
+def burn_in_cap(n_components: int, n_features: int) -> int:
+    """Rows after which the burn-in ends whatever the components hold."""
+    return BURN_IN_ROWS_PER_PARAMETER_BLOCK * n_components * (n_features + 1)
+
+
 def burn_in_complete(statistics: SufficientStatistics, n_rows: int, covariance_type: str) -> bool:
     """Whether burn-in statistics over ``n_rows`` rows (exact per-row averages)
     define every covariance; see the module docs for the rule."""
     n_components, n_features = statistics.mean.shape
-    needed = n_features + 1 if covariance_type in ("full", "tied") else 2
-    mass = statistics.weight * n_rows
-    cap = BURN_IN_ROWS_PER_PARAMETER_BLOCK * n_components * (n_features + 1)
-    return bool(np.all(mass >= needed) or n_rows >= cap)
+    return bool(compiled.burn_in_complete(
+        np.ascontiguousarray(statistics.weight, dtype=np.float64), n_rows,
+        compiled.burn_in_mass(KINDS[covariance_type], n_features),
+        burn_in_cap(n_components, n_features),
+    ))
 
 
 def current_parameters(
@@ -168,39 +195,93 @@ def online_step(
     config: OnlineConfig,
     row_offset: int = 0,
 ) -> tuple[OnlineState, GaussianParameters, np.ndarray, float]:
-    """One stepwise-EM update from the rows ``batch`` (n, d).
+    """One stepwise-EM update from the rows ``batch`` (n, d): :func:`online_steps`
+    with one batch. Returns the new state, the parameters and covariances for the
+    next E-step, and the batch's summed log-likelihood under ``params``."""
+    state, params, covariances, log_likelihoods = online_steps(
+        state, params, covariances, batch, config, max(1, batch.shape[0]), row_offset=row_offset
+    )
+    return state, params, covariances, float(log_likelihoods[0])
+
+
+def _statistics_arguments(stats: SufficientStatistics | None, n_components: int,
+                          n_features: int, covariance_type: str) -> tuple:
+    """(weight, mean, scatter blocks, [log_likelihood, n_samples]) for the kernel;
+    zeros for missing statistics."""
+    if stats is None:
+        stats = empty_statistics(n_components, n_features, covariance_type)
+    return (
+        np.ascontiguousarray(stats.weight, dtype=np.float64),
+        np.ascontiguousarray(stats.mean, dtype=np.float64),
+        as_blocks(stats.scatter, covariance_type),
+        np.array([stats.log_likelihood, stats.n_samples], dtype=np.float64),
+    )
+
+
+def _statistics_result(weight, mean, scatter, totals, covariance_type) -> SufficientStatistics:
+    return SufficientStatistics(
+        weight, mean, from_blocks(scatter, covariance_type), float(totals[0]), float(totals[1])
+    )
+
+
+def online_steps(
+    state: OnlineState,
+    params: GaussianParameters,
+    covariances: np.ndarray,
+    rows: np.ndarray,
+    config: OnlineConfig,
+    batch_size: int,
+    *,
+    row_offset: int = 0,
+    order: np.ndarray | None = None,
+) -> tuple[OnlineState, GaussianParameters, np.ndarray, np.ndarray]:
+    """Stepwise-EM updates from ``rows`` (n, d), ``batch_size`` rows per step (the
+    last batch may be shorter), in one compiled call without the GIL
+    (:func:`streamgmm.compiled.online_steps`); with ``order`` (int), the rows
+    ``rows[order]`` in that order, without copying them.
 
     Returns the new state, the parameters and covariances for the next E-step,
-    and the batch's summed log-likelihood under ``params``. Raises ``ValueError``
-    for NaN or infinite rows (numbered from ``row_offset``) before changing
-    anything.
+    and each batch's summed log-likelihood under the parameters it met (n_batches,).
+    Raises ``ValueError`` naming the rows (numbered from ``row_offset``) if any of
+    ``rows`` is NaN, infinite or too large, and ``ValueError`` or
+    :class:`~streamgmm.mstep.CholeskyError` if a step's statistics give no valid
+    parameters; nothing is changed then.
     """
-    n_rows = batch.shape[0]
-    raw = chunk_statistics(batch, params, row_offset, float32_products=config.float32_products)
-    normalised = rescale(raw, 1.0 / n_rows)
-    n_seen = state.n_samples_seen + n_rows
+    check_finite(rows, row_offset)
     cov_type = config.covariance_type
-    if state.n_steps == 0:
-        statistics = stepwise_update(state.statistics, normalised, n_rows / n_seen, cov_type)
-        if not burn_in_complete(statistics, n_seen, cov_type):
-            waiting = state._replace(statistics=statistics, n_samples_seen=n_seen)
-            return waiting, params, covariances, raw.log_likelihood
-        step = 1
-    else:
-        step = state.n_steps + 1
-        rho = step_size(step, config.learning_decay, config.learning_offset)
-        statistics = stepwise_update(state.statistics, normalised, rho, cov_type)
-    params, covariances = parameters_from_statistics(statistics, config.reg_covar, cov_type)
-    averaged, n_averaged = state.averaged, state.n_averaged
-    if config.averaging:
-        n_averaged += 1
-        averaged = (
-            statistics
-            if averaged is None
-            else stepwise_update(averaged, statistics, 1.0 / n_averaged, cov_type)
-        )
-    new_state = OnlineState(statistics, step, n_seen, averaged, n_averaged)
-    return new_state, params, covariances, raw.log_likelihood
+    kind = KINDS[cov_type]
+    n_components, n_features = params.means.shape
+    probe = np.empty(0, dtype=compute_dtype(rows, cov_type, config.float32_products))
+    averaged = _statistics_arguments(state.averaged, n_components, n_features, cov_type)
+    result = compiled.online_steps(
+        kernel_rows(rows), None if order is None else np.asarray(order, dtype=np.int64),
+        int(batch_size), kind, block_rows(n_components, n_features, cov_type), probe,
+        float(config.reg_covar), float(config.learning_decay), float(config.learning_offset),
+        float(config.step_floor), bool(config.averaging), burn_in_cap(n_components, n_features),
+        EXPANSION_LIMIT if probe.dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
+        SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES,
+        np.ascontiguousarray(params.weights, dtype=np.float64),
+        np.ascontiguousarray(params.means, dtype=np.float64),
+        as_blocks(params.precisions_cholesky, cov_type), as_blocks(covariances, cov_type),
+        *_statistics_arguments(state.statistics, n_components, n_features, cov_type),
+        int(state.n_steps), int(state.n_samples_seen), *averaged, int(state.n_averaged),
+    )
+    status, _, failed, log_likelihoods = result[:4]
+    weights, means, new_covariances, factors = result[4:8]
+    if status == compiled.STEPS_OVERFLOWED:
+        raise ValueError(OVERFLOW_MESSAGE)
+    if status == compiled.STEPS_NOT_POSITIVE_DEFINITE:
+        raise cholesky_error(from_blocks(new_covariances, cov_type), cov_type, failed)
+    n_averaged = int(result[18])
+    new_state = OnlineState(
+        _statistics_result(*result[8:12], cov_type),
+        int(result[12]),
+        int(result[13]),
+        _statistics_result(*result[14:18], cov_type) if n_averaged else None,
+        n_averaged,
+    )
+    new_params = GaussianParameters(weights, means, from_blocks(factors, cov_type), cov_type)
+    return new_state, new_params, from_blocks(new_covariances, cov_type), log_likelihoods
 
 
 class FoldCarry(NamedTuple):

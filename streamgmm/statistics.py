@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import compiled
+
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
@@ -52,21 +54,43 @@ class SufficientStatistics(NamedTuple):
     n_samples: float
 
 
-def weighted_outer_sum(weights: np.ndarray, vectors: np.ndarray, covariance_type: str):
-    """Reduce ``sum_k w_k v_k v_k^T`` to the part the covariance type keeps.
+KINDS = {
+    "full": compiled.PAIRWISE, "tied": compiled.NONE,
+    "diag": compiled.SQUARES, "spherical": compiled.NORM,
+}
+"""The code by which compiled functions know a covariance type (module
+:mod:`streamgmm.compiled`)."""
 
-    ``weights`` has shape (K,), ``vectors`` (K, d); the result has the shape of a
-    ``scatter`` of that type.
-    """
+
+def as_blocks(array: np.ndarray, covariance_type: str) -> np.ndarray:
+    """A scatter, covariances or precision factors of any covariance type as the
+    3-D "blocks" the compiled functions take (C-contiguous float64): full
+    (K, d, d), tied (1, d, d), diag (K, 1, d), spherical (K, 1, 1)."""
+    array = np.ascontiguousarray(array, dtype=np.float64)
     if covariance_type == "full":
-        return np.einsum("k,ki,kj->kij", weights, vectors, vectors)
+        return array
     if covariance_type == "tied":
-        return (vectors * weights[:, None]).T @ vectors
+        return array.reshape(1, *array.shape)
     if covariance_type == "diag":
-        return weights[:, None] * vectors**2
+        return array.reshape(array.shape[0], 1, array.shape[1])
     if covariance_type == "spherical":
-        return weights * np.einsum("ki,ki->k", vectors, vectors)
+        return array.reshape(array.shape[0], 1, 1)
     raise ValueError(f"unknown covariance_type {covariance_type!r}")
+
+
+def _vector(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def from_blocks(blocks: np.ndarray, covariance_type: str) -> np.ndarray:
+    """The inverse of :func:`as_blocks`."""
+    if covariance_type == "full":
+        return blocks
+    if covariance_type == "tied":
+        return blocks[0]
+    if covariance_type == "diag":
+        return blocks[:, 0, :]
+    return blocks[:, 0, 0]
 
 
 def empty_statistics(n_components: int, n_features: int, covariance_type: str):
@@ -99,16 +123,16 @@ def merge(
     """Statistics of the union of two disjoint sets of rows.
 
     Per component: ``W = W_a + W_b``, ``m = m_a + (W_b / W)(m_b - m_a)`` and
-    ``M = M_a + M_b + (W_a W_b / W)(m_b - m_a)(m_b - m_a)^T``. A component with
-    no weight on either side keeps the other side's mean.
+    ``M = M_a + M_b + (W_a W_b / W)(m_b - m_a)(m_b - m_a)^T``
+    (:func:`streamgmm.compiled.merge_blocks`). A component with no weight on
+    either side gets the midpoint of the two means.
     """
-    weight = a.weight + b.weight
-    safe = np.where(weight > 0, weight, 1.0)
-    share_b = np.where(weight > 0, b.weight / safe, 0.5)
-    delta = b.mean - a.mean
-    mean = a.mean + share_b[:, None] * delta
-    cross_weight = np.where(weight > 0, a.weight * b.weight / safe, 0.0)
-    scatter = a.scatter + b.scatter + weighted_outer_sum(cross_weight, delta, covariance_type)
+    weight, mean, scatter = compiled.merge_blocks(
+        _vector(a.weight), _vector(a.mean), as_blocks(a.scatter, covariance_type),
+        _vector(b.weight), _vector(b.mean), as_blocks(b.scatter, covariance_type),
+        KINDS[covariance_type],
+    )
+    scatter = from_blocks(scatter, covariance_type)
     return SufficientStatistics(
         weight=weight,
         mean=mean,

@@ -56,14 +56,17 @@ def integer_in(low: int, high: float = np.inf) -> Rule:
     )
 
 
-def real_in(low: float, high: float = np.inf, low_open: bool = False) -> Rule:
-    """A finite real number (not a bool) in ``[low, high]`` (``(low, high]`` if
-    ``low_open``); NaN and infinity are refused."""
+def real_in(
+    low: float, high: float = np.inf, low_open: bool = False, high_open: bool = False
+) -> Rule:
+    """A finite real number (not a bool) in ``[low, high]`` (open at ``low`` if
+    ``low_open``, at ``high`` if ``high_open``); NaN and infinity are refused."""
     return Rule(
-        f"a finite float in the range {_bound_text(low, high, low_open, high == np.inf)}",
+        f"a finite float in the range "
+        f"{_bound_text(low, high, low_open, high_open or high == np.inf)}",
         lambda value: _is_real(value)
         and bool(np.isfinite(value))
-        and _inside(value, low, high, low_open, False),
+        and _inside(value, low, high, low_open, high_open),
     )
 
 

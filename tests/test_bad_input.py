@@ -125,6 +125,8 @@ PARAMETER_CASES = [
     ("learning_decay", 0.5, ValueError),
     ("learning_decay", 1.2, ValueError),
     ("learning_offset", -1.0, ValueError),
+    ("step_floor", -0.1, ValueError),
+    ("step_floor", 1.0, ValueError),
 ]
 
 

@@ -139,6 +139,8 @@ def test_fit_online_options_reach_the_estimator(store, tmp_path, truth):
         0.7,
         "--learning-offset",
         2,
+        "--step-floor",
+        0.01,
         "--averaging",
         "--no-shuffle",
         "--max-iter",
@@ -154,6 +156,7 @@ def test_fit_online_options_reach_the_estimator(store, tmp_path, truth):
     model = streamgmm.load(out)
     assert model.algorithm == "online" and model.batch_size == 500
     assert model.learning_decay == 0.7 and model.learning_offset == 2.0
+    assert model.step_floor == 0.01
     assert model.averaging and not model.shuffle and model.n_averaged_ > 0
     assert model.n_iter_ == 2 and model.n_samples_seen_ == 2 * ROWS
     assert model.history_["passes"] == [1.0, 2.0]
