@@ -649,7 +649,13 @@ def density_operands(
     if kind == PAIRWISE:
         precisions = np.empty((n_components, d, d))
         for k in range(n_components):
-            precisions[k] = np.dot(factors[k], factors[k].T)
+            for i in range(d):
+                for j in range(i, d):
+                    total = 0.0
+                    for p in range(d):
+                        total += factors[k, i, p] * factors[k, j, p]
+                    precisions[k, i, j] = total
+                    precisions[k, j, i] = total
         if d > shared_products_max_features:
             m = 0
             linear = np.zeros((n_components, d + 1))
@@ -805,6 +811,14 @@ def step_size(step, learning_decay, learning_offset, step_floor):  # pragma: no 
 
 
 @njit(nogil=True, cache=True)
+def as_products_dtype(array, probe):  # pragma: no cover
+    """A C-contiguous copy of ``array`` in the dtype of ``probe``."""
+    out = np.empty(array.shape, dtype=probe.dtype)
+    out[:] = array
+    return out
+
+
+@njit(nogil=True, cache=True)
 def burn_in_mass(kind, d):  # pragma: no cover
     """Rows of responsibility mass every component needs before the burn-in ends:
     ``d + 1`` (full, tied: a scatter of full rank), else 2."""
@@ -865,9 +879,8 @@ def online_steps(
         )
         sums = row_sums(
             X, rows, begin, end, shift, block, kind, m, mode,
-            np.ascontiguousarray(linear[:, :m]).astype(probe.dtype),
-            np.ascontiguousarray(linear[:, m:]).astype(probe.dtype),
-            whitening.astype(probe.dtype), reduce.astype(probe.dtype), constant,
+            as_products_dtype(linear[:, :m], probe), as_products_dtype(linear[:, m:], probe),
+            as_products_dtype(whitening, probe), as_products_dtype(reduce, probe), constant,
             np.flatnonzero(own_shift), means - shift,
         )
         weight, mean, scatter = centred_statistics(

@@ -93,7 +93,8 @@ def open_zarr_array(path: str | os.PathLike) -> zarr.Array:
     )
 
 
-def _check_matrix(shape: tuple, dtype: np.dtype) -> None:
+def check_matrix(shape: tuple, dtype: np.dtype) -> None:
+    """Raise for input that is not a non-empty 2-D numeric array."""
     if len(shape) != 2:
         raise ValueError(
             f"Expected a 2-D array of shape (n_samples, n_features), got {len(shape)}-D "
@@ -177,10 +178,10 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
     if isinstance(X, str | os.PathLike):
         X = open_zarr_array(X)
     if isinstance(X, zarr.Array):
-        _check_matrix(X.shape, X.dtype)
+        check_matrix(X.shape, X.dtype)
         return RowData(_whole_rows(from_zarr(X)), "zarr")
     if isinstance(X, da.Array):
-        _check_matrix(X.shape, X.dtype)
+        check_matrix(X.shape, X.dtype)
         return RowData(_whole_rows(X), "dask")
     if isinstance(X, xr.Dataset):
         raise TypeError(
@@ -194,7 +195,7 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
         )
     names = column_names(X)
     array = numbers_from_objects(np.asarray(X))
-    _check_matrix(array.shape, array.dtype)
+    check_matrix(array.shape, array.dtype)
     rows = balanced_rows_per_chunk(*array.shape, array.dtype.itemsize)
     return RowData(
         da.from_array(array, chunks=(rows, -1)), "numpy", in_memory=array, feature_names=names

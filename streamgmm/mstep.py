@@ -85,7 +85,7 @@ def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: 
 def precisions_from_cholesky(precisions_cholesky: np.ndarray, covariance_type: str):
     """Precision matrices ``P P^T`` (or the squares for diag and spherical)."""
     if covariance_type == "full":
-        return np.einsum("kij,klj->kil", precisions_cholesky, precisions_cholesky)
+        return precisions_cholesky @ precisions_cholesky.transpose(0, 2, 1)
     if covariance_type == "tied":
         return precisions_cholesky @ precisions_cholesky.T
     return precisions_cholesky**2

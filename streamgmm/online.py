@@ -2,18 +2,24 @@
 
 Stepwise EM (Cappé & Moulines 2009; Liang & Klein 2009) keeps running sufficient
 statistics ``s``, normalised per sample. For mini-batch ``t`` it computes the
-batch's statistics ``s_hat`` under the current parameters (the same
-:func:`~streamgmm.estep.chunk_statistics` batch EM maps over chunks), divides
-them by the batch's row count, and moves
+batch's statistics ``s_hat`` under the current parameters (the E-step and
+centring batch EM runs on a chunk), divides them by the batch's row count, and
+moves
 
-    s <- (1 - rho_t) s + rho_t s_hat,        rho_t = (t + t0) ** -alpha,
+    s <- (1 - rho_t) s + rho_t s_hat,        rho_t = max((t + t0) ** -alpha, floor),
 
-then runs the M-step (:func:`~streamgmm.mstep.parameters_from_statistics`) on
-``s``. Rescaling a set of statistics by ``c`` and merging two sets (Chan et al.)
-are linear in the raw moments, so the move above is exactly
-``merge(rescale(s, 1 - rho), rescale(s_hat, rho))`` and the statistics stay in
-centred form (weight, mean, scatter about the mean): no ``E[xx^T] - mu mu^T``
-cancellation, even for float32 data far from the origin.
+then runs the M-step on ``s``. Rescaling a set of statistics by ``c`` and
+merging two sets (Chan et al.) are linear in the raw moments, so the move above
+is exactly ``merge(rescale(s, 1 - rho), rescale(s_hat, rho))`` and the
+statistics stay in centred form (weight, mean, scatter about the mean): no
+``E[xx^T] - mu mu^T`` cancellation, even for float32 data far from the origin.
+A ``step_floor`` above 0 keeps the steps from vanishing: the statistics then
+forget old batches at that rate, and the model tracks data that drift.
+
+All the steps over a chunk's rows run in one compiled call without the GIL
+(:func:`online_steps`, :func:`streamgmm.compiled.online_steps`), on the compiled
+E-step, merge and M-step that batch EM calls too; a pass is a fold of that call
+over chunks (:func:`fold_chunk`).
 
 Burn-in. Until the statistics define every covariance no M-step runs: the
 parameters stay at their starting values and the batches' statistics are merged
@@ -25,8 +31,8 @@ once ``BURN_IN_ROWS_PER_PARAMETER_BLOCK * K * (d + 1)`` rows have been seen (a
 component still below that mass is starved by its starting parameters and waiting
 longer cannot help it; ``reg_covar`` keeps its covariance positive definite). The
 burn-in is step 1, so the first step is 1: the starting (empty) statistics are
-replaced entirely. Step ``t >= 2`` uses ``rho_t = (t + t0) ** -alpha``; with
-``alpha = 1`` and ``t0 = 0`` the statistics are the plain average over all batches.
+replaced entirely. Step ``t >= 2`` uses ``rho_t``; with ``alpha = 1``, ``t0 = 0``
+and no floor the statistics are the plain average over all batches.
 
 Polyak–Ruppert averaging (optional) keeps, from the end of the burn-in on, the
 equal-weight average of the running statistics (again by merge and rescale); the
@@ -41,7 +47,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -187,23 +193,6 @@ def reported_parameters(
     return params, covariances
 
 
-def online_step(
-    state: OnlineState,
-    params: GaussianParameters,
-    covariances: np.ndarray,
-    batch: np.ndarray,
-    config: OnlineConfig,
-    row_offset: int = 0,
-) -> tuple[OnlineState, GaussianParameters, np.ndarray, float]:
-    """One stepwise-EM update from the rows ``batch`` (n, d): :func:`online_steps`
-    with one batch. Returns the new state, the parameters and covariances for the
-    next E-step, and the batch's summed log-likelihood under ``params``."""
-    state, params, covariances, log_likelihoods = online_steps(
-        state, params, covariances, batch, config, max(1, batch.shape[0]), row_offset=row_offset
-    )
-    return state, params, covariances, float(log_likelihoods[0])
-
-
 def _statistics_arguments(stats: SufficientStatistics | None, n_components: int,
                           n_features: int, covariance_type: str) -> tuple:
     """(weight, mean, scatter blocks, [log_likelihood, n_samples]) for the kernel;
@@ -234,6 +223,7 @@ def online_steps(
     *,
     row_offset: int = 0,
     order: np.ndarray | None = None,
+    check: bool = True,
 ) -> tuple[OnlineState, GaussianParameters, np.ndarray, np.ndarray]:
     """Stepwise-EM updates from ``rows`` (n, d), ``batch_size`` rows per step (the
     last batch may be shorter), in one compiled call without the GIL
@@ -243,11 +233,13 @@ def online_steps(
     Returns the new state, the parameters and covariances for the next E-step,
     and each batch's summed log-likelihood under the parameters it met (n_batches,).
     Raises ``ValueError`` naming the rows (numbered from ``row_offset``) if any of
-    ``rows`` is NaN, infinite or too large, and ``ValueError`` or
+    ``rows`` is NaN, infinite or too large (unless the caller has checked them:
+    ``check=False``), and ``ValueError`` or
     :class:`~streamgmm.mstep.CholeskyError` if a step's statistics give no valid
     parameters; nothing is changed then.
     """
-    check_finite(rows, row_offset)
+    if check:
+        check_finite(rows, row_offset)
     cov_type = config.covariance_type
     kind = KINDS[cov_type]
     n_components, n_features = params.means.shape
@@ -317,37 +309,6 @@ class FoldCarry(NamedTuple):
     batches_done: int = 0
 
 
-def chunk_batches(
-    leftover: np.ndarray | None,
-    chunk: np.ndarray,
-    batch_size: int,
-    rows: np.ndarray | None = None,
-) -> Iterator[np.ndarray]:
-    """The mini-batches of the ``leftover`` rows followed by ``chunk`` (n, d),
-    whose rows are taken in the order ``rows`` (n,) if given: whole batches of
-    ``batch_size`` rows, and last the rows that do not fill one (fewer than
-    ``batch_size``, perhaps none, copied so that the chunk can be freed).
-
-    Batches inside the chunk are views of it (or gathers of ``rows``), so
-    memory holds the chunk and one batch."""
-
-    def take(begin: int, end: int) -> np.ndarray:
-        return chunk[begin:end] if rows is None else chunk[rows[begin:end]]
-
-    n_rows = chunk.shape[0]
-    position = 0
-    if leftover is not None and leftover.shape[0]:
-        position = min(batch_size - leftover.shape[0], n_rows)
-        pending = np.concatenate([leftover, take(0, position)])
-        yield pending
-        if pending.shape[0] < batch_size:
-            return
-    n_whole = (n_rows - position) // batch_size * batch_size
-    for start in range(position, position + n_whole, batch_size):
-        yield take(start, start + batch_size)
-    yield np.array(take(position + n_whole, n_rows))
-
-
 def fold_chunk(
     carry: FoldCarry,
     chunk: np.ndarray,
@@ -376,40 +337,59 @@ def fold_chunk(
     rows = None
     if shuffle_seed is not None:
         rows = np.random.default_rng(shuffle_seed).permutation(chunk.shape[0])
-    state, params, covariances = carry.state, carry.params, carry.covariances
-    total, count, done = carry.total, carry.count, carry.batches_done
-    leftover = None
+
+    def take(begin: int, end: int) -> np.ndarray:
+        return chunk[begin:end] if rows is None else chunk[rows[begin:end]]
+
+    n_rows = chunk.shape[0]
+    position = 0
+    if carry.leftover is not None and carry.leftover.shape[0]:
+        position = min(batch_size - carry.leftover.shape[0], n_rows)
+        pending = np.concatenate([carry.leftover, take(0, position)])
+        if pending.shape[0] < batch_size:
+            return carry._replace(leftover=pending)
+        carry = _fold_steps(carry, pending, config, batch_size)
+    n_whole = (n_rows - position) // batch_size * batch_size
+    if n_whole and rows is None:
+        carry = _fold_steps(carry, chunk[position : position + n_whole], config, batch_size)
+    elif n_whole:
+        whole = rows[position : position + n_whole]
+        carry = _fold_steps(carry, chunk, config, batch_size, order=whole)
+    rest = np.array(take(position + n_whole, n_rows))
+    return carry._replace(leftover=rest if rest.shape[0] else None)
+
+
+def _fold_steps(
+    carry: FoldCarry,
+    rows: np.ndarray,
+    config: OnlineConfig,
+    batch_size: int,
+    order: np.ndarray | None = None,
+) -> FoldCarry:
+    """``carry`` after :func:`online_steps` on checked ``rows`` (``rows[order]``),
+    its batches' log-likelihoods added to the total one by one."""
     with single_threaded_blas():
-        for batch in chunk_batches(carry.leftover, chunk, batch_size, rows):
-            if batch.shape[0] < batch_size:
-                leftover = batch if batch.shape[0] else None
-                break
-            state, params, covariances, log_likelihood = online_step(
-                state, params, covariances, batch, config, first_row
-            )
-            total += log_likelihood
-            count += batch.shape[0]
-            done += 1
-    return FoldCarry(state, params, covariances, leftover, total, count, done)
+        state, params, covariances, log_likelihoods = online_steps(
+            carry.state, carry.params, carry.covariances, rows, config, batch_size,
+            order=order, check=False,
+        )
+    total = carry.total
+    for log_likelihood in log_likelihoods.tolist():
+        total += log_likelihood
+    n_rows = rows.shape[0] if order is None else order.shape[0]
+    return carry._replace(
+        state=state, params=params, covariances=covariances, total=total,
+        count=carry.count + n_rows, batches_done=carry.batches_done + log_likelihoods.shape[0],
+    )
 
 
 def finish_pass(carry: FoldCarry, config: OnlineConfig) -> FoldCarry:
     """``carry`` after a last, short step on its leftover rows (if any)."""
     if carry.leftover is None:
         return carry
-    with single_threaded_blas():
-        state, params, covariances, log_likelihood = online_step(
-            carry.state, carry.params, carry.covariances, carry.leftover, config
-        )
-    return FoldCarry(
-        state,
-        params,
-        covariances,
-        None,
-        carry.total + log_likelihood,
-        carry.count + carry.leftover.shape[0],
-        carry.batches_done + 1,
-    )
+    leftover = carry.leftover
+    finished = _fold_steps(carry, leftover, config, leftover.shape[0])
+    return finished._replace(leftover=None)
 
 
 Report = Callable[[int, FoldCarry], None]

@@ -20,7 +20,6 @@ from streamgmm.online import (
     FoldCarry,
     OnlineConfig,
     burn_in_complete,
-    chunk_batches,
     finish_pass,
     fold_chunk,
     initial_state,
@@ -90,30 +89,6 @@ def test_burn_in_needs_d_plus_one_rows_per_component_or_the_cap():
     assert not burn_in_complete(per_row, 40, "full")  # component 1 holds 5 < d + 1 rows
     assert burn_in_complete(per_row, 40, "diag")  # 2 rows suffice for variances
     assert burn_in_complete(per_row, 10 * 2 * 6, "full")  # the cap
-
-
-def _chained_batches(chunks, batch_size, orders=None):
-    """Every batch of ``chunks`` folded one after the other, the last leftover
-    as a short batch: what one pass steps on."""
-    batches, leftover = [], None
-    for position, chunk in enumerate(chunks):
-        rows = None if orders is None else orders[position]
-        *whole, leftover = chunk_batches(leftover, chunk, batch_size, rows)
-        batches += whole
-    return batches + ([leftover] if leftover.shape[0] else [])
-
-
-@pytest.mark.parametrize("order", [[0, 1, 2, 3], [2, 0, 3, 1]])
-def test_chunk_batches_carry_rows_across_chunks(order):
-    X = np.arange(4 * 70 * 2, dtype=float).reshape(-1, 2)
-    chunks = [X[70 * i : 70 * (i + 1)] for i in order]
-    batches = _chained_batches(chunks, 32)
-    assert [batch.shape[0] for batch in batches] == [32] * 8 + [280 - 8 * 32]
-    np.testing.assert_array_equal(np.concatenate(batches), np.concatenate(chunks))
-    shuffled = [np.random.default_rng(i).permutation(70) for i in range(4)]
-    batches = _chained_batches(chunks, 32, shuffled)
-    expected = np.concatenate([chunk[rows] for chunk, rows in zip(chunks, shuffled, strict=True)])
-    np.testing.assert_array_equal(np.concatenate(batches), expected)
 
 
 def _fold_start(X, n_components=3):
