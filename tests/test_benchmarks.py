@@ -50,13 +50,16 @@ def test_online_pass_benchmark_runs_at_a_tiny_size(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "online_pass.py"), "--rows", "30000",
-         "--batch-sizes", "4096", "--extra", "1", "--repeats", "1", "--json", str(out)],
+         "--batch-sizes", "4096", "--extra", "1", "--repeats", "1", "--calls", "30",
+         "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=300, check=True,
     )
-    assert "Zarr / in memory" in result.stdout
-    (case,) = json.loads(out.read_text())["online_passes"]
+    assert "Zarr / in memory" in result.stdout and "partial_fit of 512 rows" in result.stdout
+    report = json.loads(out.read_text())
+    (case,) = report["online_passes"]
     assert case["batch_size"] == 4096
     assert case["in_memory_seconds"] > 0 and case["zarr_seconds"] > 0
+    assert report["partial_fit_ms"]["calls"] == 30 and report["partial_fit_ms"]["median"] > 0
 
 
 def test_save_outputs_benchmark_runs_at_a_tiny_size(tmp_path):
