@@ -161,12 +161,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         of the last initialisation.
     n_init : int, default=1
         Initialisations; the one with the best final lower bound is kept.
-    init_params : {"k-means||", "kmeans", "k-means++", "random", "random_from_data"}
+    init_params : {"k-means||", "kmeans", "k-means++", "hierarchical", "random", \
+"random_from_data"}
         How starting parameters are found, and in how many passes (see
         :mod:`streamgmm.initialization` and docs/initialization.md). The default
         differs from scikit-learn's ``"kmeans"``: measured on well-separated
         mixtures of 20 and 50 components, ``"k-means||"`` found every mean in every
         seed where ``"kmeans"`` found them in 43% and 0% of seeds.
+        ``"hierarchical"`` is mclust's start (:mod:`streamgmm.agglomeration`).
     weights_init, means_init, precisions_init : array-like, optional
         User-given starting parameters.
     random_state : int, Generator, RandomState or None

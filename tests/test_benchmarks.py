@@ -74,3 +74,25 @@ def test_save_outputs_benchmark_runs_at_a_tiny_size(tmp_path):
     results = json.loads(out.read_text())
     assert all(seconds > 0 for case in results.values() for seconds in case.values())
     assert [name for name in os.listdir(tmp_path) if name != "save.json"] == []
+
+
+def test_init_recovery_runs_at_a_tiny_size():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "init_recovery.py"), "--components", "2",
+         "--features", "2", "--rows-per-component", "60", "--seeds", "1", "--elongation", "4",
+         "--methods", "hierarchical"],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )
+    assert "hierarchical+k-means||" in result.stdout and "best optimum" in result.stdout
+
+
+def test_select_reference_runs_on_mclusts_data():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "select_reference.py"), "--seeds", "1",
+         "--max-iter", "5", "--setups", "hierarchical", "k-means||x2"],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )
+    assert "faithful" in result.stdout and "diabetes" in result.stdout
+    assert "k-means||x2" in result.stdout
