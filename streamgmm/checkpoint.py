@@ -198,6 +198,14 @@ def write_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
     write_output(path, CHECKPOINT_FORMAT, write)
 
 
+def claim_checkpoint_path(path: str | os.PathLike, inputs: list[Any]) -> list[str]:
+    """Make ``path`` ready for a fit: raise ``ValueError`` if it is, contains or
+    lies inside one of the fit's ``inputs`` (its data), then delete the stale
+    siblings of a killed writer (:func:`remove_stale_temporaries`, returned)."""
+    outputs.refuse_inputs(path, inputs)
+    return remove_stale_temporaries(path)
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
     """Delete the sibling files left next to ``path`` by a writer that was killed
     in the middle of :func:`write_checkpoint` (``.<name>.streamgmm-<token>.new``;
@@ -257,6 +265,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "check_fingerprint",
+    "claim_checkpoint_path",
     "read_checkpoint",
     "remove_stale_temporaries",
     "run_from_arrays",

@@ -20,10 +20,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .checkpoint import (
     check_fingerprint,
+    claim_checkpoint_path,
     online_from_arrays,
     online_to_arrays,
     read_checkpoint,
-    remove_stale_temporaries,
     run_from_arrays,
     run_to_arrays,
     write_checkpoint,
@@ -421,7 +421,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         fingerprint = self._checkpoint_fingerprint(data) if checkpoint is not None else None
         first, resumed, best = 0, None, None
         if checkpoint is not None:
-            remove_stale_temporaries(checkpoint)
+            claim_checkpoint_path(checkpoint, [X])
             state = self._read_checkpoint(checkpoint, fingerprint)
             if state is not None:
                 first, resumed, best, rng_state = state

@@ -165,6 +165,18 @@ def test_foreign_checkpoint_path_is_refused_untouched(mixture_data, tmp_path):
         )
 
 
+def test_a_checkpoint_inside_the_data_is_refused(tmp_path):
+    rows = user_rows(tmp_path / "rows.zarr")
+    for source in (rows, str(rows), zarr.open_array(str(rows), mode="r")):
+        assert_refused(
+            lambda source=source: GaussianMixture(3, max_iter=2).fit(
+                source, checkpoint=rows / "fit.ckpt"
+            ),
+            rows,
+            overwrite_hint=False,
+        )
+
+
 def test_the_same_kind_is_replaced(models, mixture_data, tmp_path):
     X = mixture_data[0][:500]
     path = tmp_path / "model.zarr"
