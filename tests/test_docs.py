@@ -4,16 +4,22 @@ Conventions for Markdown pages (README.md and docs/*.md):
 
 - every fenced block marked ```python is executed, the blocks of one page in order
   in one namespace, in a fresh temporary folder (blocks make their own data); the
-  README's and the quickstart's blocks then run a second time in the same folder;
+  README's and the quickstart's blocks then run a second time in the same folder,
+  followed by the ``streamgmm`` commands of their bash blocks (which replace the
+  model, labels and plot the Python wrote);
 - a block marked ```python no-run is shown but not executed (use sparingly);
 - relative links must point at existing files, and #anchors at existing headings.
 """
 
 import re
+import shlex
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from streamgmm.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -105,6 +111,21 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
         assert not [name for name in second if ".streamgmm-" in name], "temporaries left"
         rewritten = [name for name, stamp in second.items() if stamp != first.get(name)]
         assert rewritten, "the second run wrote nothing"
+        for command in command_lines(page.read_text()):
+            result = CliRunner().invoke(main, shlex.split(command), catch_exceptions=False)
+            assert result.exit_code == 0, f"{command}: {result.output}"
+
+
+def command_lines(text: str) -> list[str]:
+    """The ``streamgmm`` commands of a page's bash blocks that work on the files
+    its Python blocks wrote (not the demo, not installation)."""
+    return [
+        line.split("#")[0].strip().removeprefix("streamgmm ")
+        for info, body in FENCE.findall(text)
+        if info.strip() == "bash"
+        for line in body.splitlines()
+        if line.startswith("streamgmm ") and not line.startswith("streamgmm demo")
+    ]
 
 
 def test_api_reference_is_current():
