@@ -207,7 +207,8 @@ def overwrite_option(function):
         "--overwrite",
         is_flag=True,
         help="Replace whatever is at the output path, not only an output of the same kind "
-        "that streamgmm wrote (inputs of the command are never replaced).",
+        "that streamgmm wrote (never an input of the command, the current folder or the "
+        "home folder).",
     )(function)
 
 
