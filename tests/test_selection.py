@@ -217,6 +217,10 @@ def test_bad_arguments_raise_clear_errors():
         select(X, n_components=[2, 60])
     with pytest.raises(ValueError, match="repeated"):
         select(X, n_components=[2, 2])
+    with pytest.raises(ValueError, match="distinct start methods"):
+        select(X, n_components=[2], init_params=("hierarchical", "hierarchical"))
+    with pytest.raises(ValueError, match="init_params"):
+        select(X, n_components=[2], init_params=("hierarchical", "k-means"))
 
 
 @pytest.mark.parametrize("kind", ["numpy", "dask", "xarray"])
