@@ -178,9 +178,9 @@ def agglomerate(X: np.ndarray, n_clusters: Iterable[int]) -> dict[int, np.ndarra
             stale = np.flatnonzero(clusters.active & pointed)
             row_best[stale] = clusters.cost[stale].argmin(axis=1)
             row_min[stale] = clusters.cost[stale, row_best[stale]]
-            column = clusters.cost[:, keep]
-            better = column < row_min
-            row_best[better], row_min[better] = keep, column[better]
+            costs = clusters.cost[keep]  # the costs of merging with keep (symmetric)
+            better = costs < row_min
+            row_best[better], row_min[better] = keep, costs[better]
         _, labels = np.unique(owner[clusters.labels], return_inverse=True)
         partitions[K] = labels.ravel()
     return partitions

@@ -152,7 +152,7 @@ def test_float32_products_reach_every_candidate_and_the_chosen_model():
     X, _, _ = make_mixture(3000, n_components=3, n_features=4, separation=4.0, random_state=6)
     X = X.astype(np.float32)
     settings = dict(n_components=[3], covariance_types=["full"], random_state=11, max_iter=5,
-                    tol=0)
+                    tol=0, init_params="k-means||")
     model, table = select(X, float32_products=True, **settings)
     alone = GaussianMixture(3, float32_products=True, random_state=11, max_iter=5, tol=0).fit(X)
     exact, _ = select(X, **settings)
