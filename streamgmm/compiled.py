@@ -42,9 +42,9 @@ shared whitening followed by a linear map of ``[|w|^2; w; 1]``."""
 @njit(nogil=True, cache=True)
 def fill_columns(X, start, stop, shift, columns, rows=None):  # pragma: no cover
     """``columns[:, :b] = [(X[start:stop] - shift)^T; 1]``, subtracting in float64;
-    with ``rows`` (int64), the rows ``X[rows[start:stop]]`` instead."""
+    with non-empty ``rows`` (int64), the rows ``X[rows[start:stop]]`` instead."""
     d = X.shape[1]
-    if rows is None:
+    if rows is None or rows.shape[0] == 0:
         for i in range(stop - start):
             for j in range(d):
                 columns[j, i] = X[start + i, j] - shift[j]
@@ -299,6 +299,11 @@ def accumulate(
             own_columns[:, k] += np.dot(shifted, weights)
 
 
+ALL_ROWS = np.empty(0, dtype=np.int64)
+"""``rows`` of :func:`row_sums` and :func:`online_steps` for the rows of X in
+their order: an empty array, so that one compiled version serves both cases."""
+
+
 @njit(nogil=True, cache=True)
 def chunk_sums(
     X, shift, step, products_kind, n_products, density_mode, linear_products, linear_columns,
@@ -307,8 +312,9 @@ def chunk_sums(
     """E-step and shifted sums of a whole chunk X (n, d), block by block: see
     :func:`row_sums`."""
     return row_sums(
-        X, None, 0, X.shape[0], shift, step, products_kind, n_products, density_mode,
-        linear_products, linear_columns, whitening, reduce, constant, own_index, own_offsets,
+        X, np.empty(0, dtype=np.int64), 0, X.shape[0], shift, step, products_kind, n_products,
+        density_mode, linear_products, linear_columns, whitening, reduce, constant, own_index,
+        own_offsets,
     )
 
 
@@ -318,7 +324,7 @@ def row_sums(
     linear_columns, whitening, reduce, constant, own_index, own_offsets,
 ):  # pragma: no cover
     """E-step and shifted sums of the rows ``begin:end`` of X (n, d) (of
-    ``X[rows]`` when ``rows`` is given), ``step`` rows at a time.
+    ``X[rows]`` unless ``rows`` is empty, ``ALL_ROWS``), ``step`` rows at a time.
 
     Returns ``(moments_products (m, K), moments_columns (d + 1, K), own_products,
     own_columns, own_full, pooled (d + 1, d + 1), log_likelihood)`` (see
@@ -846,9 +852,9 @@ def online_steps(
     running_weight, running_mean, running_scatter, running_totals, n_steps, n_seen,
     averaged_weight, averaged_mean, averaged_scatter, averaged_totals, n_averaged,
 ):  # pragma: no cover
-    """Stepwise EM over the rows of X (n, d) (or ``X[rows]``), ``batch_size`` rows
-    per step (the last batch may be shorter); see :mod:`streamgmm.online` for the
-    update, the burn-in and the averaging.
+    """Stepwise EM over the rows of X (n, d) (or ``X[rows]`` unless ``rows`` is
+    empty), ``batch_size`` rows per step (the last batch may be shorter); see
+    :mod:`streamgmm.online` for the update, the burn-in and the averaging.
 
     The parameters (``weights``, ``means``, precision ``factors`` and
     ``covariances``, blocks form) are those of the next E-step; the running and
@@ -859,10 +865,7 @@ def online_steps(
     (4), n_averaged)``; on a ``status`` other than ``STEPS_DONE`` only the first
     three mean anything.
     """
-    if rows is None:
-        n_rows = X.shape[0]
-    else:
-        n_rows = rows.shape[0]
+    n_rows = X.shape[0] if rows.shape[0] == 0 else rows.shape[0]
     n_components, d = means.shape
     needed = burn_in_mass(kind, d)
     n_batches = (n_rows + batch_size - 1) // batch_size

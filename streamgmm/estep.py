@@ -43,6 +43,7 @@ How the work is laid out (measured with ``benchmarks/run.py``, written up in
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -340,8 +341,14 @@ def _all_usable(X: np.ndarray) -> bool:
     without temporaries (NaN makes both comparisons false)."""
     if X.dtype.kind in "iub" or X.size == 0:
         return True
-    limit = min(MAX_ABS_VALUE, float(np.finfo(X.dtype).max))
+    limit = _usable_limit(X.dtype)
     return bool(X.min() >= -limit) and bool(X.max() <= limit)
+
+
+@functools.cache
+def _usable_limit(dtype: np.dtype) -> float:
+    """``MAX_ABS_VALUE``, or the largest finite value of ``dtype`` if smaller."""
+    return min(MAX_ABS_VALUE, float(np.finfo(dtype).max))
 
 
 def check_finite(

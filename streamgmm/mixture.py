@@ -123,6 +123,14 @@ HYPERPARAMETER_RULES = {
 }
 """What every constructor parameter must be, checked when fitting starts."""
 
+PARTIAL_FIT_RULES = {
+    name: HYPERPARAMETER_RULES[name]
+    for name in ("covariance_type", "reg_covar", "batch_size", "learning_decay",
+                 "learning_offset", "step_floor", "averaging", "float32_products")
+}
+"""The parameters a ``partial_fit`` of a fitted model uses, checked on every call
+(all of them, and the ``*_init`` arrays, are checked by the first)."""
+
 
 def make_rng(random_state: Any) -> np.random.Generator:
     """A NumPy Generator from None, an int, a Generator or a legacy RandomState."""
@@ -330,12 +338,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         naming the first constructor parameter outside its allowed values."""
         check_hyperparameters(self, HYPERPARAMETER_RULES)
 
-    def _check_parameters(self, n_features: int, with_init: bool = True) -> None:
-        """Raise for invalid hyper-parameters (and, ``with_init``, invalid
-        ``*_init`` arrays, which only starting a fit uses)."""
+    def _check_parameters(self, n_features: int) -> None:
         self._check_hyperparameters()
-        if with_init:
-            self._user_parameters(n_features)
+        self._user_parameters(n_features)
 
     def _user_parameters(self, n_features: int):
         """Validated ``weights_init``, ``means_init`` and precision factors (or None)."""
@@ -763,7 +768,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         first_call = not hasattr(self, "means_")
         rows, data = self._partial_fit_rows(X, first_call)
         n_features = rows.shape[1] if data is None else data.n_features
-        self._check_parameters(n_features, with_init=first_call)
+        if first_call:
+            self._check_parameters(n_features)
+        else:
+            check_hyperparameters(self, PARTIAL_FIT_RULES)
         config = self._online_config()
         with single_threaded_blas():
             if first_call:
@@ -792,6 +800,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         score = carry.total / carry.count
         n_iter = 1 if first_call else self.n_iter_ + 1
         history = empty_history() if first_call else self.history_
+        dtype = fitted_dtype(rows.dtype if data is None else data.array.dtype)
         lower_bounds = [] if first_call else self.lower_bounds_[1 - PARTIAL_FIT_RECORD :]
         for key, value in zip(HISTORY_KEYS, (float(n_iter), score, float("nan")), strict=True):
             record = list(history.get(key, ()))
@@ -801,14 +810,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             "params": shown,
             "covariances": shown_covariances,
             "lower_bound": score,
-            "lower_bounds": [*lower_bounds, score],
+            "lower_bounds": [*lower_bounds, fitted_scalar(score, dtype)],
             "n_iter": n_iter,
             "converged": False,
             "online_state": state,
             "history": history,
         }
         if data is None:
-            self._set_run(run, n_features, fitted_dtype(rows.dtype))
+            self._set_run(run, n_features, dtype)
         else:
             self._set_fitted(run, data)
         return self
@@ -877,10 +886,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.converged_ = run["converged"]
         self.n_iter_ = run["n_iter"]
         self.lower_bound_ = fitted_scalar(run["lower_bound"], dtype)
-        self.lower_bounds_ = [
-            value if type(value) is dtype.type else fitted_scalar(value, dtype)
-            for value in run["lower_bounds"]
-        ]
+        bounds = run["lower_bounds"]
+        if not all(type(value) is dtype.type for value in bounds[-1:] + bounds[:1]):
+            bounds = [fitted_scalar(value, dtype) for value in bounds]
+        self.lower_bounds_ = bounds
         self._set_online_attributes(run.get("online_state"))
         self.history_ = run.get("history") or history_from_lower_bounds(run["lower_bounds"])
         self.n_features_in_ = n_features

@@ -227,8 +227,8 @@ def online_steps(
 ) -> tuple[OnlineState, GaussianParameters, np.ndarray, np.ndarray]:
     """Stepwise-EM updates from ``rows`` (n, d), ``batch_size`` rows per step (the
     last batch may be shorter), in one compiled call without the GIL
-    (:func:`streamgmm.compiled.online_steps`); with ``order`` (int), the rows
-    ``rows[order]`` in that order, without copying them.
+    (:func:`streamgmm.compiled.online_steps`); with a non-empty ``order`` (int),
+    the rows ``rows[order]`` in that order, without copying them.
 
     Returns the new state, the parameters and covariances for the next E-step,
     and each batch's summed log-likelihood under the parameters it met (n_batches,).
@@ -246,7 +246,7 @@ def online_steps(
     probe = np.empty(0, dtype=compute_dtype(rows, cov_type, config.float32_products))
     averaged = _statistics_arguments(state.averaged, n_components, n_features, cov_type)
     result = compiled.online_steps(
-        kernel_rows(rows), None if order is None else np.asarray(order, dtype=np.int64),
+        kernel_rows(rows), compiled.ALL_ROWS if order is None else np.asarray(order, np.int64),
         int(batch_size), kind, block_rows(n_components, n_features, cov_type), probe,
         float(config.reg_covar), float(config.learning_decay), float(config.learning_offset),
         float(config.step_floor), bool(config.averaging), burn_in_cap(n_components, n_features),
