@@ -49,7 +49,7 @@ def test_online_pass_benchmark_runs_at_a_tiny_size(tmp_path):
     out = tmp_path / "online.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "online_pass.py"), "--rows", "30000",
+        [sys.executable, str(ROOT / "benchmarks" / "online_pass.py"), "--rows", "60000",
          "--batch-sizes", "4096", "--extra", "1", "--repeats", "1", "--calls", "30",
          "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=300, check=True,
