@@ -512,46 +512,46 @@ def m_step_blocks(weight, mean, scatter, reg_covar, kind):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
-def lower_inverse(lower, out):  # pragma: no cover
-    """``out = lower^-1`` for a lower-triangular (d, d) matrix, by forward substitution."""
-    d = lower.shape[0]
-    for column in range(d):
-        for i in range(column):
-            out[i, column] = 0.0
-        out[column, column] = 1.0 / lower[column, column]
-        for i in range(column + 1, d):
-            total = 0.0
-            for p in range(column, i):
-                total += lower[i, p] * out[p, column]
-            out[i, column] = -total / lower[i, i]
-
-
-@njit(nogil=True, cache=True)
 def precision_cholesky_blocks(covariances, kind):  # pragma: no cover
     """Cholesky factors ``P`` of the precisions (``Sigma^-1 = P P^T``; blocks form):
     upper-triangular ``P = (L^-1)^T`` from ``Sigma = L L^T`` (full, tied), inverse
     square roots (diag, spherical). Returns ``(P, failed)`` with ``failed`` the
-    first component whose covariance is not positive definite, or -1."""
+    first component whose covariance is not positive definite, or -1.
+
+    ``L`` and ``L^-1`` are formed column by column, each column updating the rows
+    below it (inner loops along rows, which vectorise): the same operations in
+    the same order as the textbook inner-product form, twice as fast at d = 16.
+    """
     factors = np.zeros_like(covariances)
     if kind == PAIRWISE or kind == NONE:
         d = covariances.shape[1]
-        lower = np.zeros((d, d))
+        lower = np.empty((d, d))
         inverse = np.empty((d, d))
         for block in range(covariances.shape[0]):
-            cov = covariances[block]
+            lower[:] = covariances[block]
             for j in range(d):
-                pivot = cov[j, j]
-                for p in range(j):
-                    pivot -= lower[j, p] * lower[j, p]
+                pivot = lower[j, j]
                 if not (pivot > 0 and pivot < np.inf):
                     return factors, block
-                lower[j, j] = math.sqrt(pivot)
+                root = math.sqrt(pivot)
+                lower[j, j] = root
                 for i in range(j + 1, d):
-                    total = cov[i, j]
-                    for p in range(j):
-                        total -= lower[i, p] * lower[j, p]
-                    lower[i, j] = total / lower[j, j]
-            lower_inverse(lower, inverse)
+                    lower[i, j] = lower[i, j] / root
+                for i in range(j + 1, d):
+                    scale = lower[i, j]
+                    for column in range(j + 1, i + 1):
+                        lower[i, column] -= scale * lower[column, j]
+            inverse[:] = 0.0
+            for i in range(d):
+                inverse[i, i] = 1.0
+            for j in range(d):
+                diagonal = lower[j, j]
+                for column in range(j + 1):
+                    inverse[j, column] = inverse[j, column] / diagonal
+                for i in range(j + 1, d):
+                    scale = lower[i, j]
+                    for column in range(j + 1):
+                        inverse[i, column] -= scale * inverse[j, column]
             factors[block] = inverse.T
         return factors, -1
     for block in range(covariances.shape[0]):
