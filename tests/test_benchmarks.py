@@ -96,3 +96,14 @@ def test_select_reference_runs_on_mclusts_data():
     )
     assert "faithful" in result.stdout and "diabetes" in result.stdout
     assert "k-means||x2" in result.stdout
+
+
+def test_online_kernel_benchmark_runs_at_a_tiny_size():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "online_kernel.py"), "--rows", "20000",
+         "--repeats", "1"],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )
+    assert "E-step of all rows" in result.stdout
+    assert result.stdout.count("x the E-step") == 2
