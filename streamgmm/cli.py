@@ -295,10 +295,10 @@ def progress_options(function):
 )
 @click.option(
     "--max-iter",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=0),
     default=ESTIMATOR_DEFAULTS["max_iter"],
     show_default=True,
-    help="Most EM iterations (passes over DATA).",
+    help="Most EM iterations (passes over DATA); 0 keeps the initialisation.",
 )
 @click.option(
     "--tol",

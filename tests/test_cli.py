@@ -522,3 +522,15 @@ def test_fit_checkpoint_writes_a_resumable_state(store, tmp_path):
                           "--out", tmp_path / "c.zarr")],
     )
     assert result.exit_code == 1 and "checkpoint" in result.output.lower()
+
+
+def test_fit_with_max_iter_0_saves_the_initialisation(store, tmp_path):
+    out = tmp_path / "start.zarr"
+    result = invoke("fit", store, "-k", K, "--max-iter", 0, "--random-state", 0, "--quiet",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    model = streamgmm.load(out)
+    reference = streamgmm.GaussianMixture(K, max_iter=0, random_state=0).fit(str(store))
+    assert model.n_iter_ == 0 and not model.converged_
+    np.testing.assert_array_equal(model.means_, reference.means_)
+    np.testing.assert_array_equal(model.covariances_, reference.covariances_)
