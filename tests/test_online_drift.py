@@ -5,6 +5,7 @@ and the prequential score (``history_["log_likelihood"]`` of each
 import numpy as np
 import pytest
 
+import streamgmm
 from streamgmm import GaussianMixture
 
 MEANS = np.array([[0.0, 0.0], [12.0, 0.0], [0.0, 12.0]])
@@ -54,7 +55,12 @@ def test_a_step_floor_recovers_the_moved_mean_and_no_floor_does_not(runs):
     assert np.all(floored[50:] < unfloored[50:])
 
 
-def test_the_prequential_scores_drop_at_the_move(runs):
+def test_the_prequential_scores_drop_at_the_move(runs, tmp_path):
+    model = runs[0.01][0]
+    streamgmm.save(model, tmp_path / "model.zarr")
+    loaded = streamgmm.load(tmp_path / "model.zarr")
+    assert loaded.history_["log_likelihood"] == model.history_["log_likelihood"]
+    assert loaded.step_floor == 0.01
     for model, _ in runs.values():
         scores = np.array(model.history_["log_likelihood"])
         assert scores.shape == (BEFORE + AFTER,)

@@ -129,3 +129,20 @@ def test_the_kernel_agrees_with_the_numpy_reference(covariance_type, floor, aver
         # the floor binds from step 148 on: the result differs
         unfloored = reference_stepwise_em(X, start, 64, covariance_type, averaging=averaging)
         assert np.abs(unfloored[1] - means).max() > 1e-6
+
+
+def test_a_step_without_valid_parameters_raises_and_keeps_the_model():
+    """Must show 6 for the compiled steps: a step whose covariances are not
+    positive definite (identical rows, no ``reg_covar``) raises inside the
+    kernel's call and leaves every attribute as it was."""
+    X, _, _ = make_mixture(2000, 2, 2, random_state=1)
+    model = GaussianMixture(2, reg_covar=0.0, random_state=0).fit(X)
+    before = {name: np.copy(value) for name, value in vars(model).items()
+              if name.endswith("_") and isinstance(value, np.ndarray)}
+    with pytest.raises(ValueError, match="not positive definite"):
+        model.partial_fit(np.ones((500, 2)))
+    for name, value in before.items():
+        np.testing.assert_array_equal(getattr(model, name), value, err_msg=name)
+    assert not hasattr(model, "running_statistics_")
+    model.partial_fit(X[:500])  # good rows are still learnt from
+    assert model.n_samples_seen_ == 500
