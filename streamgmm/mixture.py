@@ -803,9 +803,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         dtype = fitted_dtype(rows.dtype if data is None else data.array.dtype)
         lower_bounds = [] if first_call else self.lower_bounds_[1 - PARTIAL_FIT_RECORD :]
         for key, value in zip(HISTORY_KEYS, (float(n_iter), score, float("nan")), strict=True):
-            record = list(history.get(key, ()))
+            record = history.setdefault(key, [])
             record.append(value)
-            history[key] = record[-PARTIAL_FIT_RECORD:]
+            del record[:-PARTIAL_FIT_RECORD]
         run = {
             "params": shown,
             "covariances": shown_covariances,

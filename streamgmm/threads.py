@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 
 import dask
@@ -45,17 +46,28 @@ def single_threaded_blas() -> Iterator[None]:
     busy machine OpenBLAS threads waiting for work made a step about 50 times
     slower (docs/online.md). Sets and restores the libraries' thread counts
     directly: about 5 us, where ``ThreadpoolController.limit`` took 60 us, a
-    quarter of a ``partial_fit`` of 512 rows.
+    quarter of a ``partial_fit`` of 512 rows; nested inside another, it costs
+    nothing.
     """
+    if getattr(_inside, "single_threaded", False):
+        yield
+        return
     libraries = _blas_libraries()
     previous = [library.num_threads for library in libraries]
     for library in libraries:
         library.set_num_threads(1)
+    _inside.single_threaded = True
     try:
         yield
     finally:
+        _inside.single_threaded = False
         for library, threads in zip(libraries, previous, strict=True):
             library.set_num_threads(threads)
+
+
+_inside = threading.local()
+"""Whether this thread is inside :func:`single_threaded_blas` (a nested one
+then changes nothing)."""
 
 
 @functools.cache
