@@ -371,7 +371,7 @@ def test_worker_killed_during_an_online_pass_gives_the_undisturbed_result(tmp_pa
     wrapped, counter, marker = _counted(path, tmp_path, kill_from=n_chunks + 2)
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
