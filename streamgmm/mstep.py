@@ -52,22 +52,6 @@ def cholesky_error(covariances: np.ndarray, covariance_type: str, failed: int):
     return CholeskyError(CHOLESKY_ADVICE.format(which=failed))
 
 
-def precision_cholesky_from_covariances(covariances: np.ndarray, covariance_type: str):
-    """Cholesky factors ``P`` with ``Sigma^-1 = P P^T`` (upper-triangular ``P`` for
-    full and tied, the inverse square roots for diag and spherical;
-    :func:`streamgmm.compiled.precision_cholesky_blocks`).
-
-    Raises :class:`CholeskyError` with advice when a covariance is not positive
-    definite.
-    """
-    factors, failed = compiled.precision_cholesky_blocks(
-        as_blocks(covariances, covariance_type), KINDS[covariance_type]
-    )
-    if failed >= 0:
-        raise cholesky_error(covariances, covariance_type, failed)
-    return from_blocks(factors, covariance_type)
-
-
 def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str):
     """Cholesky factors from user-given precision matrices (``precisions_init``)."""
     if covariance_type in ("full", "tied"):
