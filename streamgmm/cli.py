@@ -1,7 +1,8 @@
 """The ``streamgmm`` command line.
 
-Subcommands: ``demo`` (the main job on synthetic data), ``fit``, ``predict``,
-``score``, ``info`` and ``plot``. Bad input ends with a one-line message on
+Subcommands: ``demo`` (the main job on synthetic data), ``make-data``
+(synthetic rows to try the others on), ``fit``, ``predict``, ``score``, ``info``
+and ``plot``. Bad input ends with a one-line message on
 standard error and exit status 1 (2 for usage errors), never a traceback; set
 ``STREAMGMM_TRACEBACK=1`` to see the traceback of an unexpected error.
 """
@@ -596,6 +597,40 @@ def plot_module():
     from . import plot
 
     return plot
+
+
+# --------------------------------------------------------------- make-data
+@main.command("make-data")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--n-samples", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Rows to write.")
+@click.option("-k", "--n-components", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Components of the random mixture the rows are drawn from.")
+@click.option("--n-features", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Features per row.")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=25_000, show_default=True,
+              help="Rows per chunk of the store.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of mixture and rows.")
+@overwrite_option
+def make_data(
+    out: Path,
+    n_samples: int,
+    n_components: int,
+    n_features: int,
+    chunk_rows: int,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Write rows drawn from a random Gaussian mixture to OUT, a Zarr store, to try
+    the other commands on. Rows that make-data wrote there are replaced."""
+    truth = random_mixture(n_components, n_features, random_state=seed)
+    write_mixture_zarr(
+        out, n_samples, truth, chunk_rows=chunk_rows, random_state=seed, overwrite=overwrite
+    )
+    click.echo(
+        f"wrote {n_samples:,} rows x {n_features} features, drawn from a mixture of "
+        f"{n_components} Gaussians, to {out} (chunks of {min(chunk_rows, n_samples):,} rows)"
+    )
 
 
 # -------------------------------------------------------------------- demo

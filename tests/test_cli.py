@@ -534,3 +534,22 @@ def test_fit_with_max_iter_0_saves_the_initialisation(store, tmp_path):
     assert model.n_iter_ == 0 and not model.converged_
     np.testing.assert_array_equal(model.means_, reference.means_)
     np.testing.assert_array_equal(model.covariances_, reference.covariances_)
+
+
+def test_make_data_writes_a_store_to_try_and_replaces_only_its_own(tmp_path):
+    path = tmp_path / "rows.zarr"
+    for _ in range(2):
+        result = invoke("make-data", path, "--n-samples", 500, "-k", 2, "--n-features", 4)
+        assert result.exit_code == 0, result.output
+        assert "wrote 500 rows x 4 features" in result.output
+    assert zarr.open_array(store=str(path), mode="r").shape == (500, 4)
+    theirs = tmp_path / "theirs.zarr"
+    zarr.create_array(store=str(theirs), shape=(10, 2), dtype="f8")[:] = 1.0
+    result = run_script("make-data", theirs, "--n-samples", 10)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: refusing to overwrite {theirs}: it holds a Zarr store streamgmm did not "
+        "write, not synthetic rows written by streamgmm; choose another path, or pass "
+        "--overwrite to replace it"
+    ]
+    assert np.all(zarr.open_array(store=str(theirs), mode="r")[:] == 1.0)
