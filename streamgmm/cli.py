@@ -22,6 +22,7 @@ from typing import Any
 import click
 import numpy as np
 
+from . import tables
 from .datasets import MixtureTruth, match_components, random_mixture, write_mixture_zarr
 from .initialization import INIT_METHODS
 from .mixture import (
@@ -88,7 +89,14 @@ def main() -> None:
 
 # ----------------------------------------------------------------- helpers
 def data_options(function):
-    """--variable and --sample-dim, for commands that read DATA."""
+    """--columns, --variable and --sample-dim, for commands that read DATA."""
+    function = click.option(
+        "--columns",
+        default=None,
+        metavar="NAMES",
+        help="Columns of a Parquet or CSV table to use, separated by commas "
+        "(default: all its numeric columns).",
+    )(function)
     function = click.option(
         "--sample-dim",
         default=None,
@@ -111,11 +119,21 @@ def scheduler_option(function):
     )(function)
 
 
-def open_data(path: str, variable: str | None, sample_dim: str | None):
-    """DATA as something :func:`streamgmm.inputs.as_rows` accepts: a zarr.Array, or
-    a lazy DataArray with samples along its first dimension."""
+def open_data(
+    path: str, variable: str | None, sample_dim: str | None, columns: str | None = None
+):
+    """DATA as something :func:`streamgmm.inputs.as_rows` accepts: a zarr.Array, a
+    :class:`~streamgmm.tables.TableSource` of a table's chosen columns (said on
+    standard output), or a
+    lazy DataArray with samples along its first dimension."""
     from .inputs import open_zarr_array
 
+    if tables.table_format(path):
+        if variable is not None or sample_dim is not None:
+            raise click.UsageError("--variable and --sample-dim are for netCDF and Zarr data")
+        return open_table(path, columns)
+    if columns is not None:
+        raise click.UsageError("--columns is for Parquet and CSV tables")
     if variable is None:
         if path.lower().endswith(NETCDF_SUFFIXES):
             raise click.UsageError(
@@ -141,6 +159,17 @@ def open_data(path: str, variable: str | None, sample_dim: str | None):
             raise ValueError(f"--sample-dim {sample_dim!r} is not a dimension of {array.dims}")
         array = array.transpose(sample_dim, ...)
     return array
+
+
+def open_table(path: str, columns: str | None):
+    """The table at ``path`` with the columns chosen by --columns (default: its
+    numeric ones) as a lazy Dask frame, after saying which columns are used."""
+    names = None if columns is None else [name.strip() for name in columns.split(",")]
+    source = tables.table_source(path, names)
+    how = "as chosen" if names else "all its numeric columns"
+    note = f"; not used: {', '.join(source.skipped)}" if source.skipped else ""
+    click.echo(f"columns of {path}: {', '.join(source.columns)} ({how}{note})")
+    return source
 
 
 def open_dataset(path: str):
@@ -373,6 +402,7 @@ def fit(
     random_state: int | None,
     float32_products: bool,
     checkpoint: Path | None,
+    columns: str | None,
     variable: str | None,
     sample_dim: str | None,
     scheduler: str | None,
@@ -388,7 +418,7 @@ def fit(
     check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
     if checkpoint is not None:
         refuse_inputs(checkpoint, [data])
-    X = open_data(data, variable, sample_dim)
+    X = open_data(data, variable, sample_dim, columns)
     model = GaussianMixture(
         n_components,
         covariance_type=covariance_type,
@@ -430,8 +460,9 @@ def fit(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Zarr store to write: 'labels' and, with --proba, 'responsibilities'. A "
-    "prediction store there is replaced; anything else is refused unless --overwrite.",
+    help="Where to write 'labels' and, with --proba, 'responsibilities': a Zarr store, or "
+    "a Parquet file for a table. Predictions streamgmm wrote there are replaced; anything "
+    "else is refused unless --overwrite.",
 )
 @click.option("--proba", is_flag=True, help="Also write the responsibilities (samples x K).")
 @data_options
@@ -442,23 +473,38 @@ def predict(
     data: str,
     out: Path,
     proba: bool,
+    columns: str | None,
     variable: str | None,
     sample_dim: str | None,
     scheduler: str | None,
     overwrite: bool,
 ) -> None:
-    """Write the label of every row of DATA (and its responsibilities) to a Zarr
-    store chunked like DATA, chunk by chunk."""
+    """Write the label of every row of DATA (and its responsibilities), chunk by
+    chunk: to a Zarr store chunked like DATA, or for a Parquet or CSV table to a
+    Parquet file with the table's index, one row group per part of the table."""
     from .io import load, save_predictions
 
-    check_output(out, PREDICTIONS_FORMAT, overwrite=overwrite, inputs=[model_path, data])
+    table = tables.table_format(data) is not None
+    if table and str(out).lower().rstrip("/").endswith(".zarr"):
+        raise click.UsageError(
+            "predictions of a table are written as a Parquet file; name --out e.g. labels.parquet"
+        )
+    files = tables.table_files(data, tables.table_format(data)) if table else [data]
+    kind_inputs = [model_path, *files]
+    check_output(out, PREDICTIONS_FORMAT, overwrite=overwrite, inputs=kind_inputs)
     model = load(model_path)
-    X = open_data(data, variable, sample_dim)
+    X = open_data(data, variable, sample_dim, columns)
     with connected(scheduler), warnings_as_lines():
-        save_predictions(model, X, out, proba=proba, overwrite=overwrite)
-    shapes = [f"labels ({X.shape[0]},)"]
+        if table:
+            n_rows = tables.save_table_predictions(
+                model, X, out, proba=proba, overwrite=overwrite, inputs=kind_inputs
+            )
+        else:
+            save_predictions(model, X, out, proba=proba, overwrite=overwrite)
+            n_rows = X.shape[0]
+    shapes = [f"labels ({n_rows},)"]
     if proba:
-        shapes.append(f"responsibilities ({X.shape[0]}, {model.n_components})")
+        shapes.append(f"responsibilities ({n_rows}, {model.n_components})")
     click.echo(f"wrote {', '.join(shapes)} to {out}")
 
 
@@ -471,6 +517,7 @@ def predict(
 def score(
     model_path: Path,
     data: str,
+    columns: str | None,
     variable: str | None,
     sample_dim: str | None,
     scheduler: str | None,
@@ -479,7 +526,7 @@ def score(
     from .io import load
 
     model = load(model_path)
-    X = open_data(data, variable, sample_dim)
+    X = open_data(data, variable, sample_dim, columns)
     with connected(scheduler), warnings_as_lines():
         value = model.score(X)
     click.echo(f"{value:.10g}")
@@ -565,6 +612,7 @@ def plot(
     out: Path,
     features: tuple[int, int] | None,
     n_points: int,
+    columns: str | None,
     variable: str | None,
     sample_dim: str | None,
     overwrite: bool,
@@ -577,7 +625,7 @@ def plot(
     inputs = [model_path] if data is None else [model_path, data]
     check_output(out, PLOT_FORMAT, overwrite=overwrite, inputs=inputs)
     model = load(model_path)
-    X = None if data is None else open_data(data, variable, sample_dim)
+    X = None if data is None else open_data(data, variable, sample_dim, columns)
     figure = plotting.plot_model(model, X, features=features or None, n_points=n_points)
     check_output(out, PLOT_FORMAT, overwrite=overwrite, inputs=inputs)
     plotting.save_figure(figure, out, overwrite=overwrite)

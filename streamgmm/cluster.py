@@ -33,7 +33,7 @@ def should_persist(data: RowData, option: bool | str) -> bool:
     ``persist=True``.
     """
     if option == "auto":
-        return data.kind == "numpy" and active_client() is not None
+        return data.kind in ("numpy", "pandas") and active_client() is not None
     return bool(option)
 
 

@@ -1,8 +1,9 @@
 """Input adapters: every supported kind of X becomes a row-chunked Dask array.
 
 Supported inputs are NumPy arrays, Dask arrays, ``zarr.Array`` objects, paths to
-a Zarr store holding a 2-D array, and 2-D ``xarray.DataArray`` objects (NumPy- or
-Dask-backed). :func:`as_rows` returns a :class:`RowData` that also remembers how
+a Zarr store holding a 2-D array, 2-D ``xarray.DataArray`` objects (NumPy- or
+Dask-backed), pandas and Dask DataFrames, and paths to Parquet or CSV tables
+(:mod:`streamgmm.tables`). :func:`as_rows` returns a :class:`RowData` that also remembers how
 to give results back in the kind that came in (:func:`wrap_rows`).
 """
 
@@ -20,6 +21,7 @@ import scipy.sparse
 import xarray as xr
 import zarr
 
+from . import tables
 from .zarr_reading import from_zarr
 
 TARGET_CHUNK_BYTES = 32 * 2**20
@@ -45,7 +47,7 @@ class RowData:
     Attributes
     ----------
     array : dask.array.Array of shape (n_samples, n_features)
-    kind : {"numpy", "dask", "zarr", "xarray"}
+    kind : {"numpy", "dask", "zarr", "xarray", "pandas", "dataframe"}
     sample_dim, sample_coords : the DataArray's sample dimension and the
         coordinates along it, to label outputs (xarray inputs only).
     lazy : whether a DataArray input was Dask-backed (its outputs stay lazy).
@@ -53,6 +55,7 @@ class RowData:
         DataArrays), so that online EM can draw mini-batches from all its rows.
     feature_names : the column names of a data frame whose columns are all
         named by strings (object array of shape (n_features,)), else None.
+    index : the row index of a pandas or Dask frame (tables), to label outputs.
     """
 
     array: da.Array
@@ -62,6 +65,7 @@ class RowData:
     lazy: bool = False
     in_memory: np.ndarray | None = None
     feature_names: np.ndarray | None = None
+    index: Any = None
 
     @property
     def n_samples(self) -> int:
@@ -176,7 +180,14 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
     if isinstance(X, xr.DataArray):
         return _from_dataarray(X, sample_dim)
     if isinstance(X, str | os.PathLike):
-        X = open_zarr_array(X)
+        X = tables.table_source(X) if tables.table_format(X) else open_zarr_array(X)
+    if isinstance(X, tables.TableSource):
+        array = tables.source_array(X)
+        check_matrix(array.shape, array.dtype)
+        names = np.asarray(X.columns, dtype=object)
+        return RowData(array, "dataframe", feature_names=names, index=X.frame.index)
+    if tables.is_data_frame(X):
+        return _from_frame(X)
     if isinstance(X, zarr.Array):
         check_matrix(X.shape, X.dtype)
         return RowData(_whole_rows(from_zarr(X)), "zarr")
@@ -200,6 +211,39 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
     return RowData(
         da.from_array(array, chunks=(rows, -1)), "numpy", in_memory=array, feature_names=names
     )
+
+
+def _from_frame(X: Any) -> RowData:
+    """A pandas frame (in memory) or a Dask frame (one chunk per partition)."""
+    names = column_names(X)
+    if tables.is_dask_frame(X):
+        array = tables.dask_frame_array(X)
+        check_matrix(array.shape, array.dtype)
+        return RowData(array, "dataframe", feature_names=names, index=X.index)
+    check_matrix(X.shape, np.float64)
+    array = tables.frame_values(X, check_missing=False)
+    check_matrix(array.shape, array.dtype)
+    rows = balanced_rows_per_chunk(*array.shape, array.dtype.itemsize)
+    return RowData(
+        da.from_array(array, chunks=(rows, -1)),
+        "pandas",
+        in_memory=array,
+        feature_names=names,
+        index=X.index,
+    )
+
+
+def named_input(X: Any, data: RowData) -> Any:
+    """X for scikit-learn's feature-name checks, which know pandas but not Dask
+    frames: a Dask frame, table path or :class:`~streamgmm.tables.TableSource`
+    stands for an empty pandas frame with its columns."""
+    if data.kind != "dataframe" or data.feature_names is None:
+        return X
+    if tables.is_dask_frame(X):
+        return X._meta
+    import pandas as pd
+
+    return pd.DataFrame(columns=list(data.feature_names))
 
 
 def numbers_from_objects(array: np.ndarray) -> np.ndarray:
@@ -259,8 +303,15 @@ def wrap_rows(data: RowData, result: da.Array, extra_dim: str | None = None):
 
     NumPy input gives NumPy output, Dask and Zarr inputs give lazy Dask arrays,
     DataArray input gives a DataArray along the sample dimension (plus
-    ``extra_dim`` for 2-D results such as responsibilities).
+    ``extra_dim`` for 2-D results such as responsibilities). Frames give a
+    Series (labels ``"label"``, other per-row values ``"log_likelihood"``) or
+    a frame of ``responsibility_<k>`` columns on their index: pandas for pandas,
+    lazy Dask for Dask frames and table paths.
     """
+    if data.kind in ("pandas", "dataframe"):
+        name = tables.LABEL_COLUMN if result.dtype.kind in "iu" else tables.LOG_LIKELIHOOD_COLUMN
+        columns = None if result.ndim == 1 else tables.responsibility_columns(result.shape[1])
+        return tables.wrap_frame(data.kind, data.index, result, name, columns)
     if data.kind == "numpy":
         return result.compute()
     if data.kind in ("dask", "zarr"):

@@ -38,7 +38,7 @@ from .estep import (
     e_step,
 )
 from .initialization import INIT_METHODS, initialize_parameters
-from .inputs import RowData, as_rows, check_matrix, wrap_rows
+from .inputs import RowData, as_rows, check_matrix, named_input, wrap_rows
 from .mstep import (
     covariances_from_precisions_cholesky,
     parameters_from_statistics,
@@ -602,7 +602,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self._check_is_fitted()
         data = as_rows(X, self.sample_dim)
         if not reset:
-            validate_data(self, X, reset=False, skip_check_array=True, ensure_2d=False)
+            validate_data(
+                self, named_input(X, data), reset=False, skip_check_array=True, ensure_2d=False
+            )
             self._check_n_features(data.n_features)
         return data
 

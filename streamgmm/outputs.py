@@ -3,7 +3,8 @@
 Everything streamgmm writes carries a format marker saying what it is: the
 ``format`` attribute at the root of a Zarr store (model files, prediction
 stores, synthetic rows), the ``format`` of a checkpoint's JSON document, a
-``streamgmm-format`` text chunk in a PNG. A path may be written when nothing is
+``streamgmm-format`` text chunk in a PNG, a ``streamgmm-format`` entry in a
+Parquet file's key-value metadata (predictions for tables). A path may be written when nothing is
 there, when it is an empty folder, or when it holds a streamgmm output of the
 same kind; anything else (a folder with other files, a data store, a plain file,
 an output of another kind) is refused with :class:`OutputExistsError` unless the
@@ -59,8 +60,11 @@ NEVER_REPLACED_BY_DEFAULT = frozenset({STREAM_ROWS_FORMAT})
 replaced only with ``overwrite=True``."""
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_MARKER_KEY = "streamgmm-format"
+MARKER_KEY = "streamgmm-format"
+"""Key of the marker in files with key-value metadata (PNG text chunks, Parquet)."""
+PNG_MARKER_KEY = MARKER_KEY
 """Key of the PNG text chunk holding :data:`PLOT_FORMAT`."""
+PARQUET_MAGIC = b"PAR1"
 
 USE_RENAME_EXCHANGE = True
 """Swap with ``renameat2(RENAME_EXCHANGE)`` where the system has it; False
@@ -104,6 +108,8 @@ def stored_format(path: str | os.PathLike) -> str | None:
             return _png_marker(path)
         if head.startswith(b"PK"):
             return _npz_format(path)
+        if head.startswith(PARQUET_MAGIC):
+            return _parquet_format(path)
     return None
 
 
@@ -130,6 +136,18 @@ def _npz_format(path: Path) -> str | None:
     except Exception:
         return None
     return value if isinstance(value, str) else None
+
+
+def _parquet_format(path: Path) -> str | None:
+    """The ``streamgmm-format`` entry of a Parquet file's key-value metadata."""
+    try:
+        import pyarrow.parquet as pq
+
+        metadata = pq.read_metadata(path).metadata or {}
+    except Exception:
+        return None
+    value = metadata.get(MARKER_KEY.encode())
+    return value.decode("utf-8", "replace") if value is not None else None
 
 
 def _png_marker(path: Path) -> str | None:
