@@ -128,12 +128,14 @@ def open_data(
     lazy DataArray with samples along its first dimension."""
     from .inputs import open_zarr_array
 
-    if tables.table_format(path):
+    if tables.table_format(path) and (os.path.exists(path) or "*" in path):
         if variable is not None or sample_dim is not None:
             raise click.UsageError("--variable and --sample-dim are for netCDF and Zarr data")
         return open_table(path, columns)
     if columns is not None:
         raise click.UsageError("--columns is for Parquet and CSV tables")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such file or directory: {path!r}")
     if variable is None:
         if path.lower().endswith(NETCDF_SUFFIXES):
             raise click.UsageError(
@@ -141,7 +143,14 @@ def open_data(
             )
         if sample_dim is not None:
             raise click.UsageError("--sample-dim needs --variable")
-        return open_zarr_array(path)
+        array = open_zarr_array(path)
+        if array.ndim != 2:
+            raise ValueError(
+                f"{path} holds a {array.ndim}-D array of shape {array.shape}; streamgmm needs "
+                "a 2-D array (samples, features): write the rows as one 2-D array, or open "
+                "it as a dataset variable with --variable and --sample-dim"
+            )
+        return array
     dataset = open_dataset(path)
     if variable not in dataset.data_vars:
         raise ValueError(
@@ -348,8 +357,13 @@ def progress_options(function):
     "--init-params",
     type=click.Choice(INIT_METHODS),
     default=ESTIMATOR_DEFAULTS["init_params"],
-    show_default=True,
-    help="How the starting parameters are found.",
+    metavar="METHOD",
+    help="How the starting parameters are found: "
+    + ", ".join(
+        f"{method} (default)" if method == ESTIMATOR_DEFAULTS["init_params"] else method
+        for method in INIT_METHODS
+    )
+    + ".",
 )
 @click.option(
     "--n-init",
@@ -691,10 +705,25 @@ def make_data(
     help="Folder for the Zarr store and the plot (default: a temporary folder for the "
     "store, removed afterwards, and the plot in the current folder).",
 )
-@click.option("--n-samples", default=2_000_000, show_default=True, help="Rows to generate.")
-@click.option("--n-components", default=5, show_default=True, help="Mixture components.")
-@click.option("--n-features", default=4, show_default=True, help="Features per row.")
-@click.option("--chunk-rows", default=250_000, show_default=True, help="Rows per Zarr chunk.")
+@click.option(
+    "--n-samples",
+    type=click.IntRange(min=1),
+    default=2_000_000,
+    show_default=True,
+    help="Rows to generate.",
+)
+@click.option(
+    "--n-components", type=click.IntRange(min=1), default=5, show_default=True,
+    help="Mixture components.",
+)
+@click.option(
+    "--n-features", type=click.IntRange(min=1), default=4, show_default=True,
+    help="Features per row.",
+)
+@click.option(
+    "--chunk-rows", type=click.IntRange(min=1), default=250_000, show_default=True,
+    help="Rows per Zarr chunk.",
+)
 @click.option("--seed", default=1, show_default=True, help="Seed for data and fit.")
 @click.option(
     "--plot",

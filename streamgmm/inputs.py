@@ -100,10 +100,16 @@ def open_zarr_array(path: str | os.PathLike) -> zarr.Array:
 def check_matrix(shape: tuple, dtype: np.dtype) -> None:
     """Raise for input that is not a non-empty 2-D numeric array."""
     if len(shape) != 2:
+        advice = (
+            "Reshape your data: X.reshape(-1, 1) if it has a single feature, "
+            "X.reshape(1, -1) if it is a single sample."
+            if len(shape) < 2
+            else "Put the sample dimensions together first, e.g. "
+            "X.reshape(-1, X.shape[-1]) if the last dimension holds the features."
+        )
         raise ValueError(
             f"Expected a 2-D array of shape (n_samples, n_features), got {len(shape)}-D "
-            f"input of shape {shape}. Reshape your data: X.reshape(-1, 1) if it has a "
-            "single feature, X.reshape(1, -1) if it is a single sample."
+            f"input of shape {shape}. {advice}"
         )
     if np.issubdtype(dtype, np.complexfloating):
         raise ValueError(f"Complex data not supported: expected real numbers, got dtype {dtype}")

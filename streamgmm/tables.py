@@ -204,7 +204,10 @@ def _parquet_values(part: tuple[str, int, int], columns: tuple[str, ...], dtype)
         for j, column in enumerate(columns):
             values = file.read_row_group(group, columns=[column], use_threads=False).column(0)
             if values.null_count:
-                frame_values(_parquet_part(part, [column]))
+                try:
+                    frame_values(_parquet_part(part, [column]))
+                except ValueError as error:
+                    raise ValueError(f"{name}: {error}") from None
             out[:, j] = values.to_numpy()
     return out
 
@@ -299,7 +302,7 @@ def _csv_value_error(name: str, text: bytes, dtypes, first_row: int, offset: int
     if first_row == 0 and offset > 0:
         first_row = _rows_before(name, offset)
     for column, dtype in (dtypes or {}).items():
-        if not np.issubdtype(np.dtype(dtype) if not hasattr(dtype, "kind") else dtype, np.number):
+        if not _is_number(dtype):
             continue
         values = strings[column]
         numbers = pd.to_numeric(values.where(values != "", "nan"), errors="coerce")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import zarr
@@ -372,7 +373,9 @@ def test_more_usage_errors_exit_2(store, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["fit", str(store), "--out", str(tmp_path / "m.zarr")])
     assert_cli_error(result, 2, "--n-components")
-    result = runner.invoke(main, ["fit", "data.nc", "-k", "2", "--out", "m.zarr"])
+    netcdf_file = tmp_path / "data.nc"
+    netcdf_file.write_bytes(b"")
+    result = runner.invoke(main, ["fit", str(netcdf_file), "-k", "2", "--out", "m.zarr"])
     assert_cli_error(result, 2, "--variable")
     result = runner.invoke(main, ["fit", str(store), "-k", "0", "--out", "m.zarr"])
     assert_cli_error(result, 2, "0")
@@ -553,3 +556,66 @@ def test_make_data_writes_a_store_to_try_and_replaces_only_its_own(tmp_path):
         "--overwrite to replace it"
     ]
     assert np.all(zarr.open_array(store=str(theirs), mode="r")[:] == 1.0)
+
+
+# ------------------------------------------- issue 18: one-line messages (Must show 3)
+def test_a_three_dimensional_store_says_so_without_python_advice(tmp_path):
+    cube = tmp_path / "cube.zarr"
+    zarr.create_array(store=str(cube), shape=(10, 4, 3), dtype="f8")[:] = 1.0
+    result = run_script("fit", cube, "-k", 2, "--out", tmp_path / "m.zarr")
+    assert_one_line_error(result, 1, "3-D array of shape (10, 4, 3)", "needs a 2-D array")
+    assert "reshape" not in result.stderr
+
+
+def test_demo_with_zero_components_is_a_usage_error():
+    result = run_script("demo", "--n-components", 0, "--no-plot")
+    assert_one_line_error(result, 2, "'--n-components': 0 is not in the range x>=1")
+    assert "a must be" not in result.stderr
+
+
+def test_a_missing_netcdf_path_says_not_found(tmp_path):
+    result = run_script("fit", tmp_path / "missing.nc", "-k", 2, "--out", tmp_path / "m.zarr")
+    assert_one_line_error(result, 1, "No such file or directory", "missing.nc")
+    assert "--variable" not in result.stderr
+
+
+def test_init_params_help_lists_the_methods_readably():
+    help_text = " ".join(invoke("fit", "--help").output.split())
+    assert "--init-params METHOD" in help_text
+    assert "kmeans, k-means++, k-means|| (default), hierarchical, random, random_from_data." in (
+        help_text
+    )
+    assert "[kmeans|" not in help_text
+
+
+def test_a_csv_with_a_text_column(tmp_path):
+    rows = np.random.default_rng(0).normal(size=(30_000, 2))
+    table = pd.DataFrame(rows, columns=["a", "b"]).assign(name="x")
+    table.to_csv(tmp_path / "named.csv", index=False)
+    result = run_script(
+        "fit", tmp_path / "named.csv", "--columns", "a,name", "-k", 2, "--out", tmp_path / "m"
+    )
+    assert_one_line_error(result, 1, "column 'name'", "not numbers", "numeric: a, b")
+    frame = table[["a", "b"]].astype(object)
+    frame.loc[25_000, "b"] = "abc"  # beyond the sample that sets the columns' types
+    frame.to_csv(tmp_path / "typo.csv", index=False)
+    result = run_script("fit", tmp_path / "typo.csv", "-k", 2, "--out", tmp_path / "m.zarr")
+    assert_one_line_error(
+        result, 1, "column 'b'", "holds text, not a number: 'abc' in row 25000"
+    )
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_a_parquet_file_with_nulls(tmp_path):
+    rows = np.random.default_rng(0).normal(size=(200, 3))
+    table = pd.DataFrame(rows, columns=["a", "b", "c"])
+    table.loc[[5, 9], "b"] = None
+    table.to_parquet(tmp_path / "holes.parquet")
+    result = run_script("fit", tmp_path / "holes.parquet", "-k", 2, "--out", tmp_path / "m.zarr")
+    assert_one_line_error(
+        result,
+        1,
+        "holes.parquet: column 'b' has 2 missing value(s) (null or NaN), first at index 5, "
+        "last at 9; remove or impute them",
+    )
+    assert not (tmp_path / "m.zarr").exists()
