@@ -1,0 +1,205 @@
+"""SQUAREM, DAAREM and incremental EM (streamgmm.acceleration) as pure functions:
+the parameterisation, the safeguards, and the fixed point of plain EM."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+from streamgmm import acceleration
+from streamgmm.acceleration import (
+    ACCELERATIONS,
+    StatisticsTree,
+    accelerated_em,
+    damped_coefficients,
+    em_map,
+    extrapolate,
+    from_vector,
+    incremental_em,
+    to_vector,
+    usable,
+)
+from streamgmm.datasets import make_mixture
+from streamgmm.estep import chunk_statistics
+from streamgmm.initialization import initialize_parameters
+from streamgmm.inputs import as_rows
+from streamgmm.mstep import parameters_from_statistics
+from streamgmm.statistics import merge_all
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def start_of(X, n_components, covariance_type, seed=0):
+    params, _ = initialize_parameters(
+        as_rows(X), n_components, covariance_type, 1e-6, "random_from_data",
+        np.random.default_rng(seed), 100_000,
+    )
+    return params
+
+
+@pytest.fixture(scope="module")
+def overlapping():
+    """A small mixture whose components overlap, so that plain EM is slow."""
+    X, _, _ = make_mixture(3000, n_components=3, n_features=2, separation=1.2, random_state=3)
+    return X
+
+
+@pytest.fixture(scope="module")
+def plain_ends(overlapping):
+    """Plain EM's 3000 passes from each covariance type's start, computed once."""
+    return {
+        covariance_type: plain_em(overlapping, start_of(overlapping, 3, covariance_type), 1e-6,
+                                  3000)
+        for covariance_type in COVARIANCE_TYPES
+    }
+
+
+def plain_em(X, params, reg_covar, passes):
+    """Plain EM for exactly ``passes`` passes: mean log-likelihoods and the end."""
+    scores = []
+    for _ in range(passes):
+        result = em_map(partial(chunk_statistics, X), params, reg_covar)
+        scores.append(result.score)
+        params = result.params
+    return scores, params, result.covariances
+
+
+def relative_difference(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
+
+
+def decreases(scores):
+    """Steps of ``scores`` down by more than rounding (1e-12 relative)."""
+    scores = np.asarray(scores)
+    return np.flatnonzero(np.diff(scores) < -1e-12 * np.abs(scores[1:]))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_vector_round_trip_and_every_vector_is_a_mixture(overlapping, covariance_type):
+    params = start_of(overlapping, 3, covariance_type)
+    vector = to_vector(params)
+    back = from_vector(vector, 3, 2, covariance_type)
+    for original, again in zip(params[:3], back[:3], strict=True):
+        np.testing.assert_allclose(again, original, rtol=1e-13, atol=1e-15)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        wild = from_vector(vector + rng.normal(scale=5.0, size=vector.size), 3, 2,
+                           covariance_type)
+        assert usable(wild)
+        np.testing.assert_allclose(wild.weights.sum(), 1.0)
+        stats = chunk_statistics(overlapping, wild)
+        assert np.isfinite(stats.log_likelihood)
+
+
+def test_unusable_vectors_are_told_apart(overlapping):
+    vector = to_vector(start_of(overlapping, 3, "full"))
+    vector[-1] = 800.0  # exp overflows to infinity
+    assert not usable(from_vector(vector, 3, 2, "full"))
+
+
+def test_a_step_of_minus_one_is_two_plain_em_steps():
+    rng = np.random.default_rng(1)
+    start, first, second = rng.normal(size=(3, 7))
+    np.testing.assert_array_equal(extrapolate(start, first, second, -1.0), second)
+    step = acceleration.extrapolation_step(start, first, second, step_max=1e9)
+    assert step <= -1.0
+    assert acceleration.extrapolation_step(start, first, second, step_max=2.0) >= -2.0
+
+
+@pytest.mark.parametrize("method", sorted(ACCELERATIONS))
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_accelerated_em_ends_where_plain_em_ends(overlapping, plain_ends, method,
+                                                 covariance_type):
+    """Both run until their parameters stop moving (tol 0): plain EM 3000 passes,
+    which leave its mean log-likelihood within rounding of its limit, the
+    accelerated EM 400."""
+    params = start_of(overlapping, 3, covariance_type)
+    plain_scores, plain, plain_covariances = plain_ends[covariance_type]
+    assert abs(plain_scores[-1] - plain_scores[-2]) < 1e-13
+    run = accelerated_em(partial(chunk_statistics, overlapping), params, 1e-6, 0.0, 400,
+                         method)
+    assert relative_difference(run.params.weights, plain.weights) < 1e-6
+    assert relative_difference(run.params.means, plain.means) < 1e-6
+    assert relative_difference(run.covariances, plain_covariances) < 1e-6
+    assert len(decreases(run.scores)) == 0
+    assert run.scores[-1] >= plain_scores[-1] - 1e-12
+
+
+@pytest.mark.parametrize("method", sorted(ACCELERATIONS))
+def test_accelerated_em_stops_at_tol_as_plain_em(overlapping, method):
+    params = start_of(overlapping, 3, "full")
+    run = accelerated_em(partial(chunk_statistics, overlapping), params, 1e-6, 1e-6, 3000,
+                         method)
+    assert run.converged and run.n_passes < 3000
+    final = em_map(partial(chunk_statistics, overlapping), run.params, 1e-6)
+    assert final.score - run.scores[-1] < 1e-5
+
+
+@pytest.mark.parametrize("method", sorted(ACCELERATIONS))
+def test_a_broken_safeguard_lets_the_log_likelihood_fall(method, monkeypatch):
+    """Long, undamped steps on four overlapping components: the safeguard rejects
+    some and the kept scores never fall; accepting every step lets them fall."""
+    X, _, _ = make_mixture(3000, n_components=4, n_features=2, separation=0.7, random_state=5)
+    params = start_of(X, 4, "full")
+    statistics_of = partial(chunk_statistics, X)
+    monkeypatch.setattr(acceleration, "STEP_MAX_START", 1e6)
+    monkeypatch.setattr(acceleration, "DAMPING_OFFSET", -20.0)  # no damping
+    rejected = []
+    update = ACCELERATIONS[method][1]
+
+    def counting(state, score, mapped, valid):
+        new, outcome = update(state, score, mapped, valid)
+        rejected.append(not outcome.accepted)
+        return new, outcome
+
+    monkeypatch.setitem(ACCELERATIONS, method, (ACCELERATIONS[method][0], counting))
+    kept = accelerated_em(statistics_of, params, 1e-6, 1e-10, 200, method)
+    assert any(rejected), "the safeguard had nothing to reject"
+    assert len(decreases(kept.scores)) == 0
+    monkeypatch.setattr(acceleration, "accept_extrapolation", lambda *args: True)
+    broken = accelerated_em(statistics_of, params, 1e-6, 1e-10, 200, method)
+    assert len(decreases(broken.scores)) > 0
+
+
+def test_damped_coefficients_shrink_the_least_squares_solution():
+    rng = np.random.default_rng(2)
+    differences, residual = rng.normal(size=(30, 4)), rng.normal(size=30)
+    least_squares = np.linalg.lstsq(differences, residual, rcond=None)[0]
+    np.testing.assert_allclose(damped_coefficients(differences, residual, 1.0), least_squares,
+                               rtol=1e-6)
+    for share in (0.5, 0.01):
+        damped = damped_coefficients(differences, residual, share)
+        np.testing.assert_allclose(np.linalg.norm(damped) ** 2,
+                                   share * np.linalg.norm(least_squares) ** 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_statistics_tree_keeps_the_exact_total(covariance_type):
+    X, _, _ = make_mixture(5000, n_components=3, n_features=3, offset=50.0, random_state=4)
+    params = start_of(X, 3, covariance_type)
+    chunks = np.array_split(X, 7)
+    parts = [chunk_statistics(chunk, params) for chunk in chunks]
+    tree = StatisticsTree(parts, covariance_type)
+    whole = chunk_statistics(X, params)
+    for got, expected in zip(tree.total[:3], whole[:3], strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-9)
+    moved = start_of(X, 3, covariance_type, seed=1)
+    tree.replace(3, chunk_statistics(chunks[3], moved))
+    expected = merge_all([*parts[:3], chunk_statistics(chunks[3], moved), *parts[4:]],
+                         covariance_type)
+    for got, want in zip(tree.total[:3], expected[:3], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9)
+
+
+def test_incremental_em_reaches_plain_em_fixed_point(overlapping, plain_ends):
+    params = start_of(overlapping, 3, "full")
+    _, plain, _ = plain_ends["full"]
+    chunks = np.array_split(overlapping, 6)
+    passes = incremental_em(chunks, params, 1e-6, chunks_per_step=1)
+    for _ in range(800):
+        current, covariances = next(passes)
+    assert relative_difference(current.means, plain.means) < 1e-6
+    assert relative_difference(current.weights, plain.weights) < 1e-6
+    stats = chunk_statistics(overlapping, current)
+    again, _ = parameters_from_statistics(stats, 1e-6, "full")
+    assert relative_difference(again.means, current.means) < 1e-6
