@@ -215,6 +215,10 @@ class SquaremState(NamedTuple):
     step_max: float
     backtracks: int
 
+    def proposing(self) -> bool:
+        """Whether the next pass evaluates a point that may be rejected."""
+        return self.stage == EVALUATE_EXTRAPOLATED
+
 
 class StepOutcome(NamedTuple):
     """What one evaluated pass means for the fit.
@@ -375,6 +379,10 @@ class DaaremState(NamedTuple):
     residual_differences: np.ndarray
     accepted_steps: int
 
+    def proposing(self) -> bool:
+        """Whether the next pass evaluates a point that may be rejected."""
+        return self.stage == EVALUATE_PROPOSAL
+
 
 def daarem_start(vector: np.ndarray) -> DaaremState:
     """The state before the first pass, which evaluates ``vector``."""
@@ -473,35 +481,89 @@ mapped, valid) -> (state, outcome)``; every state has ``point``, the vector the
 next pass evaluates."""
 
 
-class PassResult(NamedTuple):
-    """One pass of an EM map: the mean log-likelihood of the evaluated
-    parameters and their EM image (None if its M-step failed)."""
+def start_acceleration(method: str, params: GaussianParameters):
+    """The state of ``method`` (a key of :data:`ACCELERATIONS`) before its first
+    pass, which evaluates ``params``."""
+    return ACCELERATIONS[method][0](to_vector(params))
 
+
+def point_parameters(state, n_components: int, n_features: int,
+                     covariance_type: str) -> GaussianParameters:
+    """The parameters the next pass of an accelerated run evaluates."""
+    return from_vector(state.point, n_components, n_features, covariance_type)
+
+
+class PassOutcome(NamedTuple):
+    """What one pass of an accelerated run gave.
+
+    Attributes
+    ----------
+    state
+        The acceleration's state for the next pass.
+    accepted, em_step : bool
+        As :class:`StepOutcome`.
+    score : float
+        Mean log-likelihood of the evaluated point.
+    params, covariances
+        The evaluated point's EM image (None when its M-step failed, which only
+        a proposal may).
+    """
+
+    state: SquaremState | DaaremState
+    accepted: bool
+    em_step: bool
     score: float
     params: GaussianParameters | None
     covariances: np.ndarray | None
 
 
-def em_map(
-    statistics_of: Callable[[GaussianParameters], SufficientStatistics],
-    params: GaussianParameters,
-    reg_covar: float,
-    tolerate_failure: bool = False,
-) -> PassResult:
-    """One EM step: ``statistics_of(params)`` (a pass over the data) and the
-    M-step. A failed M-step (no positive definite covariance) raises, or with
-    ``tolerate_failure`` gives ``params=None`` (an extrapolated point)."""
-    stats = statistics_of(params)
-    score = stats.log_likelihood / stats.n_samples
+def advance(method: str, state, statistics: SufficientStatistics, reg_covar: float,
+            covariance_type: str) -> PassOutcome:
+    """One pass of an accelerated run: the statistics reduced at
+    :func:`point_parameters`, their M-step and the acceleration's update.
+
+    A failed M-step (no positive definite covariance, overflow) rejects a
+    proposal and raises for any other point, as in plain EM."""
+    score = statistics.log_likelihood / statistics.n_samples
     try:
-        new_params, covariances = parameters_from_statistics(
-            stats, reg_covar, params.covariance_type
-        )
+        params, covariances = parameters_from_statistics(statistics, reg_covar, covariance_type)
     except (CholeskyError, ValueError):
-        if not tolerate_failure:
+        if not state.proposing():
             raise
-        return PassResult(score, None, None)
-    return PassResult(score, new_params, covariances)
+        params = covariances = None
+    n_components, n_features = statistics.mean.shape
+
+    def valid(vector):
+        return bool(np.all(np.isfinite(vector))) and usable(
+            from_vector(vector, n_components, n_features, covariance_type))
+
+    mapped = None if params is None else to_vector(params)
+    new, outcome = ACCELERATIONS[method][1](state, score, mapped, valid)
+    return PassOutcome(new, outcome.accepted, outcome.em_step, score, params, covariances)
+
+
+STATE_TYPES = {"squarem": SquaremState, "daarem": DaaremState}
+
+
+def state_to_arrays(state) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """An acceleration state as named float64 arrays and plain scalars (for a
+    checkpoint; :func:`state_from_arrays` gives it back exactly)."""
+    arrays, scalars = {}, {}
+    for name, value in state._asdict().items():
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+        else:
+            scalars[name] = int(value) if isinstance(value, int) else float(value)
+    return arrays, scalars
+
+
+def state_from_arrays(method: str, arrays: dict, scalars: dict):
+    """The inverse of :func:`state_to_arrays` for ``method``'s state."""
+    state_type = STATE_TYPES[method]
+    return state_type(**{
+        name: np.asarray(arrays[name], dtype=np.float64) if name in arrays else scalars[name]
+        for name in state_type._fields
+    })
 
 
 class AcceleratedRun(NamedTuple):
@@ -543,30 +605,21 @@ def accelerated_em(
     less than ``tol``, or ``max_passes`` passes were made.
     ``statistics_of(params)`` reduces the data once; ``on_pass(run)`` sees the
     run after every pass."""
-    start, update = ACCELERATIONS[method]
     n_components, n_features = params.means.shape
     cov_type = params.covariance_type
-
-    def unpack(vector):
-        return from_vector(vector, n_components, n_features, cov_type)
-
-    def valid(vector):
-        return bool(np.all(np.isfinite(vector))) and usable(unpack(vector))
-
-    state = start(to_vector(params))
+    state = start_acceleration(method, params)
     current, covariances = params, None
     scores, passes, converged = [], [], False
     for n_pass in range(1, max_passes + 1):
-        extrapolated = state.stage == EVALUATE_EXTRAPOLATED
-        result = em_map(statistics_of, unpack(state.point), reg_covar, extrapolated)
-        mapped = None if result.params is None else to_vector(result.params)
+        statistics = statistics_of(point_parameters(state, n_components, n_features, cov_type))
         previous = scores[-1] if scores else -np.inf
-        state, outcome = update(state, result.score, mapped, valid)
-        if outcome.accepted:
-            current, covariances = result.params, result.covariances
-            scores.append(result.score)
+        step = advance(method, state, statistics, reg_covar, cov_type)
+        state = step.state
+        if step.accepted:
+            current, covariances = step.params, step.covariances
+            scores.append(step.score)
             passes.append(n_pass)
-            converged = outcome.em_step and abs(result.score - previous) < tol
+            converged = step.em_step and abs(step.score - previous) < tol
         run = AcceleratedRun(current, covariances, scores, passes, n_pass, converged, state)
         if on_pass is not None:
             on_pass(run)

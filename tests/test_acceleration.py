@@ -1,6 +1,7 @@
 """SQUAREM, DAAREM and incremental EM (streamgmm.acceleration) as pure functions:
 the parameterisation, the safeguards, and the fixed point of plain EM."""
 
+import json
 from functools import partial
 
 import numpy as np
@@ -11,11 +12,15 @@ from streamgmm.acceleration import (
     ACCELERATIONS,
     StatisticsTree,
     accelerated_em,
+    advance,
     damped_coefficients,
-    em_map,
     extrapolate,
     from_vector,
     incremental_em,
+    point_parameters,
+    start_acceleration,
+    state_from_arrays,
+    state_to_arrays,
     to_vector,
     usable,
 )
@@ -23,7 +28,7 @@ from streamgmm.datasets import make_mixture
 from streamgmm.estep import chunk_statistics
 from streamgmm.initialization import initialize_parameters
 from streamgmm.inputs import as_rows
-from streamgmm.mstep import parameters_from_statistics
+from streamgmm.mstep import CholeskyError, parameters_from_statistics
 from streamgmm.statistics import merge_all
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -58,10 +63,11 @@ def plain_em(X, params, reg_covar, passes):
     """Plain EM for exactly ``passes`` passes: mean log-likelihoods and the end."""
     scores = []
     for _ in range(passes):
-        result = em_map(partial(chunk_statistics, X), params, reg_covar)
-        scores.append(result.score)
-        params = result.params
-    return scores, params, result.covariances
+        stats = chunk_statistics(X, params)
+        scores.append(stats.log_likelihood / stats.n_samples)
+        params, covariances = parameters_from_statistics(stats, reg_covar,
+                                                         params.covariance_type)
+    return scores, params, covariances
 
 
 def relative_difference(a, b):
@@ -131,8 +137,8 @@ def test_accelerated_em_stops_at_tol_as_plain_em(overlapping, method):
     run = accelerated_em(partial(chunk_statistics, overlapping), params, 1e-6, 1e-6, 3000,
                          method)
     assert run.converged and run.n_passes < 3000
-    final = em_map(partial(chunk_statistics, overlapping), run.params, 1e-6)
-    assert final.score - run.scores[-1] < 1e-5
+    final = chunk_statistics(overlapping, run.params)
+    assert final.log_likelihood / final.n_samples - run.scores[-1] < 1e-5
 
 
 @pytest.mark.parametrize("method", sorted(ACCELERATIONS))
@@ -203,3 +209,33 @@ def test_incremental_em_reaches_plain_em_fixed_point(overlapping, plain_ends):
     stats = chunk_statistics(overlapping, current)
     again, _ = parameters_from_statistics(stats, 1e-6, "full")
     assert relative_difference(again.means, current.means) < 1e-6
+
+
+@pytest.mark.parametrize("method", sorted(ACCELERATIONS))
+def test_state_survives_arrays_exactly(overlapping, method):
+    params = start_of(overlapping, 3, "full")
+    state = start_acceleration(method, params)
+    for _ in range(4):
+        stats = chunk_statistics(overlapping, point_parameters(state, 3, 2, "full"))
+        state = advance(method, state, stats, 1e-6, "full").state
+    arrays, scalars = state_to_arrays(state)
+    again = state_from_arrays(method, arrays, json.loads(json.dumps(scalars)))
+    assert type(again) is type(state)
+    for name, value in state._asdict().items():
+        np.testing.assert_array_equal(getattr(again, name), value)
+        assert type(getattr(again, name)) is type(value) or isinstance(value, np.ndarray)
+
+
+def test_a_failed_m_step_rejects_a_proposal_and_raises_otherwise(overlapping):
+    params = start_of(overlapping, 3, "full")
+    stats = chunk_statistics(overlapping, params)
+    broken = stats._replace(scatter=-stats.scatter)  # no positive definite covariance
+    state = start_acceleration("daarem", params)
+    with pytest.raises(CholeskyError):
+        advance("daarem", state, broken, 0.0, "full")
+    proposing = state._replace(stage=acceleration.EVALUATE_PROPOSAL,
+                               current=state.point, current_map=state.point,
+                               current_score=-1.0)
+    outcome = advance("daarem", proposing, broken, 0.0, "full")
+    assert not outcome.accepted and outcome.params is None
+    np.testing.assert_array_equal(outcome.state.point, proposing.current_map)
