@@ -43,7 +43,10 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=20)
     parser.add_argument("--rows-per-append", type=int, default=1500)
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between appends")
-    parser.add_argument("--directory", default=None, help="where to put the stores")
+    parser.add_argument(
+        "--directory", default=None, help="where to put the stores (default: a temporary "
+        "folder, removed at the end)"
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -51,7 +54,15 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    directory = Path(args.directory or tempfile.mkdtemp(prefix="streamgmm-"))
+    if args.directory is not None:
+        follow_stream(Path(args.directory), args)
+        return
+    with tempfile.TemporaryDirectory(prefix="streamgmm-stream-") as scratch:
+        follow_stream(Path(scratch), args)
+
+
+def follow_stream(directory: Path, args: argparse.Namespace) -> None:
+    """Start the writer, learn from its rows as they arrive, check the result."""
     data_path, model_path = directory / "rows.zarr", directory / "model.zarr"
     create_stream_array(data_path, N_FEATURES, chunk_rows=4096, overwrite=args.overwrite)
     process = multiprocessing.get_context("spawn").Process(

@@ -1,8 +1,8 @@
 """The ``streamgmm`` command line.
 
 Subcommands: ``demo`` (the main job on synthetic data), ``make-data``
-(synthetic rows to try the others on), ``fit``, ``predict``, ``score``, ``info``
-and ``plot``. Bad input ends with a one-line message on
+(synthetic rows to try the others on), ``fit``, ``select``, ``predict``,
+``score``, ``info`` and ``plot``. Bad input ends with a one-line message on
 standard error and exit status 1 (2 for usage errors), never a traceback; set
 ``STREAMGMM_TRACEBACK=1`` to see the traceback of an unexpected error.
 """
@@ -28,8 +28,10 @@ from .initialization import INIT_METHODS
 from .mixture import (
     ALGORITHMS,
     BATCH_SIZE,
+    CRITERIA,
     LEARNING_DECAY,
     LEARNING_OFFSET,
+    ONLINE_CHECKPOINT_BATCHES,
     ConvergenceWarning,
     GaussianMixture,
 )
@@ -50,6 +52,9 @@ ESTIMATOR_DEFAULTS = {
 """The estimator's defaults, used as the defaults of ``streamgmm fit``'s options."""
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+
+LOG_LIKELIHOOD_FORMAT = ".10g"
+"""How every command prints a mean log-likelihood per row (fit, score, info, select)."""
 
 
 def one_line(error: BaseException) -> str:
@@ -382,7 +387,23 @@ def progress_options(function):
     "--checkpoint",
     type=click.Path(path_type=Path),
     default=None,
-    help="Checkpoint file written after every iteration; a rerun resumes from it (batch).",
+    help="Checkpoint file, written after every iteration (batch) or every "
+    "--checkpoint-every mini-batches and every pass (online); a rerun resumes from it.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=ONLINE_CHECKPOINT_BATCHES,
+    show_default=True,
+    help="Mini-batches between checkpoints (online, with --checkpoint).",
+)
+@click.option(
+    "--persist",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="Keep DATA in (cluster) memory for the whole fit instead of reading it on every "
+    "pass; auto: only in-memory data under --scheduler.",
 )
 @data_options
 @scheduler_option
@@ -416,6 +437,8 @@ def fit(
     random_state: int | None,
     float32_products: bool,
     checkpoint: Path | None,
+    checkpoint_every: int,
+    persist: str,
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
@@ -450,19 +473,163 @@ def fit(
         n_init=n_init,
         random_state=random_state,
         float32_products=float32_products,
+        persist={"auto": "auto", "yes": True, "no": False}[persist],
         verbose=progress_level(quiet, verbose),
     )
     started = time.perf_counter()
     with connected(scheduler), warnings_as_lines():
-        model.fit(X, checkpoint=checkpoint)
+        model.fit(X, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     elapsed = time.perf_counter() - started
     check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
     save(model, out, overwrite=overwrite)
     click.echo(
         f"fitted {n_components} components ({covariance_type}) to {data} in {elapsed:.1f} s: "
-        f"{model.n_iter_} iterations, converged={model.converged_}, "
-        f"mean log-likelihood {model.lower_bound_:.6g}; model written to {out}"
+        f"{model.n_iter_} iterations, converged={model.converged_}, mean log-likelihood "
+        f"{model.lower_bound_:{LOG_LIKELIHOOD_FORMAT}} (at the last iteration's E-step); "
+        f"model written to {out}"
     )
+
+
+# ------------------------------------------------------------------ select
+def component_counts(text: str) -> list[int]:
+    """``"2-8"`` or ``"2,3,5"`` (or both, ``"2-4,8"``) as a list of counts >= 1."""
+    counts: list[int] = []
+    try:
+        for item in text.split(","):
+            low, _, high = item.strip().partition("-")
+            counts.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not like 2-8 or 2,3,5") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{text!r} names no component counts >= 1")
+    return counts
+
+
+@main.command()
+@click.argument("data")
+@click.option(
+    "-k",
+    "--n-components",
+    "counts",
+    default="2-10",
+    show_default=True,
+    metavar="COUNTS",
+    help="Component counts to try: a range 2-8, a list 2,3,5, or both.",
+)
+@click.option(
+    "--covariance-types",
+    default="full,diag",
+    show_default=True,
+    metavar="TYPES",
+    help=f"Covariance types to try, separated by commas ({', '.join(COVARIANCE_TYPES)}).",
+)
+@click.option(
+    "--criterion",
+    type=click.Choice(CRITERIA),
+    default="bic",
+    show_default=True,
+    help="Lowest wins: bic, aic, or icl (BIC plus the classification entropy).",
+)
+@click.option("--random-state", type=int, default=None, help="Seed (default: unseeded).")
+@click.option(
+    "--max-iter", type=click.IntRange(min=1), default=100, show_default=True,
+    help="Most EM iterations per candidate.",
+)
+@data_options
+@scheduler_option
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where to write the chosen model (a Zarr store), as fit does.",
+)
+@overwrite_option
+def select(
+    data: str,
+    counts: str,
+    covariance_types: str,
+    criterion: str,
+    random_state: int | None,
+    max_iter: int,
+    columns: str | None,
+    variable: str | None,
+    sample_dim: str | None,
+    scheduler: str | None,
+    out: Path,
+    overwrite: bool,
+) -> None:
+    """Fit a grid of candidate mixtures to DATA in shared passes, print their
+    criteria (a table on standard output), and save the one with the lowest
+    criterion to --out (see streamgmm.select; its other options keep their
+    defaults)."""
+    from .io import save
+    from .selection import select as select_model
+
+    sizes = component_counts(counts)
+    types = [name.strip() for name in covariance_types.split(",") if name.strip()]
+    unknown = [name for name in types if name not in COVARIANCE_TYPES]
+    if unknown or not types:
+        raise click.BadParameter(
+            f"{covariance_types!r}: choose from {', '.join(COVARIANCE_TYPES)}",
+            param_hint="--covariance-types",
+        )
+    check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
+    X = open_data(data, variable, sample_dim, columns)
+    started = time.perf_counter()
+    with connected(scheduler), warnings_as_lines():
+        best, table = select_model(
+            X, sizes, types, criterion, max_iter=max_iter, random_state=random_state
+        )
+    elapsed = time.perf_counter() - started
+    rows = candidate_rows(table, best)
+    click.echo(format_candidates(rows, criterion))
+    check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
+    save(best, out, overwrite=overwrite)
+    click.echo(
+        f"chose {best.n_components} components ({best.covariance_type}) by {criterion} "
+        f"in {elapsed:.1f} s ({table.attrs['n_passes']} passes over {data}); model written "
+        f"to {out}"
+    )
+
+
+def candidate_rows(table: Any, best: GaussianMixture) -> list[dict[str, Any]]:
+    """One dict per candidate of a :func:`streamgmm.select` table, marking the best."""
+    rows = []
+    for K in table["n_components"].values:
+        for covariance_type in table["covariance_type"].values:
+            cell = table.sel(n_components=K, covariance_type=covariance_type)
+            rows.append({
+                "n_components": int(K),
+                "covariance_type": str(covariance_type),
+                **{name: float(cell[name]) for name in CRITERIA},
+                "log_likelihood": float(cell["lower_bound"]),
+                "n_iter": int(cell["n_iter"]),
+                "converged": bool(cell["converged"]),
+                "chosen": bool(
+                    K == best.n_components and covariance_type == best.covariance_type
+                ),
+            })
+    return rows
+
+
+def format_candidates(rows: list[dict[str, Any]], criterion: str) -> str:
+    """The candidates as an aligned text table, the chosen one marked with *."""
+    header = (
+        f"  {'K':>3} {'covariance':<10} {'bic':>14} {'aic':>14} {'icl':>14} "
+        f"{'loglik/row':>12} {'iter':>5}"
+    )
+    lines = [header]
+    for row in rows:
+        mark = "*" if row["chosen"] else " "
+        lines.append(
+            f"{mark} {row['n_components']:>3} {row['covariance_type']:<10} {row['bic']:>14.6g} "
+            f"{row['aic']:>14.6g} {row['icl']:>14.6g} "
+            f"{row['log_likelihood']:>12.7g} "
+            f"{row['n_iter']:>5}"
+        )
+    lines.append(f"(* marks the chosen candidate: the lowest {criterion})")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------- predict
@@ -543,7 +710,7 @@ def score(
     X = open_data(data, variable, sample_dim, columns)
     with connected(scheduler), warnings_as_lines():
         value = model.score(X)
-    click.echo(f"{value:.10g}")
+    click.echo(f"{value:{LOG_LIKELIHOOD_FORMAT}}")
 
 
 # -------------------------------------------------------------------- info
@@ -562,11 +729,15 @@ def describe_model(model: GaussianMixture, max_features: int = 6) -> str:
     lines = [
         f"GaussianMixture: {K} components, {d} features, covariance_type={model.covariance_type}",
         f"fit: algorithm={model.algorithm}, {model.n_iter_} iterations, "
-        f"converged={model.converged_}, mean log-likelihood {model.lower_bound_:.6g}",
+        f"converged={model.converged_}, mean log-likelihood "
+        f"{model.lower_bound_:{LOG_LIKELIHOOD_FORMAT}}",
     ]
     history = getattr(model, "history_", {})
-    if history.get("elapsed"):
-        lines.append(f"last run took {history['elapsed'][-1]:.2f} s")
+    if history.get("elapsed") and np.isfinite(history["elapsed"][-1]):
+        lines.append(
+            f"its EM iterations took {history['elapsed'][-1]:.2f} s (without finding the "
+            "start, reading the data's shape and saving: fit's own time is longer)"
+        )
     shown = min(d, max_features)
     more = f" ... (+{d - shown} features)" if d > shown else ""
     header = "  ".join(f"{f'mean[{j}]':>10}" for j in range(shown))

@@ -329,7 +329,7 @@ def test_plot_writes_a_png(model_path, store, tmp_path, with_data):
 
 
 def test_every_subcommand_has_help():
-    for command in ["fit", "predict", "score", "info", "plot", "demo"]:
+    for command in ["fit", "select", "predict", "score", "info", "plot", "demo", "make-data"]:
         result = invoke(command, "--help")
         assert result.exit_code == 0
         assert result.output.startswith(f"Usage: main {command}")
@@ -349,7 +349,7 @@ def assert_one_line_error(result, status, *fragments):
 
 def test_missing_data_is_a_one_line_error(tmp_path):
     result = run_script("fit", tmp_path / "nothing.zarr", "-k", 2, "--out", tmp_path / "m.zarr")
-    assert_one_line_error(result, 1, "No Zarr store", "nothing.zarr")
+    assert_one_line_error(result, 1, "No such file or directory", "nothing.zarr")
     assert not (tmp_path / "m.zarr").exists()
 
 
@@ -619,3 +619,62 @@ def test_a_parquet_file_with_nulls(tmp_path):
         "last at 9; remove or impute them",
     )
     assert not (tmp_path / "m.zarr").exists()
+
+
+# ---------------------------------------------- issue 18: select and the missing options
+def test_select_chooses_the_model_streamgmm_select_chooses(store, tmp_path):
+    """Must show 5 of issue 18."""
+    out = tmp_path / "best.zarr"
+    result = invoke("select", store, "-k", "2-4", "--covariance-types", "full,diag",
+                    "--random-state", 0, "--out", out)
+    assert result.exit_code == 0, result.output
+    best, table = streamgmm.select(str(store), range(2, 5), ("full", "diag"), "bic",
+                                   random_state=0)
+    chosen = streamgmm.load(out)
+    assert (chosen.n_components, chosen.covariance_type) == (
+        best.n_components, best.covariance_type
+    )
+    np.testing.assert_allclose(chosen.means_, best.means_, rtol=0, atol=1e-12)
+    marked = [line for line in result.output.splitlines() if line.startswith("* ")]
+    assert len(marked) == 1
+    assert marked[0].split()[1:3] == [str(best.n_components), best.covariance_type]
+    assert len([line for line in result.output.splitlines() if line[2:5].strip().isdigit()]) == 6
+    assert f"{float(table['bic'].min()):.6g}" in marked[0]
+
+
+def test_select_refuses_bad_grids(store, tmp_path):
+    for option, value in (("-k", "0-3"), ("-k", "two"), ("--covariance-types", "round")):
+        result = CliRunner().invoke(
+            main, ["select", str(store), option, value, "--out", str(tmp_path / "m.zarr")]
+        )
+        assert_cli_error(result, 2, value)
+
+
+def test_fit_checkpoint_every_and_persist_reach_the_fit(store, tmp_path):
+    options = dict(algorithm="online", max_iter=2, tol=0.0, random_state=0)
+    reference = streamgmm.GaussianMixture(K, **options).fit(
+        str(store), checkpoint=tmp_path / "python.ckpt", checkpoint_every=2
+    )
+    for persist in ("yes", "no"):
+        out = tmp_path / f"{persist}.zarr"
+        checkpoint = tmp_path / f"{persist}.ckpt"
+        result = invoke("fit", store, "-k", K, "--algorithm", "online", "--max-iter", 2,
+                        "--tol", 0, "--random-state", 0, "--checkpoint", checkpoint,
+                        "--checkpoint-every", 2, "--persist", persist, "--out", out)
+        assert result.exit_code == 0, result.output
+        np.testing.assert_array_equal(streamgmm.load(out).means_, reference.means_)
+        assert checkpoint.exists()
+    result = CliRunner().invoke(main, ["fit", str(store), "-k", "2", "--checkpoint-every", "0",
+                                       "--out", str(tmp_path / "m.zarr")])
+    assert_cli_error(result, 2, "--checkpoint-every")
+    help_text = " ".join(invoke("fit", "--help").output.split())
+    assert "iteration (batch) or every --checkpoint" in help_text and "(online)" in help_text
+
+
+def test_fit_score_and_info_print_the_same_precision(model_path, store):
+    model = streamgmm.load(model_path)
+    score = invoke("score", model_path, store).output.strip()
+    assert score == f"{model.score(str(store)):.10g}"
+    info = invoke("info", model_path).output
+    assert f"mean log-likelihood {model.lower_bound_:.10g}" in info
+    assert "its EM iterations took" in info and "fit's own time is longer" in info

@@ -1,6 +1,7 @@
 """Every script in examples/ runs on small data and does what it says."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,18 @@ def test_an_example_runs_as_a_script(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "regime" in result.stdout
+
+
+def test_streaming_append_leaves_no_temporary_folder(tmp_path):
+    script = EXAMPLES / "streaming_append.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--appends", "4", "--rows-per-append", "1000",
+         "--pause", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rows learnt 4000" in result.stdout
+    assert list(tmp_path.iterdir()) == []
