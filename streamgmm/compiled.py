@@ -14,7 +14,8 @@ Layout of a block of ``b`` rows, all arrays C-contiguous:
   ``PAIRWISE`` (upper triangle of ``(x - c)(x - c)^T``, row-major),
   ``SQUARES`` (``(x - c)^2``), ``NORM`` (``|x - c|^2``) or ``NONE`` (tied,
   which needs only ``sum_i (sum_k gamma_ik) (x - c)(x - c)^T``: one product of
-  the columns with themselves).
+  the columns with themselves, plus one per component summed about its own
+  shift).
 
 Compiled functions are cached on disk (``cache=True``), so only the first
 process on a machine pays the few seconds of compilation.
@@ -252,21 +253,26 @@ def accumulate(
 
     About the common shift: ``products @ resp_t`` (m, K; skipped when there are
     no product rows) and ``columns @ resp_t`` (d + 1, K); for NONE (tied) the
-    pooled ``sum_i (sum_k gamma_ik) columns_i columns_i^T`` into ``pooled``.
+    pooled ``sum_i (sum_k gamma_ik) columns_i columns_i^T`` into ``pooled``, the
+    inner sum over the components not in ``own_index``.
     About its own shift (``own_offsets[k]`` from the common one), for each
-    component k in ``own_index``: for PAIRWISE, ``sum_i gamma_ik s_i s_i^T`` of
-    the shifted columns ``s = [x - mu_k; 1]`` into ``own_full[k]`` (d + 1, d + 1),
-    one product holding scatter, first sums and weight; otherwise the product
-    rows and columns of ``s`` into column k of ``own_products`` and ``own_columns``.
+    component k in ``own_index``: for PAIRWISE and NONE, ``sum_i gamma_ik s_i
+    s_i^T`` of the shifted columns ``s = [x - mu_k; 1]``, one product holding
+    scatter, first sums and weight, into ``own_full[k]`` (d + 1, d + 1) for
+    PAIRWISE; for NONE its scatter is added to ``pooled`` and its first sums and
+    weight go to column k of ``own_columns``; otherwise the product rows and
+    columns of ``s`` into column k of ``own_products`` and ``own_columns``.
     """
     d = columns.shape[0] - 1
     b = columns.shape[1]
-    if products_kind == NONE:
+    if products_kind == NONE and own_index.size < resp_t.shape[1]:
+        shared = np.ones(resp_t.shape[1], dtype=columns.dtype)
+        shared[own_index] = 0.0
         weighted = np.empty_like(columns)
         for i in range(b):
             row_weight = 0.0
             for k in range(resp_t.shape[1]):
-                row_weight += resp_t[i, k]
+                row_weight += resp_t[i, k] * shared[k]
             for j in range(d + 1):
                 weighted[j, i] = columns[j, i] * row_weight
         pooled += np.dot(weighted, columns.T)
@@ -288,11 +294,16 @@ def accumulate(
         for i in range(b):
             shifted[d, i] = 1.0
             weights[i] = resp_t[i, k]
-        if products_kind == PAIRWISE:
+        if products_kind == PAIRWISE or products_kind == NONE:
             for j in range(d + 1):
                 for i in range(b):
                     weighted[j, i] = shifted[j, i] * weights[i]
-            own_full[k] += np.dot(weighted, shifted.T)
+            own = np.dot(weighted, shifted.T)
+            if products_kind == PAIRWISE:
+                own_full[k] += own
+            else:
+                pooled[:d, :d] += own[:d, :d]
+                own_columns[:, k] += own[d]
         else:
             fill_products(shifted, products_kind, shifted_products)
             own_products[:, k] += np.dot(shifted_products, weights)
@@ -641,11 +652,10 @@ def density_operands(
             log_det = d * math.log(factors[k, 0, 0])
         constant[k] = math.log(weights[k]) + log_det - 0.5 * d * LOG_2PI
     own_shift = np.zeros(n_components, dtype=np.bool_)
-    if kind != NONE:
-        for k in range(n_components):
-            for j in range(d):
-                if not centred[k, j] * centred[k, j] / variances[k, j] <= shared_shift_limit:
-                    own_shift[k] = True
+    for k in range(n_components):
+        for j in range(d):
+            if not centred[k, j] * centred[k, j] / variances[k, j] <= shared_shift_limit:
+                own_shift[k] = True
     m = d * (d + 1) // 2 if kind == PAIRWISE else (d if kind == SQUARES else
                                                     (1 if kind == NORM else 0))
     mode = LINEAR

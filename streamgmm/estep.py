@@ -28,7 +28,9 @@ How the work is laid out (measured with ``benchmarks/run.py``, written up in
   component's own mean, where ``A_k = max_j (mu_kj - c_j)^2 / Sigma_k,jj``.
   Components with ``A_k`` above :data:`SHARED_SHIFT_LIMIT` (tight clusters far
   from the others, as in the digits data, where it reaches 1e7) are also summed
-  about their own current mean, exactly as the centred formulas read.
+  about their own current mean, exactly as the centred formulas read. The tied
+  type pools such a component's scatter about its own mean with the others'
+  scatter about ``c`` (so one pooled d x d sum remains, exact at any separation).
 * Sums add up in float64 from block to block and become
   centred statistics once per chunk.
 * All work is float64 by default, also for float32 input (float32 input then
@@ -302,14 +304,13 @@ def statistics_from_responsibilities(
 ) -> SufficientStatistics:
     """Centred statistics of rows X (n, d) with responsibilities ``resp`` (n, K).
 
-    Sums are taken about ``shift`` (K, d), one component at a time (the tied type
-    about the mean of the shifts), and then moved to each component's own
-    weighted mean. Accumulates in float64.
+    Sums are taken about ``shift`` (K, d), one component at a time, and then
+    moved to each component's own weighted mean. Accumulates in float64.
     """
     shift = np.asarray(shift, dtype=np.float64)
     n_components, d = shift.shape
     common = shift.mean(axis=0)
-    own_shift = np.full(n_components, covariance_type != "tied")
+    own_shift = np.ones(n_components, dtype=bool)
     sums = compiled.responsibility_sums(
         kernel_rows(X), common, block_rows(n_components, d, covariance_type),
         PRODUCT_KINDS[covariance_type],

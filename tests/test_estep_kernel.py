@@ -105,8 +105,7 @@ def test_statistics_from_responsibilities_match_the_definition(covariance_type):
     weight, mean, scatter = _plain_statistics(X, resp[:, :3], covariance_type)
     np.testing.assert_allclose(stats.weight, [*weight, 0.0], rtol=1e-12)
     np.testing.assert_allclose(stats.mean[:3], mean, rtol=1e-10)
-    np.testing.assert_allclose(stats.mean[3], params.means[3] if covariance_type != "tied"
-                               else params.means.mean(0))
+    np.testing.assert_allclose(stats.mean[3], params.means[3])
     if covariance_type != "tied":
         assert not np.any(stats.scatter[3])
         stats = stats._replace(scatter=stats.scatter[:3])
