@@ -374,8 +374,8 @@ def main(argv=None) -> int:
     print(table(cases[-1:], rates).splitlines()[1], flush=True)
     for spec in (
         ("diag d=16 K=8 float64", n16, 16, 8, "diag", np.float64),
-        ("tied d=16 K=8 float64", n16, 16, 8, "tied", np.float64),
         ("full d=64 K=16 float64", n64, 64, 16, "full", np.float64),
+        ("tied d=16 K=8 float64", n16, 16, 8, "tied", np.float64),
     ):
         case, _, _ = in_memory_case(*spec, extra, repeats)
         cases.append(case)

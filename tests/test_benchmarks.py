@@ -19,10 +19,10 @@ def test_quick_benchmark_writes_a_table_and_json(tmp_path):
     assert "speed-up" in result.stdout
     report = json.loads(out.read_text())
     names = [case["name"] for case in report["cases"]]
-    assert names[:5] == [
+    assert names[:6] == [
         "full d=16 K=8 float64", "full d=16 K=8 float32",
         "full d=16 K=8 float32, float32_products=True", "diag d=16 K=8 float64",
-        "full d=64 K=16 float64",
+        "full d=64 K=16 float64", "tied d=16 K=8 float64",
     ]
     assert any("Zarr on disk" in name for name in names)
     for case in report["cases"]:
