@@ -69,8 +69,12 @@ def plot_convergence(runs: Any, ax=None):
     for label, run in named.items():
         history = _history_of(run)
         ax.plot(history["passes"], history["log_likelihood"], marker=".", label=label)
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("passes over the data")
     ax.set_ylabel("mean log-likelihood per row")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     ax.set_title("Convergence")
     ax.grid(alpha=0.3)
     if any(label is not None for label in named):
@@ -160,9 +164,12 @@ def plot_components(
     n_points: int = 5000,
     sigmas: Sequence[float] = SIGMA_LEVELS,
     random_state: Any = 0,
+    true_means: np.ndarray | None = None,
+    label: str | None = None,
     ax=None,
 ):
-    """Components as 1-, 2- and 3-sigma ellipses over a sample of the data.
+    """Components as 1-, 2- and 3-sigma ellipses over a sample of the data, on
+    axes of equal scale (so ellipses keep their shape).
 
     Parameters
     ----------
@@ -173,6 +180,10 @@ def plot_components(
     features : two feature indices, "pca", or None
         The plane to draw in; None means features (0, 1) for 2-D models and the
         first two principal axes of the mixture otherwise.
+    true_means : array (K', d), optional
+        Means the data were drawn from, marked with black crosses.
+    label : str, optional
+        Which fit this is (e.g. "batch EM"), for the title.
     ax : matplotlib Axes, optional
 
     Returns
@@ -195,23 +206,76 @@ def plot_components(
     colors = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     for k, (mean, covariance) in enumerate(zip(means, covariances, strict=True)):
         color = colors[k % len(colors)]
-        for sigma in sigmas:
+        for number, sigma in enumerate(sigmas):
             outline = ellipse_outline(mean, covariance, sigma)
-            ax.plot(outline[:, 0], outline[:, 1], color=color, lw=1.6 / sigma**0.5)
+            name = f"component {k}: weight {model.weights_[k]:.2f}" if number == 0 else None
+            ax.plot(outline[:, 0], outline[:, 1], color=color, lw=1.6 / sigma**0.5, label=name)
         ax.plot(*mean, marker="+", color=color, ms=10, mew=2)
-        ax.annotate(
-            f"{k}: w={model.weights_[k]:.2f}",
-            mean,
-            textcoords="offset points",
-            xytext=(8, 8),
-            color=color,
-            fontsize=8,
-            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.7, "lw": 0},
-        )
+    if true_means is not None:
+        truth = np.asarray(true_means, dtype=np.float64) @ matrix.T
+        ax.plot(truth[:, 0], truth[:, 1], ls="none", marker="x", color="k", ms=9, mew=2,
+                label="true means")
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
-    ax.set_title(f"{len(means)} components, {'/'.join(map(str, sigmas))}-sigma ellipses")
-    ax.legend(loc="best", fontsize=8, markerscale=4)
+    fit = f"{label}: " if label else ""
+    ax.set_title(f"{fit}{len(means)} components, {'/'.join(map(str, sigmas))}-sigma ellipses")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, markerscale=1,
+              borderaxespad=0)
+    return ax
+
+
+def plot_density(
+    model: Any,
+    X: Any = None,
+    *,
+    n_points: int = 5000,
+    random_state: Any = 0,
+    true_means: np.ndarray | None = None,
+    label: str | None = None,
+    bins: int = 60,
+    ax=None,
+):
+    """A one-feature mixture: a histogram of a sample of the data (or of rows
+    drawn from the model), the fitted density, and every weighted component
+    w_k N(x | mu_k, sigma_k^2).
+
+    Parameters are those of :func:`plot_components`; ``bins`` is the number of
+    histogram bins. Returns the matplotlib Axes.
+    """
+    from .estep import e_step
+
+    model._check_is_fitted()
+    if model.means_.shape[1] != 1:
+        raise ValueError(f"plot_density draws one feature; the model has {model.means_.shape[1]}")
+    ax = _axes(ax)
+    if X is None:
+        rows, _ = model.sample(n_points)
+        source = f"{len(rows):,} rows drawn from the model"
+    else:
+        rows = sample_for_plot(X, n_points, random_state, getattr(model, "sample_dim", None))
+        source = f"{len(rows):,} sampled rows"
+    values = np.asarray(rows, dtype=np.float64)[:, 0]
+    ax.hist(values, bins=bins, density=True, color="0.8", edgecolor="0.6", lw=0.5, label=source)
+    spread = np.sqrt(_model_covariances(model)[:, 0, 0])
+    low = min(values.min(), (model.means_[:, 0] - 4 * spread).min())
+    high = max(values.max(), (model.means_[:, 0] + 4 * spread).max())
+    grid = np.linspace(low, high, 400)
+    density, log_resp = e_step(grid[:, None], model._fitted_parameters())
+    mixture = np.exp(density)
+    colors = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    for k in range(model.means_.shape[0]):
+        ax.plot(grid, mixture * np.exp(log_resp[:, k]), ls="--", color=colors[k % len(colors)],
+                label=f"component {k}: weight {model.weights_[k]:.2f}")
+    ax.plot(grid, mixture, color="k", lw=2, label="fitted density")
+    if true_means is not None:
+        for number, mean in enumerate(np.asarray(true_means, dtype=np.float64).ravel()):
+            ax.axvline(mean, color="k", ls=":", lw=1, label="true means" if number == 0 else None)
+    ax.set_xlabel("feature 0")
+    ax.set_ylabel("density")
+    fit = f"{label}: " if label else ""
+    ax.set_title(f"{fit}{model.means_.shape[0]} components, histogram and fitted density")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     return ax
 
 
@@ -304,17 +368,29 @@ def _criterion_curves(table, criterion, n_components):
     return curves, counts
 
 
-def plot_model(model: Any, X: Any = None, *, features=None, n_points: int = 5000, runs=None):
-    """A two-panel figure: convergence (of ``runs``, default the model itself) and
-    the components over a sample of ``n_points`` rows of ``X`` (see
-    :func:`plot_components`). Returns the matplotlib Figure."""
+def plot_model(
+    model: Any,
+    X: Any = None,
+    *,
+    features=None,
+    n_points: int = 5000,
+    runs=None,
+    true_means: np.ndarray | None = None,
+    label: str | None = None,
+):
+    """A two-panel figure: convergence (of ``runs``, default the model itself)
+    and the model over a sample of ``n_points`` rows of ``X``: ellipses (see
+    :func:`plot_components`), or for one feature a histogram with the fitted
+    density (see :func:`plot_density`). ``true_means`` are marked when given;
+    ``label`` names the fit the right panel shows. Returns the matplotlib Figure."""
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     plot_convergence(model if runs is None else runs, ax=left)
     if model.means_.shape[1] >= 2:
-        plot_components(model, X, features=features, n_points=n_points, ax=right)
+        plot_components(model, X, features=features, n_points=n_points,
+                        true_means=true_means, label=label, ax=right)
     else:
-        right.set_axis_off()
+        plot_density(model, X, n_points=n_points, true_means=true_means, label=label, ax=right)
     return figure
 
 
@@ -353,6 +429,7 @@ def save_figure(
 __all__ = [
     "plot_convergence",
     "plot_components",
+    "plot_density",
     "plot_criterion",
     "plot_model",
     "save_figure",

@@ -87,7 +87,7 @@ class FitProgress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, desc=description, unit="it", file=self._stream, leave=True
+                total=total, desc=readable(description), unit="it", file=self._stream, leave=True
             )
         elif verbose >= 2:
             self._lines = True
@@ -123,14 +123,33 @@ class FitProgress:
                 flush=True,
             )
 
-    def close(self) -> None:
-        """Finish the bar (if any); the history stays available."""
+    def close(self, finished: bool = True) -> None:
+        """Finish the bar (if any); the history stays available. A run that
+        ``finished`` before its ``total`` (EM converged) ends the bar at 100%
+        saying so, rather than at 30% as if it had stalled."""
         if self._bar is not None:
-            self._bar.close()
+            bar = self._bar
+            if finished and bar.total and bar.n < bar.total:
+                bar.set_description_str(
+                    f"{readable(self.description)}: done after {bar.n} of at most {bar.total}",
+                    refresh=False,
+                )
+                bar.total = bar.n
+                bar.refresh()
+            bar.close()
             self._bar = None
 
     def __enter__(self) -> FitProgress:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        self.close(finished=exc_type is None)
+
+
+def readable(description: str) -> str:
+    """A run's label for people: the fitting loops number their starts from 0
+    ("batch EM, init 0"); the bar says "batch EM, start 1"."""
+    head, separator, index = description.rpartition(", init ")
+    if separator and index.isdigit():
+        return f"{head}, start {int(index) + 1}"
+    return description

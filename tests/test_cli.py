@@ -506,7 +506,20 @@ def test_demo_runs_end_to_end_on_small_data(tmp_path):
     summary = next(line for line in out.splitlines() if line.startswith("online EM took"))
     assert "of batch EM's time; its log-likelihood is" in summary
     assert (tmp_path / "mixture.zarr").is_dir()
+    assert f"to {tmp_path / 'mixture.zarr'}" in out
+    assert "numba compiled beforehand" in out
     assert_png(tmp_path / "streamgmm-demo.png", 1200, 500)
+
+
+def test_demo_without_out_names_no_store_it_deletes(tmp_path):
+    result = run_script("demo", "--n-samples", 30_000, "--chunk-rows", 10_000, "--n-features",
+                        1, "--n-components", 2, "--no-plot", env={"TMPDIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "to a temporary Zarr store (removed at the end; --out FOLDER keeps it)" in (
+        result.stdout
+    )
+    assert "streamgmm-demo-" not in result.stdout and str(tmp_path) not in result.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_fit_checkpoint_writes_a_resumable_state(store, tmp_path):

@@ -132,3 +132,76 @@ def test_model_figure_png(fitted, tmp_path):
     figure = plot_model(model, X)
     save_figure(figure, tmp_path / "model.png")
     assert_png(tmp_path / "model.png", min_width=1000, min_height=400)
+
+
+# ------------------------------------------------- issue 18: the demo's picture (Must show 4)
+def demo_figure_of(tmp_path, n_components, n_features):
+    """The demo's figure for a small store of a mixture of that shape, with the
+    fitted batch EM model and the truth."""
+    import streamgmm.plot as plotting
+    from streamgmm.cli import demo_figure, demo_models
+    from streamgmm.datasets import random_mixture
+
+    truth = random_mixture(n_components, n_features, separation=4.0, random_state=1)
+    store = tmp_path / "rows.zarr"
+    write_mixture_zarr(store, 20_000, truth, chunk_rows=5000)
+    runs = {}
+    for name, model in demo_models(n_components, seed=1, verbose=0):
+        model.fit(str(store))
+        runs[name] = (model, 0.0, model.score(str(store)))
+    return demo_figure(plotting, runs, store, truth), runs["batch EM"][0], truth
+
+
+def test_the_demo_figure_of_one_feature_shows_histogram_density_and_components(tmp_path):
+    figure, model, truth = demo_figure_of(tmp_path, 3, 1)
+    convergence, right = figure.axes[:2]
+    assert right.get_title().startswith("batch EM fit: 3 components, histogram")
+    bars = right.patches
+    assert len(bars) == 60
+    area = sum(bar.get_width() * bar.get_height() for bar in bars)
+    assert area == pytest.approx(1.0, abs=1e-9)  # a density histogram
+    lines = {line.get_label(): line for line in right.get_lines()}
+    density = lines["fitted density"]
+    grid = density.get_xdata()
+    np.testing.assert_allclose(
+        density.get_ydata(), np.exp(model.score_samples(grid[:, None])), rtol=1e-10
+    )
+    components = [lines[f"component {k}: weight {model.weights_[k]:.2f}"] for k in range(3)]
+    np.testing.assert_allclose(
+        sum(line.get_ydata() for line in components), density.get_ydata(), rtol=1e-10
+    )
+    for k, line in enumerate(components):  # each is w_k N(x | mu_k, sigma_k^2)
+        sigma = np.sqrt(model.covariances_[k].ravel()[0])
+        expected = model.weights_[k] * np.exp(
+            -0.5 * ((grid - model.means_[k, 0]) / sigma) ** 2
+        ) / (sigma * np.sqrt(2 * np.pi))
+        np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-8, atol=1e-300)
+    marked = sorted(
+        line.get_xdata()[0] for line in right.get_lines() if line.get_linestyle() == ":"
+    )
+    np.testing.assert_allclose(marked, np.sort(truth.means.ravel()))
+    save_figure(figure, tmp_path / "demo.png")
+    assert_png(tmp_path / "demo.png", min_width=1000, min_height=400)
+
+
+def test_the_demo_figure_of_four_features_marks_the_truth_on_equal_axes(tmp_path):
+    figure, model, truth = demo_figure_of(tmp_path, 4, 4)
+    convergence, right = figure.axes[:2]
+    assert right.get_title().startswith("batch EM fit: 4 components")
+    assert right.get_aspect() == 1.0  # equal scales: ellipses keep their shape
+    (truth_line,) = [line for line in right.get_lines() if line.get_label() == "true means"]
+    assert truth_line.get_marker() == "x"
+    projected = truth.means @ principal_axes(model).T
+    np.testing.assert_allclose(truth_line.get_xdata(), projected[:, 0])
+    np.testing.assert_allclose(truth_line.get_ydata(), projected[:, 1])
+    assert len(right.texts) == 0  # component labels live in the legend, beside the axes
+    legend = right.get_legend()
+    assert legend.get_bbox_to_anchor().x0 >= right.get_window_extent().x1
+    assert [text.get_text() for text in legend.get_texts()][1:5] == [
+        f"component {k}: weight {model.weights_[k]:.2f}" for k in range(4)
+    ]
+    ticks = convergence.get_xticks()
+    assert np.array_equal(ticks, np.round(ticks))  # whole passes
+    assert convergence.yaxis.get_major_formatter().get_useOffset() is False
+    figure.canvas.draw()
+    assert convergence.yaxis.get_major_formatter().get_offset() == ""

@@ -1,6 +1,7 @@
 """Iteration history on the fitted model, and progress output by verbosity and terminal."""
 
 import fcntl
+import io
 import os
 import pty
 import struct
@@ -91,9 +92,29 @@ def test_progress_bar_on_a_terminal_shows_loglik_and_change():
     os.close(main)
     text = output.decode(errors="replace")
     assert process.returncode == 0, text
-    assert "batch EM, init 0" in text
+    assert "batch EM, start 1" in text and "init 0" not in text
     assert "4/4" in text  # a bar over max_iter steps, at the last iteration
     assert "loglik" in text and "change" in text
+
+
+def test_a_bar_that_converges_early_ends_at_100_percent_saying_so():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with FitProgress(1, 100, "batch EM, init 0", stream=stream) as progress:
+        for passes in range(1, 31):
+            progress.record(-4.0 - 1 / passes, passes)
+    last = stream.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert "batch EM, start 1: done after 30 of at most 100" in last
+    assert "100%" in last and "30/30" in last
+    stream = Terminal()
+    with pytest.raises(KeyboardInterrupt):
+        with FitProgress(1, 100, "online EM", stream=stream) as progress:
+            progress.record(-4.0, 1)
+            raise KeyboardInterrupt
+    assert "done after" not in stream.getvalue() and "1/100" in stream.getvalue()
 
 
 def test_fit_progress_records_without_output():
