@@ -28,6 +28,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .atomics import compare_exchange, load_acquire, store_release, wait_at_least
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 PAIRWISE, SQUARES, NORM, NONE = 0, 1, 2, 3
@@ -330,6 +332,20 @@ def chunk_sums(
 
 
 @njit(nogil=True, cache=True)
+def zero_sums(n_products, products_kind, n_components, d):  # pragma: no cover
+    """The sums of :func:`accumulate` before any row: ``(moments_products (m, K),
+    moments_columns (d + 1, K), own_products, own_columns, own_full, pooled)``."""
+    return (
+        np.zeros((n_products, n_components)),
+        np.zeros((d + 1, n_components)),
+        np.zeros((0 if products_kind == PAIRWISE else n_products, n_components)),
+        np.zeros((d + 1, n_components)),
+        np.zeros((n_components if products_kind == PAIRWISE else 0, d + 1, d + 1)),
+        np.zeros((d + 1, d + 1)),
+    )
+
+
+@njit(nogil=True, cache=True)
 def row_sums(
     X, rows, begin, end, shift, step, products_kind, n_products, density_mode, linear_products,
     linear_columns, whitening, reduce, constant, own_index, own_offsets,
@@ -345,12 +361,9 @@ def row_sums(
     d = X.shape[1]
     n_components = constant.shape[0]
     dtype = linear_columns.dtype
-    moments_products = np.zeros((n_products, n_components))
-    moments_columns = np.zeros((d + 1, n_components))
-    own_products = np.zeros((0 if products_kind == PAIRWISE else n_products, n_components))
-    own_columns = np.zeros((d + 1, n_components))
-    own_full = np.zeros((n_components if products_kind == PAIRWISE else 0, d + 1, d + 1))
-    pooled = np.zeros((d + 1, d + 1))
+    moments_products, moments_columns, own_products, own_columns, own_full, pooled = zero_sums(
+        n_products, products_kind, n_components, d
+    )
     log_likelihood = 0.0
     for start in range(begin, end, step):
         stop = min(start + step, end)
@@ -382,12 +395,9 @@ def responsibility_sums(
     log-likelihood."""
     n, d = X.shape
     n_components = resp.shape[1]
-    moments_products = np.zeros((n_products, n_components))
-    moments_columns = np.zeros((d + 1, n_components))
-    own_products = np.zeros((0 if products_kind == PAIRWISE else n_products, n_components))
-    own_columns = np.zeros((d + 1, n_components))
-    own_full = np.zeros((n_components if products_kind == PAIRWISE else 0, d + 1, d + 1))
-    pooled = np.zeros((d + 1, d + 1))
+    moments_products, moments_columns, own_products, own_columns, own_full, pooled = zero_sums(
+        n_products, products_kind, n_components, d
+    )
     for start in range(0, n, step):
         stop = min(start + step, n)
         b = stop - start
@@ -619,6 +629,16 @@ def expanded_distance(centres, scale, constant, out):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
+def n_product_rows(kind, d, shared_products_max_features):  # pragma: no cover
+    """``m``, the product rows of a block: ``d (d + 1) / 2`` (full, none beyond
+    ``shared_products_max_features`` features), ``d`` (diag), 1 (spherical) or
+    0 (tied)."""
+    if kind == PAIRWISE:
+        return d * (d + 1) // 2 if d <= shared_products_max_features else 0
+    return d if kind == SQUARES else (1 if kind == NORM else 0)
+
+
+@njit(nogil=True, cache=True)
 def density_operands(
     weights, means, factors, variances, kind, expansion_limit, shared_shift_limit,
     shared_products_max_features,
@@ -656,8 +676,7 @@ def density_operands(
         for j in range(d):
             if not centred[k, j] * centred[k, j] / variances[k, j] <= shared_shift_limit:
                 own_shift[k] = True
-    m = d * (d + 1) // 2 if kind == PAIRWISE else (d if kind == SQUARES else
-                                                    (1 if kind == NORM else 0))
+    m = n_product_rows(kind, d, shared_products_max_features)
     mode = LINEAR
     linear = np.zeros((n_components, m + d + 1))
     whitening = np.zeros((0, d + 1))
@@ -672,9 +691,7 @@ def density_operands(
                         total += factors[k, i, p] * factors[k, j, p]
                     precisions[k, i, j] = total
                     precisions[k, j, i] = total
-        if d > shared_products_max_features:
-            m = 0
-            linear = np.zeros((n_components, d + 1))
+        if m == 0:
             own_shift[:] = True
         error_factor = 0.0
         spread = np.empty(d)
@@ -853,6 +870,132 @@ def burn_in_complete(weight, n_rows, needed, cap):  # pragma: no cover
     return True
 
 
+# --------------------------------------------- a mini-batch on two threads
+# A mini-batch's E-step sums are those of its two halves added, first + second.
+# The halves are fixed by the batch's rows alone, so a result does not depend
+# on which thread computed which half, nor on whether a second thread ran.
+# The thread running online_steps posts the second half (the parameters and the
+# rows) and computes the first; whichever thread claims the posted half first
+# (an atomic compare-exchange on SYNC_CLAIMED) computes it. A helper that has
+# not started, or has lost its core, therefore never holds the fit up.
+
+SPLIT_MIN_ROWS = 128
+"""Mini-batches with fewer rows are not split."""
+
+SYNC_POSTED, SYNC_CLAIMED, SYNC_DONE, SYNC_STOP, SYNC_BEGIN, SYNC_END, SYNC_HELPED = range(7)
+SYNC_SLOTS = 7
+"""Slots of the int64 ``sync`` array: the generation (count) of the last posted
+half, of the last claimed one and of the last one the helper finished; the stop
+flag; the posted half's rows ``begin:end``; and how many halves the helper
+computed (for benchmarks)."""
+
+
+@njit(nogil=True, cache=True)
+def split_row(begin, end):  # pragma: no cover
+    """Where the batch ``begin:end`` is split (``end``: not split)."""
+    size = end - begin
+    return begin + size // 2 if size >= SPLIT_MIN_ROWS else end
+
+
+@njit(nogil=True, cache=True)
+def batch_operands(
+    weights, means, factors, covariances, kind, probe, expansion_limit, shared_shift_limit,
+    shared_products_max_features,
+):  # pragma: no cover
+    """The E-step operands of one set of parameters (blocks form), products in the
+    dtype of ``probe``: ``(shift, mode, m, linear_products, linear_columns,
+    whitening, reduce, constant, own_shift, own_index, own_offsets)``."""
+    n_components, d = means.shape
+    shift, mode, linear, whitening, reduce, constant, own_shift, m = density_operands(
+        weights, means, factors, variances_of(covariances, kind, n_components, d), kind,
+        expansion_limit, shared_shift_limit, shared_products_max_features,
+    )
+    return (shift, mode, m, as_products_dtype(linear[:, :m], probe),
+            as_products_dtype(linear[:, m:], probe), as_products_dtype(whitening, probe),
+            as_products_dtype(reduce, probe), constant, own_shift, np.flatnonzero(own_shift),
+            means - shift)
+
+
+@njit(nogil=True, cache=True)
+def operand_sums(X, rows, begin, end, block, kind, operands):  # pragma: no cover
+    """:func:`row_sums` of the rows ``begin:end`` under :func:`batch_operands`."""
+    return row_sums(
+        X, rows, begin, end, operands[0], block, kind, operands[2], operands[1], operands[3],
+        operands[4], operands[5], operands[6], operands[7], operands[9], operands[10],
+    )
+
+
+@njit(nogil=True, cache=True)
+def add_sums(first, second):  # pragma: no cover
+    """The sums (and log-likelihood) of :func:`row_sums` over two sets of rows."""
+    return (first[0] + second[0], first[1] + second[1], first[2] + second[2],
+            first[3] + second[3], first[4] + second[4], first[5] + second[5],
+            first[6] + second[6])
+
+
+@njit(nogil=True, cache=True)
+def helper_workspace(
+    weights, means, factors, covariances, kind, shared_products_max_features
+):  # pragma: no cover
+    """What a posted half travels in: the parameters (shapes of the arguments)
+    and the sums of :func:`row_sums` with their log-likelihood (in ``[10]``)."""
+    n_components, d = means.shape
+    sums = zero_sums(n_product_rows(kind, d, shared_products_max_features), kind,
+                     n_components, d)
+    return (weights.copy(), means.copy(), factors.copy(), covariances.copy(), sums[0],
+            sums[1], sums[2], sums[3], sums[4], sums[5], np.zeros(1))
+
+
+@njit(nogil=True, cache=True)
+def post_half(
+    sync, workspace, generation, begin, end, weights, means, factors, covariances
+):  # pragma: no cover
+    """Offer the rows ``begin:end`` under these parameters as half ``generation``."""
+    workspace[0][:] = weights
+    workspace[1][:] = means
+    workspace[2][:] = factors
+    workspace[3][:] = covariances
+    sync[SYNC_BEGIN] = begin
+    sync[SYNC_END] = end
+    store_release(sync, SYNC_POSTED, generation)
+
+
+@njit(nogil=True, cache=True)
+def posted_sums(workspace):  # pragma: no cover
+    """The sums the helper left in ``workspace``."""
+    return (workspace[4], workspace[5], workspace[6], workspace[7], workspace[8],
+            workspace[9], workspace[10][0])
+
+
+@njit(nogil=True, cache=True)
+def help_online_steps(
+    X, rows, block, kind, probe, expansion_limit, shared_shift_limit,
+    shared_products_max_features, sync, workspace,
+):  # pragma: no cover
+    """The helper thread of :func:`online_steps` (same ``X``, ``rows`` and
+    settings): claim each posted half, compute its sums into ``workspace``,
+    until the stop flag is set."""
+    seen = 0
+    while wait_at_least(sync, SYNC_POSTED, seen + 1, SYNC_STOP):
+        seen = load_acquire(sync, SYNC_POSTED)
+        if not compare_exchange(sync, SYNC_CLAIMED, seen - 1, seen):
+            continue
+        operands = batch_operands(
+            workspace[0], workspace[1], workspace[2], workspace[3], kind, probe,
+            expansion_limit, shared_shift_limit, shared_products_max_features,
+        )
+        sums = operand_sums(X, rows, sync[SYNC_BEGIN], sync[SYNC_END], block, kind, operands)
+        workspace[4][:] = sums[0]
+        workspace[5][:] = sums[1]
+        workspace[6][:] = sums[2]
+        workspace[7][:] = sums[3]
+        workspace[8][:] = sums[4]
+        workspace[9][:] = sums[5]
+        workspace[10][0] = sums[6]
+        sync[SYNC_HELPED] += 1
+        store_release(sync, SYNC_DONE, seen)
+
+
 @njit(nogil=True, cache=True)
 def online_steps(
     X, rows, batch_size, kind, block, probe, reg_covar, learning_decay, learning_offset,
@@ -861,10 +1004,17 @@ def online_steps(
     weights, means, factors, covariances,
     running_weight, running_mean, running_scatter, running_totals, n_steps, n_seen,
     averaged_weight, averaged_mean, averaged_scatter, averaged_totals, n_averaged,
+    paired, sync, workspace,
 ):  # pragma: no cover
     """Stepwise EM over the rows of X (n, d) (or ``X[rows]`` unless ``rows`` is
     empty), ``batch_size`` rows per step (the last batch may be shorter); see
     :mod:`streamgmm.online` for the update, the burn-in and the averaging.
+
+    The E-step sums of a batch are those of its two halves (:func:`split_row`)
+    added; with ``paired``, the second half is offered to a thread running
+    :func:`help_online_steps` on the same ``sync`` and ``workspace``
+    (:func:`helper_workspace`), and computed here if that thread has not
+    claimed it by the time the first half is done.
 
     The parameters (``weights``, ``means``, precision ``factors`` and
     ``covariances``, blocks form) are those of the next E-step; the running and
@@ -883,19 +1033,27 @@ def online_steps(
     running_totals = running_totals.copy()
     averaged_totals = averaged_totals.copy()
     status = STEPS_DONE
+    generation = 0
     for batch in range(n_batches):
         begin = batch * batch_size
         end = min(begin + batch_size, n_rows)
-        shift, mode, linear, whitening, reduce, constant, own_shift, m = density_operands(
-            weights, means, factors, variances_of(covariances, kind, n_components, d), kind,
-            expansion_limit, shared_shift_limit, shared_products_max_features,
+        split = split_row(begin, end)
+        if paired and split < end:
+            generation += 1
+            post_half(sync, workspace, generation, split, end, weights, means, factors,
+                      covariances)
+        operands = batch_operands(
+            weights, means, factors, covariances, kind, probe, expansion_limit,
+            shared_shift_limit, shared_products_max_features,
         )
-        sums = row_sums(
-            X, rows, begin, end, shift, block, kind, m, mode,
-            as_products_dtype(linear[:, :m], probe), as_products_dtype(linear[:, m:], probe),
-            as_products_dtype(whitening, probe), as_products_dtype(reduce, probe), constant,
-            np.flatnonzero(own_shift), means - shift,
-        )
+        sums = operand_sums(X, rows, begin, split, block, kind, operands)
+        if split < end:
+            if paired and not compare_exchange(sync, SYNC_CLAIMED, generation - 1, generation):
+                wait_at_least(sync, SYNC_DONE, generation, SYNC_STOP)
+                sums = add_sums(sums, posted_sums(workspace))
+            else:
+                sums = add_sums(sums, operand_sums(X, rows, split, end, block, kind, operands))
+        shift, own_shift = operands[0], operands[8]
         weight, mean, scatter = centred_statistics(
             sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], kind, shift, means, own_shift,
         )
@@ -944,3 +1102,4 @@ def online_steps(
     return (status, -1, -1, batch_log_likelihoods, weights, means, covariances, factors,
             running_weight, running_mean, running_scatter, running_totals, n_steps, n_seen,
             averaged_weight, averaged_mean, averaged_scatter, averaged_totals, n_averaged)
+

@@ -245,19 +245,38 @@ def online_steps(
     n_components, n_features = params.means.shape
     probe = np.empty(0, dtype=compute_dtype(rows, cov_type, config.float32_products))
     averaged = _statistics_arguments(state.averaged, n_components, n_features, cov_type)
-    result = compiled.online_steps(
-        kernel_rows(rows), compiled.ALL_ROWS if order is None else np.asarray(order, np.int64),
+    X = kernel_rows(rows)
+    order = compiled.ALL_ROWS if order is None else np.asarray(order, np.int64)
+    n_rows = X.shape[0] if order.shape[0] == 0 else order.shape[0]
+    settings = (
         int(batch_size), kind, block_rows(n_components, n_features, cov_type), probe,
         float(config.reg_covar), float(config.learning_decay), float(config.learning_offset),
         float(config.step_floor), bool(config.averaging), burn_in_cap(n_components, n_features),
-        EXPANSION_LIMIT if probe.dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
-        SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES,
+    )
+    limits = (EXPANSION_LIMIT if probe.dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
+              SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES)
+    parameters = (
         np.ascontiguousarray(params.weights, dtype=np.float64),
         np.ascontiguousarray(params.means, dtype=np.float64),
         as_blocks(params.precisions_cholesky, cov_type), as_blocks(covariances, cov_type),
-        *_statistics_arguments(state.statistics, n_components, n_features, cov_type),
-        int(state.n_steps), int(state.n_samples_seen), *averaged, int(state.n_averaged),
     )
+    sync = np.zeros(compiled.SYNC_SLOTS, dtype=np.int64)
+    workspace = compiled.helper_workspace(*parameters, kind, SHARED_PRODUCTS_MAX_FEATURES)
+    paired = _worth_a_helper(n_rows, batch_size)
+    if paired:
+        _helper_thread().submit(
+            compiled.help_online_steps, X, order, settings[2], kind, probe, *limits, sync,
+            workspace,
+        )
+    try:
+        result = compiled.online_steps(
+            X, order, *settings, *limits, *parameters,
+            *_statistics_arguments(state.statistics, n_components, n_features, cov_type),
+            int(state.n_steps), int(state.n_samples_seen), *averaged, int(state.n_averaged),
+            paired, sync, workspace,
+        )
+    finally:
+        sync[compiled.SYNC_STOP] = 1
     status, _, failed, log_likelihoods = result[:4]
     weights, means, new_covariances, factors = result[4:8]
     if status == compiled.STEPS_OVERFLOWED:
@@ -274,6 +293,23 @@ def online_steps(
     )
     new_params = GaussianParameters(weights, means, from_blocks(factors, cov_type), cov_type)
     return new_state, new_params, from_blocks(new_covariances, cov_type), log_likelihoods
+
+
+def _worth_a_helper(n_rows: int, batch_size: int) -> bool:
+    """Whether a second thread should be offered the second halves of the batches
+    of :func:`online_steps`: when there are batches to split and more than one
+    core."""
+    return (min(batch_size, n_rows) >= compiled.SPLIT_MIN_ROWS and n_rows > batch_size
+            and (os.cpu_count() or 1) > 1)
+
+
+@functools.cache
+def _helper_thread() -> ThreadPoolExecutor:
+    """The thread that runs :func:`streamgmm.compiled.help_online_steps`."""
+    return ThreadPoolExecutor(1, thread_name_prefix="streamgmm-online-helper")
+
+
+os.register_at_fork(after_in_child=_helper_thread.cache_clear)
 
 
 class FoldCarry(NamedTuple):

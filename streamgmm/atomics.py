@@ -1,0 +1,99 @@
+"""Atomic operations on an int64 array for compiled code shared by two threads.
+
+Numba has no atomics on the CPU; these intrinsics emit LLVM's atomic load,
+store and compare-exchange on one slot of a C-contiguous int64 array, with
+acquire and release ordering: everything a thread wrote before a
+:func:`store_release` is visible to a thread whose :func:`load_acquire` (or
+successful :func:`compare_exchange`) read that value. :func:`yield_thread`
+calls ``sched_yield`` so that a thread waiting for another gives up its core
+on a busy machine instead of spinning through its time slice.
+
+They are what :func:`streamgmm.compiled.online_steps` and its helper thread
+hand each other a mini-batch's second half with (:mod:`streamgmm.compiled`).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _slot_pointer(context, builder, array_type, array, index):
+    """LLVM pointer to ``array[index]`` (no bounds check, no negative index)."""
+    array = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, array, [index],
+                                    wraparound=False)
+
+
+@intrinsic
+def load_acquire(typingctx, flags, index):  # pragma: no cover
+    """``flags[index]``, read atomically with acquire ordering."""
+    signature = types.int64(flags, types.intp)
+
+    def codegen(context, builder, sig, args):
+        pointer = _slot_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.load_atomic(pointer, "acquire", 8)
+
+    return signature, codegen
+
+
+@intrinsic
+def store_release(typingctx, flags, index, value):  # pragma: no cover
+    """``flags[index] = value``, written atomically with release ordering."""
+    signature = types.none(flags, types.intp, types.int64)
+
+    def codegen(context, builder, sig, args):
+        pointer = _slot_pointer(context, builder, sig.args[0], args[0], args[1])
+        builder.store_atomic(args[2], pointer, "release", 8)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def compare_exchange(typingctx, flags, index, expected, new):  # pragma: no cover
+    """If ``flags[index] == expected``, set it to ``new`` and return True, as one
+    atomic step (acquire and release); else return False."""
+    signature = types.boolean(flags, types.intp, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        pointer = _slot_pointer(context, builder, sig.args[0], args[0], args[1])
+        outcome = builder.cmpxchg(pointer, args[2], args[3], "acq_rel", "acquire")
+        return builder.extract_value(outcome, 1)
+
+    return signature, codegen
+
+
+@intrinsic
+def yield_thread(typingctx):  # pragma: no cover
+    """``sched_yield()``: let another thread run on this core."""
+    signature = types.none()
+
+    def codegen(context, builder, sig, args):
+        function_type = ir.FunctionType(ir.IntType(32), [])
+        function = cgutils.get_or_insert_function(builder.module, function_type, "sched_yield")
+        builder.call(function, [])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+SPINS_BEFORE_YIELD = 64
+"""Reads of a slot a waiting thread makes before it starts yielding its core
+between reads (a few microseconds)."""
+
+
+@njit(nogil=True, cache=True)
+def wait_at_least(flags, index, value, stop_index):  # pragma: no cover
+    """Wait until ``flags[index] >= value`` (True) or ``flags[stop_index]`` is
+    non-zero (False), spinning first, then yielding the core between reads."""
+    spins = 0
+    while load_acquire(flags, index) < value:
+        if load_acquire(flags, stop_index) != 0:
+            return False
+        spins += 1
+        if spins > SPINS_BEFORE_YIELD:
+            yield_thread()
+    return True
