@@ -814,7 +814,7 @@ def centred_statistics(
 
 
 # ------------------------------------------------------------------ stepwise EM
-STEPS_DONE, STEPS_OVERFLOWED, STEPS_NOT_POSITIVE_DEFINITE = 0, 1, 2
+STEPS_DONE, STEPS_OVERFLOWED, STEPS_NOT_POSITIVE_DEFINITE, STEPS_UNUSABLE_ROWS = 0, 1, 2, 3
 """``status`` of :func:`online_steps`."""
 
 
@@ -926,6 +926,30 @@ def operand_sums(X, rows, begin, end, block, kind, operands):  # pragma: no cove
 
 
 @njit(nogil=True, cache=True)
+def rows_usable(X, rows, begin, end, limit):  # pragma: no cover
+    """Whether every value of the rows ``begin:end`` of X (of ``X[rows]`` unless
+    ``rows`` is empty) is at most ``limit`` in magnitude (NaN is not)."""
+    d = X.shape[1]
+    for i in range(begin, end):
+        row = i if rows.shape[0] == 0 else rows[i]
+        usable = True
+        for j in range(d):
+            usable &= abs(X[row, j]) <= limit
+        if not usable:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def half_sums(X, rows, begin, end, block, kind, operands, limit):  # pragma: no cover
+    """``(sums, True)``: :func:`operand_sums` of the rows ``begin:end`` if all are
+    usable (:func:`rows_usable`), else ``(zero sums, False)``."""
+    if rows_usable(X, rows, begin, end, limit):
+        return operand_sums(X, rows, begin, end, block, kind, operands), True
+    return operand_sums(X, rows, begin, begin, block, kind, operands), False
+
+
+@njit(nogil=True, cache=True)
 def add_sums(first, second):  # pragma: no cover
     """The sums (and log-likelihood) of :func:`row_sums` over two sets of rows."""
     return (first[0] + second[0], first[1] + second[1], first[2] + second[2],
@@ -938,12 +962,13 @@ def helper_workspace(
     weights, means, factors, covariances, kind, shared_products_max_features
 ):  # pragma: no cover
     """What a posted half travels in: the parameters (shapes of the arguments)
-    and the sums of :func:`row_sums` with their log-likelihood (in ``[10]``)."""
+    and the sums of :func:`row_sums`, with their log-likelihood and whether the
+    rows were usable (1.0) in ``[10]``."""
     n_components, d = means.shape
     sums = zero_sums(n_product_rows(kind, d, shared_products_max_features), kind,
                      n_components, d)
     return (weights.copy(), means.copy(), factors.copy(), covariances.copy(), sums[0],
-            sums[1], sums[2], sums[3], sums[4], sums[5], np.zeros(1))
+            sums[1], sums[2], sums[3], sums[4], sums[5], np.zeros(2))
 
 
 @njit(nogil=True, cache=True)
@@ -962,14 +987,14 @@ def post_half(
 
 @njit(nogil=True, cache=True)
 def posted_sums(workspace):  # pragma: no cover
-    """The sums the helper left in ``workspace``."""
+    """What the helper left in ``workspace``: as :func:`half_sums` returns it."""
     return (workspace[4], workspace[5], workspace[6], workspace[7], workspace[8],
-            workspace[9], workspace[10][0])
+            workspace[9], workspace[10][0]), workspace[10][1] != 0.0
 
 
 @njit(nogil=True, cache=True)
 def help_online_steps(
-    X, rows, block, kind, probe, expansion_limit, shared_shift_limit,
+    X, rows, block, kind, probe, limit, expansion_limit, shared_shift_limit,
     shared_products_max_features, sync, workspace,
 ):  # pragma: no cover
     """The helper thread of :func:`online_steps` (same ``X``, ``rows`` and
@@ -984,7 +1009,9 @@ def help_online_steps(
             workspace[0], workspace[1], workspace[2], workspace[3], kind, probe,
             expansion_limit, shared_shift_limit, shared_products_max_features,
         )
-        sums = operand_sums(X, rows, sync[SYNC_BEGIN], sync[SYNC_END], block, kind, operands)
+        sums, usable = half_sums(
+            X, rows, sync[SYNC_BEGIN], sync[SYNC_END], block, kind, operands, limit
+        )
         workspace[4][:] = sums[0]
         workspace[5][:] = sums[1]
         workspace[6][:] = sums[2]
@@ -992,13 +1019,14 @@ def help_online_steps(
         workspace[8][:] = sums[4]
         workspace[9][:] = sums[5]
         workspace[10][0] = sums[6]
+        workspace[10][1] = 1.0 if usable else 0.0
         sync[SYNC_HELPED] += 1
         store_release(sync, SYNC_DONE, seen)
 
 
 @njit(nogil=True, cache=True)
 def online_steps(
-    X, rows, batch_size, kind, block, probe, reg_covar, learning_decay, learning_offset,
+    X, rows, batch_size, kind, block, probe, limit, reg_covar, learning_decay, learning_offset,
     step_floor, averaging, burn_in_cap, expansion_limit, shared_shift_limit,
     shared_products_max_features,
     weights, means, factors, covariances,
@@ -1019,11 +1047,12 @@ def online_steps(
     The parameters (``weights``, ``means``, precision ``factors`` and
     ``covariances``, blocks form) are those of the next E-step; the running and
     averaged statistics are (weight, mean, scatter, [log_likelihood, n_samples]);
-    ``probe`` is an empty array of the product dtype. Nothing passed in is
-    modified. Returns ``(status, failed_batch, failed_component, batch_log_likelihoods,
-    parameters (4), running statistics (4), n_steps, n_seen, averaged statistics
-    (4), n_averaged)``; on a ``status`` other than ``STEPS_DONE`` only the first
-    three mean anything.
+    ``probe`` is an empty array of the product dtype. A batch with a value above
+    ``limit`` in magnitude, or NaN, stops the steps (``STEPS_UNUSABLE_ROWS``).
+    Nothing passed in is modified. Returns ``(status, failed_batch,
+    failed_component, batch_log_likelihoods, parameters (4), running statistics
+    (4), n_steps, n_seen, averaged statistics (4), n_averaged)``; on a
+    ``status`` other than ``STEPS_DONE`` only the first three mean anything.
     """
     n_rows = X.shape[0] if rows.shape[0] == 0 else rows.shape[0]
     n_components, d = means.shape
@@ -1046,13 +1075,21 @@ def online_steps(
             weights, means, factors, covariances, kind, probe, expansion_limit,
             shared_shift_limit, shared_products_max_features,
         )
-        sums = operand_sums(X, rows, begin, split, block, kind, operands)
+        sums, usable = half_sums(X, rows, begin, split, block, kind, operands, limit)
         if split < end:
             if paired and not compare_exchange(sync, SYNC_CLAIMED, generation - 1, generation):
                 wait_at_least(sync, SYNC_DONE, generation, SYNC_STOP)
-                sums = add_sums(sums, posted_sums(workspace))
+                second, second_usable = posted_sums(workspace)
             else:
-                sums = add_sums(sums, operand_sums(X, rows, split, end, block, kind, operands))
+                second, second_usable = half_sums(X, rows, split, end, block, kind, operands,
+                                                  limit)
+            sums = add_sums(sums, second)
+            usable = usable and second_usable
+        if not usable:
+            return (STEPS_UNUSABLE_ROWS, batch, -1, batch_log_likelihoods, weights, means,
+                    covariances, factors, running_weight, running_mean, running_scatter,
+                    running_totals, n_steps, n_seen, averaged_weight, averaged_mean,
+                    averaged_scatter, averaged_totals, n_averaged)
         shift, own_shift = operands[0], operands[8]
         weight, mean, scatter = centred_statistics(
             sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], kind, shift, means, own_shift,

@@ -342,12 +342,12 @@ def _all_usable(X: np.ndarray) -> bool:
     without temporaries (NaN makes both comparisons false)."""
     if X.dtype.kind in "iub" or X.size == 0:
         return True
-    limit = _usable_limit(X.dtype)
+    limit = usable_limit(X.dtype)
     return bool(X.min() >= -limit) and bool(X.max() <= limit)
 
 
 @functools.cache
-def _usable_limit(dtype: np.dtype) -> float:
+def usable_limit(dtype: np.dtype) -> float:
     """``MAX_ABS_VALUE``, or the largest finite value of ``dtype`` if smaller."""
     return min(MAX_ABS_VALUE, float(np.finfo(dtype).max))
 

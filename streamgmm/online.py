@@ -68,6 +68,7 @@ from .estep import (
     check_finite,
     compute_dtype,
     kernel_rows,
+    usable_limit,
 )
 from .inputs import row_store_compressor
 from .mstep import OVERFLOW_MESSAGE, cholesky_error, parameters_from_statistics
@@ -222,8 +223,8 @@ def online_steps(
     batch_size: int,
     *,
     row_offset: int = 0,
+    row_numbers: np.ndarray | None = None,
     order: np.ndarray | None = None,
-    check: bool = True,
 ) -> tuple[OnlineState, GaussianParameters, np.ndarray, np.ndarray]:
     """Stepwise-EM updates from ``rows`` (n, d), ``batch_size`` rows per step (the
     last batch may be shorter), in one compiled call without the GIL
@@ -232,14 +233,13 @@ def online_steps(
 
     Returns the new state, the parameters and covariances for the next E-step,
     and each batch's summed log-likelihood under the parameters it met (n_batches,).
-    Raises ``ValueError`` naming the rows (numbered from ``row_offset``) if any of
-    ``rows`` is NaN, infinite or too large (unless the caller has checked them:
-    ``check=False``), and ``ValueError`` or
+    Raises ``ValueError`` naming the rows if a row it visits is NaN, infinite or
+    too large (the compiled steps check every row they read; rows are named as
+    in :func:`~streamgmm.estep.check_finite`: ``row_offset`` plus their index in
+    ``rows``, or ``row_numbers[index]``), and ``ValueError`` or
     :class:`~streamgmm.mstep.CholeskyError` if a step's statistics give no valid
     parameters; nothing is changed then.
     """
-    if check:
-        check_finite(rows, row_offset)
     cov_type = config.covariance_type
     kind = KINDS[cov_type]
     n_components, n_features = params.means.shape
@@ -250,8 +250,9 @@ def online_steps(
     n_rows = X.shape[0] if order.shape[0] == 0 else order.shape[0]
     settings = (
         int(batch_size), kind, block_rows(n_components, n_features, cov_type), probe,
-        float(config.reg_covar), float(config.learning_decay), float(config.learning_offset),
-        float(config.step_floor), bool(config.averaging), burn_in_cap(n_components, n_features),
+        usable_limit(X.dtype), float(config.reg_covar), float(config.learning_decay),
+        float(config.learning_offset), float(config.step_floor), bool(config.averaging),
+        burn_in_cap(n_components, n_features),
     )
     limits = (EXPANSION_LIMIT if probe.dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
               SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES)
@@ -265,8 +266,8 @@ def online_steps(
     paired = _worth_a_helper(n_rows, batch_size)
     if paired:
         _helper_thread().submit(
-            compiled.help_online_steps, X, order, settings[2], kind, probe, *limits, sync,
-            workspace,
+            compiled.help_online_steps, X, order, settings[2], kind, probe, settings[4], *limits,
+            sync, workspace,
         )
     try:
         result = compiled.online_steps(
@@ -279,6 +280,9 @@ def online_steps(
         sync[compiled.SYNC_STOP] = 1
     status, _, failed, log_likelihoods = result[:4]
     weights, means, new_covariances, factors = result[4:8]
+    if status == compiled.STEPS_UNUSABLE_ROWS:
+        check_visited(rows, order, row_offset, row_numbers)
+        raise ValueError("Input contains NaN, infinity or values too large before fitting.")
     if status == compiled.STEPS_OVERFLOWED:
         raise ValueError(OVERFLOW_MESSAGE)
     if status == compiled.STEPS_NOT_POSITIVE_DEFINITE:
@@ -293,6 +297,19 @@ def online_steps(
     )
     new_params = GaussianParameters(weights, means, from_blocks(factors, cov_type), cov_type)
     return new_state, new_params, from_blocks(new_covariances, cov_type), log_likelihoods
+
+
+def check_visited(
+    rows: np.ndarray, order: np.ndarray | None, row_offset: int = 0,
+    row_numbers: np.ndarray | None = None,
+) -> None:
+    """:func:`~streamgmm.estep.check_finite` of the rows ``rows[order]`` (all of
+    ``rows`` if ``order`` is None or empty), named as in :func:`online_steps`."""
+    if order is None or len(order) == 0:
+        check_finite(rows, row_offset, row_numbers)
+        return
+    names = row_offset + order if row_numbers is None else np.asarray(row_numbers)[order]
+    check_finite(rows[order], row_numbers=names)
 
 
 def _worth_a_helper(n_rows: int, batch_size: int) -> bool:
@@ -360,28 +377,48 @@ def fold_chunk(
     first_row: int = 0,
     row_numbers: np.ndarray | None = None,
     shuffle_seed: tuple[int, int] | None = None,
+    order: np.ndarray | None = None,
 ) -> FoldCarry:
     """``carry`` after every mini-batch step of one chunk (n, d) of a pass.
 
     The chunk's rows follow the rows left over in ``carry``; with a
     ``shuffle_seed`` (the pass's seed and the chunk's index) they are visited
     in a random order drawn from it, so that a resumed pass draws the same
-    order. Rows that do not fill a batch are left over for the next chunk.
+    order; with ``order`` (int) only the rows ``chunk[order]``, in that order,
+    are visited (read in place, not gathered). Rows that do not fill a batch are
+    left over for the next chunk.
 
-    The chunk is checked for NaN and infinity before any step, naming its rows
-    as ``first_row`` plus their position, or by ``row_numbers`` (n,); the
+    Rows are named in errors as ``first_row`` plus their index in the chunk, or
+    by ``row_numbers`` (n,). If a visited row is NaN, infinite or too large
+    (every row is checked as the compiled steps read it; the rows left over, as
+    they are taken), ``ValueError`` names all such rows of the chunk; the
     function is pure, so a caller that catches the error still holds the
     ``carry`` it had. In a Dask pass this is the task that runs where the chunk
     is (:func:`fold_pass`).
     """
     chunk = np.asarray(chunk)
-    check_finite(chunk, first_row, row_numbers)
-    rows = None if shuffle_seed is None else visiting_order(chunk.shape[0], shuffle_seed)
+    if order is None and shuffle_seed is not None:
+        order = visiting_order(chunk.shape[0], shuffle_seed)
+    try:
+        return _fold_visited(carry, chunk, order, config, batch_size)
+    except ValueError:
+        check_visited(chunk, order, first_row, row_numbers)
+        raise
+
+
+def _fold_visited(
+    carry: FoldCarry, chunk: np.ndarray, order: np.ndarray | None, config: OnlineConfig,
+    batch_size: int,
+) -> FoldCarry:
+    """:func:`fold_chunk` of the rows ``chunk[order]`` (all of ``chunk`` if
+    ``order`` is None), raising ``ValueError`` without naming rows."""
 
     def take(begin: int, end: int) -> np.ndarray:
-        return chunk[begin:end] if rows is None else chunk[rows[begin:end]]
+        taken = chunk[begin:end] if order is None else chunk[order[begin:end]]
+        check_finite(taken)
+        return taken
 
-    n_rows = chunk.shape[0]
+    n_rows = chunk.shape[0] if order is None else len(order)
     position = 0
     if carry.leftover is not None and carry.leftover.shape[0]:
         position = min(batch_size - carry.leftover.shape[0], n_rows)
@@ -390,10 +427,10 @@ def fold_chunk(
             return carry._replace(leftover=pending)
         carry = _fold_steps(carry, pending, config, batch_size)
     n_whole = (n_rows - position) // batch_size * batch_size
-    if n_whole and rows is None:
+    if n_whole and order is None:
         carry = _fold_steps(carry, chunk[position : position + n_whole], config, batch_size)
     elif n_whole:
-        whole = rows[position : position + n_whole]
+        whole = order[position : position + n_whole]
         carry = _fold_steps(carry, chunk, config, batch_size, order=whole)
     rest = np.array(take(position + n_whole, n_rows))
     return carry._replace(leftover=rest if rest.shape[0] else None)
@@ -406,12 +443,12 @@ def _fold_steps(
     batch_size: int,
     order: np.ndarray | None = None,
 ) -> FoldCarry:
-    """``carry`` after :func:`online_steps` on checked ``rows`` (``rows[order]``),
-    its batches' log-likelihoods added to the total one by one."""
+    """``carry`` after :func:`online_steps` on ``rows`` (``rows[order]``), its
+    batches' log-likelihoods added to the total one by one."""
     with single_threaded_blas():
         state, params, covariances, log_likelihoods = online_steps(
             carry.state, carry.params, carry.covariances, rows, config, batch_size,
-            order=order, check=False,
+            order=order,
         )
     total = carry.total
     for log_likelihood in log_likelihoods.tolist():
@@ -566,8 +603,8 @@ def _settle(folds, position, report_at, report) -> None:
 
 
 SHUFFLED_GATHER_ROWS = 2**15
-"""In-memory rows are gathered (and checked) this many at a time, in whole
-batches: one fancy index per 2^15 rows instead of one per batch."""
+"""In-memory rows are folded this many at a time, in whole batches (the
+chunks of a pass over NumPy rows, and the points a checkpoint can resume at)."""
 
 
 def shuffled_block_rows(n_rows: int, batch_size: int) -> int:
@@ -591,18 +628,23 @@ def fold_in_memory(
     order drawn from ``seed`` (every row once, each batch a sample of the whole
     data whatever their stored order), finished by :func:`finish_pass`.
 
-    The rows are gathered in that order in blocks of
-    :func:`shuffled_block_rows` rows, and each block is a chunk of the fold;
-    the first ``blocks_done`` blocks are skipped (a resumed pass). Rows are
-    named by their index in errors. ``report`` as in :func:`fold_pass`, with
-    blocks for chunks (counted from ``blocks_done``). Gathering a block ahead
-    in a second thread was tried: under load it made passes slower.
+    Each block of :func:`shuffled_block_rows` rows of that order is a chunk of
+    the fold; the first ``blocks_done`` blocks are skipped (a resumed pass).
+    The compiled steps read the rows in place, in that order, when ``rows`` are
+    C-contiguous float32 or float64 (in both threads of a step; a gather by
+    NumPy first cost as much CPU time again); other rows are gathered a block
+    at a time. Rows are named by their index in errors. ``report`` as in
+    :func:`fold_pass`, with blocks for chunks (counted from ``blocks_done``).
     """
     order = np.random.default_rng(seed).permutation(rows.shape[0])
     step = shuffled_block_rows(rows.shape[0], batch_size)
+    in_place = rows.dtype in (np.float32, np.float64) and rows.flags.c_contiguous
     for done, block in enumerate(range(blocks_done, -(-rows.shape[0] // step)), 1):
         picked = order[block * step : (block + 1) * step]
-        carry = fold_chunk(carry, rows[picked], config, batch_size, row_numbers=picked)
+        if in_place:
+            carry = fold_chunk(carry, rows, config, batch_size, order=picked)
+        else:
+            carry = fold_chunk(carry, rows[picked], config, batch_size, row_numbers=picked)
         if report is not None and done in report_at:
             report(done, carry)
     return finish_pass(carry, config)
