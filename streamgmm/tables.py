@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
+CSV_SUFFIXES = (".csv",)
+"""Comma-separated, uncompressed (blocks of lines are read from byte offsets)."""
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_BLOCK_BYTES = 32 * 2**20
 """Bytes of CSV text per partition (about 1.3 million numbers)."""
