@@ -23,8 +23,8 @@ from run import starting_point
 from threadpoolctl import threadpool_limits
 
 from streamgmm import estep
+from streamgmm.covariance import precision_cholesky_from_precisions
 from streamgmm.datasets import make_mixture
-from streamgmm.mstep import precision_cholesky_from_precisions
 
 
 def main(argv=None) -> None:

@@ -23,11 +23,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from streamgmm import GaussianMixture
+from streamgmm.covariance import precisions_from_cholesky
 from streamgmm.datasets import make_mixture
+from streamgmm.hyperparameters import BATCH_SIZE, LEARNING_DECAY, LEARNING_OFFSET
 from streamgmm.initialization import initialize_parameters
 from streamgmm.inputs import as_rows
-from streamgmm.mixture import BATCH_SIZE, LEARNING_DECAY, LEARNING_OFFSET
-from streamgmm.mstep import precisions_from_cholesky
 
 TARGET_GAP = 0.01
 

@@ -28,7 +28,6 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +36,11 @@ from sklearn.mixture import GaussianMixture as SklearnMixture
 from threadpoolctl import threadpool_info
 
 from streamgmm import GaussianMixture
+from streamgmm.covariance import precision_cholesky_from_precisions
 from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr
-from streamgmm.estep import GaussianParameters, chunk_statistics
+from streamgmm.engine import EMRun, EMSettings, run_em
+from streamgmm.estep import GaussianParameters
 from streamgmm.inputs import as_rows, row_store_compressor
-from streamgmm.mstep import parameters_from_statistics, precision_cholesky_from_precisions
-from streamgmm.reduction import tree_reduce
-from streamgmm.statistics import merge_all
 from streamgmm.threads import blas_threads_for_dask
 
 SIZES = {
@@ -126,26 +124,24 @@ def seconds_per_iteration(estimator_class, data, start, extra, repeats) -> float
     return max(more - one, 1e-9) / extra
 
 
-def kernel_seconds_per_iteration(X, start, extra, repeats, **kernel_options) -> float:
-    """Time per iteration of the estimator's own loop body (one ``tree_reduce`` of
-    ``chunk_statistics`` and one M-step) with options the estimator does not
-    expose yet, e.g. ``float32_products``."""
+def kernel_seconds_per_iteration(X, start, extra, repeats, float32_products=False) -> float:
+    """Time per iteration of the estimator's own EM engine (:func:`streamgmm.engine.run_em`:
+    one shared pass of ``chunk_statistics`` and one M-step per iteration) with options the
+    estimator does not expose yet, e.g. ``float32_products``."""
     cov = start["covariance_type"]
     params = GaussianParameters(
         start["weights_init"], start["means_init"],
         precision_cholesky_from_precisions(start["precisions_init"], cov), cov,
     )
     array = as_rows(X).array
-    chunk_fn = partial(chunk_statistics, **kernel_options)
-    combine = partial(merge_all, covariance_type=cov)
+    settings = EMSettings(tol=0.0, max_iter=extra, reg_covar=1e-6,
+                          float32_products=float32_products)
     best = np.inf
     with blas_threads_for_dask([array]):
         for _ in range(repeats):
-            current = params
+            run = EMRun(params, None)
             began = time.perf_counter()
-            for _ in range(extra):
-                stats = tree_reduce(array, chunk_fn, combine, current)
-                current, _ = parameters_from_statistics(stats, 1e-6, cov)
+            run_em(array, [run], settings)
             best = min(best, (time.perf_counter() - began) / extra)
     return best
 

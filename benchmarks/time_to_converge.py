@@ -38,10 +38,10 @@ from sklearn.mixture import GaussianMixture as SklearnMixture
 
 from streamgmm import GaussianMixture
 from streamgmm.acceleration import ACCELERATIONS, accelerated_em, incremental_em
+from streamgmm.covariance import precision_cholesky_from_precisions
 from streamgmm.datasets import make_mixture
 from streamgmm.estep import GaussianParameters, chunk_log_likelihood, chunk_statistics
 from streamgmm.inputs import as_rows
-from streamgmm.mstep import precision_cholesky_from_precisions
 from streamgmm.reduction import tree_reduce
 from streamgmm.statistics import merge_all
 from streamgmm.threads import blas_threads_for_dask, single_threaded_blas

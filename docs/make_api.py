@@ -37,6 +37,7 @@ PUBLIC = {
     ],
     "streamgmm.online": ["create_stream_array", "append_rows", "update_from_zarr", "step_size"],
     "streamgmm.selection": ["select"],
+    "streamgmm.engine": ["EMRun", "EMSettings", "EMStep", "StepResult", "run_em", "has_converged"],
 }
 
 HEADER = """# API reference

@@ -41,6 +41,7 @@ and left as it is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -49,129 +50,76 @@ from typing import Any
 import numpy as np
 
 from . import outputs
+from .engine import EMRun
 from .estep import GaussianParameters
+from .online import OnlinePosition, OnlineState
 from .outputs import CHECKPOINT_FORMAT, write_output
+from .state import run_from_arrays, run_to_arrays
 
 FORMAT_NAME = CHECKPOINT_FORMAT
 FORMAT_VERSION = 1
 
-_RUN_ARRAYS = ("weights", "means", "precisions_cholesky", "covariances", "lower_bounds")
+def run_to_entries(run: EMRun, prefix: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A run (:func:`streamgmm.state.run_to_arrays`) as arrays named
+    ``prefix/<name>`` (its ``lower_bound`` among them) and JSON-safe scalars."""
+    arrays, scalars = run_to_arrays(run)
+    entries = {f"{prefix}/{name}": values for name, values in arrays.items()}
+    entries[f"{prefix}/lower_bound"] = np.asarray(scalars.pop("lower_bound"), dtype=np.float64)
+    return entries, scalars
 
 
-def run_to_arrays(run: dict, prefix: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Split an EM run (the dict ``GaussianMixture._batch_em`` returns) into arrays
-    named ``prefix/<field>`` and JSON-safe scalars."""
-    params: GaussianParameters = run["params"]
-    arrays = {
-        f"{prefix}/weights": params.weights,
-        f"{prefix}/means": params.means,
-        f"{prefix}/precisions_cholesky": params.precisions_cholesky,
-        f"{prefix}/covariances": run["covariances"],
-        f"{prefix}/lower_bounds": np.asarray(run["lower_bounds"], dtype=np.float64),
-        f"{prefix}/lower_bound": np.asarray(run["lower_bound"], dtype=np.float64),
-    }
-    for key, values in (run.get("history") or {}).items():
-        arrays[f"{prefix}/history/{key}"] = np.asarray(values, dtype=np.float64)
-    scalars = {"n_iter": int(run["n_iter"]), "converged": bool(run["converged"])}
-    return arrays, scalars
-
-
-def run_from_arrays(arrays: dict, scalars: dict, prefix: str, covariance_type: str) -> dict:
-    """Inverse of :func:`run_to_arrays`."""
-    params = GaussianParameters(
-        arrays[f"{prefix}/weights"],
-        arrays[f"{prefix}/means"],
-        arrays[f"{prefix}/precisions_cholesky"],
-        covariance_type,
-    )
-    run = {
-        "params": params,
-        "covariances": arrays[f"{prefix}/covariances"],
-        "lower_bound": float(arrays[f"{prefix}/lower_bound"]),
-        "lower_bounds": [float(value) for value in arrays[f"{prefix}/lower_bounds"]],
-        "n_iter": int(scalars["n_iter"]),
-        "converged": bool(scalars["converged"]),
-    }
-    history_prefix = f"{prefix}/history/"
-    history = {
-        name.removeprefix(history_prefix): [float(value) for value in values]
+def run_from_entries(arrays: dict, scalars: dict, prefix: str, covariance_type: str) -> EMRun:
+    """Inverse of :func:`run_to_entries`."""
+    own = {
+        name.removeprefix(f"{prefix}/"): values
         for name, values in arrays.items()
-        if name.startswith(history_prefix)
+        if name.startswith(f"{prefix}/")
     }
-    if history:
-        run["history"] = history
-    return run
+    return run_from_arrays(
+        own, {**scalars, "lower_bound": float(own.pop("lower_bound"))}, covariance_type
+    )
 
 
-_STATISTICS_FIELDS = ("weight", "mean", "scatter", "log_likelihood", "n_samples")
+_POSITION_SCALARS = ("passes_done", "batches_done", "total", "count", "chunks_done")
 
 
-def online_to_arrays(state, params: GaussianParameters, covariances, position):
-    """Split the state of an online fit (an ``OnlineState``, the parameters of
-    the next E-step, their covariances and an ``OnlinePosition``) into arrays
+def online_to_entries(
+    state: OnlineState, params: GaussianParameters, covariances: np.ndarray,
+    position: OnlinePosition,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The state of an online fit between two mini-batches (the parameters of
+    the next E-step, their covariances and where the passes stand) as arrays
     named ``online/...`` and JSON-safe scalars."""
-    arrays = {
-        "online/weights": params.weights,
-        "online/means": params.means,
-        "online/precisions_cholesky": params.precisions_cholesky,
-        "online/covariances": covariances,
-        "online/lower_bounds": np.asarray(position.lower_bounds, dtype=np.float64),
-    }
+    run = EMRun(
+        params, covariances, lower_bounds=list(position.lower_bounds),
+        n_iter=position.passes_done, converged=position.converged, online_state=state,
+    )
+    arrays, scalars = run_to_entries(run, "online")
     if position.leftover is not None:
         arrays["online/leftover"] = position.leftover
-    for name, stats in (("running", state.statistics), ("averaged", state.averaged)):
-        if stats is not None:
-            for field in _STATISTICS_FIELDS:
-                arrays[f"online/{name}/{field}"] = np.asarray(getattr(stats, field), np.float64)
-    scalars = {
-        "n_steps": int(state.n_steps),
-        "n_samples_seen": int(state.n_samples_seen),
-        "n_averaged": int(state.n_averaged),
-        "passes_done": int(position.passes_done),
-        "converged": bool(position.converged),
-        "pass_rng_state": position.pass_rng_state,
-        "batches_done": int(position.batches_done),
-        "total": float(position.total),
-        "count": int(position.count),
-        "chunks_done": int(position.chunks_done),
-    }
+    scalars.update({name: getattr(position, name) for name in _POSITION_SCALARS})
+    scalars["pass_rng_state"] = position.pass_rng_state
     return arrays, scalars
 
 
-def online_from_arrays(arrays: dict, scalars: dict, covariance_type: str):
-    """Inverse of :func:`online_to_arrays`: ``(state, params, covariances, position)``."""
-    from .online import OnlinePosition, OnlineState
-    from .statistics import SufficientStatistics
-
-    def statistics(name):
-        if f"online/{name}/weight" not in arrays:
-            return None
-        values = {field: arrays[f"online/{name}/{field}"] for field in _STATISTICS_FIELDS}
-        values["log_likelihood"] = float(values["log_likelihood"])
-        values["n_samples"] = float(values["n_samples"])
-        return SufficientStatistics(**values)
-
-    state = OnlineState(
-        statistics("running"),
-        scalars["n_steps"],
-        scalars["n_samples_seen"],
-        statistics("averaged"),
-        scalars["n_averaged"],
-    )
-    params = GaussianParameters(
-        arrays["online/weights"],
-        arrays["online/means"],
-        arrays["online/precisions_cholesky"],
-        covariance_type,
-    )
+def online_from_entries(arrays: dict, scalars: dict, covariance_type: str):
+    """Inverse of :func:`online_to_entries`: ``(state, params, covariances, position)``."""
     if scalars["batches_done"] and "chunks_done" not in scalars:
         raise ValueError(
             "The checkpoint was written inside a pass by an older streamgmm, which "
             "counted batches instead of chunks; delete it to start the fit again"
         )
+    lower_bounds = arrays["online/lower_bounds"]
+    bound = float(lower_bounds[-1]) if len(lower_bounds) else -np.inf
+    run = run_from_entries(
+        {**arrays, "online/lower_bound": np.asarray(bound)},
+        {**scalars, "n_iter": scalars["passes_done"]},
+        "online",
+        covariance_type,
+    )
     position = OnlinePosition(
         scalars["passes_done"],
-        [float(value) for value in arrays["online/lower_bounds"]],
+        run.lower_bounds,
         scalars["converged"],
         scalars["pass_rng_state"],
         scalars["batches_done"],
@@ -180,7 +128,92 @@ def online_from_arrays(arrays: dict, scalars: dict, covariance_type: str):
         scalars.get("chunks_done", 0),
         arrays.get("online/leftover"),
     )
-    return state, params, arrays["online/covariances"], position
+    return run.online_state, run.params, run.covariances, position
+
+
+IGNORED_HYPERPARAMETERS = ("verbose", "verbose_interval", "persist")
+"""Hyper-parameters that do not change a fit's result, so a checkpoint need not
+match them."""
+
+
+def fit_fingerprint(hyperparameters: dict[str, Any], data: Any) -> dict:
+    """What a checkpoint must match to be resumed by a fit: the hyper-parameters
+    that change the result (arrays by their SHA-256) and the data's (a
+    :class:`~streamgmm.inputs.RowData`) shape and dtype, not its contents."""
+    hyper = {}
+    for name, value in hyperparameters.items():
+        if name in IGNORED_HYPERPARAMETERS:
+            continue
+        if isinstance(value, np.ndarray | list | tuple):
+            array = np.ascontiguousarray(value, dtype=np.float64)
+            value = f"sha256:{hashlib.sha256(array.tobytes()).hexdigest()}{array.shape}"
+        elif isinstance(value, np.random.Generator | np.random.RandomState):
+            value = f"{type(value).__name__} (its state is not compared)"
+        hyper[name] = value
+    fingerprint = {
+        **hyper,
+        "n_samples": data.n_samples,
+        "n_features": data.n_features,
+        "dtype": str(data.array.dtype),
+    }
+    return json.loads(json.dumps(fingerprint))
+
+
+def write_batch_checkpoint(
+    path, fingerprint: dict, init_index: int, rng: np.random.Generator,
+    best: EMRun | None, run: EMRun,
+) -> None:
+    """The checkpoint of a batch fit: its current ``run`` (initialisation
+    ``init_index``), the ``best`` finished one and the generator's state."""
+    arrays, run_scalars = run_to_entries(run, "run")
+    meta = {
+        "algorithm": "batch",
+        "fit": fingerprint,
+        "init_index": init_index,
+        "rng_state": rng.bit_generator.state,
+        "run": run_scalars,
+    }
+    if best is not None:
+        best_arrays, meta["best"] = run_to_entries(best, "best")
+        arrays.update(best_arrays)
+    write_checkpoint(path, arrays, meta)
+
+
+def write_online_checkpoint(
+    path, fingerprint: dict, rng: np.random.Generator, state: OnlineState,
+    params: GaussianParameters, covariances: np.ndarray, position: OnlinePosition,
+) -> None:
+    """The checkpoint of an online fit (the ``on_position`` call of
+    :func:`streamgmm.online.online_em`)."""
+    arrays, scalars = online_to_entries(state, params, covariances, position)
+    meta = {"algorithm": "online", "fit": fingerprint, "init_index": 0, "online": scalars}
+    meta["rng_state"] = rng.bit_generator.state
+    write_checkpoint(path, arrays, meta)
+
+
+def read_fit_checkpoint(path, fingerprint: dict, algorithm: str, covariance_type: str):
+    """``(init_index, resumed, best, rng_state)`` from the checkpoint of a fit
+    with ``fingerprint``, or None if there is none. ``resumed`` is the current
+    run (batch) or ``(state, params, covariances, position)`` (online);
+    ``ValueError`` for another algorithm's or another fit's checkpoint."""
+    contents = read_checkpoint(path)
+    if contents is None:
+        return None
+    arrays, meta = contents
+    if meta.get("algorithm") != algorithm:
+        raise ValueError(
+            f"The checkpoint {os.fspath(path)!r} was written by algorithm "
+            f"{meta.get('algorithm')!r}, not {algorithm!r}"
+        )
+    check_fingerprint(path, meta["fit"], fingerprint)
+    if algorithm == "online":
+        resumed = online_from_entries(arrays, meta["online"], covariance_type)
+        return 0, resumed, None, meta["rng_state"]
+    run = run_from_entries(arrays, meta["run"], "run", covariance_type)
+    best = None
+    if "best" in meta:
+        best = run_from_entries(arrays, meta["best"], "best", covariance_type)
+    return meta["init_index"], run, best, meta["rng_state"]
 
 
 def write_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -266,9 +299,15 @@ __all__ = [
     "FORMAT_VERSION",
     "check_fingerprint",
     "claim_checkpoint_path",
+    "fit_fingerprint",
+    "read_fit_checkpoint",
+    "write_batch_checkpoint",
+    "write_online_checkpoint",
     "read_checkpoint",
     "remove_stale_temporaries",
-    "run_from_arrays",
-    "run_to_arrays",
+    "online_from_entries",
+    "online_to_entries",
+    "run_from_entries",
+    "run_to_entries",
     "write_checkpoint",
 ]

@@ -23,18 +23,18 @@ import click
 import numpy as np
 
 from . import tables
+from .covariance import COVARIANCE_TYPES, full_covariances, variance_totals
+from .criteria import CRITERIA
 from .datasets import MixtureTruth, match_components, random_mixture, write_mixture_zarr
-from .initialization import INIT_METHODS
-from .mixture import (
+from .hyperparameters import (
     ALGORITHMS,
     BATCH_SIZE,
-    CRITERIA,
     LEARNING_DECAY,
     LEARNING_OFFSET,
     ONLINE_CHECKPOINT_BATCHES,
-    ConvergenceWarning,
-    GaussianMixture,
 )
+from .initialization import INIT_METHODS
+from .mixture import ConvergenceWarning, GaussianMixture
 from .outputs import (
     MODEL_FORMAT,
     PLOT_FORMAT,
@@ -43,7 +43,6 @@ from .outputs import (
     check_output,
     refuse_inputs,
 )
-from .statistics import COVARIANCE_TYPES
 
 ESTIMATOR_DEFAULTS = {
     name: parameter.default
@@ -753,13 +752,7 @@ def describe_model(model: GaussianMixture, max_features: int = 6) -> str:
 def component_spreads(model: GaussianMixture) -> np.ndarray:
     """sqrt(trace(Sigma_k) / d) for every component, shape (K,)."""
     K, d = model.means_.shape
-    covariances = np.asarray(model.covariances_)
-    traces = {
-        "full": lambda: np.trace(covariances, axis1=1, axis2=2),
-        "tied": lambda: np.full(K, np.trace(covariances)),
-        "diag": lambda: covariances.sum(axis=1),
-        "spherical": lambda: covariances * d,
-    }[model.covariance_type]()
+    traces = variance_totals(model.covariances_, model.covariance_type, K, d)
     return np.sqrt(traces / d)
 
 
@@ -1073,10 +1066,8 @@ def online_summary(runs: dict) -> str:
 
 def recovery_errors(model: GaussianMixture, truth: MixtureTruth) -> dict[str, float]:
     """How far a fitted model is from the parameters the data were drawn from."""
-    from .plot import full_covariances
-
     pairs = match_components(truth.means, model.means_)
-    covariances = full_covariances(model.covariances_, model.covariance_type, model.means_.shape)
+    covariances = full_covariances(model.covariances_, model.covariance_type, *model.means_.shape)
     covariance_errors = np.linalg.norm(
         covariances[pairs] - truth.covariances, axis=(1, 2)
     ) / np.linalg.norm(truth.covariances, axis=(1, 2))

@@ -1,14 +1,13 @@
-"""Running on a ``dask.distributed`` cluster: finding the client and keeping the
-input in cluster memory across passes (see ``docs/cluster.md``)."""
+"""Running on a ``dask.distributed`` cluster: finding the client (keeping the
+input in cluster memory across passes is :func:`streamgmm.inputs.persisted_rows`;
+see ``docs/cluster.md``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import dask
-
-from .inputs import RowData
+import dask.system
 
 
 def active_client() -> Any:
@@ -24,25 +23,13 @@ def active_client() -> Any:
         return None
 
 
-def should_persist(data: RowData, option: bool | str) -> bool:
-    """Whether ``persist=option`` keeps ``data`` in memory for the fit.
-
-    ``"auto"`` persists only NumPy input (already in memory, so it fits) and only
-    under a distributed client, where it would otherwise travel from the client
-    with every pass's graph. Zarr, Dask and xarray inputs are streamed unless
-    ``persist=True``.
-    """
-    if option == "auto":
-        return data.kind in ("numpy", "pandas") and active_client() is not None
-    return bool(option)
-
-
-def persisted_rows(data: RowData, option: bool | str) -> RowData:
-    """``data`` with its Dask array persisted (on the workers under a distributed
-    client, else in local memory) when :func:`should_persist` says so."""
-    if not should_persist(data, option):
-        return data
-    return dataclasses.replace(data, array=data.array.persist())
+def reducing_threads() -> int:
+    """Threads that will reduce the chunks: those of the current
+    ``dask.distributed`` client's workers, else the threaded scheduler's."""
+    client = active_client()
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    return int(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
 
 
 def client_in_use(collections=()) -> Any:

@@ -51,7 +51,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import compiled
-from .statistics import KINDS, SufficientStatistics, as_blocks, from_blocks
+from .covariance import KINDS, as_blocks, feature_variances, from_blocks, product_rows
+from .statistics import SufficientStatistics
 
 BLOCK_ROWS = 8192
 """The most rows processed at once inside a chunk (see :func:`block_rows`)."""
@@ -123,12 +124,6 @@ def compute_dtype(X: np.ndarray, covariance_type: str, float32_products: bool = 
 PRODUCT_KINDS = KINDS
 
 
-def product_rows(n_features: int, covariance_type: str) -> int:
-    """``m``, the product rows of a block (module docs)."""
-    return {"full": n_features * (n_features + 1) // 2, "tied": 0, "diag": n_features,
-            "spherical": 1}[covariance_type]
-
-
 def block_rows(n_components: int, n_features: int, covariance_type: str = "full") -> int:
     """Rows per block so that the block's largest float64 temporary stays near
     ``BLOCK_BYTES``, and under ``MAX_BLOCK_BYTES`` whatever the width.
@@ -183,24 +178,6 @@ class DensityFactors(NamedTuple):
     own_shift: np.ndarray
     n_products: int
     dtype: np.dtype
-
-
-def feature_variances(precisions_cholesky: np.ndarray, covariance_type: str, n_components: int,
-                      n_features: int) -> np.ndarray:
-    """``Sigma_k,jj`` of shape (K, d) from the precision factors.
-
-    ``Sigma = P^-T P^-1``, so ``Sigma_jj`` is the squared norm of column j of
-    ``P^-1``.
-    """
-    if covariance_type == "full":
-        return np.square(np.linalg.inv(precisions_cholesky)).sum(axis=1)
-    if covariance_type == "tied":
-        variances = np.square(np.linalg.inv(precisions_cholesky)).sum(axis=0)
-        return np.broadcast_to(variances, (n_components, n_features))
-    if covariance_type == "diag":
-        return 1.0 / np.square(precisions_cholesky)
-    return np.broadcast_to((1.0 / np.square(precisions_cholesky))[:, None],
-                           (n_components, n_features))
 
 
 def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFactors:
@@ -276,6 +253,16 @@ def log_gaussian_density(X: np.ndarray, params: GaussianParameters) -> np.ndarra
     return (_weighted_log_densities(X, params).T - np.log(params.weights)).astype(np.float64)
 
 
+def shifted_log_sum_exp(log_terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log-sum-exp over the K rows of ``log_terms`` (K, n), column by column:
+    subtracts each column's largest term in place and returns ``(largest,
+    log of the shifted sum)``, whose sum is the log-sum-exp. The compiled
+    kernels do the same inside their loops (:func:`streamgmm.compiled.normalise`)."""
+    largest = log_terms.max(axis=0)
+    log_terms -= largest
+    return largest, np.log(np.exp(log_terms).sum(axis=0))
+
+
 def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.ndarray]:
     """Log-likelihood per row (n,) and log-responsibilities (n, K) by log-sum-exp.
 
@@ -287,9 +274,7 @@ def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.nd
     log_prob_norm = np.empty(X.shape[0])
     for start in range(0, X.shape[0], BLOCK_ROWS):
         block = log_weighted[:, start : start + BLOCK_ROWS]
-        largest = block.max(axis=0)
-        block -= largest
-        log_norm_shifted = np.log(np.exp(block).sum(axis=0))
+        largest, log_norm_shifted = shifted_log_sum_exp(block)
         block -= log_norm_shifted
         log_prob_norm[start : start + BLOCK_ROWS] = largest + log_norm_shifted
     return log_prob_norm, log_weighted.T
@@ -415,10 +400,7 @@ def chunk_likelihood_terms(
     where ``z_i,map(i)`` is row i's responsibility of its most likely component
     (the classification term of mclust's ICL)."""
     check_finite(X, row_offset)
-    log_weighted = _weighted_log_densities(X, params)
-    largest = log_weighted.max(axis=0)
-    log_weighted -= largest
-    log_norm = np.log(np.exp(log_weighted).sum(axis=0))
+    largest, log_norm = shifted_log_sum_exp(_weighted_log_densities(X, params))
     total = (log_norm + largest).sum(dtype=np.float64)
     return float(total), X.shape[0], float(-log_norm.sum(dtype=np.float64))
 

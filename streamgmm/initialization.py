@@ -41,6 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .agglomeration import agglomerate
+from .covariance import derived_scatter, richest_scatter_type
 from .estep import BLOCK_ROWS, GaussianParameters, check_finite, statistics_from_responsibilities
 from .inputs import RowData
 from .mstep import parameters_from_statistics
@@ -194,40 +195,10 @@ def lloyd(
 
 
 # ------------------------------------------------- statistics of hard groups
-def richest_scatter_type(covariance_types: Sequence[str]) -> str:
-    """The scatter from which every requested covariance type can be derived
-    (full for full and tied, else diag, else spherical)."""
-    kinds = set(covariance_types)
-    if kinds & {"full", "tied"}:
-        return "full"
-    return "diag" if "diag" in kinds else "spherical"
-
-
 def convert_scatter(stats: SufficientStatistics, covariance_type: str) -> SufficientStatistics:
-    """Statistics whose scatter keeps only what ``covariance_type`` needs.
-
-    The input scatter is full (K, d, d), diag (K, d) or spherical (K,); tied is
-    the sum of the full scatters over components."""
-    scatter = stats.scatter
-    if covariance_type == "full":
-        if scatter.ndim != 3:
-            raise ValueError("full scatter cannot be derived from a diagonal one")
-    elif covariance_type == "tied":
-        if scatter.ndim != 3:
-            raise ValueError("tied scatter cannot be derived from a diagonal one")
-        scatter = scatter.sum(axis=0)
-    elif covariance_type == "diag":
-        if scatter.ndim == 1:
-            raise ValueError("diag scatter cannot be derived from a spherical one")
-        scatter = np.diagonal(scatter, axis1=1, axis2=2).copy() if scatter.ndim == 3 else scatter
-    elif covariance_type == "spherical":
-        if scatter.ndim == 3:
-            scatter = np.trace(scatter, axis1=1, axis2=2)
-        elif scatter.ndim == 2:
-            scatter = scatter.sum(axis=1)
-    else:
-        raise ValueError(f"unknown covariance_type {covariance_type!r}")
-    return stats._replace(scatter=scatter)
+    """Statistics whose scatter keeps only what ``covariance_type`` needs
+    (:func:`streamgmm.covariance.derived_scatter`)."""
+    return stats._replace(scatter=derived_scatter(stats.scatter, covariance_type))
 
 
 def grouped_statistics(

@@ -9,19 +9,19 @@ to give results back in the kind that came in (:func:`wrap_rows`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
-import dask.system
 import numpy as np
 import scipy.sparse
 import xarray as xr
 import zarr
 
 from . import tables
+from .cluster import active_client, reducing_threads
 from .zarr_reading import from_zarr
 
 TARGET_CHUNK_BYTES = 32 * 2**20
@@ -133,17 +133,6 @@ def check_matrix(shape: tuple, dtype: np.dtype) -> None:
 
 def _rows_per_chunk(n_features: int, itemsize: int) -> int:
     return max(MIN_CHUNK_ROWS, TARGET_CHUNK_BYTES // max(1, n_features * itemsize))
-
-
-def reducing_threads() -> int:
-    """Threads that will reduce the chunks: those of the current
-    ``dask.distributed`` client's workers, else the threaded scheduler's."""
-    from .cluster import active_client
-
-    client = active_client()
-    if client is not None:
-        return max(1, sum(client.nthreads().values()))
-    return int(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
 
 
 def balanced_rows_per_chunk(n_samples: int, n_features: int, itemsize: int) -> int:
@@ -325,3 +314,24 @@ def wrap_rows(data: RowData, result: da.Array, extra_dim: str | None = None):
     dims = (data.sample_dim,) if result.ndim == 1 else (data.sample_dim, extra_dim)
     values = result if data.lazy else result.compute()
     return xr.DataArray(values, dims=dims, coords=data.sample_coords)
+
+
+def should_persist(data: RowData, option: bool | str) -> bool:
+    """Whether ``persist=option`` keeps ``data`` in memory for the fit.
+
+    ``"auto"`` persists only NumPy input (already in memory, so it fits) and only
+    under a distributed client, where it would otherwise travel from the client
+    with every pass's graph. Zarr, Dask and xarray inputs are streamed unless
+    ``persist=True``.
+    """
+    if option == "auto":
+        return data.kind in ("numpy", "pandas") and active_client() is not None
+    return bool(option)
+
+
+def persisted_rows(data: RowData, option: bool | str) -> RowData:
+    """``data`` with its Dask array persisted (on the workers under a distributed
+    client, else in local memory) when :func:`should_persist` says so."""
+    if not should_persist(data, option):
+        return data
+    return dataclasses.replace(data, array=data.array.persist())

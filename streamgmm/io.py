@@ -1,6 +1,7 @@
-"""Models as xarray Datasets, and model files in Zarr (never pickle).
+"""Model files in Zarr (never pickle), and predictions written to Zarr.
 
-A model file holds the parameters as arrays with named dimensions, the
+A model file is the Dataset of :func:`streamgmm.state.model_to_dataset`
+(re-exported here): the parameters as arrays with named dimensions, the
 constructor's hyper-parameters and the fitted scalars as attributes, and a
 format version, so that it reads the same in any language that reads Zarr.
 """
@@ -16,23 +17,17 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from .covariance import COVARIANCE_TYPES, parameter_shape
+from .mixture import GaussianMixture
 from .outputs import MODEL_FORMAT, PREDICTIONS_FORMAT, interrupted_replacement, write_zarr
-from .statistics import scatter_shape
+from .state import ARRAY_HYPERPARAMETERS, MODEL_FORMAT_VERSION, model_to_dataset, restore_fitted
 
 FORMAT_NAME = MODEL_FORMAT
-FORMAT_VERSION = 1
+FORMAT_VERSION = MODEL_FORMAT_VERSION
 PREDICTIONS_FORMAT_VERSION = 1
 
-COVARIANCE_DIMS = {
-    "full": ("component", "feature", "feature_j"),
-    "tied": ("feature", "feature_j"),
-    "diag": ("component", "feature"),
-    "spherical": ("component",),
-}
+__all__ = ["load", "model_to_dataset", "predictions_dataset", "save", "save_predictions"]
 
-_ARRAY_HYPERPARAMETERS = ("weights_init", "means_init", "precisions_init")
-"""Saved as variables with the dims of the fitted ``weights``, ``means`` and
-``precisions`` (the name without ``_init``), whose shapes they have."""
 _PARAMETER_VARIABLES = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
 _REQUIRED_ATTRS = (
     "covariance_type",
@@ -43,129 +38,6 @@ _REQUIRED_ATTRS = (
     "n_features_in",
 )
 _NUMERIC_KINDS = "fiub"
-
-
-def model_to_dataset(model: Any) -> xr.Dataset:
-    """The fitted parameters of ``model`` as a Dataset.
-
-    Variables: ``weights`` (component), ``means`` (component, feature),
-    ``covariances``, ``precisions`` and ``precisions_cholesky`` (dims by
-    covariance type, the second feature axis named ``feature_j``) and
-    ``lower_bounds`` (iteration), ``history_<key>`` (record) for every key of
-    ``history_``, and ``weights_init``, ``means_init``, ``precisions_init`` where
-    those hyper-parameters are set. The other hyper-parameters and the fitted
-    scalars are attrs.
-    """
-    model._check_is_fitted()
-    cov_dims = COVARIANCE_DIMS[model.covariance_type]
-    K, d = model.means_.shape
-    data_vars = {
-        "weights": (("component",), model.weights_),
-        "means": (("component", "feature"), model.means_),
-        "covariances": (cov_dims, model.covariances_),
-        "precisions": (cov_dims, model.precisions_),
-        "precisions_cholesky": (cov_dims, model.precisions_cholesky_),
-        "lower_bounds": (("iteration",), np.asarray(model.lower_bounds_, model.means_.dtype)),
-    }
-    for key, values in getattr(model, "history_", {}).items():
-        data_vars[f"history_{key}"] = (("record",), np.asarray(values, dtype=np.float64))
-    for name in _ARRAY_HYPERPARAMETERS:
-        value = getattr(model, name)
-        if value is not None:
-            dims = data_vars[name.removesuffix("_init")][0]
-            data_vars[name] = (dims, np.asarray(value, dtype=np.float64))
-    params = model.get_params()
-    hyper = {
-        name: value
-        for name, value in params.items()
-        if name not in _ARRAY_HYPERPARAMETERS and _json_safe(value)
-    }
-    attrs = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "covariance_type": model.covariance_type,
-        "hyperparameters": json.dumps(hyper),
-        "converged": int(model.converged_),
-        "n_iter": int(model.n_iter_),
-        "lower_bound": float(model.lower_bound_),
-        "n_features_in": int(model.n_features_in_),
-    }
-    if hasattr(model, "feature_names_in_"):
-        attrs["feature_names_in"] = json.dumps([str(name) for name in model.feature_names_in_])
-    online_vars, online_attrs = online_state_variables(model)
-    data_vars.update(online_vars)
-    attrs.update(online_attrs)
-    coords = {"component": np.arange(K), "feature": np.arange(d)}
-    if "feature_j" in cov_dims:
-        coords["feature_j"] = np.arange(d)
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
-
-
-ONLINE_PREFIXES = {"running_statistics_": "online_", "averaged_statistics_": "averaged_"}
-"""Model attribute holding a SufficientStatistics -> prefix of its variables."""
-
-ONLINE_COUNTERS = ("n_steps_", "n_samples_seen_", "n_averaged_")
-
-
-def online_state_variables(model: Any) -> tuple[dict, dict]:
-    """Data variables and attrs for the stepwise-EM state of ``model`` (empty if
-    it has none), so that a loaded model continues the schedule exactly.
-
-    Each statistics set becomes ``<prefix>weight`` (component), ``<prefix>mean``
-    (component, feature), ``<prefix>scatter`` (dims by covariance type) and the
-    0-d float64 variables ``<prefix>log_likelihood`` and ``<prefix>n_samples``;
-    the counters and ``stream_position_`` are integer attrs. Files without these
-    read as before (format version 1 stays readable both ways).
-    """
-    data_vars, attrs = {}, {}
-    if hasattr(model, "running_statistics_"):
-        cov_dims = COVARIANCE_DIMS[model.covariance_type]
-        for attribute, prefix in ONLINE_PREFIXES.items():
-            stats = getattr(model, attribute)
-            if stats is None:
-                continue
-            data_vars[prefix + "weight"] = (("component",), stats.weight)
-            data_vars[prefix + "mean"] = (("component", "feature"), stats.mean)
-            data_vars[prefix + "scatter"] = (cov_dims, stats.scatter)
-            data_vars[prefix + "log_likelihood"] = ((), np.float64(stats.log_likelihood))
-            data_vars[prefix + "n_samples"] = ((), np.float64(stats.n_samples))
-        for name in ONLINE_COUNTERS:
-            attrs[name.rstrip("_")] = int(getattr(model, name))
-    if hasattr(model, "stream_position_"):
-        attrs["stream_position"] = int(model.stream_position_)
-    return data_vars, attrs
-
-
-def restore_online_state(model: Any, dataset: xr.Dataset) -> None:
-    """Set the stepwise-EM attributes of ``model`` from a Dataset written by
-    :func:`model_to_dataset` (nothing if the file holds no online state)."""
-    from .statistics import SufficientStatistics
-
-    if "stream_position" in dataset.attrs:
-        model.stream_position_ = int(dataset.attrs["stream_position"])
-    if "online_weight" not in dataset:
-        return
-    for attribute, prefix in ONLINE_PREFIXES.items():
-        stats = None
-        if prefix + "weight" in dataset:
-            stats = SufficientStatistics(
-                weight=dataset[prefix + "weight"].values,
-                mean=dataset[prefix + "mean"].values,
-                scatter=dataset[prefix + "scatter"].values,
-                log_likelihood=float(dataset[prefix + "log_likelihood"].values),
-                n_samples=float(dataset[prefix + "n_samples"].values),
-            )
-        setattr(model, attribute, stats)
-    for name in ONLINE_COUNTERS:
-        setattr(model, name, int(dataset.attrs[name.rstrip("_")]))
-
-
-def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except TypeError:
-        return False
-    return True
 
 
 def save(model: Any, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -293,7 +165,7 @@ def _open_checked_group(path: str) -> zarr.Group:
 
 
 def _expected_shapes(covariance_type: str, n_components: int, n_features: int) -> dict:
-    cov_shape = scatter_shape(n_components, n_features, covariance_type)
+    cov_shape = parameter_shape(n_components, n_features, covariance_type)
     return {
         "weights": (n_components,),
         "means": (n_components, n_features),
@@ -310,7 +182,7 @@ def _check_dataset(path: str, dataset: xr.Dataset) -> None:
     if missing_attrs:
         raise ValueError(f"{path!r} is truncated: attribute(s) {missing_attrs} are missing")
     covariance_type = attrs["covariance_type"]
-    if covariance_type not in COVARIANCE_DIMS:
+    if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"{path!r} has an unknown covariance_type {covariance_type!r}")
     missing = [name for name in (*_PARAMETER_VARIABLES, "lower_bounds") if name not in dataset]
     if missing:
@@ -325,7 +197,7 @@ def _check_dataset(path: str, dataset: xr.Dataset) -> None:
             )
         if not np.all(np.isfinite(dataset[name].values)):
             raise ValueError(f"{path!r}: variable {name!r} holds NaN or infinity")
-    for name in _ARRAY_HYPERPARAMETERS:
+    for name in ARRAY_HYPERPARAMETERS:
         fitted = name.removesuffix("_init")
         if name in dataset and dataset[name].shape != dataset[fitted].shape:
             raise ValueError(
@@ -353,8 +225,6 @@ def load(path: str | os.PathLike):
     ``path`` was killed half-way (see :mod:`streamgmm.outputs`), the old model
     is read.
     """
-    from .mixture import GaussianMixture, fitted_scalar
-
     path = os.fspath(path)
     if not os.path.exists(path):
         aside = interrupted_replacement(path)
@@ -370,32 +240,12 @@ def load(path: str | os.PathLike):
     try:
         hyper = json.loads(dataset.attrs["hyperparameters"])
         hyper.update({
-            name: dataset[name].values for name in _ARRAY_HYPERPARAMETERS if name in dataset
+            name: dataset[name].values for name in ARRAY_HYPERPARAMETERS if name in dataset
         })
         model = GaussianMixture(**hyper)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path!r} has invalid hyper-parameters: {error}") from error
     if model.covariance_type != dataset.attrs["covariance_type"]:
         raise ValueError(f"{path!r}: covariance_type attributes disagree")
-    model.weights_ = dataset["weights"].values
-    model.means_ = dataset["means"].values
-    model.covariances_ = dataset["covariances"].values
-    model.precisions_ = dataset["precisions"].values
-    model.precisions_cholesky_ = dataset["precisions_cholesky"].values
-    dtype = model.means_.dtype
-    model.lower_bounds_ = [fitted_scalar(value, dtype) for value in dataset["lower_bounds"].values]
-    model.history_ = {
-        name.removeprefix("history_"): [float(v) for v in dataset[name].values]
-        for name in dataset.data_vars
-        if name.startswith("history_")
-    }
-    model.converged_ = bool(dataset.attrs["converged"])
-    model.n_iter_ = int(dataset.attrs["n_iter"])
-    model.lower_bound_ = fitted_scalar(float(dataset.attrs["lower_bound"]), dtype)
-    model.n_features_in_ = int(dataset.attrs["n_features_in"])
-    if "feature_names_in" in dataset.attrs:
-        model.feature_names_in_ = np.asarray(
-            json.loads(dataset.attrs["feature_names_in"]), dtype=object
-        )
-    restore_online_state(model, dataset)
+    restore_fitted(model, dataset)
     return model

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 from . import compiled
+from .covariance import KINDS, as_blocks, from_blocks
 from .estep import GaussianParameters
-from .statistics import KINDS, SufficientStatistics, as_blocks, from_blocks
+from .statistics import SufficientStatistics
 
 WEIGHT_FLOOR = compiled.WEIGHT_FLOOR
 """Added to every component's weight so that an empty component divides by a
@@ -50,38 +50,6 @@ def cholesky_error(covariances: np.ndarray, covariance_type: str, failed: int):
         bad = ~(np.asarray(covariances) > 0)
         failed = np.unique(np.nonzero(bad)[0]).tolist()
     return CholeskyError(CHOLESKY_ADVICE.format(which=failed))
-
-
-def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str):
-    """Cholesky factors from user-given precision matrices (``precisions_init``)."""
-    if covariance_type in ("full", "tied"):
-        stacked = precisions if covariance_type == "full" else precisions[None]
-        try:
-            factors = np.stack([linalg.cholesky(p, lower=True) for p in stacked])
-        except linalg.LinAlgError:
-            raise ValueError("precisions_init must be symmetric positive definite") from None
-        return factors if covariance_type == "full" else factors[0]
-    if np.any(precisions <= 0):
-        raise ValueError("precisions_init must be positive")
-    return np.sqrt(precisions)
-
-
-def precisions_from_cholesky(precisions_cholesky: np.ndarray, covariance_type: str):
-    """Precision matrices ``P P^T`` (or the squares for diag and spherical)."""
-    if covariance_type == "full":
-        return precisions_cholesky @ precisions_cholesky.transpose(0, 2, 1)
-    if covariance_type == "tied":
-        return precisions_cholesky @ precisions_cholesky.T
-    return precisions_cholesky**2
-
-
-def covariances_from_precisions_cholesky(precisions_cholesky: np.ndarray, covariance_type: str):
-    """Covariances implied by precision factors (used when only precisions were given)."""
-    if covariance_type == "full":
-        return np.linalg.inv(precisions_from_cholesky(precisions_cholesky, "full"))
-    if covariance_type == "tied":
-        return np.linalg.inv(precisions_from_cholesky(precisions_cholesky, "tied"))
-    return 1.0 / precisions_cholesky**2
 
 
 OVERFLOW_MESSAGE = (

@@ -58,6 +58,7 @@ import zarr
 
 from . import compiled
 from .cluster import client_in_use
+from .engine import EMRun, EMSettings, run_progress
 from .estep import (
     EXPANSION_LIMIT,
     EXPANSION_LIMIT_FLOAT32,
@@ -73,7 +74,6 @@ from .estep import (
 from .inputs import row_store_compressor
 from .mstep import OVERFLOW_MESSAGE, cholesky_error, parameters_from_statistics
 from .outputs import STREAM_ROWS_FORMAT, write_output
-from .progress import FitProgress, history_from_lower_bounds
 from .reduction import row_offsets
 from .statistics import (
     KINDS,
@@ -719,7 +719,7 @@ def online_em(
     every: int = 0,
     shuffle: bool = True,
     in_memory: np.ndarray | None = None,
-) -> dict:
+) -> EMRun:
     """Stepwise EM over passes through ``array``; each pass visits the row-chunks
     in a fresh random order, and with ``shuffle`` the rows of each chunk too, or,
     when the rows are ``in_memory`` (the NumPy array behind ``array``), all rows
@@ -727,7 +727,8 @@ def online_em(
     :func:`fold_in_memory`).
     Stops after ``max_iter`` passes or when a pass's mean log-likelihood (of
     each batch under the parameters it met) changes by less than ``tol``.
-    Returns the run in the form the estimator stores.
+    Returns the run (:class:`~streamgmm.engine.EMRun`), recorded pass by pass
+    by :meth:`~streamgmm.engine.EMRun.record` (the convergence rule of batch EM).
 
     ``on_position(state, params, covariances, position)`` is called after every
     pass and, if ``every > 0``, inside a pass at the first chunk end after each
@@ -735,16 +736,18 @@ def online_em(
     state and parameters of that call and ``rng`` in any state) continues the
     fit exactly where it stood, without reading the chunks already folded.
     """
-    lower_bounds, converged = list(position.lower_bounds), position.converged
-    lower_bound = lower_bounds[-1] if lower_bounds else -np.inf
-    n_iter = position.passes_done
-    progress = FitProgress(verbose, max_iter, "online EM", verbose_interval=verbose_interval)
-    if lower_bounds:
-        progress.resume(history_from_lower_bounds(lower_bounds))
-    with progress:
-        while not converged and n_iter < max_iter:
+    lower_bounds = list(position.lower_bounds)
+    run = EMRun(
+        params, covariances, lower_bound=lower_bounds[-1] if lower_bounds else -np.inf,
+        lower_bounds=lower_bounds, n_iter=position.passes_done,
+        converged=position.converged, label="online EM",
+    )
+    settings = EMSettings(tol, max_iter, config.reg_covar, verbose=verbose,
+                          verbose_interval=verbose_interval)
+    with run_progress(run, settings) as progress:
+        while not run.stopped(max_iter):
             carry, chunks_done = FoldCarry(state, params, covariances), 0
-            if position.pass_rng_state is not None and position.passes_done == n_iter:
+            if position.pass_rng_state is not None and position.passes_done == run.n_iter:
                 rng.bit_generator.state = position.pass_rng_state
                 carry = FoldCarry(
                     state,
@@ -760,7 +763,7 @@ def online_em(
             order = rng.permutation(array.numblocks[0])
             seed = int(rng.integers(2**63)) if shuffle else None
             pass_position = OnlinePosition(
-                n_iter, list(lower_bounds), False, pass_rng_state, 0, 0.0, 0
+                run.n_iter, list(run.lower_bounds), False, pass_rng_state, 0, 0.0, 0
             )
 
             def report_from(chunks_before: int, pass_position=pass_position) -> Report | None:
@@ -791,28 +794,17 @@ def online_em(
                     carry, array, remaining, config, batch_size, pass_seed=seed, **reports
                 )
             state, params, covariances = carry.state, carry.params, carry.covariances
-            n_iter += 1
-            previous, lower_bound = lower_bound, carry.total / carry.count
-            lower_bounds.append(lower_bound)
-            progress.record(lower_bound, passes=n_iter)
-            converged = abs(lower_bound - previous) < tol
+            run.record(params, covariances, carry.total / carry.count, tol, progress)
             if on_position is not None:
                 boundary = OnlinePosition(
-                    n_iter, list(lower_bounds), converged, rng.bit_generator.state, 0, 0.0, 0
+                    run.n_iter, list(run.lower_bounds), run.converged,
+                    rng.bit_generator.state, 0, 0.0, 0,
                 )
                 on_position(state, params, covariances, boundary)
     with single_threaded_blas():
-        shown, shown_covariances = reported_parameters(state, params, covariances, config)
-    return {
-        "params": shown,
-        "covariances": shown_covariances,
-        "lower_bound": lower_bound,
-        "lower_bounds": lower_bounds,
-        "n_iter": n_iter,
-        "converged": converged,
-        "online_state": state,
-        "history": progress.history,
-    }
+        run.params, run.covariances = reported_parameters(state, params, covariances, config)
+    run.online_state = state
+    return run
 
 
 def _report_position(on_position, pass_position, chunks_before, chunks_done, carry):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .covariance import full_covariances
 from .outputs import PLOT_FORMAT, PNG_MARKER_KEY, write_output
 
 SIGMA_LEVELS = (1, 2, 3)
@@ -82,24 +83,8 @@ def plot_convergence(runs: Any, ax=None):
     return ax
 
 
-def full_covariances(covariances: np.ndarray, covariance_type: str, means_shape: tuple):
-    """Covariances of any type as a (K, d, d) stack of full matrices, for models
-    whose means have shape ``means_shape`` = (K, d)."""
-    K, d = means_shape
-    covariances = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        return covariances
-    if covariance_type == "tied":
-        return np.broadcast_to(covariances, (K, d, d))
-    if covariance_type == "diag":
-        return covariances[:, :, None] * np.eye(d)
-    if covariance_type == "spherical":
-        return covariances[:, None, None] * np.eye(d)
-    raise ValueError(f"Unknown covariance_type {covariance_type!r}")
-
-
 def _model_covariances(model: Any) -> np.ndarray:
-    return full_covariances(model.covariances_, model.covariance_type, model.means_.shape)
+    return full_covariances(model.covariances_, model.covariance_type, *model.means_.shape)
 
 
 def principal_axes(model: Any) -> np.ndarray:
@@ -149,9 +134,9 @@ def ellipse_outline(mean: np.ndarray, covariance: np.ndarray, sigma: float, n_po
 
 def sample_for_plot(X: Any, n_rows: int, random_state: Any = 0, sample_dim: str | None = None):
     """A uniform sample (at most ``n_rows`` rows) of any supported input, read in one pass."""
+    from .hyperparameters import make_rng
     from .initialization import sample_rows
     from .inputs import as_rows
-    from .mixture import make_rng
 
     return sample_rows(as_rows(X, sample_dim), n_rows, make_rng(random_state))
 

@@ -79,6 +79,12 @@ def build_tree_reduction(
     return partials[0]
 
 
+def sum_tuples(parts: Sequence[tuple]) -> tuple:
+    """Combine function of reductions whose chunks give tuples of numbers:
+    the position-wise sums."""
+    return tuple(map(sum, zip(*parts, strict=True)))
+
+
 def tree_reduce(
     array: da.Array,
     chunk_function: Callable[..., Any],

@@ -21,107 +21,48 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Iterable, Sequence
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .estep import chunk_likelihood_terms, chunk_statistics
-from .initialization import Start, initial_statistics_grid, start_seeds
-from .inputs import as_rows
-from .mixture import (
-    CRITERIA,
-    ConvergenceWarning,
-    GaussianMixture,
-    _sum_pairs,
-    information_criterion,
-    make_rng,
-)
+from .criteria import CRITERIA, information_criterion
+from .engine import EMRun, EMSettings, best_run, run_em
+from .hyperparameters import make_rng
+from .initialization import KMEANS_PARALLEL_ROUNDS, Start, initial_statistics_grid, start_seeds
+from .inputs import as_rows, persisted_rows
+from .mixture import ConvergenceWarning, GaussianMixture
 from .mstep import CholeskyError, parameters_from_statistics
-from .reduction import tree_reduce_each
-from .statistics import merge_all
 from .threads import blas_threads_for_dask
+
+
+@dataclass
+class GridRun:
+    """One start of one candidate of the grid."""
+
+    key: tuple[int, str]
+    method: str
+    run: EMRun
 
 
 def run_grid_em(
     data,
-    runs: list[dict],
+    runs: list[GridRun],
     tol: float,
     max_iter: int,
     reg_covar: float,
     float32_products: bool = False,
 ) -> int:
-    """Exact EM for every run in ``runs`` together; returns the passes taken.
-
-    Each run is a dict holding ``params``; on return it also holds
-    ``covariances``, ``lower_bound``, ``lower_bounds``, ``n_iter``, ``converged``,
-    ``total_log_likelihood`` and ``classification_log_likelihood`` (see
-    :func:`~streamgmm.estep.chunk_likelihood_terms`) of its final parameters, and
-    ``error`` (None unless its M-step failed, which stops that run only).
-    """
-    for run in runs:
-        run.update(
-            lower_bound=-np.inf,
-            lower_bounds=[],
-            n_iter=0,
-            converged=False,
-            total_log_likelihood=np.nan,
-            classification_log_likelihood=np.nan,
-            state="running" if run.get("error") is None else "failed",
-        )
+    """Exact EM for every run in ``runs`` together (:func:`streamgmm.engine.run_em`,
+    each run scored in the pass after it stops, an M-step that fails stopping
+    only its run); returns the passes taken."""
+    settings = EMSettings(tol, max_iter, reg_covar, float32_products)
     with blas_threads_for_dask([data.array]):
-        return _grid_passes(data, runs, tol, max_iter, reg_covar, float32_products)
-
-
-def _grid_passes(data, runs, tol, max_iter, reg_covar, float32_products) -> int:
-    """The passes of :func:`run_grid_em`, under one BLAS thread limit (see
-    ``GaussianMixture.fit``)."""
-    statistics = partial(chunk_statistics, float32_products=float32_products)
-    n_passes = 0
-    while True:
-        active = [run for run in runs if run["state"] in ("running", "finishing")]
-        if not active:
-            return n_passes
-        # E-step statistics of a running candidate, the likelihood terms of one
-        # that has just stopped.
-        reductions = [
-            (
-                statistics,
-                partial(merge_all, covariance_type=run["params"].covariance_type),
-                run["params"],
-            )
-            if run["state"] == "running"
-            else (chunk_likelihood_terms, _sum_pairs, run["params"])
-            for run in active
-        ]
-        results = tree_reduce_each(data.array, reductions)
-        n_passes += 1
-        for run, result in zip(active, results, strict=True):
-            if run["state"] == "finishing":
-                run["total_log_likelihood"] = result[0]
-                run["classification_log_likelihood"] = result[2]
-                run["state"] = "done"
-                continue
-            _advance(run, result, tol, max_iter, reg_covar)
-
-
-def _advance(run: dict, stats, tol: float, max_iter: int, reg_covar: float) -> None:
-    """One M-step of a run, as ``GaussianMixture._batch_em`` takes it."""
-    run["n_iter"] += 1
-    try:
-        run["params"], run["covariances"] = parameters_from_statistics(
-            stats, reg_covar, run["params"].covariance_type
+        return run_em(
+            data.array, [grid.run for grid in runs], settings, keep_going=True,
+            score_at_end=True,
         )
-    except CholeskyError as error:
-        run["error"], run["state"] = error, "failed"
-        return
-    previous, run["lower_bound"] = run["lower_bound"], stats.log_likelihood / stats.n_samples
-    run["lower_bounds"].append(run["lower_bound"])
-    if abs(run["lower_bound"] - previous) < tol:
-        run["converged"] = True
-    if run["converged"] or run["n_iter"] >= max_iter:
-        run["state"] = "finishing"
 
 
 SELECT_INIT_PARAMS = ("hierarchical", "k-means||")
@@ -196,7 +137,8 @@ def select(
         raise ValueError("n_components and covariance_types must not be empty")
     if len(set(sizes)) != len(sizes):
         raise ValueError(f"n_components holds repeated values: {sizes}")
-    data = as_rows(X, sample_dim)
+    # NumPy input goes to a cluster's workers once, not with every pass (as in fit).
+    data = persisted_rows(as_rows(X, sample_dim), "auto")
     settings = dict(
         tol=tol,
         reg_covar=reg_covar,
@@ -230,12 +172,12 @@ def select(
                 starts.append(Start(K, t, seed))
         initial = initial_statistics_grid(data, starts, method, init_sample_size)
         for key, stats in zip(keys, initial, strict=True):
-            run = {"key": key, "method": method, "error": None}
+            run = EMRun(None, None, label=f"select n_components={key[0]} {key[1]!r}")
             try:
-                run["params"], _ = parameters_from_statistics(stats, reg_covar, key[1])
+                run.params, _ = parameters_from_statistics(stats, reg_covar, key[1])
             except CholeskyError as error:
-                run["error"], run["params"] = error, None
-            runs.append(run)
+                run.error = error
+            runs.append(GridRun(key, method, run))
     init_passes = sum(_init_passes(method) for method in methods)
     em_passes = run_grid_em(data, runs, tol, max_iter, reg_covar, float32_products)
     table = _table(sizes, types, runs, models, data)
@@ -243,14 +185,14 @@ def select(
         criterion=criterion,
         init_params=list(methods),
         n_passes=init_passes + em_passes,
-        n_passes_one_by_one=sum(_init_passes(run["method"]) + run["n_iter"] for run in runs)
+        n_passes_one_by_one=sum(_init_passes(grid.method) + grid.run.n_iter for grid in runs)
         + len(models),
     )
     scores = table[criterion].values
     if np.all(np.isnan(scores)):
         raise ValueError(
             "Every candidate failed; increase reg_covar or use fewer components "
-            f"(first error: {runs[0]['error']})"
+            f"(first error: {runs[0].run.error})"
         )
     row, column = np.unravel_index(np.nanargmin(scores), scores.shape)
     best = models[(sizes[row], types[column])]
@@ -276,59 +218,45 @@ def _seed_source(random_state: Any) -> Any:
 def _init_passes(init_params: str) -> int:
     """Passes of one initialisation, as in :mod:`streamgmm.initialization` (an upper
     bound: the sample and random-row reads touch only the chunks they need)."""
-    from . import initialization
-
     if init_params == "k-means||":
-        return initialization.KMEANS_PARALLEL_ROUNDS + 1
+        return KMEANS_PARALLEL_ROUNDS + 1
     return 1 if init_params in ("random", "hierarchical") else 2
-
-
-def _best_run(runs: list[dict]) -> dict:
-    """The run with the best final lower bound (the first of equals, as in
-    ``GaussianMixture.fit``); failed runs only if every run failed."""
-    usable = [run for run in runs if run["error"] is None]
-    if not usable:
-        return runs[0]
-    return max(usable, key=lambda run: run["lower_bound"])
 
 
 def _table(sizes, types, runs, models, data) -> xr.Dataset:
     """Fit each candidate's model from its best run and tabulate the criteria."""
     shape = (len(sizes), len(types))
     columns = {name: np.full(shape, np.nan) for name in (*CRITERIA, "lower_bound")}
-    start_methods = [run["method"] for run in runs if run["key"] == runs[0]["key"]]
+    start_methods = [grid.method for grid in runs if grid.key == runs[0].key]
     run_lower_bound = np.full((*shape, len(start_methods)), np.nan)
     init_method = np.full(shape, "", dtype=object)
     n_iter = np.zeros(shape, dtype=int)
     converged = np.zeros(shape, dtype=bool)
     for (row, K), (column, t) in ((r, c) for r in enumerate(sizes) for c in enumerate(types)):
-        own = [run for run in runs if run["key"] == (K, t)]
-        for start, run in enumerate(own):
-            if run["error"] is None:
-                run_lower_bound[row, column, start] = run["lower_bound"]
-        run = _best_run(own)
-        n_iter[row, column] = run.get("n_iter", 0)
-        init_method[row, column] = run["method"]
-        if run["error"] is not None:
+        own = [grid for grid in runs if grid.key == (K, t)]
+        for start, grid in enumerate(own):
+            if grid.run.error is None:
+                run_lower_bound[row, column, start] = grid.run.lower_bound
+        run = best_run([grid.run for grid in own])
+        method = next(grid.method for grid in own if grid.run is run)
+        n_iter[row, column] = run.n_iter
+        init_method[row, column] = method
+        if run.error is not None:
             warnings.warn(
-                f"candidate n_components={K}, covariance_type={t!r} failed: {run['error']}",
+                f"candidate n_components={K}, covariance_type={t!r} failed: {run.error}",
                 UserWarning,
                 stacklevel=3,
             )
             continue
-        model = models[(K, t)].set_params(init_params=run["method"])
+        model = models[(K, t)].set_params(init_params=method)
         model._set_fitted(run, data)
         n_parameters = model._n_parameters()
         for name in CRITERIA:
             columns[name][row, column] = information_criterion(
-                name,
-                run["total_log_likelihood"],
-                data.n_samples,
-                n_parameters,
-                run["classification_log_likelihood"],
+                name, run.final_terms[0], data.n_samples, n_parameters, run.final_terms[2]
             )
-        columns["lower_bound"][row, column] = run["lower_bound"]
-        converged[row, column] = run["converged"]
+        columns["lower_bound"][row, column] = run.lower_bound
+        converged[row, column] = run.converged
     dims = ("n_components", "covariance_type")
     return xr.Dataset(
         {

@@ -25,8 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import compiled
-
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from .covariance import KINDS, as_blocks, from_blocks, parameter_shape
 
 
 class SufficientStatistics(NamedTuple):
@@ -54,43 +53,8 @@ class SufficientStatistics(NamedTuple):
     n_samples: float
 
 
-KINDS = {
-    "full": compiled.PAIRWISE, "tied": compiled.NONE,
-    "diag": compiled.SQUARES, "spherical": compiled.NORM,
-}
-"""The code by which compiled functions know a covariance type (module
-:mod:`streamgmm.compiled`)."""
-
-
-def as_blocks(array: np.ndarray, covariance_type: str) -> np.ndarray:
-    """A scatter, covariances or precision factors of any covariance type as the
-    3-D "blocks" the compiled functions take (C-contiguous float64): full
-    (K, d, d), tied (1, d, d), diag (K, 1, d), spherical (K, 1, 1)."""
-    array = np.ascontiguousarray(array, dtype=np.float64)
-    if covariance_type == "full":
-        return array
-    if covariance_type == "tied":
-        return array.reshape(1, *array.shape)
-    if covariance_type == "diag":
-        return array.reshape(array.shape[0], 1, array.shape[1])
-    if covariance_type == "spherical":
-        return array.reshape(array.shape[0], 1, 1)
-    raise ValueError(f"unknown covariance_type {covariance_type!r}")
-
-
 def _vector(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float64)
-
-
-def from_blocks(blocks: np.ndarray, covariance_type: str) -> np.ndarray:
-    """The inverse of :func:`as_blocks`."""
-    if covariance_type == "full":
-        return blocks
-    if covariance_type == "tied":
-        return blocks[0]
-    if covariance_type == "diag":
-        return blocks[:, 0, :]
-    return blocks[:, 0, 0]
 
 
 def empty_statistics(n_components: int, n_features: int, covariance_type: str):
@@ -98,23 +62,10 @@ def empty_statistics(n_components: int, n_features: int, covariance_type: str):
     return SufficientStatistics(
         weight=np.zeros(n_components),
         mean=np.zeros((n_components, n_features)),
-        scatter=np.zeros(scatter_shape(n_components, n_features, covariance_type)),
+        scatter=np.zeros(parameter_shape(n_components, n_features, covariance_type)),
         log_likelihood=0.0,
         n_samples=0.0,
     )
-
-
-def scatter_shape(n_components: int, n_features: int, covariance_type: str) -> tuple:
-    """Shape of ``scatter`` for a covariance type."""
-    shapes = {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }
-    if covariance_type not in shapes:
-        raise ValueError(f"unknown covariance_type {covariance_type!r}")
-    return shapes[covariance_type]
 
 
 def merge(

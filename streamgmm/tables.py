@@ -485,7 +485,7 @@ def save_table_predictions(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .inputs import reducing_threads
+    from .cluster import reducing_threads
     from .outputs import MARKER_KEY, PREDICTIONS_FORMAT, write_output
 
     sources = list(inputs)

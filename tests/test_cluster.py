@@ -24,9 +24,12 @@ distributed = pytest.importorskip("distributed")
 
 from streamgmm import GaussianMixture  # noqa: E402
 from streamgmm.checkpoint import read_checkpoint  # noqa: E402
-from streamgmm.cluster import persisted_rows, should_persist  # noqa: E402
 from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr  # noqa: E402
-from streamgmm.inputs import as_rows  # noqa: E402
+from streamgmm.inputs import (  # noqa: E402
+    as_rows,  # noqa: E402
+    persisted_rows,
+    should_persist,
+)
 from streamgmm.mixture import ConvergenceWarning  # noqa: E402
 
 RTOL = 1e-10

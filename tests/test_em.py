@@ -6,6 +6,10 @@ from float32_rounding import assert_float32_rounding_of
 
 from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture, match_components, random_mixture, sample_mixture
+from streamgmm.engine import run_em
+from streamgmm.fitting import em_settings, start_run
+from streamgmm.hyperparameters import make_rng
+from streamgmm.inputs import as_rows
 from streamgmm.mstep import CholeskyError
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -108,17 +112,26 @@ def test_fit_predict_matches_fit_then_predict(mixture_data):
 
 
 def test_n_init_keeps_the_best_run():
+    """The n_init fit ends with exactly the run whose final lower bound is the
+    best, each run taken alone from the start n_init draws in its turn; the data
+    and seed put that run neither first nor last, so keeping the first, the
+    last or the worst run would fail here."""
     X, _, _ = make_mixture(3000, n_components=6, n_features=2, separation=3.0, random_state=4)
-    single = [
-        GaussianMixture(6, init_params="random_from_data", random_state=seed, max_iter=20)
-        for seed in range(3)
-    ]
-    best = GaussianMixture(
-        6, init_params="random_from_data", n_init=5, random_state=0, max_iter=20
-    ).fit(X)
-    bounds = [model.fit(X).lower_bound_ for model in single]
-    assert best.lower_bound_ >= min(bounds)
-    assert best.lower_bound_ == max(best.lower_bounds_) or best.converged_
+    settings = dict(init_params="random_from_data", n_init=5, random_state=2, max_iter=20)
+    best = GaussianMixture(6, **settings).fit(X)
+    model = GaussianMixture(6, **settings)
+    data, rng = as_rows(X), make_rng(2)
+    runs = [start_run(model, data, rng, True, index) for index in range(5)]
+    for run in runs:
+        run_em(data.array, [run], em_settings(model))
+    bounds = [run.lower_bound for run in runs]
+    kept = int(np.argmax(bounds))
+    assert 0 < kept < len(runs) - 1 and len(set(bounds)) == len(runs), bounds
+    assert best.lower_bound_ == max(bounds)
+    assert best.n_iter_ == runs[kept].n_iter and best.converged_ == runs[kept].converged
+    np.testing.assert_array_equal(best.means_, runs[kept].params.means)
+    np.testing.assert_array_equal(best.covariances_, runs[kept].covariances)
+    assert best.lower_bounds_ == runs[kept].lower_bounds
 
 
 @pytest.mark.parametrize(

@@ -456,9 +456,9 @@ def test_model_files_round_trip_the_online_state(tmp_path, covariance_type):
 def test_partial_fit_keeps_a_bounded_record(monkeypatch):
     """A model kept current for long keeps the last PARTIAL_FIT_RECORD entries of
     lower_bounds_ and history_, numbered by call, after a batch fit's records."""
-    from streamgmm import mixture
+    from streamgmm import fitting
 
-    monkeypatch.setattr(mixture, "PARTIAL_FIT_RECORD", 5)
+    monkeypatch.setattr(fitting, "PARTIAL_FIT_RECORD", 5)
     X, _, _ = make_mixture(3000, n_components=2, n_features=2, separation=5.0, random_state=0)
     model = GaussianMixture(2, max_iter=3, tol=0, random_state=0).fit(X)
     fit_bounds = list(model.lower_bounds_)
@@ -517,6 +517,6 @@ def test_online_em_resumes_exactly_from_a_position_inside_a_pass(kind, monkeypat
         covariances=covariances,
         position=position,
     )
-    np.testing.assert_array_equal(resumed["params"].means, uninterrupted["params"].means)
-    np.testing.assert_array_equal(resumed["covariances"], uninterrupted["covariances"])
-    assert resumed["lower_bounds"] == uninterrupted["lower_bounds"]
+    np.testing.assert_array_equal(resumed.params.means, uninterrupted.params.means)
+    np.testing.assert_array_equal(resumed.covariances, uninterrupted.covariances)
+    assert resumed.lower_bounds == uninterrupted.lower_bounds

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 import streamgmm
 from benchmarks.reference_data import MCLUST_RESULTS, load_reference
 from streamgmm import GaussianMixture, select
+from streamgmm.covariance import precisions_from_cholesky
 from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr
 from streamgmm.initialization import (
     KMEANS_PARALLEL_ROUNDS,
@@ -21,7 +22,7 @@ from streamgmm.initialization import (
     start_seeds,
 )
 from streamgmm.inputs import as_rows
-from streamgmm.mstep import parameters_from_statistics, precisions_from_cholesky
+from streamgmm.mstep import parameters_from_statistics
 
 
 @pytest.fixture(autouse=True)

@@ -32,17 +32,17 @@ def test_threaded_scheduler_runs_chunks_with_one_blas_thread():
 def test_a_fit_keeps_one_blas_thread_between_its_iterations(monkeypatch):
     """Raising the limit between iterations let an OpenBLAS thread spin on the
     other core during the next reduction (docs/benchmarks.md)."""
-    import streamgmm.mixture
+    import streamgmm.engine
     from streamgmm import GaussianMixture
 
     seen = []
-    m_step = streamgmm.mixture.parameters_from_statistics
+    m_step = streamgmm.engine.parameters_from_statistics
 
     def observed_m_step(*arguments, **options):
         seen.append(_blas_threads(None, 0)[0])
         return m_step(*arguments, **options)
 
-    monkeypatch.setattr(streamgmm.mixture, "parameters_from_statistics", observed_m_step)
+    monkeypatch.setattr(streamgmm.engine, "parameters_from_statistics", observed_m_step)
     X = np.random.default_rng(0).normal(size=(2000, 3))
     with threadpool_limits(limits=2, user_api="blas"), dask.config.set(scheduler="threads"):
         GaussianMixture(2, max_iter=3, tol=0.0, random_state=0).fit(X)

@@ -1,0 +1,94 @@
+"""The package's modules import each other without cycles, counting every import
+statement (at module level, inside functions and under ``TYPE_CHECKING``), so
+that no function-level import hides a cycle."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "streamgmm"
+
+
+def imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """The package modules that ``path`` imports anywhere in its code."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            relative = node.level == 1
+            if not relative and not (node.module or "").startswith("streamgmm"):
+                continue
+            parts = (node.module or "").split(".")
+            if not relative:
+                parts = parts[1:]
+            if parts and parts[0]:
+                found.add(parts[0])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "streamgmm" and len(parts) > 1:
+                    found.add(parts[1])
+    return found & modules
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    modules = {path.stem for path in package.glob("*.py")}
+    return {stem: imported_modules(package / f"{stem}.py", modules) for stem in modules}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (or a module importing
+    itself), by Tarjan's algorithm."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1 or node in graph[node]:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_in_the_package():
+    graph = import_graph(PACKAGE)
+    assert {"engine", "mixture", "io", "state"} <= set(graph)
+    assert cycles(graph) == []
+
+
+@pytest.mark.parametrize(
+    "graph, expected",
+    [
+        ({"a": {"b"}, "b": {"a"}, "c": set()}, [["a", "b"]]),
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, []),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c"]]),
+    ],
+)
+def test_cycle_finder(graph, expected):
+    assert cycles(graph) == expected
+
+
+def test_function_level_imports_count(tmp_path):
+    (tmp_path / "first.py").write_text("from .second import f\n")
+    (tmp_path / "second.py").write_text("def f():\n    from .first import g\n")
+    assert cycles(import_graph(tmp_path)) == [["first", "second"]]
