@@ -1,17 +1,6 @@
-import warnings
-
 import pytest
 
 from streamgmm.datasets import make_mixture
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence_warnings():
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="Best performing initialization did not converge"
-        )
-        yield
 
 
 @pytest.fixture(scope="session")

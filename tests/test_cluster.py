@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import types
-import warnings
 from pathlib import Path
 
 import dask
@@ -22,14 +21,10 @@ import zarr
 
 distributed = pytest.importorskip("distributed")
 
-from streamgmm import GaussianMixture  # noqa: E402
+from streamgmm import GaussianMixture, select  # noqa: E402
 from streamgmm.checkpoint import read_checkpoint  # noqa: E402
 from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr  # noqa: E402
-from streamgmm.inputs import (  # noqa: E402
-    as_rows,  # noqa: E402
-    persisted_rows,
-    should_persist,
-)
+from streamgmm.inputs import as_rows, persisted_rows, should_persist  # noqa: E402
 from streamgmm.mixture import ConvergenceWarning  # noqa: E402
 
 RTOL = 1e-10
@@ -202,6 +197,24 @@ def test_auto_persists_numpy_input_only_under_a_client(client):
     np.testing.assert_array_equal(persisted.compute(), X)
 
 
+def test_select_persists_numpy_input_as_fit_does(client):
+    """Under a client, select ships NumPy rows to the workers once (the chunk
+    tasks of X run once for all its passes), not with every pass's graph."""
+    X = _data(40_000)
+    rows = as_rows(X).array
+    with pytest.warns(ConvergenceWarning), distributed.get_task_stream(client) as stream:
+        _, table = select(
+            X, n_components=[2, 3], covariance_types=["full"], init_params="kmeans",
+            max_iter=4, tol=0.0, random_state=0,
+        )
+    chunk_tasks = [
+        task for task in stream.data
+        if isinstance(task["key"], tuple) and task["key"][0] == rows.name
+    ]
+    assert table.attrs["n_passes"] > 4 and rows.npartitions > 1
+    assert len(chunk_tasks) == rows.npartitions
+
+
 def test_persist_reads_the_store_once_and_streaming_reads_it_every_pass(client, tmp_path):
     path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
     n_chunks = 4
@@ -319,8 +332,8 @@ def large_store(tmp_path_factory):
         means_init=truth.means.tolist(),
         precisions_init=np.linalg.inv(truth.covariances).tolist(),
     )
-    with dask.config.set(scheduler="threads"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # one pass, on purpose
+    # one pass, on purpose: the fit says it did not converge
+    with dask.config.set(scheduler="threads"), pytest.warns(ConvergenceWarning):
         threaded = GaussianMixture(**settings).fit(str(path))
     return path, settings, threaded
 
