@@ -85,6 +85,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .engine import EMRun, EMSettings, StepResult
 from .estep import GaussianParameters, chunk_statistics
 from .mstep import CholeskyError, parameters_from_statistics
 from .statistics import SufficientStatistics, empty_statistics, merge
@@ -542,7 +543,48 @@ def advance(method: str, state, statistics: SufficientStatistics, reg_covar: flo
     return PassOutcome(new, outcome.accepted, outcome.em_step, score, params, covariances)
 
 
+class AcceleratedEM:
+    """The engine's step strategy (:class:`streamgmm.engine.EMStep`) for an
+    acceleration ``method``: each run's state lives in ``run.step_state``
+    (None before its first pass, which evaluates ``run.params``); an accepted
+    point's EM image becomes the run's parameters, a rejected proposal leaves
+    them as they were."""
+
+    def __init__(self, method: str) -> None:
+        if method not in ACCELERATIONS:
+            raise ValueError(f"acceleration must be one of {sorted(ACCELERATIONS)}, "
+                             f"got {method!r}")
+        self.method = method
+
+    def __repr__(self) -> str:
+        return f"AcceleratedEM({self.method!r})"
+
+    def evaluation_point(self, run: EMRun) -> GaussianParameters:
+        """The parameters the run's next pass evaluates."""
+        if run.step_state is None:
+            return run.params
+        n_components, n_features = run.params.means.shape
+        return point_parameters(run.step_state, n_components, n_features,
+                                run.params.covariance_type)
+
+    def __call__(self, run: EMRun, statistics: SufficientStatistics,
+                 settings: EMSettings) -> StepResult:
+        state = run.step_state
+        if state is None:
+            state = start_acceleration(self.method, run.params)
+        outcome = advance(self.method, state, statistics, settings.reg_covar,
+                          run.params.covariance_type)
+        run.step_state = outcome.state
+        return StepResult(outcome.params, outcome.covariances, outcome.score,
+                          accepted=outcome.accepted, measures_convergence=outcome.em_step)
+
+
 STATE_TYPES = {"squarem": SquaremState, "daarem": DaaremState}
+
+
+def method_of(state) -> str:
+    """The method whose state ``state`` is."""
+    return next(name for name, kind in STATE_TYPES.items() if isinstance(state, kind))
 
 
 def state_to_arrays(state) -> tuple[dict[str, np.ndarray], dict[str, float]]:

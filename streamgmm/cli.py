@@ -23,6 +23,7 @@ import click
 import numpy as np
 
 from . import tables
+from .acceleration import ACCELERATIONS
 from .covariance import COVARIANCE_TYPES, full_covariances, variance_totals
 from .criteria import CRITERIA
 from .datasets import MixtureTruth, match_components, random_mixture, write_mixture_zarr
@@ -383,6 +384,14 @@ def progress_options(function):
     help="Full type, float32 data: products in float32 (faster; about 1e-6 relative accuracy).",
 )
 @click.option(
+    "--acceleration",
+    type=click.Choice(["none", *sorted(ACCELERATIONS)]),
+    default="none",
+    show_default=True,
+    help="Batch EM in fewer passes to the same fit: damped Anderson (daarem) or SQUAREM "
+    "(--max-iter counts passes).",
+)
+@click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
     default=None,
@@ -435,6 +444,7 @@ def fit(
     n_init: int,
     random_state: int | None,
     float32_products: bool,
+    acceleration: str,
     checkpoint: Path | None,
     checkpoint_every: int,
     persist: str,
@@ -473,6 +483,7 @@ def fit(
         random_state=random_state,
         float32_products=float32_products,
         persist={"auto": "auto", "yes": True, "no": False}[persist],
+        acceleration=None if acceleration == "none" else acceleration,
         verbose=progress_level(quiet, verbose),
     )
     started = time.perf_counter()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .acceleration import AcceleratedEM
 from .checkpoint import (
     claim_checkpoint_path,
     fit_fingerprint,
@@ -21,7 +22,7 @@ from .checkpoint import (
     write_online_checkpoint,
 )
 from .covariance import covariances_from_precisions_cholesky
-from .engine import EMRun, EMSettings, best_run, run_em
+from .engine import PLAIN_EM, EMRun, EMSettings, EMStep, best_run, run_em
 from .estep import GaussianParameters
 from .hyperparameters import PARTIAL_FIT_RECORD, make_rng, user_parameters
 from .initialization import initialize_parameters
@@ -49,6 +50,11 @@ def em_settings(model: Any) -> EMSettings:
         model.tol, model.max_iter, model.reg_covar, model.float32_products,
         model.verbose, model.verbose_interval,
     )
+
+
+def em_step(model: Any) -> EMStep:
+    """Plain EM's step, or the accelerated step of ``model.acceleration``."""
+    return PLAIN_EM if model.acceleration is None else AcceleratedEM(model.acceleration)
 
 
 def online_config(model: Any) -> OnlineConfig:
@@ -98,7 +104,7 @@ def fit_runs(
             # The starts first (they draw from rng as they would one by one),
             # then the iterations of all runs in shared passes over the data.
             runs = [start_run(model, data, rng, do_init, index) for index in range(n_runs)]
-            run_em(data.array, runs, em_settings(model))
+            run_em(data.array, runs, em_settings(model), step=em_step(model))
             return best_run(runs)
         first, current, best = 0, None, None
         if resumed is not None:
@@ -114,7 +120,8 @@ def fit_runs(
                 current.label = f"batch EM, init {index}"
                 if writer is not None:
                     writer(current)
-                run_em(data.array, [current], em_settings(model), on_iteration=writer)
+                run_em(data.array, [current], em_settings(model), step=em_step(model),
+                       on_iteration=writer)
                 finished.append(current)
     return best_of(finished)
 

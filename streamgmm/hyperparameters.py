@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .acceleration import ACCELERATIONS
 from .covariance import COVARIANCE_TYPES, parameter_shape, precision_cholesky_from_precisions
 from .initialization import INIT_METHODS
 from .validation import (
@@ -66,6 +67,7 @@ HYPERPARAMETER_RULES = {
     "sample_dim": OPTIONAL_STRING,
     "persist": one_of(*PERSIST_OPTIONS),
     "float32_products": BOOLEAN,
+    "acceleration": one_of(None, *sorted(ACCELERATIONS)),
 }
 """What every constructor parameter must be, checked when fitting starts."""
 

@@ -134,6 +134,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         parameters accurate to about 1e-6 relative instead of 1e-13. Off by
         default because float32 data far from the origin then no longer fit like
         the same data centred. Other inputs and covariance types ignore it.
+    acceleration : {None, "daarem", "squarem"}, default=None
+        Batch EM in fewer passes to the same fixed point: damped Anderson
+        acceleration or SQUAREM (:mod:`streamgmm.acceleration`), whose kept
+        steps never lower the log-likelihood. ``max_iter`` and ``n_iter_``
+        count passes; ``lower_bounds_`` holds the accepted points' bounds.
 
     Attributes
     ----------
@@ -180,7 +185,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         learning_offset: float = LEARNING_OFFSET, step_floor: float = 0.0,
         averaging: bool = False, shuffle: bool = True, init_sample_size: int = 100_000,
         sample_dim: str | None = None, persist: bool | str = "auto",
-        float32_products: bool = False,
+        float32_products: bool = False, acceleration: str | None = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -207,6 +212,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.sample_dim = sample_dim
         self.persist = persist
         self.float32_products = float32_products
+        self.acceleration = acceleration
 
     def __sklearn_tags__(self):
         """scikit-learn's tags: a density estimator (from ``DensityMixin``) of

@@ -9,7 +9,9 @@ set of named arrays plus scalars are three forms of the same state:
   ``precisions`` if kept, ``lower_bounds``, ``history/<key>``,
   ``running/<statistic>`` and ``averaged/<statistic>``) and JSON-safe scalars
   (``lower_bound``, ``n_iter``, ``converged``, the stepwise-EM counters and
-  ``stream_position``).
+  ``stream_position``); an accelerated run's step state
+  (:mod:`streamgmm.acceleration`) as ``acceleration/<field>`` arrays and an
+  ``acceleration`` scalar entry naming its method.
 
 Model files (:mod:`streamgmm.io`) and checkpoints (:mod:`streamgmm.checkpoint`)
 store those arrays and scalars, each under its own names.
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .acceleration import method_of, state_from_arrays, state_to_arrays
 from .covariance import DIMS, precisions_from_cholesky
 from .engine import EMRun
 from .estep import GaussianParameters
@@ -148,6 +151,10 @@ def run_to_arrays(run: EMRun) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                 for field in STATISTICS_FIELDS:
                     arrays[f"{name}/{field}"] = np.asarray(getattr(stats, field), np.float64)
         scalars.update({name: int(getattr(state, name)) for name in ONLINE_COUNTERS})
+    if run.step_state is not None:
+        accelerated, numbers = state_to_arrays(run.step_state)
+        arrays.update({f"acceleration/{name}": value for name, value in accelerated.items()})
+        scalars["acceleration"] = {"method": method_of(run.step_state), **numbers}
     return arrays, scalars
 
 
@@ -162,9 +169,17 @@ def run_from_arrays(arrays: dict, scalars: dict, covariance_type: str) -> EMRun:
         for key in HISTORY_KEYS
         if f"history/{key}" in arrays
     }
+    step_state = None
+    if "acceleration" in scalars:
+        numbers = dict(scalars["acceleration"])
+        method = numbers.pop("method")
+        accelerated = {name.removeprefix("acceleration/"): value for name, value in arrays.items()
+                       if name.startswith("acceleration/")}
+        step_state = state_from_arrays(method, accelerated, numbers)
     return EMRun(
         params,
         arrays["covariances"],
+        step_state=step_state,
         lower_bound=float(scalars["lower_bound"]),
         lower_bounds=[float(value) for value in arrays["lower_bounds"]],
         n_iter=int(scalars["n_iter"]),

@@ -1,0 +1,159 @@
+"""GaussianMixture(acceleration=...): the same fit as plain batch EM in fewer
+passes, scores that never fall, from a Zarr store, with n_init, from the
+command line, and resumed exactly from a checkpoint after SIGKILL."""
+
+import signal
+
+import numpy as np
+import pytest
+import zarr
+from test_checkpoint import _start, _wait_for_checkpoint
+
+import streamgmm
+from streamgmm import GaussianMixture, acceleration
+from streamgmm.checkpoint import read_checkpoint
+from streamgmm.datasets import make_mixture
+from streamgmm.engine import run_em
+from streamgmm.fitting import em_settings, em_step, start_run
+from streamgmm.hyperparameters import make_rng
+from streamgmm.inputs import as_rows
+
+METHODS = ["daarem", "squarem"]
+FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Overlapping components: plain EM needs a few hundred passes."""
+    X, _, _ = make_mixture(3000, n_components=3, n_features=2, separation=1.2, random_state=3)
+    start = GaussianMixture(3, max_iter=0, random_state=0).fit(X)
+    init = dict(weights_init=start.weights_, means_init=start.means_,
+                precisions_init=start.precisions_)
+    return X, init
+
+
+@pytest.fixture(scope="module")
+def plain(data):
+    X, init = data
+    return GaussianMixture(3, tol=0.0, max_iter=600, **init).fit(X)
+
+
+def _relative(model, reference, name):
+    value, expected = getattr(model, name), getattr(reference, name)
+    return float(np.abs(value - expected).max() / np.abs(expected).max())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_accelerated_fit_ends_where_plain_em_ends(data, plain, method):
+    X, init = data
+    assert abs(plain.lower_bounds_[-1] - plain.lower_bounds_[-2]) < 1e-12
+    model = GaussianMixture(3, tol=0.0, max_iter=150, acceleration=method, **init).fit(X)
+    for name in FITTED:
+        assert _relative(model, plain, name) < 1e-6, name
+    bounds = np.asarray(model.lower_bounds_)
+    assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:])), np.diff(bounds).min()
+    assert model.n_iter_ == 150 and model.history_["passes"][-1] <= 150
+    assert model.history_["log_likelihood"] == model.lower_bounds_
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_accelerated_fit_converges_in_fewer_passes(data, method):
+    X, init = data
+    plain = GaussianMixture(3, tol=1e-9, max_iter=2000, **init).fit(X)
+    model = GaussianMixture(3, tol=1e-9, max_iter=2000, acceleration=method, **init).fit(X)
+    assert plain.converged_ and model.converged_
+    assert model.n_iter_ < plain.n_iter_ / 2
+    assert model.lower_bound_ >= plain.lower_bound_ - 1e-9
+
+
+def test_the_safeguard_keeps_the_fit_monotone_and_breaking_it_does_not(monkeypatch):
+    X, _, _ = make_mixture(3000, n_components=4, n_features=2, separation=0.7, random_state=5)
+    settings = dict(tol=0.0, max_iter=120, random_state=0, acceleration="squarem")
+    monkeypatch.setattr(acceleration, "STEP_MAX_START", 1e6)
+    kept = GaussianMixture(4, **settings).fit(X)
+    assert np.all(np.diff(kept.lower_bounds_) >= -1e-12 * np.abs(kept.lower_bound_))
+    assert len(kept.lower_bounds_) < kept.n_iter_, "nothing was rejected"
+    monkeypatch.setattr(acceleration, "accept_extrapolation", lambda *arguments: True)
+    broken = GaussianMixture(4, **settings).fit(X)
+    assert np.any(np.diff(broken.lower_bounds_) < -1e-12 * np.abs(broken.lower_bound_))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_accelerated_fit_from_a_zarr_store_equals_the_in_memory_fit(data, tmp_path, method):
+    X, init = data
+    path = tmp_path / "x.zarr"
+    zarr.create_array(store=str(path), shape=X.shape, chunks=(700, 2), dtype=X.dtype)[:] = X
+    settings = dict(tol=1e-10, max_iter=300, acceleration=method, **init)
+    from_store = GaussianMixture(3, **settings).fit(str(path))
+    in_memory = GaussianMixture(3, **settings).fit(X)
+    for name in FITTED:
+        np.testing.assert_allclose(getattr(from_store, name), getattr(in_memory, name),
+                                   rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_accelerated_runs_take_the_same_steps_together_as_alone(data, method):
+    """n_init's runs share passes; each keeps its own acceleration state."""
+    X, _ = data
+    model = GaussianMixture(3, tol=1e-8, max_iter=200, acceleration=method)
+    rows = as_rows(X)
+
+    def starts():
+        rng = make_rng(2)
+        return [start_run(model, rows, rng, True, index) for index in range(3)]
+
+    together, alone = starts(), starts()
+    run_em(rows.array, together, em_settings(model), step=em_step(model))
+    for run in alone:
+        run_em(rows.array, [run], em_settings(model), step=em_step(model))
+    for shared, single in zip(together, alone, strict=True):
+        assert shared.converged and shared.n_iter == single.n_iter
+        assert shared.lower_bounds == single.lower_bounds
+        np.testing.assert_array_equal(shared.params.means, single.params.means)
+
+
+def test_command_line_fit_takes_the_acceleration(data, tmp_path):
+    from click.testing import CliRunner
+
+    from streamgmm.cli import main
+
+    X, _ = data
+    path = tmp_path / "x.zarr"
+    zarr.create_array(store=str(path), shape=X.shape, chunks=(1000, 2), dtype=X.dtype)[:] = X
+    out = tmp_path / "model.zarr"
+    arguments = ["fit", str(path), "-k", "3", "--acceleration", "daarem", "--random-state",
+                 "0", "--tol", "1e-8", "--max-iter", "500", "--quiet", "--out", str(out)]
+    result = CliRunner().invoke(main, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    saved = streamgmm.load(out)
+    assert saved.acceleration == "daarem"
+    direct = GaussianMixture(3, acceleration="daarem", random_state=0, tol=1e-8,
+                             max_iter=500).fit(str(path))
+    np.testing.assert_allclose(saved.means_, direct.means_, rtol=1e-10)
+    assert saved.n_iter_ == direct.n_iter_
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_accelerated_fit_killed_with_sigkill_resumes_exactly(tmp_path, method):
+    X, _, _ = make_mixture(2000, n_components=3, n_features=3, separation=2.0, random_state=4)
+    path = tmp_path / "x.zarr"
+    zarr.create_array(store=str(path), shape=X.shape, chunks=(500, 3), dtype=X.dtype)[:] = X
+    settings = dict(n_components=3, n_init=2, max_iter=25, tol=0.0, random_state=5,
+                    acceleration=method)
+    reference = GaussianMixture(**settings).fit(str(path), checkpoint=tmp_path / "ref.ckpt")
+    first = _start(str(path), tmp_path, "killed", delay=0.03, settings=settings)
+    _wait_for_checkpoint(tmp_path / "fit.ckpt", first, 0, 6)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=30) == -signal.SIGKILL
+    _, meta = read_checkpoint(tmp_path / "fit.ckpt")
+    assert meta["run"]["acceleration"]["method"] == method
+    assert (meta["init_index"], meta["run"]["n_iter"]) < (1, 25)
+    second = _start(str(path), tmp_path, "resumed", delay=0.0, settings=settings)
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr.decode()
+    resumed = streamgmm.load(tmp_path / "model-resumed.zarr")
+    for name in FITTED:
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(reference, name),
+                                      err_msg=name)
+    assert resumed.n_iter_ == reference.n_iter_
+    assert resumed.lower_bounds_ == reference.lower_bounds_
