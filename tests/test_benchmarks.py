@@ -107,3 +107,20 @@ def test_online_kernel_benchmark_runs_at_a_tiny_size():
     )
     assert "E-step of all rows" in result.stdout
     assert result.stdout.count("x the E-step") == 2
+
+
+def test_time_to_converge_runs_at_a_tiny_size(tmp_path):
+    out = tmp_path / "converge.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "time_to_converge.py"), "--rows", "3000",
+         "--max-passes", "40", "--max-incremental", "10", "--chunk-rows", "1000",
+         "--warm-passes", "1", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600, check=True,
+    )
+    assert "plain batch EM" in result.stdout and "incremental EM" in result.stdout
+    report = json.loads(out.read_text())
+    for case in ("overlapping", "separated"):
+        rows = report["cases"][case]["rows"]
+        assert {"plain batch EM", "daarem", "squarem", "scikit-learn"} <= set(rows)
+        assert rows["plain batch EM"]["1e-06"] is not None
