@@ -135,10 +135,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         default because float32 data far from the origin then no longer fit like
         the same data centred. Other inputs and covariance types ignore it.
     acceleration : {None, "daarem", "squarem"}, default=None
-        Batch EM in fewer passes to the same fixed point: damped Anderson
-        acceleration or SQUAREM (:mod:`streamgmm.acceleration`), whose kept
-        steps never lower the log-likelihood. ``max_iter`` and ``n_iter_``
-        count passes; ``lower_bounds_`` holds the accepted points' bounds.
+        Batch EM in fewer passes to the same fixed point, never lowering the
+        log-likelihood (:mod:`streamgmm.acceleration`); ``max_iter`` and
+        ``n_iter_`` count passes, ``lower_bounds_`` the kept points.
 
     Attributes
     ----------
