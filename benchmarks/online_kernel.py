@@ -5,7 +5,8 @@
 CPU seconds (best of ``R``, BLAS on one thread) of ``chunk_statistics`` over N
 rows (d = 16, K = 8, full, float64: the E-step of all rows, no M-step) and of
 ``online.online_steps`` over the same rows in their stored order at
-``batch_size`` 512 and 4096 (an online pass without reading or shuffling).
+``batch_size`` 512 and 4096 (an online pass without reading or shuffling),
+without the helper thread (``helper=False``).
 Their ratio is the cost of the per-batch work (M-step, Cholesky factors, E-step
 operands, merge) and of small E-steps; CPU time keeps it meaningful on a busy
 machine, where wall-clock times are not.
@@ -43,11 +44,11 @@ def main(argv=None) -> None:
     runs = {"E-step": lambda: estep.chunk_statistics(X, params)}
     for batch_size in BATCH_SIZES:
         runs[batch_size] = lambda size=batch_size: online_steps(
-            state, params, covariances, X, config, size
+            state, params, covariances, X, config, size, helper=False
         )
     best = dict.fromkeys(runs, np.inf)
     with threadpool_limits(limits=1, user_api="blas"):
-        online_steps(state, params, covariances, X[:5000], config, 512)
+        online_steps(state, params, covariances, X[:5000], config, 512, helper=False)
         for _ in range(args.repeats):
             for name, run in runs.items():
                 began = time.process_time()

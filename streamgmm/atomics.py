@@ -6,7 +6,9 @@ acquire and release ordering: everything a thread wrote before a
 :func:`store_release` is visible to a thread whose :func:`load_acquire` (or
 successful :func:`compare_exchange`) read that value. :func:`yield_thread`
 calls ``sched_yield`` so that a thread waiting for another gives up its core
-on a busy machine instead of spinning through its time slice.
+on a busy machine instead of spinning through its time slice, and
+:func:`cycle_count` reads the processor's cycle counter, so that a thread can
+bound how long it waits.
 
 They are what :func:`streamgmm.compiled.online_steps` and its helper thread
 hand each other a mini-batch's second half with (:mod:`streamgmm.compiled`).
@@ -80,6 +82,21 @@ def yield_thread(typingctx):  # pragma: no cover
     return signature, codegen
 
 
+@intrinsic
+def cycle_count(typingctx):  # pragma: no cover
+    """The processor's cycle counter (``rdtsc`` on x86; 0 where there is none)."""
+    signature = types.int64()
+
+    def codegen(context, builder, sig, args):
+        function_type = ir.FunctionType(ir.IntType(64), [])
+        function = cgutils.get_or_insert_function(
+            builder.module, function_type, "llvm.readcyclecounter"
+        )
+        return builder.call(function, [])
+
+    return signature, codegen
+
+
 SPINS_BEFORE_YIELD = 64
 """Reads of a slot a waiting thread makes before it starts yielding its core
 between reads (a few microseconds)."""
@@ -96,4 +113,15 @@ def wait_at_least(flags, index, value, stop_index):  # pragma: no cover
         spins += 1
         if spins > SPINS_BEFORE_YIELD:
             yield_thread()
+    return True
+
+
+@njit(nogil=True, cache=True)
+def wait_cycles(flags, index, value, cycles):  # pragma: no cover
+    """Spin until ``flags[index] >= value`` (True) or ``cycles`` processor cycles
+    have passed (False; at once where there is no cycle counter)."""
+    deadline = cycle_count() + cycles
+    while load_acquire(flags, index) < value:
+        if cycle_count() >= deadline:
+            return False
     return True

@@ -28,7 +28,14 @@ import math
 import numpy as np
 from numba import njit
 
-from .atomics import compare_exchange, load_acquire, store_release, wait_at_least
+from .atomics import (
+    compare_exchange,
+    cycle_count,
+    load_acquire,
+    store_release,
+    wait_at_least,
+    wait_cycles,
+)
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -875,19 +882,23 @@ def burn_in_complete(weight, n_rows, needed, cap):  # pragma: no cover
 # The halves are fixed by the batch's rows alone, so a result does not depend
 # on which thread computed which half, nor on whether a second thread ran.
 # The thread running online_steps posts the second half (the parameters and the
-# rows) and computes the first; whichever thread claims the posted half first
-# (an atomic compare-exchange on SYNC_CLAIMED) computes it. A helper that has
-# not started, or has lost its core, therefore never holds the fit up.
+# rows, in one of two buffers, alternately) and computes the first; whichever
+# thread claims the posted half first (an atomic compare-exchange on
+# SYNC_CLAIMED) computes it. If the helper claimed it but has not finished by the
+# time half as long again has passed (it may have lost its core to another
+# process), the posting thread computes the half itself and moves on; a buffer
+# is posted again only once the helper is done with it. A helper that has not
+# started, or is slow, therefore never holds the fit up for long.
 
 SPLIT_MIN_ROWS = 128
 """Mini-batches with fewer rows are not split."""
 
-SYNC_POSTED, SYNC_CLAIMED, SYNC_DONE, SYNC_STOP, SYNC_BEGIN, SYNC_END, SYNC_HELPED = range(7)
-SYNC_SLOTS = 7
+SYNC_POSTED, SYNC_CLAIMED, SYNC_DONE, SYNC_STOP, SYNC_HELPED, SYNC_RANGES = range(6)
+SYNC_SLOTS = SYNC_RANGES + 4
 """Slots of the int64 ``sync`` array: the generation (count) of the last posted
 half, of the last claimed one and of the last one the helper finished; the stop
-flag; the posted half's rows ``begin:end``; and how many halves the helper
-computed (for benchmarks)."""
+flag; how many halves the helper computed (for benchmarks); and the rows
+``begin, end`` of the half posted in buffer 0, then in buffer 1."""
 
 
 @njit(nogil=True, cache=True)
@@ -958,7 +969,7 @@ def add_sums(first, second):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
-def helper_workspace(
+def helper_buffer(
     weights, means, factors, covariances, kind, shared_products_max_features
 ):  # pragma: no cover
     """What a posted half travels in: the parameters (shapes of the arguments)
@@ -972,24 +983,36 @@ def helper_workspace(
 
 
 @njit(nogil=True, cache=True)
-def post_half(
-    sync, workspace, generation, begin, end, weights, means, factors, covariances
+def helper_workspace(
+    weights, means, factors, covariances, kind, shared_products_max_features
 ):  # pragma: no cover
-    """Offer the rows ``begin:end`` under these parameters as half ``generation``."""
-    workspace[0][:] = weights
-    workspace[1][:] = means
-    workspace[2][:] = factors
-    workspace[3][:] = covariances
-    sync[SYNC_BEGIN] = begin
-    sync[SYNC_END] = end
+    """The two buffers (:func:`helper_buffer`) halves are posted in, alternately."""
+    return (
+        helper_buffer(weights, means, factors, covariances, kind, shared_products_max_features),
+        helper_buffer(weights, means, factors, covariances, kind, shared_products_max_features),
+    )
+
+
+@njit(nogil=True, cache=True)
+def post_half(
+    sync, buffer, generation, begin, end, weights, means, factors, covariances
+):  # pragma: no cover
+    """Offer the rows ``begin:end`` under these parameters as half ``generation``,
+    in the buffer of its parity."""
+    buffer[0][:] = weights
+    buffer[1][:] = means
+    buffer[2][:] = factors
+    buffer[3][:] = covariances
+    sync[SYNC_RANGES + 2 * (generation % 2)] = begin
+    sync[SYNC_RANGES + 2 * (generation % 2) + 1] = end
     store_release(sync, SYNC_POSTED, generation)
 
 
 @njit(nogil=True, cache=True)
-def posted_sums(workspace):  # pragma: no cover
-    """What the helper left in ``workspace``: as :func:`half_sums` returns it."""
-    return (workspace[4], workspace[5], workspace[6], workspace[7], workspace[8],
-            workspace[9], workspace[10][0]), workspace[10][1] != 0.0
+def posted_sums(buffer):  # pragma: no cover
+    """What the helper left in ``buffer``: as :func:`half_sums` returns it."""
+    return (buffer[4], buffer[5], buffer[6], buffer[7], buffer[8], buffer[9],
+            buffer[10][0]), buffer[10][1] != 0.0
 
 
 @njit(nogil=True, cache=True)
@@ -1005,21 +1028,23 @@ def help_online_steps(
         seen = load_acquire(sync, SYNC_POSTED)
         if not compare_exchange(sync, SYNC_CLAIMED, seen - 1, seen):
             continue
+        buffer = workspace[seen % 2]
         operands = batch_operands(
-            workspace[0], workspace[1], workspace[2], workspace[3], kind, probe,
-            expansion_limit, shared_shift_limit, shared_products_max_features,
+            buffer[0], buffer[1], buffer[2], buffer[3], kind, probe, expansion_limit,
+            shared_shift_limit, shared_products_max_features,
         )
+        ranges = SYNC_RANGES + 2 * (seen % 2)
         sums, usable = half_sums(
-            X, rows, sync[SYNC_BEGIN], sync[SYNC_END], block, kind, operands, limit
+            X, rows, sync[ranges], sync[ranges + 1], block, kind, operands, limit
         )
-        workspace[4][:] = sums[0]
-        workspace[5][:] = sums[1]
-        workspace[6][:] = sums[2]
-        workspace[7][:] = sums[3]
-        workspace[8][:] = sums[4]
-        workspace[9][:] = sums[5]
-        workspace[10][0] = sums[6]
-        workspace[10][1] = 1.0 if usable else 0.0
+        buffer[4][:] = sums[0]
+        buffer[5][:] = sums[1]
+        buffer[6][:] = sums[2]
+        buffer[7][:] = sums[3]
+        buffer[8][:] = sums[4]
+        buffer[9][:] = sums[5]
+        buffer[10][0] = sums[6]
+        buffer[10][1] = 1.0 if usable else 0.0
         sync[SYNC_HELPED] += 1
         store_release(sync, SYNC_DONE, seen)
 
@@ -1042,7 +1067,8 @@ def online_steps(
     added; with ``paired``, the second half is offered to a thread running
     :func:`help_online_steps` on the same ``sync`` and ``workspace``
     (:func:`helper_workspace`), and computed here if that thread has not
-    claimed it by the time the first half is done.
+    claimed it by the time the first half is done, or has not finished it half
+    as long again later.
 
     The parameters (``weights``, ``means``, precision ``factors`` and
     ``covariances``, blocks form) are those of the next E-step; the running and
@@ -1063,23 +1089,32 @@ def online_steps(
     averaged_totals = averaged_totals.copy()
     status = STEPS_DONE
     generation = 0
+    helper_holds = np.zeros(2, dtype=np.int64)
     for batch in range(n_batches):
         begin = batch * batch_size
         end = min(begin + batch_size, n_rows)
         split = split_row(begin, end)
-        if paired and split < end:
+        parity = (generation + 1) % 2
+        posted = (paired and split < end and (helper_holds[parity] == 0 or load_acquire(
+            sync, SYNC_DONE) >= helper_holds[parity]))
+        if posted:
             generation += 1
-            post_half(sync, workspace, generation, split, end, weights, means, factors,
+            helper_holds[parity] = 0
+            post_half(sync, workspace[parity], generation, split, end, weights, means, factors,
                       covariances)
+        started = cycle_count()
         operands = batch_operands(
             weights, means, factors, covariances, kind, probe, expansion_limit,
             shared_shift_limit, shared_products_max_features,
         )
         sums, usable = half_sums(X, rows, begin, split, block, kind, operands, limit)
         if split < end:
-            if paired and not compare_exchange(sync, SYNC_CLAIMED, generation - 1, generation):
-                wait_at_least(sync, SYNC_DONE, generation, SYNC_STOP)
-                second, second_usable = posted_sums(workspace)
+            helped = False
+            if posted and not compare_exchange(sync, SYNC_CLAIMED, generation - 1, generation):
+                helper_holds[parity] = generation
+                helped = wait_cycles(sync, SYNC_DONE, generation, (cycle_count() - started) // 2)
+            if helped:
+                second, second_usable = posted_sums(workspace[parity])
             else:
                 second, second_usable = half_sums(X, rows, split, end, block, kind, operands,
                                                   limit)

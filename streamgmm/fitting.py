@@ -30,6 +30,7 @@ from .inputs import RowData, check_matrix
 from .online import (
     START_POSITION,
     FoldCarry,
+    NextParameters,
     OnlineConfig,
     current_parameters,
     finish_pass,
@@ -240,7 +241,9 @@ def partial_fit_run(
 ) -> EMRun:
     """The run after stepwise-EM updates of ``model`` from ``rows`` (in memory)
     or ``data``; a first call initialises from ``data``. Its lower bound is the
-    rows' prequential score; its record keeps the last ``PARTIAL_FIT_RECORD``."""
+    rows' prequential score; its record keeps the last ``PARTIAL_FIT_RECORD``.
+    The parameters the steps ended with are kept as ``model._next_parameters``
+    for the next call's first E-step (:func:`streamgmm.online.current_parameters`)."""
     first_call = not hasattr(model, "means_")
     config = online_config(model)
     n_features = rows.shape[1] if data is None else data.n_features
@@ -257,7 +260,9 @@ def partial_fit_run(
             state = initial_state(model.n_components, n_features, model.covariance_type)
         else:
             state = _online_state(model, n_features)
-            params = current_parameters(state, model._fitted_parameters(), config)
+            params = current_parameters(
+                state, model._fitted_parameters(), config, model.__dict__.get("_next_parameters")
+            )
             covariances = np.asarray(model.covariances_, dtype=np.float64)
         carry = FoldCarry(state, params, covariances)
         if rows is not None:
@@ -280,6 +285,7 @@ def partial_fit_run(
         record = history.setdefault(key, [])
         record.append(value)
         del record[:-PARTIAL_FIT_RECORD]
+    model._next_parameters = NextParameters(carry.state.statistics, config, carry.params)
     return EMRun(
         shown,
         shown_covariances,

@@ -171,13 +171,31 @@ def burn_in_complete(statistics: SufficientStatistics, n_rows: int, covariance_t
     ))
 
 
+class NextParameters(NamedTuple):
+    """The parameters a run of steps ended with: the M-step of ``statistics``
+    (the object the state holds) under ``config``, which the next call's first
+    E-step uses (:func:`current_parameters`)."""
+
+    statistics: SufficientStatistics
+    config: OnlineConfig
+    params: GaussianParameters
+
+
 def current_parameters(
-    state: OnlineState, starting: GaussianParameters, config: OnlineConfig
+    state: OnlineState,
+    starting: GaussianParameters,
+    config: OnlineConfig,
+    remembered: NextParameters | None = None,
 ) -> GaussianParameters:
     """The parameters the next E-step uses: the starting ones during the burn-in,
-    else the M-step of the running statistics."""
+    else the M-step of the running statistics, which ``remembered`` already
+    holds if it was made from the very statistics object of ``state`` under the
+    same ``config`` (the M-step is then not run again: ``partial_fit``)."""
     if state.n_steps == 0:
         return starting
+    if (remembered is not None and remembered.statistics is state.statistics
+            and remembered.config == config):
+        return remembered.params
     params, _ = parameters_from_statistics(
         state.statistics, config.reg_covar, config.covariance_type
     )
@@ -225,11 +243,15 @@ def online_steps(
     row_offset: int = 0,
     row_numbers: np.ndarray | None = None,
     order: np.ndarray | None = None,
+    helper: bool = True,
 ) -> tuple[OnlineState, GaussianParameters, np.ndarray, np.ndarray]:
     """Stepwise-EM updates from ``rows`` (n, d), ``batch_size`` rows per step (the
     last batch may be shorter), in one compiled call without the GIL
     (:func:`streamgmm.compiled.online_steps`); with a non-empty ``order`` (int),
-    the rows ``rows[order]`` in that order, without copying them.
+    the rows ``rows[order]`` in that order, without copying them. With
+    ``helper`` (and more than one core), a second thread takes the second
+    halves of the batches when it can (:mod:`streamgmm.compiled`); the results
+    are the same to the last bit either way.
 
     Returns the new state, the parameters and covariances for the next E-step,
     and each batch's summed log-likelihood under the parameters it met (n_batches,).
@@ -262,9 +284,10 @@ def online_steps(
         as_blocks(params.precisions_cholesky, cov_type), as_blocks(covariances, cov_type),
     )
     sync = np.zeros(compiled.SYNC_SLOTS, dtype=np.int64)
-    workspace = compiled.helper_workspace(*parameters, kind, SHARED_PRODUCTS_MAX_FEATURES)
-    paired = _worth_a_helper(n_rows, batch_size)
+    paired = helper and _worth_a_helper(n_rows, batch_size)
+    workspace = _NO_WORKSPACE
     if paired:
+        workspace = compiled.helper_workspace(*parameters, kind, SHARED_PRODUCTS_MAX_FEATURES)
         _helper_thread().submit(
             compiled.help_online_steps, X, order, settings[2], kind, probe, settings[4], *limits,
             sync, workspace,
@@ -310,6 +333,12 @@ def check_visited(
         return
     names = row_offset + order if row_numbers is None else np.asarray(row_numbers)[order]
     check_finite(rows[order], row_numbers=names)
+
+
+_NO_WORKSPACE = (tuple(np.empty((0,) * ndim) for ndim in (1, 2, 3, 3, 2, 2, 2, 2, 3, 2, 1)),) * 2
+"""The ``workspace`` argument of :func:`streamgmm.compiled.online_steps` without a
+helper (never read): arrays of the dimensions
+:func:`streamgmm.compiled.helper_workspace` gives."""
 
 
 def _worth_a_helper(n_rows: int, batch_size: int) -> bool:

@@ -15,17 +15,22 @@ from threadpoolctl import threadpool_limits
 from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture, random_mixture, sample_mixture
 from streamgmm.estep import GaussianParameters, statistics_from_responsibilities
+from streamgmm.fitting import online_config
 from streamgmm.io import load, save
+from streamgmm.mstep import parameters_from_statistics
 from streamgmm.online import (
     FoldCarry,
     OnlineConfig,
     burn_in_complete,
+    current_parameters,
     finish_pass,
     fold_chunk,
     initial_state,
     step_size,
     stepwise_update,
 )
+from streamgmm.state import online_state_of
+from streamgmm.statistics import SufficientStatistics
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -306,17 +311,20 @@ def _snapshot(model):
 def _assert_same_state(before, after):
     assert before.keys() == after.keys()
     for name, value in before.items():
-        other = after[name]
-        if isinstance(value, dict):
-            assert value.keys() == other.keys(), name
-            for key in value:
-                np.testing.assert_array_equal(value[key], other[key], err_msg=f"{name}[{key}]")
-        elif isinstance(value, tuple) and value is not None:
-            assert type(other) is type(value), name
-            for a, b in zip(value, other, strict=True):
-                np.testing.assert_array_equal(a, b, err_msg=name)
-        else:
-            np.testing.assert_array_equal(value, other, err_msg=name)
+        _assert_same_value(value, after[name], name)
+
+
+def _assert_same_value(value, other, name):
+    if isinstance(value, dict):
+        assert value.keys() == other.keys(), name
+        for key in value:
+            _assert_same_value(value[key], other[key], f"{name}[{key}]")
+    elif isinstance(value, tuple):
+        assert type(other) is type(value), name
+        for position, (a, b) in enumerate(zip(value, other, strict=True)):
+            _assert_same_value(a, b, f"{name}[{position}]")
+    else:
+        np.testing.assert_array_equal(value, other, err_msg=name)
 
 
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf])
@@ -333,6 +341,32 @@ def test_a_batch_with_nan_or_inf_leaves_the_model_unchanged(bad_value):
     _assert_same_state(before, _snapshot(model))
     model.partial_fit(X[1000:])  # and it still learns from good data
     assert model.n_samples_seen_ == 3000
+
+
+@pytest.mark.parametrize("averaging", [False, True])
+def test_partial_fit_remembers_the_m_step_its_steps_ended_with(averaging):
+    """A call's first E-step takes the parameters the previous call's steps ended
+    with instead of running the M-step of the running statistics again: they are
+    that M-step to the last bit, and are used only for the very statistics
+    object they came from, under the same settings."""
+    X, _, _ = make_mixture(1300, n_components=3, n_features=3, random_state=6)
+    model = GaussianMixture(3, batch_size=100, averaging=averaging, random_state=0)
+    model.partial_fit(X[:1000])
+    model.partial_fit(X[1000:])
+    remembered = model._next_parameters
+    assert remembered.statistics is model.running_statistics_
+    recomputed, _ = parameters_from_statistics(
+        model.running_statistics_, model.reg_covar, model.covariance_type
+    )
+    for name in ("weights", "means", "precisions_cholesky"):
+        np.testing.assert_array_equal(getattr(remembered.params, name), getattr(recomputed, name))
+    state, config = online_state_of(model), online_config(model)
+    fitted = model._fitted_parameters()
+    assert current_parameters(state, fitted, config, remembered) is remembered.params
+    other = config._replace(reg_covar=1e-3)
+    assert current_parameters(state, fitted, other, remembered) is not remembered.params
+    copied = state._replace(statistics=SufficientStatistics(*state.statistics))
+    assert current_parameters(copied, fitted, config, remembered) is not remembered.params
 
 
 def test_a_first_call_with_nan_leaves_the_model_unfitted():
