@@ -124,3 +124,21 @@ def test_time_to_converge_runs_at_a_tiny_size(tmp_path):
         rows = report["cases"][case]["rows"]
         assert {"plain batch EM", "daarem", "squarem", "scikit-learn"} <= set(rows)
         assert rows["plain batch EM"]["1e-06"] is not None
+
+
+def test_peers_benchmark_runs_without_the_peers_at_a_tiny_size(tmp_path):
+    out = tmp_path / "peers.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--rows", "4000", "--extra",
+         "1", "--peers", "", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, check=True,
+    )
+    assert "to conv. s" in result.stdout
+    results = json.loads(out.read_text())["results"]
+    assert list(results) == ["streamgmm", "scikit-learn"]
+    ours, theirs = results["streamgmm"], results["scikit-learn"]
+    assert ours["seconds_per_iteration"] > 0 and ours["converged_seconds"] > 0
+    # Same start and the same stopping rule: the same iterations and likelihood.
+    assert ours["n_iter"] == theirs["n_iter"] >= 1
+    assert abs(ours["mean_log_likelihood"] - theirs["mean_log_likelihood"]) < 1e-8
