@@ -148,7 +148,7 @@ def test_accelerated_fit_killed_with_sigkill_resumes_exactly(tmp_path, method):
     with pytest.warns(ConvergenceWarning):
         reference = GaussianMixture(**settings).fit(str(path), checkpoint=tmp_path / "ref.ckpt")
     first = _start(str(path), tmp_path, "killed", delay=0.03, settings=settings)
-    _wait_for_checkpoint(tmp_path / "fit.ckpt", first, 0, 6)
+    _wait_for_checkpoint(tmp_path / "fit.ckpt", first, 0, 3)
     first.send_signal(signal.SIGKILL)
     assert first.wait(timeout=30) == -signal.SIGKILL
     _, meta = read_checkpoint(tmp_path / "fit.ckpt")
