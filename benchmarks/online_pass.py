@@ -76,7 +76,8 @@ def pass_times(sources: dict, settings: dict, extra: int, repeats: int) -> dict:
     """``(time(1 + extra) - time(1)) / extra`` of fits from the same start for
     each named data source, each time the best of ``repeats`` fits; the sources
     take turns within every repeat, so that a change in the machine's load
-    between them touches all."""
+    between them touches all. NaN when the longer fits were not slower (a
+    measurement that says nothing; the report says "not measured")."""
     best = {name: {"one": [np.inf, np.inf], "more": [np.inf, np.inf]} for name in sources}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -91,7 +92,8 @@ def pass_times(sources: dict, settings: dict, extra: int, repeats: int) -> dict:
                     best[name][length] = np.minimum(best[name][length], spent).tolist()
     return {
         name: PassTime(
-            *(max(more - one, 1e-9) / extra for one, more in zip(*times.values(), strict=True))
+            *((more - one) / extra if more > one else float("nan")
+              for one, more in zip(*times.values(), strict=True))
         )
         for name, times in best.items()
     }

@@ -48,13 +48,12 @@ from .validation import check_hyperparameters
 class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by exact EM over data that need not fit in memory.
 
-    A scikit-learn estimator (``BaseEstimator``, ``DensityMixin``): it passes
-    ``check_estimator`` and works in pipelines, ``GridSearchCV`` (scored by
-    :meth:`score`) and ``clone``. Parameters mean what they mean in
-    ``sklearn.mixture.GaussianMixture``; the additions are listed last. They
-    are checked when fitting starts, not in ``__init__``: a bad value raises
-    :class:`~streamgmm.validation.InvalidParameterError` (a ``ValueError`` and
-    a ``TypeError``, as scikit-learn's) naming it.
+    A scikit-learn estimator: it passes ``check_estimator`` and works in
+    pipelines, ``GridSearchCV`` (scored by :meth:`score`) and ``clone``.
+    Parameters mean what they mean in ``sklearn.mixture.GaussianMixture``; the
+    additions are listed last. They are checked when fitting starts: a bad value
+    raises :class:`~streamgmm.validation.InvalidParameterError` (a ``ValueError``
+    and a ``TypeError``, as scikit-learn's) naming it.
 
     Parameters
     ----------
@@ -66,9 +65,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Added to the diagonal of every covariance.
     max_iter : int, default=100
         EM iterations (passes over the data) per initialisation. 0 fits the
-        initialisation only, as scikit-learn: ``n_iter_`` 0, ``converged_``
-        False, ``lower_bound_`` -inf, no ``ConvergenceWarning``, the parameters
-        of the last initialisation.
+        initialisation only, as scikit-learn (``n_iter_`` 0, ``converged_`` False,
+        ``lower_bound_`` -inf, no warning, the last initialisation's parameters).
     n_init : int, default=1
         Initialisations; the one with the best final lower bound is kept.
     init_params : {"k-means||", "kmeans", "k-means++", "hierarchical", "random", \
@@ -85,8 +83,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue from the fitted parameters on the next ``fit``.
     verbose : int, default=0
-        1 shows a progress bar per iteration on a terminal; 2 also prints a line
-        every ``verbose_interval`` iterations when not on a terminal.
+        1: a progress bar on a terminal; 2: also a line every ``verbose_interval``
+        iterations when not on a terminal.
     verbose_interval : int, default=10
     algorithm : {"batch", "online"}, default="batch"
         ``"batch"`` runs exact EM, one pass over the data per iteration.
@@ -117,8 +115,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     init_sample_size : int, default=100_000
         Rows sampled (in one pass) for the k-means-based initialisations.
     sample_dim : str, optional
-        For DataArray inputs, the dimension that indexes samples (default: the
-        first dimension).
+        DataArray inputs: the dimension that indexes samples (default the first).
     persist : {"auto", True, False}, default="auto"
         Keep the row-chunked input in (cluster) memory for the whole fit with
         ``dask.persist`` instead of reading it again on every pass. ``True``
@@ -128,16 +125,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``dask.distributed`` client, so that it is shipped to the workers once
         per fit rather than once per pass. See ``docs/cluster.md``.
     float32_products : bool, default=False
-        For float32 input and the full covariance type, compute the E-step's
-        and the statistics' products in float32 (sums still add up in float64):
-        about 1.6 to 1.8 times faster per iteration (docs/benchmarks.md), but
-        parameters accurate to about 1e-6 relative instead of 1e-13. Off by
-        default because float32 data far from the origin then no longer fit like
-        the same data centred. Other inputs and covariance types ignore it.
+        Float32 input, full covariances: the E-step's and statistics' products
+        in float32 (sums in float64), about 1.6 to 1.8 times faster per iteration
+        (docs/benchmarks.md) but parameters accurate to about 1e-6 relative, not
+        1e-13; off by default because float32 data far from the origin then no
+        longer fit like the same data centred. Ignored otherwise.
     acceleration : {None, "daarem", "squarem"}, default=None
         Batch EM in fewer passes to the same fixed point, never lowering the
-        log-likelihood (:mod:`streamgmm.acceleration`); ``max_iter`` and
-        ``n_iter_`` count passes, ``lower_bounds_`` the kept points.
+        log-likelihood (:mod:`streamgmm.acceleration`); ``max_iter`` counts passes.
 
     Attributes
     ----------

@@ -58,7 +58,8 @@ def test_online_pass_benchmark_runs_at_a_tiny_size(tmp_path):
     report = json.loads(out.read_text())
     (case,) = report["online_passes"]
     assert case["batch_size"] == 4096
-    assert case["in_memory_seconds"] > 0 and case["zarr_seconds"] > 0
+    # NaN, not a made-up figure, when the fit with the extra pass was not slower
+    assert not case["in_memory_seconds"] <= 0 and not case["zarr_seconds"] <= 0
     assert report["partial_fit_ms"]["calls"] == 30 and report["partial_fit_ms"]["median"] > 0
 
 
