@@ -29,7 +29,6 @@ import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +36,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnMixture
 
 from streamgmm import GaussianMixture
-from streamgmm.acceleration import ACCELERATIONS, accelerated_em, incremental_em
+from streamgmm.acceleration import ACCELERATIONS, incremental_em
 from streamgmm.covariance import precision_cholesky_from_precisions
 from streamgmm.datasets import make_mixture
-from streamgmm.estep import GaussianParameters, chunk_log_likelihood, chunk_statistics
+from streamgmm.estep import GaussianParameters, chunk_log_likelihood
 from streamgmm.inputs import as_rows
 from streamgmm.reduction import tree_reduce
-from streamgmm.statistics import merge_all
-from streamgmm.threads import blas_threads_for_dask, single_threaded_blas
+from streamgmm.threads import single_threaded_blas
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from online_vs_batch import starting_parameters  # noqa: E402
@@ -92,9 +90,12 @@ def relative_difference(params, covariances, reference_params, reference_covaria
     return max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in pairs)
 
 
-def plain_batch(X, n_components, start, max_passes):
-    """Plain batch EM through ``GaussianMixture`` to tol 1e-10: its history."""
-    model = GaussianMixture(n_components, tol=REFERENCE_TOL, max_iter=max_passes, **start)
+def batch_fit(X, n_components, start, max_passes, **options):
+    """Batch EM through ``GaussianMixture`` (plain, or with ``options`` such as
+    ``acceleration``) from ``start`` to tol 1e-10: its trace from ``history_``,
+    its parameters, covariances and passes."""
+    model = GaussianMixture(n_components, tol=REFERENCE_TOL, max_iter=max_passes, **start,
+                            **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X)
@@ -103,23 +104,6 @@ def plain_batch(X, n_components, start, max_passes):
                      strict=True))
     params = model._fitted_parameters()
     return trace, params, np.asarray(model.covariances_), model.n_iter_
-
-
-def accelerated_trace(X, params, max_passes, method, tol=REFERENCE_TOL):
-    """Accelerated EM from ``params``: its trace and its run."""
-    array = as_rows(X).array
-    statistics_of = partial(tree_reduce, array, chunk_statistics,
-                            partial(merge_all, covariance_type="full"))
-    trace = []
-    began = time.perf_counter()
-
-    def record(run):
-        if run.passes and run.passes[-1] == run.n_passes:
-            trace.append((run.n_passes, run.scores[-1], time.perf_counter() - began))
-
-    with blas_threads_for_dask([array]):
-        run = accelerated_em(statistics_of, params, 1e-6, tol, max_passes, method, record)
-    return trace, run
 
 
 def score_of(array, params):
@@ -156,7 +140,9 @@ def warm_started(X, n_components, start, online_passes, max_passes, method):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X)
     online_seconds = time.perf_counter() - began
-    trace, _ = accelerated_trace(X, model._fitted_parameters(), max_passes, method)
+    warm = dict(weights_init=model.weights_, means_init=model.means_,
+                precisions_init=model.precisions_)
+    trace, _, _, _ = batch_fit(X, n_components, warm, max_passes, acceleration=method)
     return [(online_passes + passes, score, online_seconds + seconds)
             for passes, score, seconds in trace]
 
@@ -207,7 +193,7 @@ def run_case(name, args, cache):
     if key in cache and not args.recompute:
         plain = cache[key]
     else:
-        trace, end, covariances, n_iter = plain_batch(X, n_components, start, args.max_passes)
+        trace, end, covariances, n_iter = batch_fit(X, n_components, start, args.max_passes)
         plain = dict(trace=trace, n_iter=n_iter, weights=end.weights.tolist(),
                      means=end.means.tolist(), covariances=covariances.tolist())
         cache[key] = plain
@@ -219,9 +205,10 @@ def run_case(name, args, cache):
     rows = {"plain batch EM": dict(trace=plain["trace"], total=plain["n_iter"])}
 
     for method in args.methods:
-        trace, run = accelerated_trace(X, params, args.max_passes, method)
-        rows[method] = dict(trace=trace, total=run.n_passes, difference=relative_difference(
-            run.params, run.covariances, reference_params, np.asarray(plain["covariances"])))
+        trace, end, covariances, n_iter = batch_fit(X, n_components, start, args.max_passes,
+                                                    acceleration=method)
+        rows[method] = dict(trace=trace, total=n_iter, difference=relative_difference(
+            end, covariances, reference_params, np.asarray(plain["covariances"])))
     for online_passes in args.warm_passes:
         rows[f"{online_passes} online + {args.warm_method}"] = dict(trace=warm_started(
             X, n_components, start, online_passes, args.max_passes, args.warm_method))
@@ -255,7 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-incremental", type=int, default=300)
     parser.add_argument("--chunk-rows", type=int, default=16_384)
     parser.add_argument("--chunks-per-step", type=int, default=2)
-    parser.add_argument("--methods", nargs="+", choices=list(ACCELERATIONS),
+    parser.add_argument("--methods", nargs="*", choices=list(ACCELERATIONS),
                         default=list(ACCELERATIONS))
     parser.add_argument("--warm-method", choices=list(ACCELERATIONS), default="squarem")
     parser.add_argument("--warm-passes", type=int, nargs="*", default=[1, 2])

@@ -608,68 +608,6 @@ def state_from_arrays(method: str, arrays: dict, scalars: dict):
     })
 
 
-class AcceleratedRun(NamedTuple):
-    """The result of :func:`accelerated_em`.
-
-    Attributes
-    ----------
-    params, covariances
-        The EM image of the last accepted point (an M-step output).
-    scores : list of float
-        Mean log-likelihoods of the accepted points, in order (never decreasing).
-    passes : list of int
-        The pass after which each of ``scores`` was known.
-    n_passes : int
-    converged : bool
-    state : SquaremState
-    """
-
-    params: GaussianParameters
-    covariances: np.ndarray
-    scores: list
-    passes: list
-    n_passes: int
-    converged: bool
-    state: SquaremState | DaaremState
-
-
-def accelerated_em(
-    statistics_of: Callable[[GaussianParameters], SufficientStatistics],
-    params: GaussianParameters,
-    reg_covar: float,
-    tol: float,
-    max_passes: int,
-    method: str = "squarem",
-    on_pass: Callable[[AcceleratedRun], None] | None = None,
-) -> AcceleratedRun:
-    """Accelerated EM (``method`` a key of :data:`ACCELERATIONS`) from ``params``
-    until a step that measures convergence changes the mean log-likelihood by
-    less than ``tol``, or ``max_passes`` passes were made.
-    ``statistics_of(params)`` reduces the data once; ``on_pass(run)`` sees the
-    run after every pass."""
-    n_components, n_features = params.means.shape
-    cov_type = params.covariance_type
-    state = start_acceleration(method, params)
-    current, covariances = params, None
-    scores, passes, converged = [], [], False
-    for n_pass in range(1, max_passes + 1):
-        statistics = statistics_of(point_parameters(state, n_components, n_features, cov_type))
-        previous = scores[-1] if scores else -np.inf
-        step = advance(method, state, statistics, reg_covar, cov_type)
-        state = step.state
-        if step.accepted:
-            current, covariances = step.params, step.covariances
-            scores.append(step.score)
-            passes.append(n_pass)
-            converged = step.em_step and abs(step.score - previous) < tol
-        run = AcceleratedRun(current, covariances, scores, passes, n_pass, converged, state)
-        if on_pass is not None:
-            on_pass(run)
-        if converged:
-            break
-    return run
-
-
 # ------------------------------------------------------------- incremental EM
 class StatisticsTree:
     """Statistics of every chunk and their total, kept in a binary tree of

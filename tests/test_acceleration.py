@@ -2,7 +2,6 @@
 the parameterisation, the safeguards, and the fixed point of plain EM."""
 
 import json
-from functools import partial
 
 import numpy as np
 import pytest
@@ -10,8 +9,8 @@ import pytest
 from streamgmm import acceleration
 from streamgmm.acceleration import (
     ACCELERATIONS,
+    AcceleratedEM,
     StatisticsTree,
-    accelerated_em,
     advance,
     damped_coefficients,
     extrapolate,
@@ -25,6 +24,7 @@ from streamgmm.acceleration import (
     usable,
 )
 from streamgmm.datasets import make_mixture
+from streamgmm.engine import EMRun, EMSettings, run_em
 from streamgmm.estep import chunk_statistics
 from streamgmm.initialization import initialize_parameters
 from streamgmm.inputs import as_rows
@@ -68,6 +68,15 @@ def plain_em(X, params, reg_covar, passes):
         params, covariances = parameters_from_statistics(stats, reg_covar,
                                                          params.covariance_type)
     return scores, params, covariances
+
+
+def accelerated_em(X, params, reg_covar, tol, max_passes, method):
+    """The engine's run of ``method`` from ``params`` (``n_iter`` counts passes,
+    ``lower_bounds`` holds the accepted points' mean log-likelihoods)."""
+    run = EMRun(params, None)
+    run_em(as_rows(X).array, [run], EMSettings(tol, max_passes, reg_covar),
+           step=AcceleratedEM(method))
+    return run
 
 
 def relative_difference(a, b):
@@ -122,23 +131,21 @@ def test_accelerated_em_ends_where_plain_em_ends(overlapping, plain_ends, method
     params = start_of(overlapping, 3, covariance_type)
     plain_scores, plain, plain_covariances = plain_ends[covariance_type]
     assert abs(plain_scores[-1] - plain_scores[-2]) < 1e-13
-    run = accelerated_em(partial(chunk_statistics, overlapping), params, 1e-6, 0.0, 400,
-                         method)
+    run = accelerated_em(overlapping, params, 1e-6, 0.0, 400, method)
     assert relative_difference(run.params.weights, plain.weights) < 1e-6
     assert relative_difference(run.params.means, plain.means) < 1e-6
     assert relative_difference(run.covariances, plain_covariances) < 1e-6
-    assert len(decreases(run.scores)) == 0
-    assert run.scores[-1] >= plain_scores[-1] - 1e-12
+    assert len(decreases(run.lower_bounds)) == 0
+    assert run.lower_bounds[-1] >= plain_scores[-1] - 1e-12
 
 
 @pytest.mark.parametrize("method", sorted(ACCELERATIONS))
 def test_accelerated_em_stops_at_tol_as_plain_em(overlapping, method):
     params = start_of(overlapping, 3, "full")
-    run = accelerated_em(partial(chunk_statistics, overlapping), params, 1e-6, 1e-6, 3000,
-                         method)
-    assert run.converged and run.n_passes < 3000
+    run = accelerated_em(overlapping, params, 1e-6, 1e-6, 3000, method)
+    assert run.converged and run.n_iter < 3000
     final = chunk_statistics(overlapping, run.params)
-    assert final.log_likelihood / final.n_samples - run.scores[-1] < 1e-5
+    assert final.log_likelihood / final.n_samples - run.lower_bounds[-1] < 1e-5
 
 
 @pytest.mark.parametrize("method", sorted(ACCELERATIONS))
@@ -147,7 +154,6 @@ def test_a_broken_safeguard_lets_the_log_likelihood_fall(method, monkeypatch):
     some and the kept scores never fall; accepting every step lets them fall."""
     X, _, _ = make_mixture(3000, n_components=4, n_features=2, separation=0.7, random_state=5)
     params = start_of(X, 4, "full")
-    statistics_of = partial(chunk_statistics, X)
     monkeypatch.setattr(acceleration, "STEP_MAX_START", 1e6)
     monkeypatch.setattr(acceleration, "DAMPING_OFFSET", -20.0)  # no damping
     rejected = []
@@ -159,12 +165,12 @@ def test_a_broken_safeguard_lets_the_log_likelihood_fall(method, monkeypatch):
         return new, outcome
 
     monkeypatch.setitem(ACCELERATIONS, method, (ACCELERATIONS[method][0], counting))
-    kept = accelerated_em(statistics_of, params, 1e-6, 1e-10, 200, method)
+    kept = accelerated_em(X, params, 1e-6, 1e-10, 200, method)
     assert any(rejected), "the safeguard had nothing to reject"
-    assert len(decreases(kept.scores)) == 0
+    assert len(decreases(kept.lower_bounds)) == 0
     monkeypatch.setattr(acceleration, "accept_extrapolation", lambda *args: True)
-    broken = accelerated_em(statistics_of, params, 1e-6, 1e-10, 200, method)
-    assert len(decreases(broken.scores)) > 0
+    broken = accelerated_em(X, params, 1e-6, 1e-10, 200, method)
+    assert len(decreases(broken.lower_bounds)) > 0
 
 
 def test_damped_coefficients_shrink_the_least_squares_solution():
