@@ -5,17 +5,29 @@ rows (issue 14).
 Usage::
 
     python benchmarks/online_pass.py [--rows N] [--batch-sizes 512,4096]
-                                     [--extra M] [--repeats R] [--json out.json]
+                                     [--passes P] [--repeats R] [--json out.json]
 
 Every fit starts from the same parameters (``weights_init``, ``means_init``,
-``precisions_init``, ``tol=0``) and the time of a pass is
-``(time(1 + M passes) - time(1 pass)) / M``, each time the best of ``R`` fits,
-so that set-up cancels out. The data are N rows of a mixture with d = 16, K = 8,
-full covariances, float64; the store is written with the compressor of the
-stores streamgmm writes (Blosc-LZ4, 131,072-row chunks of 16 MiB). In memory an
-online pass draws its mini-batches from all rows; from the store it visits the
-chunks in a random order and the rows of each chunk in a random order, reading
-the next chunk while it folds this one (``streamgmm.online.fold_pass``).
+``precisions_init``, ``tol=0``) and runs ``P`` passes (iterations). A pass is
+timed inside its fit: every fitting loop records each pass it finishes
+(:meth:`streamgmm.progress.FitProgress.record`, which also gives
+``history_["elapsed"]``), and the benchmark takes the wall-clock and CPU time
+(of all threads) at each record, so pass ``i`` is the time between records
+``i - 1`` and ``i``, for the passes after the first. The figures are the
+medians of those ``R (P - 1)`` passes (and the fastest). The set-up of a fit
+(wrapping NumPy rows in Dask copies and hashes all of them: about 0.1 s here,
+and the main reason why fits of one pass varied between 0.38 and 0.64 s), the
+first pass (first calls, the helper thread's start) and the end of the fit are
+outside every timed pass, so they neither add to nor blur a pass. The sources
+take turns within every repeat, so that a change in the machine's load touches
+all.
+
+The data are N rows of a mixture with d = 16, K = 8, full covariances, float64;
+the store is written with the compressor of the stores streamgmm writes
+(Blosc-LZ4, 131,072-row chunks of 16 MiB). In memory an online pass draws its
+mini-batches from all rows; from the store it visits the chunks in a random
+order and the rows of each chunk in a random order, reading the next chunk
+while it folds this one (``streamgmm.online.fold_pass``).
 
 ``partial_fit``: a model that has learnt from 100,000 rows takes ``--calls``
 further NumPy arrays of 512 rows, one call each (after 20 untimed calls); the
@@ -25,10 +37,13 @@ median and 90th percentile of the calls' times are reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +53,7 @@ import zarr
 from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture
 from streamgmm.inputs import row_store_compressor
+from streamgmm.progress import FitProgress
 
 N_FEATURES, N_COMPONENTS = 16, 8
 STORE_CHUNK_ROWS = 131_072
@@ -66,36 +82,57 @@ def starting_parameters(X: np.ndarray) -> dict:
 
 
 class PassTime(NamedTuple):
-    """Seconds of one pass: wall-clock, and CPU time of all this process's threads."""
+    """Seconds of one pass: wall-clock (median and minimum over the timed
+    passes) and CPU time of all this process's threads (median)."""
 
     wall: float
+    fastest: float
     cpu: float
 
 
-def pass_times(sources: dict, settings: dict, extra: int, repeats: int) -> dict:
-    """``(time(1 + extra) - time(1)) / extra`` of fits from the same start for
-    each named data source, each time the best of ``repeats`` fits; the sources
-    take turns within every repeat, so that a change in the machine's load
-    between them touches all. NaN when the longer fits were not slower (a
-    measurement that says nothing; the report says "not measured")."""
-    best = {name: {"one": [np.inf, np.inf], "more": [np.inf, np.inf]} for name in sources}
+@contextlib.contextmanager
+def pass_clock() -> Iterator[list]:
+    """A list that receives ``(wall, cpu)`` seconds (``perf_counter``,
+    ``process_time``) each time a fit records a pass (iteration), while the
+    context lasts: :meth:`streamgmm.progress.FitProgress.record`, which every
+    fitting loop calls once per pass, is wrapped to take the times first."""
+    stamps: list = []
+    record = FitProgress.record
+
+    def timed_record(self, *args, **kwargs):
+        stamps.append((time.perf_counter(), time.process_time()))
+        return record(self, *args, **kwargs)
+
+    FitProgress.record = timed_record
+    try:
+        yield stamps
+    finally:
+        FitProgress.record = record
+
+
+def pass_times(sources: dict, settings: dict, passes: int, repeats: int) -> dict:
+    """Per-pass times of fits of ``passes`` passes from the same start, for each
+    named data source, from the times at which each fit records its passes
+    (module docs); ``repeats`` fits per source, the sources taking turns."""
+    walls = {name: [] for name in sources}
+    cpus = {name: [] for name in sources}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for data in sources.values():
             GaussianMixture(max_iter=1, **settings).fit(data)
         for _ in range(repeats):
             for name, data in sources.items():
-                for length, passes in (("one", 1), ("more", 1 + extra)):
-                    wall, cpu = time.perf_counter(), time.process_time()
+                with pass_clock() as stamps:
                     GaussianMixture(max_iter=passes, **settings).fit(data)
-                    spent = (time.perf_counter() - wall, time.process_time() - cpu)
-                    best[name][length] = np.minimum(best[name][length], spent).tolist()
+                if len(stamps) != passes:
+                    raise RuntimeError(f"a fit of {passes} passes recorded {len(stamps)}")
+                wall, cpu = np.diff(np.array(stamps), axis=0).T
+                walls[name] += wall.tolist()
+                cpus[name] += cpu.tolist()
     return {
-        name: PassTime(
-            *((more - one) / extra if more > one else float("nan")
-              for one, more in zip(*times.values(), strict=True))
-        )
-        for name, times in best.items()
+        name: PassTime(float(np.median(walls[name])), float(np.min(walls[name])),
+                       float(np.median(cpus[name])))
+        for name in sources
     }
 
 
@@ -133,28 +170,33 @@ def write_store(X: np.ndarray, path: Path) -> str:
 
 
 def measure(
-    rows: int, batch_sizes: list[int], extra: int, repeats: int, calls: int = 2000
+    rows: int, batch_sizes: list[int], passes: int, repeats: int, calls: int = 2000
 ) -> dict:
     X, _, _ = make_mixture(
         rows, n_components=N_COMPONENTS, n_features=N_FEATURES, random_state=0
     )
     start = starting_parameters(X)
-    result = {"rows": rows, "n_features": N_FEATURES, "n_components": N_COMPONENTS}
-    batch = pass_times({"data": X}, start, extra, repeats)["data"]
+    result = {"rows": rows, "n_features": N_FEATURES, "n_components": N_COMPONENTS,
+              "timed_passes": repeats * (passes - 1)}
+    load_at_start = os.getloadavg()[0]
+    batch = pass_times({"data": X}, start, passes, repeats)["data"]
     result["batch_iteration_seconds"] = batch.wall
+    result["batch_iteration_fastest_seconds"] = batch.fastest
     result["batch_iteration_cpu_seconds"] = batch.cpu
-    passes = []
+    cases = []
     with tempfile.TemporaryDirectory() as directory:
         path = write_store(X, Path(directory) / "rows.zarr")
         for batch_size in batch_sizes:
             online = dict(start, algorithm="online", batch_size=batch_size)
-            times = pass_times({"memory": X, "zarr": path}, online, extra, repeats)
+            times = pass_times({"memory": X, "zarr": path}, online, passes, repeats)
             in_memory, from_zarr = times["memory"], times["zarr"]
-            passes.append(
+            cases.append(
                 {
                     "batch_size": batch_size,
                     "in_memory_seconds": in_memory.wall,
+                    "in_memory_fastest_seconds": in_memory.fastest,
                     "zarr_seconds": from_zarr.wall,
+                    "zarr_fastest_seconds": from_zarr.fastest,
                     "zarr_over_in_memory": from_zarr.wall / in_memory.wall,
                     "in_memory_cpu_seconds": in_memory.cpu,
                     "zarr_cpu_seconds": from_zarr.cpu,
@@ -162,7 +204,7 @@ def measure(
                     / result["batch_iteration_seconds"],
                 }
             )
-    result["online_passes"] = passes
+    result["online_passes"] = cases
     timed = partial_fit_milliseconds(X, start, calls)
     result["partial_fit_ms"] = {
         "rows": PARTIAL_FIT_ROWS,
@@ -170,6 +212,7 @@ def measure(
         "median": float(np.median(timed)),
         "p90": float(np.percentile(timed, 90)),
     }
+    result["load_average"] = [load_at_start, os.getloadavg()[0]]
     return result
 
 
@@ -177,10 +220,14 @@ def report(result: dict) -> str:
     batch = result["batch_iteration_seconds"]
     lines = [
         f"N = {result['rows']:,}, d = {result['n_features']}, K = {result['n_components']}, "
-        f"full, float64; one batch EM iteration {batch:.3f} s",
+        f"full, float64; one batch EM iteration {batch:.3f} s (fastest "
+        f"{result['batch_iteration_fastest_seconds']:.3f} s); median of "
+        f"{result['timed_passes']} passes timed inside fits; load average "
+        f"{result['load_average'][0]:.2f} at the start, {result['load_average'][1]:.2f} "
+        "at the end",
         "",
-        "| batch_size | online pass in memory | / batch iteration | "
-        "from Blosc-LZ4 Zarr | Zarr / in memory |",
+        "| batch_size | online pass in memory (fastest) | / batch iteration | "
+        "from Blosc-LZ4 Zarr (fastest) | Zarr / in memory |",
         "|---:|---:|---:|---:|---:|",
     ]
     for case in result["online_passes"]:
@@ -193,8 +240,10 @@ def report(result: dict) -> str:
         else:
             speed = f"{speed:.2f}"
         lines.append(
-            f"| {case['batch_size']} | {case['in_memory_seconds']:.3f} s | {speed} | "
-            f"{case['zarr_seconds']:.3f} s | {ratio:.2f} ({verdict}: <= {ZARR_TARGET}) |"
+            f"| {case['batch_size']} | {case['in_memory_seconds']:.3f} s "
+            f"({case['in_memory_fastest_seconds']:.3f}) | {speed} | "
+            f"{case['zarr_seconds']:.3f} s ({case['zarr_fastest_seconds']:.3f}) | "
+            f"{ratio:.2f} ({verdict}: <= {ZARR_TARGET}) |"
         )
     lines += [
         "",
@@ -221,13 +270,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-sizes", default="512,4096")
-    parser.add_argument("--extra", type=int, default=2, help="passes timed beyond the first")
+    parser.add_argument("--passes", type=int, default=5,
+                        help="passes per fit; all but the first are timed")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calls", type=int, default=2000, help="timed partial_fit calls")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args(argv)
     batch_sizes = [int(value) for value in args.batch_sizes.split(",")]
-    result = measure(args.rows, batch_sizes, args.extra, args.repeats, args.calls)
+    if args.passes < 2:
+        parser.error("--passes must be at least 2: the first pass of a fit is not timed")
+    result = measure(args.rows, batch_sizes, args.passes, args.repeats, args.calls)
     print(report(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))

@@ -661,21 +661,32 @@ def fold_in_memory(
     the fold; the first ``blocks_done`` blocks are skipped (a resumed pass).
     The compiled steps read the rows in place, in that order, when ``rows`` are
     C-contiguous float32 or float64 (in both threads of a step; a gather by
-    NumPy first cost as much CPU time again); other rows are gathered a block
-    at a time. Rows are named by their index in errors. ``report`` as in
-    :func:`fold_pass`, with blocks for chunks (counted from ``blocks_done``).
+    NumPy first cost as much CPU time again), all the blocks up to the next
+    point in ``report_at`` in one call (one call per pass when nothing is
+    reported: each call costs Python work and a start of the helper thread);
+    other rows are gathered a block at a time. The batches, and so the result,
+    are the same either way. Rows are named by their index in errors.
+    ``report`` as in :func:`fold_pass`, with blocks for chunks (counted from
+    ``blocks_done``).
     """
     order = np.random.default_rng(seed).permutation(rows.shape[0])
     step = shuffled_block_rows(rows.shape[0], batch_size)
+    n_blocks = -(-rows.shape[0] // step) - blocks_done
     in_place = rows.dtype in (np.float32, np.float64) and rows.flags.c_contiguous
-    for done, block in enumerate(range(blocks_done, -(-rows.shape[0] // step)), 1):
-        picked = order[block * step : (block + 1) * step]
+    if in_place:
+        ends = sorted({point for point in report_at if 0 < point < n_blocks} | {n_blocks})
+    else:
+        ends = range(1, n_blocks + 1)
+    begin = 0
+    for end in ends:
+        picked = order[(blocks_done + begin) * step : (blocks_done + end) * step]
         if in_place:
             carry = fold_chunk(carry, rows, config, batch_size, order=picked)
         else:
             carry = fold_chunk(carry, rows[picked], config, batch_size, row_numbers=picked)
-        if report is not None and done in report_at:
-            report(done, carry)
+        if report is not None and end in report_at:
+            report(end, carry)
+        begin = end
     return finish_pass(carry, config)
 
 
