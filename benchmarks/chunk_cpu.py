@@ -3,6 +3,7 @@ two versions of the code that holds on a loaded machine, where wall times do not
 
     PYTHONPATH=<code tree> python benchmarks/chunk_cpu.py [--covariance-type T]
                                                          [--rows N] [--repeats R]
+                                                         [--weighted]
 
 The chunk is the first N rows of ``run.py``'s data (d = 16, K = 8, separation 3)
 and the parameters ``run.py``'s common start for the type. Prints the best and
@@ -32,6 +33,7 @@ def main(argv=None) -> None:
     parser.add_argument("--covariance-type", default="tied")
     parser.add_argument("--rows", type=int, default=250_000)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--weighted", action="store_true")
     args = parser.parse_args(argv)
     cov = args.covariance_type
     X, _, _ = make_mixture(1_000_000, n_components=8, n_features=16, separation=3.0,
@@ -42,20 +44,34 @@ def main(argv=None) -> None:
         precision_cholesky_from_precisions(start["precisions_init"], cov), cov,
     )
     chunk = np.ascontiguousarray(X[: args.rows])
-    cpu, wall = [], []
+    variants = {"unweighted": {}}
+    if args.weighted:
+        weights = np.random.default_rng(0).uniform(0, 3, args.rows)
+        variants["weighted"] = {"sample_weight": weights}
+    cpu = {name: [] for name in variants}
+    wall = {name: [] for name in variants}
     with threadpool_limits(1):
-        estep.chunk_statistics(chunk, params)
+        for keywords in variants.values():
+            estep.chunk_statistics(chunk, params, **keywords)
         for _ in range(args.repeats):
-            cpu_began, wall_began = time.process_time(), time.perf_counter()
-            estep.chunk_statistics(chunk, params)
-            cpu.append(time.process_time() - cpu_began)
-            wall.append(time.perf_counter() - wall_began)
-    print(json.dumps({
+            for name, keywords in variants.items():
+                cpu_began, wall_began = time.process_time(), time.perf_counter()
+                estep.chunk_statistics(chunk, params, **keywords)
+                cpu[name].append(time.process_time() - cpu_began)
+                wall[name].append(time.perf_counter() - wall_began)
+    report = {
         "code": os.path.dirname(os.path.dirname(estep.__file__)), "covariance_type": cov,
         "rows": args.rows, "own_shift": int(estep.density_factors(params).own_shift.sum()),
-        "cpu_best_s": min(cpu), "cpu_median_s": float(np.median(cpu)), "wall_best_s": min(wall),
-        "load_average": os.getloadavg(),
-    }))
+        "cpu_best_s": min(cpu["unweighted"]), "cpu_median_s": float(np.median(cpu["unweighted"])),
+        "wall_best_s": min(wall["unweighted"]),
+    }
+    if args.weighted:
+        report.update(
+            weighted_cpu_best_s=min(cpu["weighted"]),
+            weighted_cpu_median_s=float(np.median(cpu["weighted"])),
+            weighted_over_unweighted=min(cpu["weighted"]) / min(cpu["unweighted"]),
+        )
+    print(json.dumps({**report, "load_average": os.getloadavg()}))
 
 
 if __name__ == "__main__":

@@ -221,10 +221,14 @@ def exp_nonpositive_float32(values, out):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
-def normalise(log_weighted, resp_t):  # pragma: no cover
+def normalise(log_weighted, resp_t, row_weights=None):  # pragma: no cover
     """Responsibilities ``resp_t`` (b, K) from log-densities (K, b) by
     log-sum-exp, in the dtype of ``log_weighted`` (float32 for float32 products);
-    returns the summed log-likelihood of the block's rows, added in float64."""
+    returns the summed log-likelihood of the block's rows, added in float64.
+
+    With ``row_weights`` (b,) float64, row i's responsibilities and
+    log-likelihood are multiplied by its weight (a row of weight w counts as w
+    rows); without (None), numba compiles the unweighted loop alone."""
     n_components, b = log_weighted.shape
     dtype = log_weighted.dtype
     largest = log_weighted[0].copy()
@@ -247,9 +251,13 @@ def normalise(log_weighted, resp_t):  # pragma: no cover
     total_log_likelihood = 0.0
     for i in range(b):
         inverse = 1 / total[i]
+        row_log_likelihood = math.log(float(total[i])) + float(largest[i])
+        if row_weights is not None:
+            inverse *= row_weights[i]
+            row_log_likelihood *= row_weights[i]
         for k in range(n_components):
             resp_t[i, k] = exponentials[k, i] * inverse
-        total_log_likelihood += math.log(float(total[i])) + float(largest[i])
+        total_log_likelihood += row_log_likelihood
     return total_log_likelihood
 
 
@@ -325,16 +333,25 @@ their order: an empty array, so that one compiled version serves both cases."""
 
 
 @njit(nogil=True, cache=True)
+def block_weights(row_weights, rows, start, stop):  # pragma: no cover
+    """The weights of the rows ``start:stop`` (of ``rows[start:stop]`` unless
+    ``rows`` is empty), as :func:`fill_columns` reads the rows."""
+    if rows.shape[0] == 0:
+        return row_weights[start:stop]
+    return row_weights[rows[start:stop]]
+
+
+@njit(nogil=True, cache=True)
 def chunk_sums(
     X, shift, step, products_kind, n_products, density_mode, linear_products, linear_columns,
-    whitening, reduce, constant, own_index, own_offsets,
+    whitening, reduce, constant, own_index, own_offsets, row_weights=None,
 ):  # pragma: no cover
-    """E-step and shifted sums of a whole chunk X (n, d), block by block: see
-    :func:`row_sums`."""
+    """E-step and shifted sums of a whole chunk X (n, d), block by block, its rows
+    weighted by ``row_weights`` (n,) if given: see :func:`row_sums`."""
     return row_sums(
         X, np.empty(0, dtype=np.int64), 0, X.shape[0], shift, step, products_kind, n_products,
         density_mode, linear_products, linear_columns, whitening, reduce, constant, own_index,
-        own_offsets,
+        own_offsets, row_weights,
     )
 
 
@@ -355,10 +372,13 @@ def zero_sums(n_products, products_kind, n_components, d):  # pragma: no cover
 @njit(nogil=True, cache=True)
 def row_sums(
     X, rows, begin, end, shift, step, products_kind, n_products, density_mode, linear_products,
-    linear_columns, whitening, reduce, constant, own_index, own_offsets,
+    linear_columns, whitening, reduce, constant, own_index, own_offsets, row_weights=None,
 ):  # pragma: no cover
     """E-step and shifted sums of the rows ``begin:end`` of X (n, d) (of
-    ``X[rows]`` unless ``rows`` is empty, ``ALL_ROWS``), ``step`` rows at a time.
+    ``X[rows]`` unless ``rows`` is empty, ``ALL_ROWS``), ``step`` rows at a time;
+    with ``row_weights`` (n,) float64, aligned with X, each row's
+    responsibilities and log-likelihood count its weight times
+    (:func:`normalise`), so every sum is weighted.
 
     Returns ``(moments_products (m, K), moments_columns (d + 1, K), own_products,
     own_columns, own_full, pooled (d + 1, d + 1), log_likelihood)`` (see
@@ -384,7 +404,12 @@ def row_sums(
             reduce, constant,
         )
         resp_t = np.empty((b, n_components), dtype=dtype)
-        log_likelihood += normalise(log_weighted, resp_t)
+        if row_weights is None:
+            log_likelihood += normalise(log_weighted, resp_t)
+        else:
+            log_likelihood += normalise(
+                log_weighted, resp_t, block_weights(row_weights, rows, start, stop)
+            )
         accumulate(
             products, columns, resp_t, products_kind, moments_products,
             moments_columns, own_index, own_offsets, own_products, own_columns, own_full, pooled,

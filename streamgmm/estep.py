@@ -286,12 +286,18 @@ def statistics_from_responsibilities(
     shift: np.ndarray,
     covariance_type: str,
     log_likelihood: float = 0.0,
+    sample_weight: np.ndarray | None = None,
 ) -> SufficientStatistics:
-    """Centred statistics of rows X (n, d) with responsibilities ``resp`` (n, K).
+    """Centred statistics of rows X (n, d) with responsibilities ``resp`` (n, K),
+    each row counted ``sample_weight`` (n,) times if given.
 
     Sums are taken about ``shift`` (K, d), one component at a time, and then
     moved to each component's own weighted mean. Accumulates in float64.
     """
+    n_samples = X.shape[0]
+    if sample_weight is not None:
+        row_weights = kernel_weights(sample_weight)
+        resp, n_samples = np.asarray(resp) * row_weights[:, None], row_weights.sum()
     shift = np.asarray(shift, dtype=np.float64)
     n_components, d = shift.shape
     common = shift.mean(axis=0)
@@ -304,7 +310,7 @@ def statistics_from_responsibilities(
         shift - common,
     )
     return _centred_statistics(sums, covariance_type, common, shift, own_shift,
-                               log_likelihood, X.shape[0])
+                               log_likelihood, n_samples)
 
 
 MAX_ABS_VALUE = 1e100
@@ -370,6 +376,7 @@ def chunk_statistics(
     row_offset: int = 0,
     *,
     float32_products: bool = False,
+    sample_weight: np.ndarray | None = None,
 ) -> SufficientStatistics:
     """E-step statistics and log-likelihood of one chunk of rows under ``params``.
 
@@ -378,36 +385,62 @@ def chunk_statistics(
     after adding up shifted sums block by block in float64 (module docs).
     ``float32_products`` computes the full type's products of float32 input in
     float32 (about 1e-6 relative accuracy instead of 1e-13; off by default).
+    ``sample_weight`` (n,) weighs the rows (checked by
+    :func:`streamgmm.weights.as_weights`): a row of weight w counts as w rows in
+    every sum, the log-likelihood and ``n_samples``.
     """
     check_finite(X, row_offset)
     cov_type = params.covariance_type
     n_components, d = params.means.shape
     factors = density_factors(params, compute_dtype(X, cov_type, float32_products))
-    sums = compiled.chunk_sums(
+    operands = (
         kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
         PRODUCT_KINDS[cov_type], factors.n_products, factors.density_mode,
         factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
         factors.constant, np.flatnonzero(factors.own_shift), params.means - factors.shift,
     )
+    if sample_weight is None:
+        sums, n_samples = compiled.chunk_sums(*operands), X.shape[0]
+    else:
+        row_weights = kernel_weights(sample_weight)
+        sums, n_samples = compiled.chunk_sums(*operands, row_weights), row_weights.sum()
     return _centred_statistics(sums, cov_type, factors.shift, params.means, factors.own_shift,
-                               sums[6], X.shape[0])
+                               sums[6], n_samples)
+
+
+def kernel_weights(sample_weight: np.ndarray) -> np.ndarray:
+    """Row weights (n,) as the contiguous float64 vector the kernels take."""
+    return np.ascontiguousarray(np.ravel(sample_weight), dtype=np.float64)
 
 
 def chunk_likelihood_terms(
-    X: np.ndarray, params: GaussianParameters, row_offset: int = 0
-) -> tuple[float, int, float]:
+    X: np.ndarray,
+    params: GaussianParameters,
+    row_offset: int = 0,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[float, float, float]:
     """Summed log-likelihood, row count and summed ``log z_i,map(i)`` of one chunk,
     where ``z_i,map(i)`` is row i's responsibility of its most likely component
-    (the classification term of mclust's ICL)."""
+    (the classification term of mclust's ICL); with ``sample_weight`` (n,), each
+    row counts its weight times in all three."""
     check_finite(X, row_offset)
     largest, log_norm = shifted_log_sum_exp(_weighted_log_densities(X, params))
-    total = (log_norm + largest).sum(dtype=np.float64)
-    return float(total), X.shape[0], float(-log_norm.sum(dtype=np.float64))
+    log_likelihoods = log_norm + largest
+    if sample_weight is None:
+        return (float(log_likelihoods.sum(dtype=np.float64)), X.shape[0],
+                float(-log_norm.sum(dtype=np.float64)))
+    row_weights = kernel_weights(sample_weight)
+    return (float(row_weights @ log_likelihoods), float(row_weights.sum()),
+            float(-(row_weights @ log_norm)))
 
 
 def chunk_log_likelihood(
-    X: np.ndarray, params: GaussianParameters, row_offset: int = 0
-) -> tuple[float, int]:
-    """Summed log-likelihood and row count of one chunk, for ``score`` and ``bic``."""
-    total, n_rows, _ = chunk_likelihood_terms(X, params, row_offset)
+    X: np.ndarray,
+    params: GaussianParameters,
+    row_offset: int = 0,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Summed log-likelihood and row count (weight) of one chunk, for ``score``
+    and ``bic``."""
+    total, n_rows, _ = chunk_likelihood_terms(X, params, row_offset, sample_weight)
     return total, n_rows
