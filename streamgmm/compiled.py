@@ -953,11 +953,13 @@ def batch_operands(
 
 
 @njit(nogil=True, cache=True)
-def operand_sums(X, rows, begin, end, block, kind, operands):  # pragma: no cover
-    """:func:`row_sums` of the rows ``begin:end`` under :func:`batch_operands`."""
+def operand_sums(X, rows, begin, end, block, kind, operands, row_weights=None):  # pragma: no cover
+    """:func:`row_sums` of the rows ``begin:end`` under :func:`batch_operands`
+    (weighted by ``row_weights`` if given)."""
     return row_sums(
         X, rows, begin, end, operands[0], block, kind, operands[2], operands[1], operands[3],
         operands[4], operands[5], operands[6], operands[7], operands[9], operands[10],
+        row_weights,
     )
 
 
@@ -977,12 +979,23 @@ def rows_usable(X, rows, begin, end, limit):  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
-def half_sums(X, rows, begin, end, block, kind, operands, limit):  # pragma: no cover
+def half_sums(
+    X, rows, begin, end, block, kind, operands, limit, row_weights=None
+):  # pragma: no cover
     """``(sums, True)``: :func:`operand_sums` of the rows ``begin:end`` if all are
     usable (:func:`rows_usable`), else ``(zero sums, False)``."""
     if rows_usable(X, rows, begin, end, limit):
-        return operand_sums(X, rows, begin, end, block, kind, operands), True
-    return operand_sums(X, rows, begin, begin, block, kind, operands), False
+        return operand_sums(X, rows, begin, end, block, kind, operands, row_weights), True
+    return operand_sums(X, rows, begin, begin, block, kind, operands, row_weights), False
+
+
+@njit(nogil=True, cache=True)
+def batch_weight(row_weights, rows, begin, end):  # pragma: no cover
+    """What the rows ``begin:end`` count for: their number (an int) without
+    ``row_weights``, else the sum of their weights (:func:`block_weights`)."""
+    if row_weights is None:
+        return end - begin
+    return block_weights(row_weights, rows, begin, end).sum()
 
 
 @njit(nogil=True, cache=True)
@@ -1043,11 +1056,11 @@ def posted_sums(buffer):  # pragma: no cover
 @njit(nogil=True, cache=True)
 def help_online_steps(
     X, rows, block, kind, probe, limit, expansion_limit, shared_shift_limit,
-    shared_products_max_features, sync, workspace,
+    shared_products_max_features, sync, workspace, row_weights=None,
 ):  # pragma: no cover
-    """The helper thread of :func:`online_steps` (same ``X``, ``rows`` and
-    settings): claim each posted half, compute its sums into ``workspace``,
-    until the stop flag is set."""
+    """The helper thread of :func:`online_steps` (same ``X``, ``rows``,
+    ``row_weights`` and settings): claim each posted half, compute its sums
+    into ``workspace``, until the stop flag is set."""
     seen = 0
     while wait_at_least(sync, SYNC_POSTED, seen + 1, SYNC_STOP):
         seen = load_acquire(sync, SYNC_POSTED)
@@ -1060,7 +1073,7 @@ def help_online_steps(
         )
         ranges = SYNC_RANGES + 2 * (seen % 2)
         sums, usable = half_sums(
-            X, rows, sync[ranges], sync[ranges + 1], block, kind, operands, limit
+            X, rows, sync[ranges], sync[ranges + 1], block, kind, operands, limit, row_weights
         )
         buffer[4][:] = sums[0]
         buffer[5][:] = sums[1]
@@ -1082,11 +1095,15 @@ def online_steps(
     weights, means, factors, covariances,
     running_weight, running_mean, running_scatter, running_totals, n_steps, n_seen,
     averaged_weight, averaged_mean, averaged_scatter, averaged_totals, n_averaged,
-    paired, sync, workspace,
+    paired, sync, workspace, row_weights=None,
 ):  # pragma: no cover
     """Stepwise EM over the rows of X (n, d) (or ``X[rows]`` unless ``rows`` is
     empty), ``batch_size`` rows per step (the last batch may be shorter); see
     :mod:`streamgmm.online` for the update, the burn-in and the averaging.
+    With ``row_weights`` (n,) float64, aligned with X, a batch counts the sum
+    of its rows' weights wherever it would count its rows (its statistics are
+    weighted and divided by that sum; ``n_seen`` and the burn-in add weights),
+    and a batch of weight 0 takes no step.
 
     The E-step sums of a batch are those of its two halves (:func:`split_row`)
     added; with ``paired``, the second half is offered to a thread running
@@ -1132,7 +1149,8 @@ def online_steps(
             weights, means, factors, covariances, kind, probe, expansion_limit,
             shared_shift_limit, shared_products_max_features,
         )
-        sums, usable = half_sums(X, rows, begin, split, block, kind, operands, limit)
+        sums, usable = half_sums(X, rows, begin, split, block, kind, operands, limit,
+                                 row_weights)
         if split < end:
             helped = False
             if posted and not compare_exchange(sync, SYNC_CLAIMED, generation - 1, generation):
@@ -1142,7 +1160,7 @@ def online_steps(
                 second, second_usable = posted_sums(workspace[parity])
             else:
                 second, second_usable = half_sums(X, rows, split, end, block, kind, operands,
-                                                  limit)
+                                                  limit, row_weights)
             sums = add_sums(sums, second)
             usable = usable and second_usable
         if not usable:
@@ -1155,7 +1173,9 @@ def online_steps(
             sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], kind, shift, means, own_shift,
         )
         batch_log_likelihoods[batch] = sums[6]
-        size = end - begin
+        size = batch_weight(row_weights, rows, begin, end)
+        if size == 0:
+            continue
         factor = 1.0 / size
         weight = weight * factor
         scatter = scatter * factor
