@@ -90,12 +90,25 @@ def online_run(X, n_components, start, settings, reference, max_passes):
     return reached, gaps[1] if len(gaps) > 1 else float("nan")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--rows, --components, --features and --separation of the benchmark's data."""
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--components", type=int, default=10)
     parser.add_argument("--features", type=int, default=10)
     parser.add_argument("--separation", type=float, default=1.0)
+
+
+def benchmark_data(args: argparse.Namespace) -> np.ndarray:
+    """The rows the arguments of :func:`add_data_arguments` describe."""
+    X, _, _ = make_mixture(
+        args.rows, args.components, args.features, separation=args.separation, random_state=0
+    )
+    return X
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_arguments(parser)
     parser.add_argument("--max-passes", type=int, default=6)
     parser.add_argument("--batch-max-iter", type=int, default=2000)
     parser.add_argument("--blas-threads", type=int, default=1)
@@ -109,9 +122,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    X, _, _ = make_mixture(
-        args.rows, args.components, args.features, separation=args.separation, random_state=0
-    )
+    X = benchmark_data(args)
     with threadpool_limits(limits=args.blas_threads, user_api="blas"):
         start = starting_parameters(X, args.components, 0)
         key = f"{args.rows} {args.components} {args.features} {args.separation}"

@@ -139,7 +139,8 @@ match them."""
 def fit_fingerprint(hyperparameters: dict[str, Any], data: Any) -> dict:
     """What a checkpoint must match to be resumed by a fit: the hyper-parameters
     that change the result (arrays by their SHA-256) and the data's (a
-    :class:`~streamgmm.inputs.RowData`) shape and dtype, not its contents."""
+    :class:`~streamgmm.inputs.RowData`) shape and dtype, not its contents (with
+    weights, also how many rows have a positive weight)."""
     hyper = {}
     for name, value in hyperparameters.items():
         if name in IGNORED_HYPERPARAMETERS:
@@ -156,6 +157,8 @@ def fit_fingerprint(hyperparameters: dict[str, Any], data: Any) -> dict:
         "n_features": data.n_features,
         "dtype": str(data.array.dtype),
     }
+    if data.weights is not None:
+        fingerprint["weighted_rows"] = data.n_weighted
     return json.loads(json.dumps(fingerprint))
 
 

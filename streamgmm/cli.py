@@ -114,6 +114,18 @@ def data_options(function):
     )(function)
 
 
+def weights_option(function):
+    """--weights, for commands that fit or score DATA."""
+    return click.option(
+        "--weights",
+        default=None,
+        metavar="PATH_OR_COLUMN",
+        help="Row weights (a row of weight w counts as w rows): a Zarr store holding one "
+        "1-D array with a value per row of DATA, or the name of a column of a Parquet or "
+        "CSV table DATA (then not a feature).",
+    )(function)
+
+
 def scheduler_option(function):
     return click.option(
         "--scheduler",
@@ -125,18 +137,22 @@ def scheduler_option(function):
 
 
 def open_data(
-    path: str, variable: str | None, sample_dim: str | None, columns: str | None = None
+    path: str,
+    variable: str | None,
+    sample_dim: str | None,
+    columns: str | None = None,
+    weights: str | None = None,
 ):
     """DATA as something :func:`streamgmm.inputs.as_rows` accepts: a zarr.Array, a
     :class:`~streamgmm.tables.TableSource` of a table's chosen columns (said on
-    standard output), or a
+    standard output; never the --weights column), or a
     lazy DataArray with samples along its first dimension."""
     from .inputs import open_zarr_array
 
     if tables.table_format(path) and (os.path.exists(path) or "*" in path):
         if variable is not None or sample_dim is not None:
             raise click.UsageError("--variable and --sample-dim are for netCDF and Zarr data")
-        return open_table(path, columns)
+        return open_table(path, columns, weights)
     if columns is not None:
         raise click.UsageError("--columns is for Parquet and CSV tables")
     if not os.path.exists(path):
@@ -175,12 +191,16 @@ def open_data(
     return array
 
 
-def open_table(path: str, columns: str | None):
+def open_table(path: str, columns: str | None, weights: str | None = None):
     """The table at ``path`` with the columns chosen by --columns (default: its
-    numeric ones) as a lazy Dask frame, after saying which columns are used."""
+    numeric ones but the --weights column) as a lazy Dask frame, after saying
+    which columns are used."""
     names = None if columns is None else [name.strip() for name in columns.split(",")]
     source = tables.table_source(path, names)
     how = "as chosen" if names else "all its numeric columns"
+    if weights is not None and weights in source.columns:
+        source = tables.table_source(path, [name for name in source.columns if name != weights])
+        how += f" but the weights {weights!r}"
     note = f"; not used: {', '.join(source.skipped)}" if source.skipped else ""
     click.echo(f"columns of {path}: {', '.join(source.columns)} ({how}{note})")
     return source
@@ -414,6 +434,7 @@ def progress_options(function):
     "pass; auto: only in-memory data under --scheduler.",
 )
 @data_options
+@weights_option
 @scheduler_option
 @progress_options
 @click.option(
@@ -451,6 +472,7 @@ def fit(
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
+    weights: str | None,
     scheduler: str | None,
     quiet: bool,
     verbose: bool,
@@ -464,7 +486,7 @@ def fit(
     check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
     if checkpoint is not None:
         refuse_inputs(checkpoint, [data])
-    X = open_data(data, variable, sample_dim, columns)
+    X = open_data(data, variable, sample_dim, columns, weights)
     model = GaussianMixture(
         n_components,
         covariance_type=covariance_type,
@@ -488,7 +510,9 @@ def fit(
     )
     started = time.perf_counter()
     with connected(scheduler), warnings_as_lines():
-        model.fit(X, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+        model.fit(
+            X, sample_weight=weights, checkpoint=checkpoint, checkpoint_every=checkpoint_every
+        )
     elapsed = time.perf_counter() - started
     check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
     save(model, out, overwrite=overwrite)
@@ -546,6 +570,7 @@ def component_counts(text: str) -> list[int]:
     help="Most EM iterations per candidate.",
 )
 @data_options
+@weights_option
 @scheduler_option
 @click.option(
     "-o",
@@ -565,6 +590,7 @@ def select(
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
+    weights: str | None,
     scheduler: str | None,
     out: Path,
     overwrite: bool,
@@ -585,11 +611,12 @@ def select(
             param_hint="--covariance-types",
         )
     check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
-    X = open_data(data, variable, sample_dim, columns)
+    X = open_data(data, variable, sample_dim, columns, weights)
     started = time.perf_counter()
     with connected(scheduler), warnings_as_lines():
         best, table = select_model(
-            X, sizes, types, criterion, max_iter=max_iter, random_state=random_state
+            X, sizes, types, criterion, max_iter=max_iter, random_state=random_state,
+            sample_weight=weights,
         )
     elapsed = time.perf_counter() - started
     rows = candidate_rows(table, best)
@@ -704,6 +731,7 @@ def predict(
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 @click.argument("data")
 @data_options
+@weights_option
 @scheduler_option
 def score(
     model_path: Path,
@@ -711,15 +739,17 @@ def score(
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
+    weights: str | None,
     scheduler: str | None,
 ) -> None:
-    """Print the mean log-likelihood per row of DATA under MODEL (one pass)."""
+    """Print the mean log-likelihood per row of DATA under MODEL (one pass; with
+    --weights, the weighted mean)."""
     from .io import load
 
     model = load(model_path)
-    X = open_data(data, variable, sample_dim, columns)
+    X = open_data(data, variable, sample_dim, columns, weights)
     with connected(scheduler), warnings_as_lines():
-        value = model.score(X)
+        value = model.score(X, sample_weight=weights)
     click.echo(f"{value:{LOG_LIKELIHOOD_FORMAT}}")
 
 

@@ -10,14 +10,15 @@ CRITERIA = ("bic", "aic", "icl")
 def information_criterion(
     name: str,
     total_log_likelihood: float,
-    n_samples: int,
+    n_samples: float,
     n_parameters: int,
     classification_log_likelihood: float = 0.0,
 ) -> float:
     """BIC ``-2 log L + p log n``, AIC ``-2 log L + 2 p`` or ICL ``BIC - 2 sum_i
     log z_i,map(i)`` (mclust's ICL; ``classification_log_likelihood`` is that sum,
     from :func:`~streamgmm.estep.chunk_likelihood_terms`), in scikit-learn's
-    signs: lower is better."""
+    signs: lower is better. For weighted rows ``n_samples`` is the sum of the
+    weights (the rows they stand for; docs/user-guide.md)."""
     if name == "bic":
         return -2 * total_log_likelihood + n_parameters * np.log(n_samples)
     if name == "aic":

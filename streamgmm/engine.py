@@ -215,6 +215,7 @@ def run_em(
     on_iteration: Callable[[EMRun], None] | None = None,
     keep_going: bool = False,
     score_at_end: bool = False,
+    sample_weight: da.Array | None = None,
 ) -> int:
     """Advance every run of ``runs`` (in place) until each converges or reaches
     ``settings.max_iter``; returns the passes over ``array`` taken.
@@ -226,7 +227,9 @@ def run_em(
     checkpoints). With ``keep_going`` a run whose step raises ``CholeskyError``
     stops with that ``error`` while the others go on (else the error
     propagates). With ``score_at_end`` a run that stops is scored in the next
-    pass (:attr:`EMRun.final_terms`).
+    pass (:attr:`EMRun.final_terms`). ``sample_weight`` (n,), chunked like the
+    rows of ``array``, weighs the rows in every pass (lower bounds are then
+    weighted means).
     """
     statistics = partial(chunk_statistics, float32_products=settings.float32_products)
     n_passes = 0
@@ -244,7 +247,7 @@ def run_em(
                 else (chunk_likelihood_terms, sum_tuples, run.params)
                 for _, run, kind in due
             ]
-            results = tree_reduce_each(array, reductions)
+            results = tree_reduce_each(array, reductions, sample_weight=sample_weight)
             n_passes += 1
             for (index, run, kind), result in zip(due, results, strict=True):
                 if kind == "score":

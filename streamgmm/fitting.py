@@ -11,6 +11,7 @@ import os
 from functools import partial
 from typing import Any
 
+import dask.array as da
 import numpy as np
 
 from .acceleration import AcceleratedEM
@@ -39,6 +40,7 @@ from .online import (
     initial_state,
     online_em,
     reported_parameters,
+    with_weight_column,
 )
 from .progress import HISTORY_KEYS, empty_history
 from .state import fitted_dtype, fitted_scalar, online_state_of
@@ -58,8 +60,9 @@ def em_step(model: Any) -> EMStep:
     return PLAIN_EM if model.acceleration is None else AcceleratedEM(model.acceleration)
 
 
-def online_config(model: Any) -> OnlineConfig:
-    """The hyper-parameters of one stepwise update."""
+def online_config(model: Any, weighted: bool = False) -> OnlineConfig:
+    """The hyper-parameters of one stepwise update (``weighted``: of rows that
+    carry their weight as a last column)."""
     return OnlineConfig(
         model.covariance_type,
         model.reg_covar,
@@ -68,7 +71,21 @@ def online_config(model: Any) -> OnlineConfig:
         model.averaging,
         model.float32_products,
         model.step_floor,
+        weighted,
     )
+
+
+def online_rows(data: RowData) -> tuple[Any, np.ndarray | None]:
+    """The rows online EM folds over: ``(data.array, data.in_memory)``, with the
+    weights as a last column when ``data`` has weights
+    (:func:`streamgmm.online.with_weight_column`)."""
+    if data.weights is None:
+        return data.array, data.in_memory
+    array = with_weight_column(data.array, data.weights)
+    if data.in_memory is None:
+        return array, None
+    in_memory = with_weight_column(data.in_memory, data.weights.compute())
+    return da.from_array(in_memory, chunks=(data.array.chunks[0], -1)), in_memory
 
 
 def fit_runs(
@@ -105,7 +122,8 @@ def fit_runs(
             # The starts first (they draw from rng as they would one by one),
             # then the iterations of all runs in shared passes over the data.
             runs = [start_run(model, data, rng, do_init, index) for index in range(n_runs)]
-            run_em(data.array, runs, em_settings(model), step=em_step(model))
+            run_em(data.array, runs, em_settings(model), step=em_step(model),
+                   sample_weight=data.weights)
             return best_run(runs)
         first, current, best = 0, None, None
         if resumed is not None:
@@ -122,7 +140,7 @@ def fit_runs(
                 if writer is not None:
                     writer(current)
                 run_em(data.array, [current], em_settings(model), step=em_step(model),
-                       on_iteration=writer)
+                       on_iteration=writer, sample_weight=data.weights)
                 finished.append(current)
     return best_of(finished)
 
@@ -191,7 +209,8 @@ def _online_run(model, data, rng, do_init, start, on_position, every) -> EMRun:
     """Stepwise EM over ``max_iter`` passes (:func:`streamgmm.online.online_em`)
     from ``start``: a run, or ``(state, params, covariances, position)`` read
     from a checkpoint."""
-    config = online_config(model)
+    config = online_config(model, data.weights is not None)
+    array, in_memory = online_rows(data)
     if isinstance(start, tuple):
         state, params, covariances, position = start
     else:
@@ -203,7 +222,7 @@ def _online_run(model, data, rng, do_init, start, on_position, every) -> EMRun:
             with single_threaded_blas():
                 params = current_parameters(state, params, config)
     return online_em(
-        data.array,
+        array,
         params,
         covariances,
         state,
@@ -218,21 +237,23 @@ def _online_run(model, data, rng, do_init, start, on_position, every) -> EMRun:
         on_position=on_position,
         every=every,
         shuffle=bool(model.shuffle),
-        in_memory=data.in_memory,
+        in_memory=in_memory,
     )
 
 
-def partial_fit_rows(model: Any, X: Any, first_call: bool) -> tuple[np.ndarray | None, Any]:
-    """``(rows, None)`` for a NumPy array given to a fitted model without
-    feature names, checked without wrapping it in Dask (a tenth of a
-    millisecond per call), else ``(data.in_memory, data)`` from the model's
-    ``_validate_data``."""
+def partial_fit_rows(
+    model: Any, X: Any, first_call: bool, sample_weight: Any = None
+) -> tuple[np.ndarray | None, Any]:
+    """``(rows, None)`` for a NumPy array without weights given to a fitted
+    model without feature names, checked without wrapping it in Dask (a tenth
+    of a millisecond per call), else ``(data.in_memory, data)`` from the
+    model's ``_validate_data`` (with its checked ``sample_weight``)."""
     plain = not first_call and not hasattr(model, "feature_names_in_")
-    if plain and type(X) is np.ndarray and X.dtype.kind in "fiub":
+    if plain and sample_weight is None and type(X) is np.ndarray and X.dtype.kind in "fiub":
         check_matrix(X.shape, X.dtype)
         model._check_n_features(X.shape[1])
         return X, None
-    data = model._validate_data(X, reset=first_call)
+    data = model._validate_data(X, reset=first_call, sample_weight=sample_weight)
     return data.in_memory, data
 
 
@@ -245,14 +266,18 @@ def partial_fit_run(
     The parameters the steps ended with are kept as ``model._next_parameters``
     for the next call's first E-step (:func:`streamgmm.online.current_parameters`)."""
     first_call = not hasattr(model, "means_")
-    config = online_config(model)
+    weighted = data is not None and data.weights is not None
+    config = online_config(model, weighted)
     n_features = rows.shape[1] if data is None else data.n_features
+    if weighted:
+        array, rows = online_rows(data)
     with single_threaded_blas():
         if first_call:
-            if data.n_samples < model.n_components:
+            if data.n_counted < model.n_components:
+                rows_named = "rows of positive weight" if weighted else "n_samples"
                 raise ValueError(
                     f"The first partial_fit needs n_samples >= n_components to initialise, "
-                    f"got n_samples={data.n_samples} and n_components={model.n_components}"
+                    f"got {rows_named}={data.n_counted} and n_components={model.n_components}"
                 )
             params, covariances = initial_parameters(
                 model, data, make_rng(model.random_state)
@@ -269,17 +294,16 @@ def partial_fit_run(
             carry = fold_chunk(carry, rows, config, model.batch_size, first_row=first_row)
             carry = finish_pass(carry, config)
         else:
-            order = range(data.array.numblocks[0])
-            carry = fold_pass(
-                carry, data.array, order, config, model.batch_size, first_row=first_row
-            )
+            array = array if weighted else data.array
+            order = range(array.numblocks[0])
+            carry = fold_pass(carry, array, order, config, model.batch_size, first_row=first_row)
         shown, shown_covariances = reported_parameters(
             carry.state, carry.params, carry.covariances, config
         )
     score = carry.total / carry.count
     n_iter = 1 if first_call else model.n_iter_ + 1
     history = empty_history() if first_call else model.history_
-    dtype = fitted_dtype(rows.dtype if data is None else data.array.dtype)
+    dtype = fitted_dtype(data.array.dtype if data is not None else rows.dtype)
     lower_bounds = [] if first_call else model.lower_bounds_[1 - PARTIAL_FIT_RECORD :]
     for key, value in zip(HISTORY_KEYS, (float(n_iter), score, float("nan")), strict=True):
         record = history.setdefault(key, [])

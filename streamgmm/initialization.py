@@ -42,7 +42,13 @@ import numpy as np
 
 from .agglomeration import agglomerate
 from .covariance import derived_scatter, richest_scatter_type
-from .estep import BLOCK_ROWS, GaussianParameters, check_finite, statistics_from_responsibilities
+from .estep import (
+    BLOCK_ROWS,
+    GaussianParameters,
+    check_finite,
+    kernel_weights,
+    statistics_from_responsibilities,
+)
 from .inputs import RowData
 from .mstep import parameters_from_statistics
 from .reduction import tree_reduce, tree_reduce_each
@@ -202,9 +208,14 @@ def convert_scatter(stats: SufficientStatistics, covariance_type: str) -> Suffic
 
 
 def grouped_statistics(
-    X: np.ndarray, labels: np.ndarray, centres: np.ndarray, scatter_type: str
+    X: np.ndarray,
+    labels: np.ndarray,
+    centres: np.ndarray,
+    scatter_type: str,
+    sample_weight: np.ndarray | None = None,
 ) -> SufficientStatistics:
-    """Statistics (G groups) of rows X (n, d) given wholly to group ``labels``.
+    """Statistics (G groups) of rows X (n, d) given wholly to group ``labels``,
+    each row counted ``sample_weight`` (n,) times if given.
 
     Each group's sums are taken about its centre (``centres``, shape (G, d)); a
     group with no rows keeps its centre as mean and has zero weight. Costs
@@ -217,12 +228,14 @@ def grouped_statistics(
     counts = np.bincount(labels, minlength=n_groups)
     ends = np.cumsum(counts)
     for group in np.flatnonzero(counts):
-        rows = X[order[ends[group] - counts[group] : ends[group]]]
+        members = order[ends[group] - counts[group] : ends[group]]
         part = statistics_from_responsibilities(
-            rows, np.ones((rows.shape[0], 1)), mean[group : group + 1], scatter_type
+            X[members], np.ones((members.size, 1)), mean[group : group + 1], scatter_type,
+            sample_weight=None if sample_weight is None else sample_weight[members],
         )
         weight[group], mean[group], scatter[group] = part.weight[0], part.mean[0], part.scatter[0]
-    return SufficientStatistics(weight, mean, scatter, 0.0, float(X.shape[0]))
+    n_samples = X.shape[0] if sample_weight is None else kernel_weights(sample_weight).sum()
+    return SufficientStatistics(weight, mean, scatter, 0.0, float(n_samples))
 
 
 def components_of(stats: SufficientStatistics, indices: np.ndarray) -> SufficientStatistics:
@@ -257,13 +270,14 @@ def merge_groups(
     return result._replace(mean=mean, n_samples=stats.n_samples)
 
 
-def _hard_assignment_chunk(block, argument, row_offset):
-    """Statistics of a chunk's rows, each given to its nearest centre;
-    ``argument`` is ``(centres, scatter_type)``."""
+def _hard_assignment_chunk(block, argument, row_offset, sample_weight=None):
+    """Statistics of a chunk's rows (weighted by ``sample_weight``), each given to
+    its nearest centre; ``argument`` is ``(centres, scatter_type)``."""
     centres, scatter_type = argument
     check_finite(block, row_offset)
     X = np.asarray(block, dtype=np.float64)
-    return grouped_statistics(X, nearest_centres(X, centres)[0], centres, scatter_type)
+    labels = nearest_centres(X, centres)[0]
+    return grouped_statistics(X, labels, centres, scatter_type, sample_weight)
 
 
 def _combine_lists(parts, scatter_types):
@@ -288,12 +302,13 @@ def hard_assignment_statistics(
         )
         for centres, scatter_type in zip(centre_sets, scatter_types, strict=True)
     ]
-    return tree_reduce_each(data.array, reductions)
+    return tree_reduce_each(data.array, reductions, sample_weight=data.weights)
 
 
 # ------------------------------------------------------------------ random
-def _random_chunk(block, seeds, n_components, scatter_types, row_offset):
-    """Statistics of a chunk under random responsibilities, one set per seed.
+def _random_chunk(block, seeds, n_components, scatter_types, row_offset, sample_weight=None):
+    """Statistics of a chunk under random responsibilities, one set per seed,
+    each row counted ``sample_weight`` times if given.
 
     Draws are :func:`row_uniforms` of the global row index, so they do not depend
     on the chunking or the worker; sums are taken about the chunk's own mean
@@ -306,7 +321,9 @@ def _random_chunk(block, seeds, n_components, scatter_types, row_offset):
         resp = row_uniforms(seed, 0, row_offset, X.shape[0], K)
         resp /= resp.sum(axis=1, keepdims=True)
         shift = np.repeat(centre[None, :], K, axis=0)
-        parts.append(statistics_from_responsibilities(X, resp, shift, scatter_type))
+        parts.append(statistics_from_responsibilities(
+            X, resp, shift, scatter_type, sample_weight=sample_weight
+        ))
     return parts
 
 
@@ -334,13 +351,19 @@ def threshold_sample(sample: RoundSample, oversampling: float) -> RoundSample:
     return RoundSample(sample.rows[keep], sample.keys[keep], sample.cost)
 
 
-def _sampling_round_chunk(block, candidates, oversampling, seed, round_index, row_offset):
+def _sampling_round_chunk(
+    block, candidates, oversampling, seed, round_index, row_offset, sample_weight=None
+):
     """One chunk of a k-means|| round: every row is drawn independently with
-    probability ``min(1, l d^2(x, C) / phi)``; ``phi`` is not known yet, so the
-    chunk keeps the rows that pass with its own cost (a lower bound of ``phi``)."""
+    probability ``min(1, l w d^2(x, C) / phi)`` (``w`` its weight, 1 without
+    ``sample_weight``; a row of weight 0 is never drawn); ``phi`` is not known
+    yet, so the chunk keeps the rows that pass with its own cost (a lower bound
+    of ``phi``)."""
     check_finite(block, row_offset)
     X = np.asarray(block, dtype=np.float64)
     _, closest = nearest_centres(X, candidates)
+    if sample_weight is not None:
+        closest = closest * kernel_weights(sample_weight)
     uniform = row_uniforms(seed, round_index, row_offset, X.shape[0])[:, 0]
     sample = RoundSample(X, closest / uniform, float(closest.sum()))
     return threshold_sample(sample, oversampling)
@@ -365,10 +388,10 @@ class Pool(NamedTuple):
     oversampling: float
 
 
-def _sampling_round_of(block, argument, row_offset):
+def _sampling_round_of(block, argument, row_offset, sample_weight=None):
     """:func:`_sampling_round_chunk` with ``argument = (candidates, l, seed,
     round)``, for :func:`~streamgmm.reduction.tree_reduce_each`."""
-    return _sampling_round_chunk(block, *argument, row_offset)
+    return _sampling_round_chunk(block, *argument, row_offset, sample_weight)
 
 
 def kmeans_parallel_pools(data: RowData, pools: Sequence[Pool], n_rounds: int) -> list[np.ndarray]:
@@ -402,7 +425,7 @@ def kmeans_parallel_pools(data: RowData, pools: Sequence[Pool], n_rounds: int) -
             )
             for j in going
         ]
-        drawn_all = tree_reduce_each(data.array, reductions)
+        drawn_all = tree_reduce_each(data.array, reductions, sample_weight=data.weights)
         still = []
         for j, drawn in zip(going, drawn_all, strict=True):
             drawn = threshold_sample(drawn, pools[j].oversampling)
@@ -463,20 +486,43 @@ def _read_samples(data: RowData, index_sets: Sequence[np.ndarray]) -> list[np.nd
     return [rows[np.searchsorted(union, indices)] for indices in index_sets]
 
 
-def _sample_indices(n_samples: int, n_rows: int, rng: np.random.Generator) -> np.ndarray:
-    """``min(n_rows, n_samples)`` distinct sorted row indices, uniformly at random."""
-    return np.sort(rng.choice(n_samples, size=min(n_rows, n_samples), replace=False))
+def _sample_indices(
+    n_samples: int, n_rows: int, rng: np.random.Generator, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """``min(n_rows, n_samples)`` distinct sorted row indices, uniformly at random;
+    with ``weights`` (n,), among the rows of positive weight only."""
+    if weights is None:
+        return np.sort(rng.choice(n_samples, size=min(n_rows, n_samples), replace=False))
+    positive = np.flatnonzero(weights > 0)
+    return np.sort(rng.choice(positive, size=min(n_rows, positive.size), replace=False))
 
 
-def _kmeans_parallel_grid(data, starts, rngs, n_rounds, oversampling):
+def _weighted_indices(weights: np.ndarray, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """``min(n_rows, rows of positive weight)`` distinct row indices drawn one
+    after another with probabilities proportional to ``weights`` (n,)."""
+    size = min(n_rows, int(np.count_nonzero(weights)))
+    return rng.choice(weights.size, size=size, replace=False, p=weights / weights.sum())
+
+
+def weights_in_memory(data: RowData) -> np.ndarray | None:
+    """The rows' weights (n,) float64 read into memory (8 bytes a row), for the
+    draws of the sampling initialisations; None without weights."""
+    if data.weights is None:
+        return None
+    return np.asarray(data.weights.compute(), dtype=np.float64)
+
+
+def _kmeans_parallel_grid(data, starts, rngs, n_rounds, oversampling, weights=None):
     """k-means|| statistics of every start: one candidate pool per distinct
     ``(first row, seed, l)``, all pools in the same passes, and one set of
     candidate statistics per pool and scatter type (so that a start's statistics
-    are exactly those it gets alone)."""
+    are exactly those it gets alone). With ``weights`` (n,) the first row is
+    drawn with probability proportional to its weight."""
     pools, groups_of = {}, []
     for start, rng in zip(starts, rngs, strict=True):
         pool = Pool(
-            int(rng.integers(data.n_samples)),
+            int(rng.integers(data.n_samples) if weights is None
+                else _weighted_indices(weights, 1, rng)[0]),
             int(rng.integers(2**63)),
             oversampling * start.n_components,
         )
@@ -498,12 +544,18 @@ def _kmeans_parallel_grid(data, starts, rngs, n_rounds, oversampling):
     return results
 
 
-def _hierarchical_grid(data, starts, rngs, sample_size):
+def _hierarchical_grid(data, starts, rngs, sample_size, weights=None):
     """Statistics, on each start's sample, of the groups that model-based
     agglomeration of that sample gives (:mod:`streamgmm.agglomeration`); one
-    agglomeration per distinct sample serves every number of components."""
+    agglomeration per distinct sample serves every number of components. With
+    ``weights`` (n,) the sample is drawn with probabilities proportional to
+    them (agglomeration itself counts every sampled row once)."""
     size = min(sample_size, HIERARCHICAL_SAMPLE_SIZE)
-    index_sets = [_sample_indices(data.n_samples, size, rng) for rng in rngs]
+    index_sets = [
+        _sample_indices(data.n_samples, size, rng) if weights is None
+        else np.sort(_weighted_indices(weights, size, rng))
+        for rng in rngs
+    ]
     samples = _read_samples(data, index_sets)
     sizes: dict[bytes, set] = {}
     for indices, start in zip(index_sets, starts, strict=True):
@@ -559,12 +611,14 @@ def initial_statistics_grid(
     starts = [Start(int(K), t, int(seed)) for K, t, seed in starts]
     rngs = [np.random.default_rng(start.seed) for start in starts]
     types = [start.covariance_type for start in starts]
+    weights = None if method == "random" else weights_in_memory(data)
     if method == "random":
         seeds = [int(rng.integers(2**63)) for rng in rngs]
         Ks = [start.n_components for start in starts]
         scatter_types = [richest_scatter_type([t]) for t in types]
         combine = partial(_combine_lists, scatter_types=scatter_types)
-        stats = tree_reduce(data.array, _random_chunk, combine, seeds, Ks, scatter_types)
+        stats = tree_reduce(data.array, _random_chunk, combine, seeds, Ks, scatter_types,
+                            sample_weight=data.weights)
         return [convert_scatter(s, t) for s, t in zip(stats, types, strict=True)]
     if method == "k-means||":
         return _kmeans_parallel_grid(
@@ -573,24 +627,30 @@ def initial_statistics_grid(
             rngs,
             KMEANS_PARALLEL_ROUNDS if n_rounds is None else n_rounds,
             OVERSAMPLING_PER_COMPONENT if oversampling is None else oversampling,
+            weights,
         )
     if method == "hierarchical":
-        return _hierarchical_grid(data, starts, rngs, sample_size)
+        return _hierarchical_grid(data, starts, rngs, sample_size, weights)
     if method == "random_from_data":
         index_sets = [
             rng.choice(data.n_samples, size=start.n_components, replace=False)
+            if weights is None else _weighted_indices(weights, start.n_components, rng)
             for start, rng in zip(starts, rngs, strict=True)
         ]
         centre_sets = _read_samples(data, index_sets)
     else:
         index_sets = [
-            _sample_indices(data.n_samples, max(sample_size, start.n_components), rng)
+            _sample_indices(data.n_samples, max(sample_size, start.n_components), rng, weights)
             for start, rng in zip(starts, rngs, strict=True)
         ]
         centre_sets = []
-        for sample, start, rng in zip(_read_samples(data, index_sets), starts, rngs, strict=True):
-            centres = kmeans_plusplus(sample, start.n_components, rng)
-            centre_sets.append(lloyd(sample, centres) if method == "kmeans" else centres)
+        samples = _read_samples(data, index_sets)
+        for indices, sample, start, rng in zip(index_sets, samples, starts, rngs, strict=True):
+            sample_weight = None if weights is None else weights[indices]
+            centres = kmeans_plusplus(sample, start.n_components, rng, sample_weight)
+            centre_sets.append(
+                lloyd(sample, centres, sample_weight) if method == "kmeans" else centres
+            )
     scatter_types = [richest_scatter_type([t]) for t in types]
     stats = hard_assignment_statistics(data, centre_sets, scatter_types)
     return [convert_scatter(s, t) for s, t in zip(stats, types, strict=True)]

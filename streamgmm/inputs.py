@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
@@ -56,6 +57,9 @@ class RowData:
     feature_names : the column names of a data frame whose columns are all
         named by strings (object array of shape (n_features,)), else None.
     index : the row index of a pandas or Dask frame (tables), to label outputs.
+    weights : the rows' weights (n_samples,) float64, chunked like ``array``'s
+        rows and checked (:func:`with_weights`), or None (every row counts once).
+    n_weighted : how many rows have a positive weight (None without weights).
     """
 
     array: da.Array
@@ -66,18 +70,25 @@ class RowData:
     in_memory: np.ndarray | None = None
     feature_names: np.ndarray | None = None
     index: Any = None
+    weights: da.Array | None = None
+    n_weighted: int | None = None
 
     @property
     def n_samples(self) -> int:
         return int(self.array.shape[0])
 
     @property
+    def n_counted(self) -> int:
+        """Rows that count in a fit: those of positive weight (all without weights)."""
+        return self.n_samples if self.n_weighted is None else self.n_weighted
+
+    @property
     def n_features(self) -> int:
         return int(self.array.shape[1])
 
 
-def open_zarr_array(path: str | os.PathLike) -> zarr.Array:
-    """Open the 2-D array in a Zarr store, or at a path inside one, read-only."""
+def open_zarr_array(path: str | os.PathLike, ndim: int = 2) -> zarr.Array:
+    """Open the ``ndim``-D array in a Zarr store, or at a path inside one, read-only."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No Zarr store at {path!r}")
@@ -87,12 +98,13 @@ def open_zarr_array(path: str | os.PathLike) -> zarr.Array:
         raise ValueError(f"{path!r} is not a readable Zarr store: {error}") from error
     if isinstance(node, zarr.Array):
         return node
-    arrays = [(name, array) for name, array in node.arrays() if array.ndim == 2]
+    arrays = [(name, array) for name, array in node.arrays() if array.ndim == ndim]
     if len(arrays) == 1:
         return arrays[0][1]
     names = sorted(name for name, _ in node.arrays())
+    dimensional = ("one", "two")[ndim - 1]
     raise ValueError(
-        f"The Zarr group at {path!r} holds {len(arrays)} two-dimensional arrays "
+        f"The Zarr group at {path!r} holds {len(arrays)} {dimensional}-dimensional arrays "
         f"(arrays: {names}); pass the path of one of them, e.g. {path!r} + '/name'"
     )
 
@@ -334,4 +346,134 @@ def persisted_rows(data: RowData, option: bool | str) -> RowData:
     client, else in local memory) when :func:`should_persist` says so."""
     if not should_persist(data, option):
         return data
-    return dataclasses.replace(data, array=data.array.persist())
+    if data.weights is None:
+        return dataclasses.replace(data, array=data.array.persist())
+    array, weights = dask.persist(data.array, data.weights)
+    return dataclasses.replace(data, array=array, weights=weights)
+
+
+# ------------------------------------------------------------------ weights
+def weighted_rows(X: Any, sample_weight: Any, sample_dim: str | None = None) -> RowData:
+    """:func:`as_rows` of X with its rows' weights (:func:`with_weights`).
+
+    ``sample_weight`` is None, a NumPy or Dask array (n,), a Zarr array or the
+    path of a Zarr store holding one 1-D array, a 1-D DataArray along the
+    sample dimension, or, for tabular X (data frames, Parquet and CSV tables),
+    the name of a column, which then is not a feature.
+    """
+    if sample_weight is None:
+        return as_rows(X, sample_dim)
+    if isinstance(sample_weight, str) and _is_tabular(X):
+        X, sample_weight = tables.split_weight_column(X, sample_weight)
+        data = as_rows(X, sample_dim)
+        return with_weights(data, as_rows(sample_weight).array[:, 0])
+    return with_weights(as_rows(X, sample_dim), sample_weight)
+
+
+def _is_tabular(X: Any) -> bool:
+    return (
+        isinstance(X, tables.TableSource)
+        or tables.is_data_frame(X)
+        or (isinstance(X, str | os.PathLike) and tables.table_format(X) is not None)
+    )
+
+
+def with_weights(data: RowData, sample_weight: Any) -> RowData:
+    """``data`` with ``sample_weight`` as its row weights, float64 and chunked like
+    its rows, after checking them (one pass over the weights, none over X).
+
+    Raises ``ValueError`` naming the problem for weights that are not one
+    finite, non-negative number per row, that are all zero, or whose chunks
+    cannot be aligned with the rows (unknown chunk sizes); ``TypeError`` for
+    non-numeric weights.
+    """
+    weights = _weight_array(sample_weight, data)
+    if weights.ndim != 1:
+        raise ValueError(
+            f"sample_weight must be 1-D (one weight per row), got shape {weights.shape}"
+        )
+    if not (np.issubdtype(weights.dtype, np.number) or weights.dtype == np.bool_) or (
+        np.issubdtype(weights.dtype, np.complexfloating)
+    ):
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
+    if any(np.isnan(size) for size in weights.chunks[0]):
+        raise ValueError(
+            "sample_weight has chunks of unknown size, which cannot be aligned with the "
+            "rows of X; compute them first (e.g. weights.compute_chunk_sizes())"
+        )
+    if weights.shape[0] != data.n_samples:
+        raise ValueError(
+            f"sample_weight has {weights.shape[0]} values but X has {data.n_samples} rows; "
+            "give one weight per row"
+        )
+    weights = weights.astype(np.float64).rechunk((data.array.chunks[0],))
+    summary = dask.compute(*weight_summary(weights))
+    check_weight_values(*summary, weights)
+    return dataclasses.replace(data, weights=weights, n_weighted=int(summary[2]))
+
+
+def _weight_array(sample_weight: Any, data: RowData) -> da.Array:
+    """``sample_weight`` of any supported kind as a Dask array."""
+    if isinstance(sample_weight, xr.DataArray):
+        return _weights_from_dataarray(sample_weight, data)
+    if isinstance(sample_weight, str | os.PathLike):
+        sample_weight = open_zarr_array(sample_weight, ndim=1)
+    if isinstance(sample_weight, zarr.Array):
+        return from_zarr(sample_weight)
+    if isinstance(sample_weight, da.Array):
+        return sample_weight
+    array = numbers_from_objects(np.asarray(sample_weight))
+    aligned = array.shape == (data.n_samples,)
+    return da.from_array(array, chunks=(data.array.chunks[0],) if aligned else -1)
+
+
+def _weights_from_dataarray(weights: xr.DataArray, data: RowData) -> da.Array:
+    """A DataArray's weights, after checking that they lie along X's sample
+    dimension (and its coordinates, where both have them)."""
+    sample_dim = data.sample_dim or weights.dims[0]
+    if weights.dims != (sample_dim,):
+        raise ValueError(
+            f"sample_weight must be a 1-D DataArray along the sample dimension {sample_dim!r}, "
+            f"got dims {weights.dims}"
+        )
+    coords = data.sample_coords or {}
+    if sample_dim in coords and sample_dim in weights.coords and weights.sizes[
+        sample_dim
+    ] == data.n_samples and not np.array_equal(
+        np.asarray(coords[sample_dim]), np.asarray(weights[sample_dim])
+    ):
+        raise ValueError(
+            f"sample_weight's coordinates along {sample_dim!r} differ from those of X; "
+            "align them first (e.g. weights.sel({sample_dim}=X[{sample_dim}]))"
+        )
+    values = weights.data
+    return values if isinstance(values, da.Array) else da.from_array(np.asarray(values))
+
+
+def weight_summary(weights: da.Array) -> tuple:
+    """Lazy ``(non-finite count, negative count, positive count, sum)`` of weights."""
+    return (
+        (~da.isfinite(weights)).sum(),
+        (weights < 0).sum(),
+        (weights > 0).sum(),
+        da.where(da.isfinite(weights), weights, 0).sum(),
+    )
+
+
+def check_weight_values(
+    n_nonfinite: int, n_negative: int, n_positive: int, total: float, weights: da.Array
+) -> None:
+    """Raise ``ValueError`` naming the first bad weight, or for weights that are
+    all zero (the summary of :func:`weight_summary`)."""
+    for count, problem, bad in (
+        (n_nonfinite, "NaN or infinite", lambda w: ~np.isfinite(w)),
+        (n_negative, "negative", lambda w: w < 0),
+    ):
+        if count:
+            first = int(da.argmax(bad(weights)).compute())
+            raise ValueError(
+                f"sample_weight has {int(count)} {problem} value(s), first at row {first}; "
+                "weights must be finite and non-negative"
+            )
+    if not n_positive or not total > 0:
+        raise ValueError("sample_weight is zero for every row; at least one weight must be > 0")

@@ -39,7 +39,7 @@ from .hyperparameters import (
     PARTIAL_FIT_RULES,
     user_parameters,
 )
-from .inputs import RowData, as_rows, named_input, persisted_rows, wrap_rows
+from .inputs import RowData, named_input, persisted_rows, weighted_rows, wrap_rows
 from .reduction import sum_tuples, tree_reduce
 from .state import fitted_dtype, model_to_dataset, set_fitted
 from .validation import check_hyperparameters
@@ -232,11 +232,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self,
         X: Any,
         y: Any = None,
+        sample_weight: Any = None,
         *,
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = ONLINE_CHECKPOINT_BATCHES,
     ) -> GaussianMixture:
         """Fit by EM; X is any supported input (see :mod:`streamgmm.inputs`).
+
+        ``sample_weight`` (n,) weighs the rows: a row of weight w counts as w
+        rows (:func:`streamgmm.inputs.weighted_rows` lists the kinds: arrays,
+        Zarr, DataArrays, a column name for tables). The lower bound is then the
+        weighted mean log-likelihood.
 
         ``checkpoint`` is the path of a file (see :mod:`streamgmm.checkpoint`)
         that receives the whole fitting state after the initialisation and after
@@ -253,11 +259,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         in that case.
         """
         self._check_hyperparameters()
-        data = self._validate_data(X, reset=True)
-        if data.n_samples < max(2, self.n_components):
+        data = self._validate_data(X, reset=True, sample_weight=sample_weight)
+        if data.n_counted < max(2, self.n_components):
+            rows = "rows of positive weight" if data.weights is not None else "n_samples"
             raise ValueError(
                 f"Expected n_samples >= 2 and n_samples >= n_components, got "
-                f"n_samples={data.n_samples} and n_components={self.n_components}"
+                f"{rows}={data.n_counted} and n_components={self.n_components}"
             )
         user_parameters(self, data.n_features)
         data = persisted_rows(data, self.persist)
@@ -276,14 +283,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Fit, then return the label of every row under the fitted model."""
         return self.fit(X).predict(X)
 
-    def _validate_data(self, X: Any, reset: bool) -> RowData:
-        """X as a :class:`RowData`; unless ``reset``, after checking that the model
-        is fitted and that X has its number of features and feature names
-        (scikit-learn's errors and warnings). Nothing of the model changes here:
-        ``fit`` records the features of X only when it succeeds."""
+    def _validate_data(self, X: Any, reset: bool, sample_weight: Any = None) -> RowData:
+        """X as a :class:`RowData` with its checked ``sample_weight``; unless
+        ``reset``, after checking that the model is fitted and that X has its
+        number of features and feature names (scikit-learn's errors and
+        warnings). Nothing of the model changes here: ``fit`` records the
+        features of X only when it succeeds."""
         if not reset:
             self._check_is_fitted()
-        data = as_rows(X, self.sample_dim)
+        data = weighted_rows(X, sample_weight, self.sample_dim)
         if not reset:
             validate_data(
                 self, named_input(X, data), reset=False, skip_check_array=True, ensure_2d=False
@@ -298,7 +306,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"is expecting {self.n_features_in_} features as input."
             )
 
-    def partial_fit(self, X: Any, y: Any = None) -> GaussianMixture:
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> GaussianMixture:
         """Stepwise-EM updates from the rows of X, in mini-batches of ``batch_size``.
 
         The first call (on an unfitted model) starts from ``*_init`` or from
@@ -308,13 +316,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``ValueError`` naming the rows is raised and the model stays exactly as
         it was. ``history_["log_likelihood"]`` receives the call's prequential
         score (the rows scored before the model learns from them); with a
-        ``step_floor`` the model keeps tracking data that drift.
+        ``step_floor`` the model keeps tracking data that drift. With
+        ``sample_weight`` a batch's step counts its weight, not its rows (the
+        stepwise update uses the batch's weighted statistics over its weight),
+        and so do the burn-in, ``n_samples_seen_`` and the score.
         """
-        return self._partial_fit(X)
+        return self._partial_fit(X, sample_weight=sample_weight)
 
-    def _partial_fit(self, X: Any, first_row: int = 0) -> GaussianMixture:
+    def _partial_fit(
+        self, X: Any, first_row: int = 0, sample_weight: Any = None
+    ) -> GaussianMixture:
         first_call = not hasattr(self, "means_")
-        rows, data = partial_fit_rows(self, X, first_call)
+        rows, data = partial_fit_rows(self, X, first_call, sample_weight)
         if first_call:
             self._check_parameters(data.n_features)
         else:
@@ -388,36 +401,42 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Most likely component of every row, shape (n,), in the kind of X."""
         return self._map_rows(X, lambda b, p: e_step(b, p)[1].argmax(axis=1), None, np.int64)
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Per-sample mean log-likelihood of X, computed in one pass."""
-        total, count = self._total_log_likelihood(self._validate_data(X, reset=False))
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Per-sample mean log-likelihood of X, computed in one pass; with
+        ``sample_weight``, the weighted mean."""
+        data = self._validate_data(X, reset=False, sample_weight=sample_weight)
+        total, count = self._total_log_likelihood(data)
         return total / count
 
-    def _total_log_likelihood(self, data: RowData) -> tuple[float, int]:
-        return tree_reduce(data.array, chunk_log_likelihood, sum_tuples, self._fitted_parameters())
+    def _total_log_likelihood(self, data: RowData) -> tuple[float, float]:
+        return tree_reduce(data.array, chunk_log_likelihood, sum_tuples,
+                           self._fitted_parameters(), sample_weight=data.weights)
 
     def _n_parameters(self) -> int:
         return n_parameters(*self.means_.shape, self.covariance_type)
 
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion on X (lower is better), in one pass."""
-        return self._criterion("bic", X)
+    def bic(self, X: Any, sample_weight: Any = None) -> float:
+        """Bayesian information criterion on X (lower is better), in one pass;
+        with ``sample_weight``, n is the sum of the weights."""
+        return self._criterion("bic", X, sample_weight)
 
-    def aic(self, X: Any) -> float:
+    def aic(self, X: Any, sample_weight: Any = None) -> float:
         """Akaike information criterion on X (lower is better), in one pass."""
-        return self._criterion("aic", X)
+        return self._criterion("aic", X, sample_weight)
 
-    def _criterion(self, name: str, X: Any) -> float:
-        total, count = self._total_log_likelihood(self._validate_data(X, reset=False))
+    def _criterion(self, name: str, X: Any, sample_weight: Any = None) -> float:
+        data = self._validate_data(X, reset=False, sample_weight=sample_weight)
+        total, count = self._total_log_likelihood(data)
         return information_criterion(name, total, count, self._n_parameters())
 
-    def icl(self, X: Any) -> float:
+    def icl(self, X: Any, sample_weight: Any = None) -> float:
         """mclust's integrated complete-data likelihood criterion on X: the BIC
         plus twice the entropy of the most likely classification (lower is
         better), in one pass."""
-        data = self._validate_data(X, reset=False)
+        data = self._validate_data(X, reset=False, sample_weight=sample_weight)
         total, count, classification = tree_reduce(
-            data.array, chunk_likelihood_terms, sum_tuples, self._fitted_parameters()
+            data.array, chunk_likelihood_terms, sum_tuples, self._fitted_parameters(),
+            sample_weight=data.weights,
         )
         return information_criterion(
             "icl", total, count, self._n_parameters(), classification

@@ -103,6 +103,8 @@ class OnlineConfig(NamedTuple):
     averaging: bool
     float32_products: bool = False
     step_floor: float = 0.0
+    weighted: bool = False
+    """Whether the rows carry their weight as a last column (:func:`with_weight_column`)."""
 
 
 class OnlineState(NamedTuple):
@@ -115,8 +117,9 @@ class OnlineState(NamedTuple):
         first batch).
     n_steps : int
         Steps of the schedule taken; 0 during the burn-in, 1 once it ends.
-    n_samples_seen : int
-        Rows absorbed so far (over all passes and calls).
+    n_samples_seen : int or float
+        Rows absorbed so far (over all passes and calls); with weighted rows,
+        the sum of their weights (a float).
     averaged : SufficientStatistics or None
         Equal-weight average of ``statistics`` since the burn-in ended (only
         with averaging).
@@ -126,7 +129,7 @@ class OnlineState(NamedTuple):
 
     statistics: SufficientStatistics
     n_steps: int
-    n_samples_seen: int
+    n_samples_seen: int | float
     averaged: SufficientStatistics | None
     n_averaged: int
 
@@ -268,6 +271,9 @@ def online_steps(
     probe = np.empty(0, dtype=compute_dtype(rows, cov_type, config.float32_products))
     averaged = _statistics_arguments(state.averaged, n_components, n_features, cov_type)
     X = kernel_rows(rows)
+    weighting = ()
+    if config.weighted:
+        X, weighting = X[:, :-1], (X[:, -1],)
     order = compiled.ALL_ROWS if order is None else np.asarray(order, np.int64)
     n_rows = X.shape[0] if order.shape[0] == 0 else order.shape[0]
     settings = (
@@ -290,14 +296,14 @@ def online_steps(
         workspace = compiled.helper_workspace(*parameters, kind, SHARED_PRODUCTS_MAX_FEATURES)
         _helper_thread().submit(
             compiled.help_online_steps, X, order, settings[2], kind, probe, settings[4], *limits,
-            sync, workspace,
+            sync, workspace, *weighting,
         )
     try:
         result = compiled.online_steps(
             X, order, *settings, *limits, *parameters,
             *_statistics_arguments(state.statistics, n_components, n_features, cov_type),
-            int(state.n_steps), int(state.n_samples_seen), *averaged, int(state.n_averaged),
-            paired, sync, workspace,
+            int(state.n_steps), seen_count(state.n_samples_seen, config.weighted), *averaged,
+            int(state.n_averaged), paired, sync, workspace, *weighting,
         )
     finally:
         sync[compiled.SYNC_STOP] = 1
@@ -314,12 +320,41 @@ def online_steps(
     new_state = OnlineState(
         _statistics_result(*result[8:12], cov_type),
         int(result[12]),
-        int(result[13]),
+        seen_count(result[13]),
         _statistics_result(*result[14:18], cov_type) if n_averaged else None,
         n_averaged,
     )
     new_params = GaussianParameters(weights, means, from_blocks(factors, cov_type), cov_type)
     return new_state, new_params, from_blocks(new_covariances, cov_type), log_likelihoods
+
+
+def seen_count(n_seen: float, weighted: bool = False) -> int | float:
+    """``n_samples_seen`` as the compiled steps take it: an int for rows, a float
+    for a sum of weights (``weighted``, or a state that summed weights before)."""
+    if weighted or isinstance(n_seen, float | np.floating):
+        return float(n_seen)
+    return int(n_seen)
+
+
+def with_weight_column(rows: Any, weights: Any) -> Any:
+    """Rows (n, d) and their weights (n,) as one float64 array (n, d + 1), the
+    weights last, so that they travel with their rows through every fold
+    (shuffles, leftovers, checkpoints) to the compiled steps
+    (``OnlineConfig.weighted``). NumPy in, NumPy out; Dask arrays keep their row
+    chunks."""
+    if isinstance(rows, da.Array):
+        return rows.map_blocks(
+            _weight_column_block, weights[:, None], dtype=np.float64,
+            chunks=(rows.chunks[0], (rows.shape[1] + 1,)),
+        )
+    return _weight_column_block(rows, np.asarray(weights)[:, None])
+
+
+def _weight_column_block(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    out = np.empty((rows.shape[0], rows.shape[1] + 1))
+    out[:, :-1] = rows
+    out[:, -1:] = weights
+    return out
 
 
 def check_visited(
@@ -483,6 +518,8 @@ def _fold_steps(
     for log_likelihood in log_likelihoods.tolist():
         total += log_likelihood
     n_rows = rows.shape[0] if order is None else order.shape[0]
+    if config.weighted:
+        n_rows = float(rows[:, -1].sum() if order is None else rows[order, -1].sum())
     return carry._replace(
         state=state, params=params, covariances=covariances, total=total,
         count=carry.count + n_rows, batches_done=carry.batches_done + log_likelihoods.shape[0],

@@ -30,9 +30,14 @@ def row_offsets(array: da.Array) -> list[int]:
     return [0, *accumulate(array.chunks[0])][:-1]
 
 
-def _reduce_block(block, *arguments, chunk_function, block_info=None):
-    """``chunk_function(block, *arguments, row_offset)`` for one block."""
+def _reduce_block(block, *arguments, chunk_function, weighted=False, block_info=None):
+    """``chunk_function(block, *arguments, row_offset)`` for one block; if
+    ``weighted``, the first argument is the block's weights (b, 1), passed on
+    as ``sample_weight`` (b,)."""
     offset = block_info[0]["array-location"][0][0] if block_info else 0
+    if weighted:
+        weights, *arguments = arguments
+        return chunk_function(block, *arguments, offset, sample_weight=weights[:, 0])
     return chunk_function(block, *arguments, offset)
 
 
@@ -43,10 +48,15 @@ def build_tree_reduction(
     *arguments: Any,
     split_every: int = SPLIT_EVERY,
     name: str | None = None,
+    sample_weight: da.Array | None = None,
 ):
     """A lazy ``dask.delayed`` result of reducing ``array`` (row-chunked, one
     feature chunk) with ``chunk_function(block, *arguments, row_offset)`` and
     ``combine_function(list_of_partials)``.
+
+    ``sample_weight`` (n,), chunked like the rows of ``array``, travels with
+    them: each block's weights reach the chunk function as its keyword
+    ``sample_weight`` (read in the same task as the block).
 
     The chunk function is mapped with ``map_blocks``, so Dask's graph
     optimisation fuses it with the task that loads the block (from Zarr, say):
@@ -61,10 +71,15 @@ def build_tree_reduction(
     if array.numblocks[1] != 1:
         raise ValueError("array must have a single chunk along the feature axis")
     shared = [dask.delayed(argument, pure=True) for argument in arguments]
+    if sample_weight is not None:
+        if sample_weight.chunks[0] != array.chunks[0]:
+            raise ValueError("sample_weight must be chunked like the rows of the array")
+        shared.insert(0, sample_weight[:, None])
     partial_blocks = array.map_blocks(
         _reduce_block,
         *shared,
         chunk_function=chunk_function,
+        weighted=sample_weight is not None,
         chunks=(1, 1),
         meta=np.empty((0, 0), dtype=object),
         token=f"reduce-{name or funcname(chunk_function)}",
@@ -92,20 +107,24 @@ def tree_reduce(
     *arguments: Any,
     split_every: int = SPLIT_EVERY,
     name: str | None = None,
+    sample_weight: da.Array | None = None,
 ):
     """Compute :func:`build_tree_reduction` on the active Dask scheduler."""
     reduction = build_tree_reduction(
-        array, chunk_function, combine_function, *arguments, split_every=split_every, name=name
+        array, chunk_function, combine_function, *arguments, split_every=split_every, name=name,
+        sample_weight=sample_weight,
     )
     with blas_threads_for_dask([reduction]):
         (result,) = dask.compute(reduction)
     return result
 
 
-def _each_chunk(block, reductions, row_offset):
-    """``chunk_function(block, argument, row_offset)`` of every reduction."""
+def _each_chunk(block, reductions, row_offset, **sample_weight):
+    """``chunk_function(block, argument, row_offset)`` of every reduction (with
+    the block's ``sample_weight`` when the reduction is weighted)."""
     return [
-        chunk_function(block, argument, row_offset) for chunk_function, _, argument in reductions
+        chunk_function(block, argument, row_offset, **sample_weight)
+        for chunk_function, _, argument in reductions
     ]
 
 
@@ -121,12 +140,14 @@ def tree_reduce_each(
     array: da.Array,
     reductions: Sequence[tuple[Callable[..., Any], Callable[[Sequence[Any]], Any], Any]],
     split_every: int = SPLIT_EVERY,
+    sample_weight: da.Array | None = None,
 ) -> list:
     """``[tree_reduce(array, chunk_function, combine_function, argument) for
     chunk_function, combine_function, argument in reductions]`` in one pass: each
     block is read once and reduced for every reduction, and the partial results
     combine in the same tree, so each result equals its own ``tree_reduce``
-    exactly. Tasks are named after the first chunk function."""
+    exactly. Tasks are named after the first chunk function. With
+    ``sample_weight`` every chunk function is called with its block's weights."""
     reductions = list(reductions)
     return tree_reduce(
         array,
@@ -135,4 +156,5 @@ def tree_reduce_each(
         reductions,
         split_every=split_every,
         name=funcname(reductions[0][0]),
+        sample_weight=sample_weight,
     )

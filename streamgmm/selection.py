@@ -31,7 +31,7 @@ from .criteria import CRITERIA, information_criterion
 from .engine import EMRun, EMSettings, best_run, run_em
 from .hyperparameters import make_rng
 from .initialization import KMEANS_PARALLEL_ROUNDS, Start, initial_statistics_grid, start_seeds
-from .inputs import as_rows, persisted_rows
+from .inputs import persisted_rows, weighted_rows
 from .mixture import ConvergenceWarning, GaussianMixture
 from .mstep import CholeskyError, parameters_from_statistics
 from .threads import blas_threads_for_dask
@@ -61,7 +61,7 @@ def run_grid_em(
     with blas_threads_for_dask([data.array]):
         return run_em(
             data.array, [grid.run for grid in runs], settings, keep_going=True,
-            score_at_end=True,
+            score_at_end=True, sample_weight=data.weights,
         )
 
 
@@ -92,6 +92,7 @@ def select(
     init_sample_size: int = 100_000,
     sample_dim: str | None = None,
     float32_products: bool = False,
+    sample_weight: Any = None,
 ) -> tuple[GaussianMixture, xr.Dataset]:
     """Fit every (n_components, covariance_type) candidate together and keep the
     one with the lowest ``criterion`` (``"bic"``, ``"aic"`` or mclust's ``"icl"``).
@@ -109,7 +110,8 @@ def select(
     mean in ``GaussianMixture``, but the defaults of ``tol`` (:data:`SELECT_TOL`)
     and ``init_params`` (:data:`SELECT_INIT_PARAMS`) differ; ``float32_products``
     applies to every full-covariance candidate's EM passes (the final scoring
-    pass stays in float64).
+    pass stays in float64). ``sample_weight`` weighs the rows as in
+    ``GaussianMixture.fit`` (BIC's n is then the sum of the weights).
 
     Returns
     -------
@@ -138,7 +140,7 @@ def select(
     if len(set(sizes)) != len(sizes):
         raise ValueError(f"n_components holds repeated values: {sizes}")
     # NumPy input goes to a cluster's workers once, not with every pass (as in fit).
-    data = persisted_rows(as_rows(X, sample_dim), "auto")
+    data = persisted_rows(weighted_rows(X, sample_weight, sample_dim), "auto")
     settings = dict(
         tol=tol,
         reg_covar=reg_covar,
@@ -157,9 +159,10 @@ def select(
     for model in models.values():
         for method in methods:
             model.set_params(init_params=method)._check_parameters(data.n_features)
-    if max(sizes) > data.n_samples:
+    if max(sizes) > data.n_counted:
+        rows = "n_samples" if data.weights is None else "rows of positive weight"
         raise ValueError(
-            f"Expected n_samples >= n_components, got n_samples={data.n_samples} "
+            f"Expected n_samples >= n_components, got {rows}={data.n_counted} "
             f"and n_components={max(sizes)}"
         )
     seed_source = _seed_source(random_state)
@@ -253,7 +256,7 @@ def _table(sizes, types, runs, models, data) -> xr.Dataset:
         n_parameters = model._n_parameters()
         for name in CRITERIA:
             columns[name][row, column] = information_criterion(
-                name, run.final_terms[0], data.n_samples, n_parameters, run.final_terms[2]
+                name, run.final_terms[0], run.final_terms[1], n_parameters, run.final_terms[2]
             )
         columns["lower_bound"][row, column] = run.lower_bound
         converged[row, column] = run.converged

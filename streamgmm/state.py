@@ -29,7 +29,7 @@ from .acceleration import method_of, state_from_arrays, state_to_arrays
 from .covariance import DIMS, precisions_from_cholesky
 from .engine import EMRun
 from .estep import GaussianParameters
-from .online import OnlineState
+from .online import OnlineState, seen_count
 from .outputs import MODEL_FORMAT
 from .progress import HISTORY_KEYS
 from .statistics import SufficientStatistics
@@ -205,7 +205,7 @@ def _online_state_from_arrays(arrays: dict, scalars: dict) -> OnlineState | None
     return OnlineState(
         statistics("running"),
         int(scalars["n_steps"]),
-        int(scalars["n_samples_seen"]),
+        seen_count(scalars["n_samples_seen"]),
         statistics("averaged"),
         int(scalars["n_averaged"]),
     )

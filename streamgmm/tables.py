@@ -147,6 +147,25 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
     return table_source(path, columns).frame
 
 
+def split_weight_column(X: Any, name: str) -> tuple[Any, Any]:
+    """``(features, weights)`` of tabular X (a pandas or Dask frame, a table path or
+    :class:`TableSource`) whose column ``name`` holds the rows' weights: X
+    without that column, and that column alone, in the same kind (so that both
+    have the same partitions)."""
+    if is_data_frame(X):
+        if name not in X.columns:
+            raise ValueError(
+                f"sample_weight {name!r} is not a column of X; its columns are "
+                f"{', '.join(map(str, X.columns))}"
+            )
+        return X.drop(columns=[name]), X[[name]]
+    source = X if isinstance(X, TableSource) else table_source(X)
+    features = [column for column in source.columns if column != name]
+    if source.columns == (name,) or not features:
+        raise ValueError(f"{source.path!r} has no column left as a feature besides {name!r}")
+    return table_source(source.path, features), table_source(source.path, [name])
+
+
 def _read_parquet(files: list[str]) -> tuple[Any, tuple[int, ...], tuple]:
     """Parquet files as a Dask frame with one partition per row group, the row
     groups' lengths (from the files' metadata), and the partitions' parts."""
