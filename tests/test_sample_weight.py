@@ -415,3 +415,11 @@ def test_select_with_weights_ranks_by_the_weighted_criteria(weighted_data):
     assert float(chosen["bic"]) != pytest.approx(best.bic(X), rel=1e-3)
     with pytest.raises(ValueError, match="negative"):
         select(X, [2], ["full"], sample_weight=-np.ones(len(X)))
+
+
+@pytest.mark.parametrize("acceleration", ["squarem", "daarem"])
+def test_accelerated_fit_with_integer_weights_equals_repeated_rows(weighted_data, acceleration):
+    X, weights, repeated = weighted_data
+    weighted = model("full", X, acceleration=acceleration).fit(X, sample_weight=weights)
+    reference = model("full", X, acceleration=acceleration).fit(repeated)
+    assert_same_fit(weighted, reference)
