@@ -98,6 +98,8 @@ def test_integer_weights_equal_repeated_rows(weighted_data, covariance_type, kin
 
 
 def test_integer_weights_equal_repeated_rows_on_a_local_cluster(weighted_data):
+    """Batch fits on two worker processes equal the repeated rows' fits, and a
+    weighted online fit folded on the workers equals the same fit here."""
     distributed = pytest.importorskip("distributed")
     X, weights, repeated = weighted_data
     with (
@@ -112,6 +114,15 @@ def test_integer_weights_equal_repeated_rows_on_a_local_cluster(weighted_data):
             )
             reference = model(covariance_type, X).fit(repeated)
             assert_same_fit(weighted, reference)
+        with pytest.warns(ConvergenceWarning):
+            online_on_cluster = online_model(X).fit(
+                da.from_array(X, chunks=(CHUNK_ROWS, -1)), sample_weight=weights
+            )
+    with pytest.warns(ConvergenceWarning):
+        online_here = online_model(X).fit(
+            da.from_array(X, chunks=(CHUNK_ROWS, -1)), sample_weight=weights
+        )
+    assert_same_fit(online_on_cluster, online_here, rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
