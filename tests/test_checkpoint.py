@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import zarr
 from _checkpoint_fit import counted_blocks  # noqa: I001
+from unconverged import unconverged_fit
 
 from streamgmm import GaussianMixture, load
 from streamgmm.checkpoint import read_checkpoint, write_checkpoint
@@ -64,8 +65,9 @@ def _wait_for_checkpoint(path: Path, process: subprocess.Popen, init_index: int,
 @pytest.mark.parametrize("kill_at", [(0, 3), (1, 2)], ids=["first-init", "second-init"])
 def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(data_path, tmp_path, kill_at):
     counter = tmp_path / "calls-reference"
-    reference = GaussianMixture(**SETTINGS).fit(
-        counted_blocks(data_path, str(counter), 0.0), checkpoint=tmp_path / "reference.ckpt"
+    reference = unconverged_fit(
+        GaussianMixture(**SETTINGS), counted_blocks(data_path, str(counter), 0.0),
+        checkpoint=tmp_path / "reference.ckpt",
     )
     full_fit_reads = counter.stat().st_size
 
@@ -107,7 +109,8 @@ def test_temporary_files_of_a_killed_writer_are_removed(data_path, tmp_path):
     ]
     for path in unrelated:
         path.write_bytes(b"not ours")
-    GaussianMixture(**{**SETTINGS, "max_iter": 2}).fit(data_path, checkpoint=checkpoint)
+    two_iterations = GaussianMixture(**{**SETTINGS, "max_iter": 2})
+    unconverged_fit(two_iterations, data_path, checkpoint=checkpoint)
     assert not stale.exists() and all(path.exists() for path in unrelated)
     assert read_checkpoint(checkpoint)[1]["run"]["n_iter"] == 2
 
@@ -115,10 +118,11 @@ def test_temporary_files_of_a_killed_writer_are_removed(data_path, tmp_path):
 def test_finished_checkpoint_returns_the_fit_without_reading_the_data(data_path, tmp_path):
     settings = {**SETTINGS, "max_iter": 4}
     checkpoint = tmp_path / "fit.ckpt"
-    first = GaussianMixture(**settings).fit(data_path, checkpoint=checkpoint)
+    first = unconverged_fit(GaussianMixture(**settings), data_path, checkpoint=checkpoint)
     counter = tmp_path / "calls"
-    again = GaussianMixture(**settings).fit(
-        counted_blocks(data_path, str(counter), 0.0), checkpoint=checkpoint
+    again = unconverged_fit(
+        GaussianMixture(**settings), counted_blocks(data_path, str(counter), 0.0),
+        checkpoint=checkpoint,
     )
     assert not counter.exists()
     for name in FITTED:
@@ -127,7 +131,8 @@ def test_finished_checkpoint_returns_the_fit_without_reading_the_data(data_path,
 
 def test_checkpoint_of_another_fit_is_refused(data_path, tmp_path):
     checkpoint = tmp_path / "fit.ckpt"
-    GaussianMixture(**{**SETTINGS, "max_iter": 2}).fit(data_path, checkpoint=checkpoint)
+    two_iterations = GaussianMixture(**{**SETTINGS, "max_iter": 2})
+    unconverged_fit(two_iterations, data_path, checkpoint=checkpoint)
     with pytest.raises(ValueError, match="different fit.*n_components"):
         GaussianMixture(**{**SETTINGS, "max_iter": 2, "n_components": 2}).fit(
             data_path, checkpoint=checkpoint
@@ -156,7 +161,8 @@ def test_unreadable_or_foreign_checkpoint_files_are_refused(data_path, tmp_path)
 
 def test_checkpoint_holds_no_pickled_objects(data_path, tmp_path):
     checkpoint = tmp_path / "fit.ckpt"
-    GaussianMixture(**{**SETTINGS, "max_iter": 2}).fit(data_path, checkpoint=checkpoint)
+    two_iterations = GaussianMixture(**{**SETTINGS, "max_iter": 2})
+    unconverged_fit(two_iterations, data_path, checkpoint=checkpoint)
     with np.load(checkpoint, allow_pickle=False) as archive:
         kinds = {archive[name].dtype.kind for name in archive.files}
     assert kinds <= {"f", "U"}
@@ -169,7 +175,9 @@ ONLINE = dict(
 
 def test_online_fit_killed_mid_pass_resumes_to_the_uninterrupted_result(data_path, tmp_path):
     counter = tmp_path / "calls-reference"
-    reference = GaussianMixture(**ONLINE).fit(counted_blocks(data_path, str(counter), 0.0))
+    reference = unconverged_fit(
+        GaussianMixture(**ONLINE), counted_blocks(data_path, str(counter), 0.0)
+    )
     full_fit_reads = counter.stat().st_size
 
     settings = {**ONLINE, "checkpoint_every": 5}

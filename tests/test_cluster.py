@@ -21,6 +21,8 @@ import zarr
 
 distributed = pytest.importorskip("distributed")
 
+from unconverged import unconverged_fit  # noqa: E402
+
 from streamgmm import GaussianMixture, select  # noqa: E402
 from streamgmm.checkpoint import read_checkpoint  # noqa: E402
 from streamgmm.datasets import make_mixture, random_mixture, write_mixture_zarr  # noqa: E402
@@ -140,9 +142,9 @@ def test_distributed_online_fit_equals_threaded_fit(client, tmp_path, covariance
         tol=0.0,
         random_state=0,
     )
-    on_cluster = GaussianMixture(3, **settings).fit(source)
+    on_cluster = unconverged_fit(GaussianMixture(3, **settings), source)
     with dask.config.set(scheduler="threads"):
-        threaded = GaussianMixture(3, **settings).fit(source)
+        threaded = unconverged_fit(GaussianMixture(3, **settings), source)
     assert on_cluster.n_steps_ == threaded.n_steps_ > 10
     _assert_same_fit(on_cluster, threaded)
 
@@ -150,13 +152,13 @@ def test_distributed_online_fit_equals_threaded_fit(client, tmp_path, covariance
 def test_worker_killed_mid_fit_gives_the_undisturbed_result(client, tmp_path):
     path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
     settings = dict(init_params="random_from_data", max_iter=8, tol=0.0, random_state=3)
-    undisturbed = GaussianMixture(3, **settings).fit(path)
+    undisturbed = unconverged_fit(GaussianMixture(3, **settings), path)
     n_chunks = 4
     # Before EM: at most 3 reads for the random rows and 4 for the assignment
     # pass, so read number 18 falls in the third or fourth EM iteration.
     wrapped, counter, marker = _counted(path, tmp_path, kill_from=n_chunks * 4 + 2)
     pids_before = set(client.run(os.getpid).values())
-    disturbed = GaussianMixture(3, **settings).fit(wrapped)
+    disturbed = unconverged_fit(GaussianMixture(3, **settings), wrapped)
     assert marker.exists(), "no worker was killed"
     client.wait_for_workers(2, timeout=60)
     assert set(client.run(os.getpid).values()) != pids_before
@@ -172,7 +174,7 @@ def _outgoing_bytes(client) -> int:
 
 def _bytes_per_iteration(client, path, start):
     before = _outgoing_bytes(client)
-    model = GaussianMixture(3, max_iter=3, tol=0.0, **start).fit(path)
+    model = unconverged_fit(GaussianMixture(3, max_iter=3, tol=0.0, **start), path)
     return (_outgoing_bytes(client) - before) / model.n_iter_
 
 
@@ -238,7 +240,8 @@ def test_persist_reads_the_store_once_and_streaming_reads_it_every_pass(client, 
         folder = tmp_path / f"persist_{persist}"
         folder.mkdir()
         wrapped, counter, _ = _counted(path, folder)
-        results[persist] = GaussianMixture(3, persist=persist, **settings).fit(wrapped)
+        model = GaussianMixture(3, persist=persist, **settings)
+        results[persist] = unconverged_fit(model, wrapped)
         calls[persist] = os.path.getsize(counter)
     assert calls[True] == n_chunks
     assert calls[False] >= n_chunks * results[False].n_iter_ + n_chunks
@@ -251,7 +254,7 @@ def test_worker_killed_while_holding_persisted_data(client, tmp_path):
     the test (``client.run``) once the fit's checkpoint shows two iterations."""
     path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
     settings = dict(persist=True, max_iter=15, tol=0.0, random_state=2)
-    undisturbed = GaussianMixture(3, **settings).fit(path)
+    undisturbed = unconverged_fit(GaussianMixture(3, **settings), path)
     checkpoint = tmp_path / "fit.ckpt"
     killed_at = []
 
@@ -272,7 +275,7 @@ def test_worker_killed_while_holding_persisted_data(client, tmp_path):
     pids_before = set(client.run(os.getpid).values())
     killer = threading.Thread(target=kill_a_worker_after_two_iterations)
     killer.start()
-    disturbed = GaussianMixture(3, **settings).fit(path, checkpoint=checkpoint)
+    disturbed = unconverged_fit(GaussianMixture(3, **settings), path, checkpoint=checkpoint)
     killer.join()
     assert killed_at and killed_at[0] < settings["max_iter"] - 5
     client.wait_for_workers(2, timeout=60)
@@ -291,9 +294,9 @@ def test_a_relative_store_path_is_read_by_workers_started_elsewhere(
     monkeypatch.chdir(tmp_path)
     assert str(tmp_path) not in worker_folders
     settings = dict(max_iter=5, tol=0.0, random_state=0)
-    on_cluster = GaussianMixture(3, **settings).fit("x.zarr")
+    on_cluster = unconverged_fit(GaussianMixture(3, **settings), "x.zarr")
     with dask.config.set(scheduler="threads"):
-        in_memory = GaussianMixture(3, **settings).fit(X)
+        in_memory = unconverged_fit(GaussianMixture(3, **settings), X)
     _assert_same_fit(on_cluster, in_memory)
 
 
@@ -380,7 +383,7 @@ ONLINE_KILL = dict(
 
 def _online_settings_with_start():
     """ONLINE_KILL with a fixed start, so that every read of the data is a pass's."""
-    start = GaussianMixture(3, max_iter=1, random_state=0).fit(_data())
+    start = unconverged_fit(GaussianMixture(3, max_iter=1, random_state=0), _data())
     return dict(
         ONLINE_KILL,
         weights_init=start.weights_.tolist(),
@@ -396,7 +399,7 @@ def test_worker_killed_during_an_online_pass_gives_the_undisturbed_result(tmp_pa
     path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
     settings = _online_settings_with_start()
     with dask.config.set(scheduler="threads"):
-        threaded = GaussianMixture(**settings).fit(path)
+        threaded = unconverged_fit(GaussianMixture(**settings), path)
     n_chunks = 4
     wrapped, counter, marker = _counted(path, tmp_path, kill_from=n_chunks + 2)
     with (
@@ -406,7 +409,7 @@ def test_worker_killed_during_an_online_pass_gives_the_undisturbed_result(tmp_pa
         distributed.Client(cluster) as client,
     ):
         pids_before = set(client.run(os.getpid).values())
-        disturbed = GaussianMixture(**settings).fit(wrapped)
+        disturbed = unconverged_fit(GaussianMixture(**settings), wrapped)
         assert marker.exists(), "no worker was killed"
         assert os.path.getsize(counter) > 3 * n_chunks, "nothing was read again"
         assert set(client.run(os.getpid).values()) != pids_before
@@ -420,7 +423,7 @@ def test_online_client_killed_mid_pass_resumes_on_the_cluster_exactly(client, tm
     path = _write_zarr(tmp_path / "x.zarr", _data(), 500)
     settings = _online_settings_with_start()
     with dask.config.set(scheduler="threads"):
-        threaded = GaussianMixture(**settings).fit(path)
+        threaded = unconverged_fit(GaussianMixture(**settings), path)
     checkpoint = tmp_path / "fit.ckpt"
     slow = {**settings, "checkpoint_every": 5, "read_delay": 0.3}
     first = _online_fit_in_a_client_process(
@@ -440,7 +443,9 @@ def test_online_client_killed_mid_pass_resumes_on_the_cluster_exactly(client, tm
     assert position["passes_done"] < settings["max_iter"] and position["chunks_done"] >= 1
 
     wrapped, counter, _ = _counted(path, tmp_path)
-    resumed = GaussianMixture(**settings).fit(wrapped, checkpoint=checkpoint, checkpoint_every=5)
+    resumed = unconverged_fit(
+        GaussianMixture(**settings), wrapped, checkpoint=checkpoint, checkpoint_every=5
+    )
     remaining_chunks = 4 * (settings["max_iter"] - position["passes_done"])
     assert os.path.getsize(counter) == remaining_chunks - position["chunks_done"]
     _assert_same_online_fit(resumed, threaded)

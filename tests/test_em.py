@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from float32_rounding import assert_float32_rounding_of
+from unconverged import unconverged_fit
 
 from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture, match_components, random_mixture, sample_mixture
@@ -30,14 +31,14 @@ def test_recovers_known_parameters():
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_log_likelihood_never_decreases(covariance_type):
     X, _, _ = make_mixture(5000, n_components=5, n_features=4, separation=2.0, random_state=2)
-    model = GaussianMixture(
+    model = unconverged_fit(GaussianMixture(
         5,
         covariance_type=covariance_type,
         init_params="random",
         tol=0.0,
         max_iter=40,
         random_state=0,
-    ).fit(X)
+    ), X)
     bounds = np.asarray(model.lower_bounds_)
     assert len(bounds) == 40
     assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:])), np.diff(bounds).min()
@@ -61,8 +62,10 @@ def test_float32_with_large_offset_fits_like_centred_float64(covariance_type):
         tol=0.0,
         max_iter=15,
     )
-    centred = GaussianMixture(3, means_init=start.means_, **shared).fit(centred64)
-    far = GaussianMixture(3, means_init=start.means_ + offset, **shared).fit(shifted32)
+    centred = unconverged_fit(GaussianMixture(3, means_init=start.means_, **shared), centred64)
+    far = unconverged_fit(
+        GaussianMixture(3, means_init=start.means_ + offset, **shared), shifted32
+    )
     # float32 attributes for float32 input, as scikit-learn: exact up to their rounding
     assert_float32_rounding_of(far.covariances_, centred.covariances_, 1e-9, "covariances_")
     assert_float32_rounding_of(far.means_, centred.means_ + offset, 1e-9, "means_")
@@ -73,21 +76,21 @@ def test_float32_with_large_offset_fits_like_centred_float64(covariance_type):
 def test_float32_products_are_opt_in_and_stay_near_float64(algorithm):
     X, _, _ = make_mixture(20_000, n_components=3, n_features=5, separation=3.0, random_state=3)
     X32 = X.astype(np.float32)
-    start = GaussianMixture(3, max_iter=2, random_state=0).fit(X32)
+    start = unconverged_fit(GaussianMixture(3, max_iter=2, random_state=0), X32)
     shared = dict(
         weights_init=start.weights_, means_init=start.means_,
         precisions_init=start.precisions_, tol=0.0, max_iter=5, algorithm=algorithm,
         batch_size=2000, random_state=0,
     )
-    exact = GaussianMixture(3, **shared).fit(X32)
-    fast = GaussianMixture(3, float32_products=True, **shared).fit(X32)
+    exact = unconverged_fit(GaussianMixture(3, **shared), X32)
+    fast = unconverged_fit(GaussianMixture(3, float32_products=True, **shared), X32)
     gap = np.abs(fast.means_ - exact.means_).max()
     assert 0.0 < gap < 1e-5
     np.testing.assert_allclose(fast.covariances_, exact.covariances_, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fast.weights_, exact.weights_, rtol=1e-5)
-    same_for_float64 = GaussianMixture(3, float32_products=True, **shared).fit(X)
+    same_for_float64 = unconverged_fit(GaussianMixture(3, float32_products=True, **shared), X)
     np.testing.assert_array_equal(
-        same_for_float64.means_, GaussianMixture(3, **shared).fit(X).means_
+        same_for_float64.means_, unconverged_fit(GaussianMixture(3, **shared), X).means_
     )
 
 

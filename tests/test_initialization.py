@@ -8,6 +8,7 @@ import pytest
 from chunk_counting import n_chunks, open_counting
 from sklearn.mixture import GaussianMixture as SklearnMixture
 from threadpoolctl import threadpool_limits
+from unconverged import fit_warning_if_unconverged, unconverged_fit
 
 import streamgmm.initialization as initialization
 from streamgmm import GaussianMixture
@@ -78,9 +79,9 @@ def fit_all_seeds(tmp_path, n_components, n_features, n_seeds, recovered):
         n_samples = 300 * n_components
         write_mixture_zarr(path, n_samples, truth, chunk_rows=n_samples // 4, random_state=seed)
         for method in recovered:
-            model = GaussianMixture(
+            model = fit_warning_if_unconverged(GaussianMixture(
                 n_components, init_params=method, max_iter=10, random_state=seed
-            ).fit(str(path))
+            ), str(path))
             recovered[method] += means_recovered(truth, model.means_)
 
 
@@ -150,7 +151,7 @@ def test_fit_reads_the_init_passes_plus_one_per_iteration(small_store):
     array, store = open_counting(small_store)
     store.reset()
     model = GaussianMixture(3, max_iter=4, tol=0.0, random_state=0)
-    model.fit(array)
+    unconverged_fit(model, array)
     assert model.init_params == "k-means||" and model.n_iter_ == 4
     assert store.n_reads == 1 + (KMEANS_PARALLEL_ROUNDS + 1 + 4) * n_chunks(array)
 
@@ -297,23 +298,27 @@ def test_n_init_runs_share_their_passes_and_fit_as_one_by_one(small_store, tmp_p
     settings = dict(init_params="random", n_init=3, max_iter=8, tol=0.0, random_state=2)
     array, store = open_counting(small_store)
     store.reset()
-    shared = GaussianMixture(3, **settings).fit(array)
+    shared = unconverged_fit(GaussianMixture(3, **settings), array)
     shared_reads = store.n_reads
     store.reset()
-    one_by_one = GaussianMixture(3, **settings).fit(array, checkpoint=tmp_path / "c.ckpt")
+    one_by_one = unconverged_fit(
+        GaussianMixture(3, **settings), array, checkpoint=tmp_path / "c.ckpt"
+    )
     assert store.n_reads == 3 * (1 + 8) * n_chunks(array)
     assert shared_reads == (3 * 1 + 8) * n_chunks(array)
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(shared, name), getattr(one_by_one, name))
     assert shared.lower_bounds_ == one_by_one.lower_bounds_
-    first_run_alone = GaussianMixture(3, **{**settings, "n_init": 1}).fit(array)
+    first_run_alone = unconverged_fit(GaussianMixture(3, **{**settings, "n_init": 1}), array)
     assert shared.lower_bound_ >= first_run_alone.lower_bound_
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_warm_start_continues_as_sklearn_does(covariance_type, mixture_data):
     X, _, _ = mixture_data
-    start = SklearnMixture(3, covariance_type=covariance_type, max_iter=1, random_state=0).fit(X)
+    start = unconverged_fit(
+        SklearnMixture(3, covariance_type=covariance_type, max_iter=1, random_state=0), X
+    )
     shared = dict(
         covariance_type=covariance_type,
         weights_init=start.weights_,
@@ -326,8 +331,8 @@ def test_warm_start_continues_as_sklearn_does(covariance_type, mixture_data):
     )
     ours, theirs = GaussianMixture(3, **shared), SklearnMixture(3, **shared)
     for _ in range(3):
-        ours.fit(X)
-        theirs.fit(X)
+        fit_warning_if_unconverged(ours, X)
+        fit_warning_if_unconverged(theirs, X)
         np.testing.assert_allclose(ours.means_, theirs.means_, rtol=1e-8)
         np.testing.assert_allclose(ours.covariances_, theirs.covariances_, rtol=1e-8)
         assert ours.lower_bound_ == pytest.approx(theirs.lower_bound_, rel=1e-10)
@@ -338,7 +343,7 @@ def test_warm_start_false_starts_again(mixture_data):
     X, _, _ = mixture_data
     model = GaussianMixture(3, max_iter=50, random_state=0).fit(X)
     first = model.means_.copy()
-    model.set_params(max_iter=1, tol=0.0).fit(X)
+    unconverged_fit(model.set_params(max_iter=1, tol=0.0), X)
     assert model.n_iter_ == 1
     assert not np.allclose(model.means_, first, rtol=1e-12)
 

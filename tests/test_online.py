@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from float32_rounding import assert_float32_rounding_of
 from threadpoolctl import threadpool_limits
+from unconverged import unconverged_fit
 
 from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture, random_mixture, sample_mixture
@@ -37,9 +38,9 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 def _start(X, n_components, covariance_type="full", random_state=0):
     """Starting parameters shared by the models a test compares."""
-    start = GaussianMixture(
+    start = unconverged_fit(GaussianMixture(
         n_components, covariance_type=covariance_type, max_iter=1, random_state=random_state
-    ).fit(X)
+    ), X)
     return dict(
         weights_init=start.weights_,
         means_init=start.means_,
@@ -179,8 +180,8 @@ def test_online_fit_of_sorted_data_reaches_the_batch_fit():
     ordered = X[np.argsort(y, kind="stable")]
     batch = GaussianMixture(4, random_state=0).fit(X).score(X)
     settings = dict(algorithm="online", max_iter=3, random_state=0)
-    shuffled = GaussianMixture(4, **settings).fit(ordered).score(X)
-    stored_order = GaussianMixture(4, shuffle=False, **settings).fit(ordered).score(X)
+    shuffled = unconverged_fit(GaussianMixture(4, **settings), ordered).score(X)
+    stored_order = unconverged_fit(GaussianMixture(4, shuffle=False, **settings), ordered).score(X)
     assert shuffled > batch - 0.005
     assert stored_order < batch - 0.1
 
@@ -223,9 +224,9 @@ def test_two_passes_reach_batch_em_within_a_hundredth_of_a_nat():
     with threadpool_limits(limits=1, user_api="blas"):
         start = _start(X, 4)
         batch = GaussianMixture(4, tol=1e-6, max_iter=1000, **start).fit(X)
-    online = GaussianMixture(
+    online = unconverged_fit(GaussianMixture(
         4, algorithm="online", max_iter=2, tol=0.0, random_state=0, **start
-    ).fit(X)
+    ), X)
     assert batch.converged_ and batch.n_iter_ > 20  # overlapping: batch EM needs many passes
     assert online.n_iter_ == 2 and online.n_samples_seen_ == 2 * X.shape[0]
     gap = batch.score(X) - online.score(X)
@@ -239,9 +240,9 @@ def test_partial_fit_stream_equals_fit_online(averaging):
     X, _, _ = make_mixture(50 * 200, n_components=3, n_features=3, separation=2.0, random_state=4)
     shared = dict(batch_size=200, learning_decay=0.7, learning_offset=2.0, averaging=averaging)
     shared.update(_start(X, 3))
-    fitted = GaussianMixture(
+    fitted = unconverged_fit(GaussianMixture(
         3, algorithm="online", max_iter=1, tol=0.0, shuffle=False, **shared
-    ).fit(X)
+    ), X)
     streamed = GaussianMixture(3, **shared)
     for batch in np.split(X, 50):
         streamed.partial_fit(batch)
@@ -387,9 +388,9 @@ def test_online_float32_with_large_offset_fits_like_centred_data(covariance_type
     centred64 = shifted32.astype(np.float64) - offset
     start = _start(centred64, 3, covariance_type)
     shared = dict(algorithm="online", batch_size=500, max_iter=2, tol=0.0, random_state=0)
-    centred = GaussianMixture(3, **shared, **start).fit(centred64)
+    centred = unconverged_fit(GaussianMixture(3, **shared, **start), centred64)
     far_start = dict(start, means_init=start["means_init"] + offset)
-    far = GaussianMixture(3, **shared, **far_start).fit(shifted32)
+    far = unconverged_fit(GaussianMixture(3, **shared, **far_start), shifted32)
     # float32 attributes for float32 input, as scikit-learn: exact up to their rounding
     assert_float32_rounding_of(far.means_, centred.means_ + offset, 1e-9, "means_")
     assert_float32_rounding_of(far.covariances_, centred.covariances_, 1e-6, "covariances_")
@@ -426,9 +427,15 @@ def test_fit_online_is_seeded_stops_on_tol_and_warm_starts():
     X, _, _ = make_mixture(6000, n_components=3, n_features=2, random_state=12)
     chunked = da.from_array(X, chunks=(1500, 2))  # 4 chunks, kept as they are
     settings = dict(algorithm="online", batch_size=128, **_start(X, 3))
-    one = GaussianMixture(3, max_iter=3, tol=0.0, random_state=1, **settings).fit(chunked)
-    same = GaussianMixture(3, max_iter=3, tol=0.0, random_state=1, **settings).fit(chunked)
-    other = GaussianMixture(3, max_iter=3, tol=0.0, random_state=2, **settings).fit(chunked)
+    one = unconverged_fit(
+        GaussianMixture(3, max_iter=3, tol=0.0, random_state=1, **settings), chunked
+    )
+    same = unconverged_fit(
+        GaussianMixture(3, max_iter=3, tol=0.0, random_state=1, **settings), chunked
+    )
+    other = unconverged_fit(
+        GaussianMixture(3, max_iter=3, tol=0.0, random_state=2, **settings), chunked
+    )
     np.testing.assert_array_equal(one.means_, same.means_)
     assert not np.array_equal(one.means_, other.means_)  # another chunk order
     np.testing.assert_allclose(one.means_, other.means_, atol=0.1)
@@ -438,9 +445,9 @@ def test_fit_online_is_seeded_stops_on_tol_and_warm_starts():
     assert abs(stopped.lower_bounds_[-1] - stopped.lower_bounds_[-2]) < 1e-2
 
     warm = GaussianMixture(3, max_iter=1, tol=0.0, warm_start=True, random_state=1, **settings)
-    warm.fit(X)
+    unconverged_fit(warm, X)
     steps = warm.n_steps_
-    warm.fit(X)
+    unconverged_fit(warm, X)
     assert warm.n_steps_ > steps and warm.n_samples_seen_ == 2 * X.shape[0]
 
 
@@ -494,7 +501,7 @@ def test_partial_fit_keeps_a_bounded_record(monkeypatch):
 
     monkeypatch.setattr(fitting, "PARTIAL_FIT_RECORD", 5)
     X, _, _ = make_mixture(3000, n_components=2, n_features=2, separation=5.0, random_state=0)
-    model = GaussianMixture(2, max_iter=3, tol=0, random_state=0).fit(X)
+    model = unconverged_fit(GaussianMixture(2, max_iter=3, tol=0, random_state=0), X)
     fit_bounds = list(model.lower_bounds_)
     model.partial_fit(X[:500])
     assert model.lower_bounds_[:3] == fit_bounds

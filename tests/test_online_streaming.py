@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from unconverged import unconverged_fit
 
 from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture
@@ -42,7 +43,7 @@ def _env():
 
 
 def _start(X):
-    start = GaussianMixture(3, max_iter=1, random_state=0).fit(X)
+    start = unconverged_fit(GaussianMixture(3, max_iter=1, random_state=0), X)
     return dict(
         weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_
     )

@@ -10,6 +10,7 @@ import zarr
 from float32_rounding import assert_float32_rounding_of
 from sklearn.datasets import load_digits
 from sklearn.mixture import GaussianMixture as SklearnMixture
+from unconverged import unconverged_fit
 
 from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture
@@ -41,9 +42,9 @@ def _assert_close(ours, theirs, what, iteration):
 
 def _start(X, n_components, covariance_type):
     """Two scikit-learn iterations from its own start: the shared starting point."""
-    start = SklearnMixture(
+    start = unconverged_fit(SklearnMixture(
         n_components, covariance_type=covariance_type, max_iter=2, random_state=0
-    ).fit(X)
+    ), X)
     return dict(
         n_components=n_components,
         covariance_type=covariance_type,
@@ -61,8 +62,8 @@ def test_each_of_first_ten_iterations_matches_sklearn(dataset, covariance_type):
     theirs = SklearnMixture(**shared)
     ours = GaussianMixture(**shared)
     for iteration in range(1, 11):
-        theirs.fit(X)
-        ours.fit(X)
+        unconverged_fit(theirs, X)
+        unconverged_fit(ours, X)
         _assert_close(ours.weights_, theirs.weights_, "weights_", iteration)
         _assert_close(ours.means_, theirs.means_, "means_", iteration)
         _assert_close(ours.covariances_, theirs.covariances_, "covariances_", iteration)
@@ -79,23 +80,23 @@ def test_each_of_first_ten_iterations_matches_sklearn(dataset, covariance_type):
 def test_scores_match_sklearn(covariance_type, mixture_data):
     X, _, _ = mixture_data
     theirs = SklearnMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
-    ours = GaussianMixture(
+    ours = unconverged_fit(GaussianMixture(
         3,
         covariance_type=covariance_type,
         weights_init=theirs.weights_,
         means_init=theirs.means_,
         precisions_init=theirs.precisions_,
         max_iter=1,
-    ).fit(X)
+    ), X)
     # one more iteration on both sides from the same start
-    theirs = SklearnMixture(
+    theirs = unconverged_fit(SklearnMixture(
         3,
         covariance_type=covariance_type,
         weights_init=theirs.weights_,
         means_init=theirs.means_,
         precisions_init=theirs.precisions_,
         max_iter=1,
-    ).fit(X)
+    ), X)
     np.testing.assert_allclose(ours.score_samples(X), theirs.score_samples(X), rtol=1e-10)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-10)
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
@@ -129,8 +130,8 @@ def test_max_iter_0_keeps_the_start_as_sklearn(covariance_type, kind, tmp_path):
     X, n_components = _synthetic()
     shared = dict(_start(X, n_components, covariance_type), max_iter=1, tol=0.0)
     rows = _as_kind(X, kind, tmp_path)
-    theirs = SklearnMixture(**shared).fit(X)
-    ours = GaussianMixture(**shared).fit(rows)
+    theirs = unconverged_fit(SklearnMixture(**shared), X)
+    ours = unconverged_fit(GaussianMixture(**shared), rows)
     theirs.set_params(max_iter=0, warm_start=True)
     ours.set_params(max_iter=0, warm_start=True)
     with warnings.catch_warnings():
@@ -186,9 +187,9 @@ def test_float32_input_gives_sklearns_float32_attributes(covariance_type, kind, 
         name: value.astype(np.float64) if name.endswith("_init") else value
         for name, value in shared.items()
     }
-    reference = SklearnMixture(**as_float64).fit(X32.astype(np.float64))
-    theirs32 = SklearnMixture(**shared).fit(X32)
-    ours = GaussianMixture(**shared).fit(_as_kind(X32, kind, tmp_path))
+    reference = unconverged_fit(SklearnMixture(**as_float64), X32.astype(np.float64))
+    theirs32 = unconverged_fit(SklearnMixture(**shared), X32)
+    ours = unconverged_fit(GaussianMixture(**shared), _as_kind(X32, kind, tmp_path))
     for name in FITTED:
         assert getattr(ours, name).dtype == getattr(theirs32, name).dtype == np.float32
         assert_float32_rounding_of(getattr(ours, name), getattr(reference, name), RTOL, name)
@@ -207,8 +208,8 @@ def test_float32_digits_within_float32_rounding_of_sklearn_in_float64(covariance
     X, n_components = _digits()
     X32 = X.astype(np.float32)
     shared = dict(_start(X, n_components, covariance_type), max_iter=2, tol=0.0)
-    reference = SklearnMixture(**shared).fit(X)
-    ours = GaussianMixture(**shared).fit(X32)
+    reference = unconverged_fit(SklearnMixture(**shared), X)
+    ours = unconverged_fit(GaussianMixture(**shared), X32)
     for name in FITTED:
         assert_float32_rounding_of(getattr(ours, name), getattr(reference, name), RTOL, name)
 
@@ -236,8 +237,8 @@ def test_output_dtypes_follow_sklearn(model_dtype, x_dtype):
 def test_sample_draws_what_sklearn_draws(covariance_type):
     X, n_components = _synthetic()
     start = _start(X, n_components, covariance_type)
-    theirs = SklearnMixture(**start, max_iter=1, random_state=7).fit(X)
-    ours = GaussianMixture(**start, max_iter=1, random_state=7).fit(X)
+    theirs = unconverged_fit(SklearnMixture(**start, max_iter=1, random_state=7), X)
+    ours = unconverged_fit(GaussianMixture(**start, max_iter=1, random_state=7), X)
     drawn, labels = ours.sample(500)
     their_drawn, their_labels = theirs.sample(500)
     np.testing.assert_array_equal(labels, their_labels)

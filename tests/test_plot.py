@@ -8,6 +8,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
+from unconverged import fit_warning_if_unconverged  # noqa: E402
 
 from streamgmm import GaussianMixture  # noqa: E402
 from streamgmm.datasets import make_mixture, write_mixture_zarr  # noqa: E402
@@ -147,7 +148,7 @@ def demo_figure_of(tmp_path, n_components, n_features):
     write_mixture_zarr(store, 20_000, truth, chunk_rows=5000)
     runs = {}
     for name, model in demo_models(n_components, seed=1, verbose=0):
-        model.fit(str(store))
+        fit_warning_if_unconverged(model, str(store))
         runs[name] = (model, 0.0, model.score(str(store)))
     return demo_figure(plotting, runs, store, truth), runs["batch EM"][0], truth
 
