@@ -5,7 +5,6 @@ two-process LocalCluster; scaling the weights changes nothing; bad weights get
 one clear error and leave a fitted model as it was; the initialisations draw
 and weigh rows by weight; score and the criteria count the weights."""
 
-import warnings
 
 import dask.array as da
 import numpy as np
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from unconverged import fit_warning_if_unconverged
 
 from streamgmm import ConvergenceWarning, GaussianMixture
 from streamgmm.datasets import make_mixture
@@ -373,12 +373,11 @@ def test_weighted_fit_resumed_from_its_checkpoint(weighted_data, tmp_path, algor
             checkpoint_every=2,
         )
     assert path.exists()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        resumed = GaussianMixture(3, **options).fit(
-            X_in, sample_weight=weights, checkpoint=path, checkpoint_every=2
-        )
-        whole = GaussianMixture(3, **options).fit(X_in, sample_weight=weights)
+    resumed = fit_warning_if_unconverged(
+        GaussianMixture(3, **options), X_in, sample_weight=weights, checkpoint=path,
+        checkpoint_every=2,
+    )
+    whole = fit_warning_if_unconverged(GaussianMixture(3, **options), X_in, sample_weight=weights)
     for name in ATTRIBUTES:
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
 
