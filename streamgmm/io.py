@@ -20,7 +20,14 @@ import zarr
 from .covariance import COVARIANCE_TYPES, parameter_shape
 from .mixture import GaussianMixture
 from .outputs import MODEL_FORMAT, PREDICTIONS_FORMAT, interrupted_replacement, write_zarr
-from .state import ARRAY_HYPERPARAMETERS, MODEL_FORMAT_VERSION, model_to_dataset, restore_fitted
+from .state import (
+    ARRAY_HYPERPARAMETERS,
+    MODEL_FORMAT_VERSION,
+    PARAMETER_ARRAYS,
+    RUN_SCALARS,
+    model_to_dataset,
+    restore_fitted,
+)
 
 FORMAT_NAME = MODEL_FORMAT
 FORMAT_VERSION = MODEL_FORMAT_VERSION
@@ -28,15 +35,7 @@ PREDICTIONS_FORMAT_VERSION = 1
 
 __all__ = ["load", "model_to_dataset", "predictions_dataset", "save", "save_predictions"]
 
-_PARAMETER_VARIABLES = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
-_REQUIRED_ATTRS = (
-    "covariance_type",
-    "hyperparameters",
-    "converged",
-    "n_iter",
-    "lower_bound",
-    "n_features_in",
-)
+_REQUIRED_ATTRS = ("covariance_type", "hyperparameters", *RUN_SCALARS, "n_features_in")
 _NUMERIC_KINDS = "fiub"
 
 
@@ -184,7 +183,7 @@ def _check_dataset(path: str, dataset: xr.Dataset) -> None:
     covariance_type = attrs["covariance_type"]
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"{path!r} has an unknown covariance_type {covariance_type!r}")
-    missing = [name for name in (*_PARAMETER_VARIABLES, "lower_bounds") if name not in dataset]
+    missing = [name for name in (*PARAMETER_ARRAYS, "lower_bounds") if name not in dataset]
     if missing:
         raise ValueError(f"{path!r} is truncated: variable(s) {missing} are missing")
     n_components, n_features = dataset["weights"].size, int(attrs["n_features_in"])

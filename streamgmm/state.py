@@ -41,6 +41,10 @@ ONLINE_COUNTERS = ("n_steps", "n_samples_seen", "n_averaged")
 """Stepwise-EM counters: scalars here, attributes with a trailing underscore."""
 MODEL_FORMAT_VERSION = 1
 """Version of the model-file layout :func:`model_to_dataset` writes."""
+RUN_SCALARS = ("lower_bound", "n_iter", "converged")
+"""Scalars of every run (:func:`run_to_arrays`): model-file attributes."""
+PARAMETER_ARRAYS = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
+"""Parameter arrays of every model file (:func:`model_to_dataset`)."""
 
 
 def fitted_dtype(input_dtype: np.dtype) -> np.dtype:
@@ -305,7 +309,7 @@ def restore_fitted(model: Any, dataset: xr.Dataset) -> None:
             if canonical.startswith(variable_prefix):
                 canonical = prefix + canonical.removeprefix(variable_prefix)
         arrays[canonical] = variable.values
-    scalars = {name: attrs[name] for name in ("lower_bound", "n_iter", "converged")}
+    scalars = {name: attrs[name] for name in RUN_SCALARS}
     if "running/weight" in arrays:
         scalars.update({name: attrs[name] for name in ONLINE_COUNTERS})
     run = run_from_arrays(arrays, scalars, model.covariance_type)
