@@ -6,15 +6,19 @@ acquire and release ordering: everything a thread wrote before a
 :func:`store_release` is visible to a thread whose :func:`load_acquire` (or
 successful :func:`compare_exchange`) read that value. :func:`yield_thread`
 calls ``sched_yield`` so that a thread waiting for another gives up its core
-on a busy machine instead of spinning through its time slice, and
-:func:`cycle_count` reads the processor's cycle counter, so that a thread can
-bound how long it waits.
+on a busy machine instead of spinning through its time slice,
+:func:`spin_pause` tells the processor that a thread is spinning (x86
+``pause``: the spinning thread takes fewer of the resources of a core it may
+share with the thread it waits for), and :func:`cycle_count` reads the
+processor's cycle counter, so that a thread can bound how long it waits.
 
 They are what :func:`streamgmm.compiled.online_steps` and its helper thread
 hand each other a mini-batch's second half with (:mod:`streamgmm.compiled`).
 """
 
 from __future__ import annotations
+
+import platform
 
 from llvmlite import ir
 from numba import njit, types
@@ -82,6 +86,28 @@ def yield_thread(typingctx):  # pragma: no cover
     return signature, codegen
 
 
+SPIN_PAUSE_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+"""Whether :func:`spin_pause` emits the x86 ``pause`` instruction (elsewhere it
+does nothing)."""
+
+
+@intrinsic
+def spin_pause(typingctx):  # pragma: no cover
+    """A hint that this thread is in a spin-wait loop (x86 ``pause``)."""
+    signature = types.none()
+
+    def codegen(context, builder, sig, args):
+        if SPIN_PAUSE_X86:
+            function_type = ir.FunctionType(ir.VoidType(), [])
+            function = cgutils.get_or_insert_function(
+                builder.module, function_type, "llvm.x86.sse2.pause"
+            )
+            builder.call(function, [])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 @intrinsic
 def cycle_count(typingctx):  # pragma: no cover
     """The processor's cycle counter (``rdtsc`` on x86; 0 where there is none)."""
@@ -105,7 +131,8 @@ between reads (a few microseconds)."""
 @njit(nogil=True, cache=True)
 def wait_at_least(flags, index, value, stop_index):  # pragma: no cover
     """Wait until ``flags[index] >= value`` (True) or ``flags[stop_index]`` is
-    non-zero (False), spinning first, then yielding the core between reads."""
+    non-zero (False), spinning first (:func:`spin_pause` between reads), then
+    yielding the core between reads."""
     spins = 0
     while load_acquire(flags, index) < value:
         if load_acquire(flags, stop_index) != 0:
@@ -113,15 +140,19 @@ def wait_at_least(flags, index, value, stop_index):  # pragma: no cover
         spins += 1
         if spins > SPINS_BEFORE_YIELD:
             yield_thread()
+        else:
+            spin_pause()
     return True
 
 
 @njit(nogil=True, cache=True)
 def wait_cycles(flags, index, value, cycles):  # pragma: no cover
     """Spin until ``flags[index] >= value`` (True) or ``cycles`` processor cycles
-    have passed (False; at once where there is no cycle counter)."""
+    have passed (False; at once where there is no cycle counter), with
+    :func:`spin_pause` between reads."""
     deadline = cycle_count() + cycles
     while load_acquire(flags, index) < value:
         if cycle_count() >= deadline:
             return False
+        spin_pause()
     return True

@@ -913,7 +913,9 @@ def burn_in_complete(weight, n_rows, needed, cap):  # pragma: no cover
 # time half as long again has passed (it may have lost its core to another
 # process), the posting thread computes the half itself and moves on; a buffer
 # is posted again only once the helper is done with it. A helper that has not
-# started, or is slow, therefore never holds the fit up for long.
+# started, or is slow, therefore never holds the fit up for long. Both threads
+# wait by spinning with the processor's pause hint (atomics.spin_pause), the
+# helper yielding its core after a few microseconds.
 
 SPLIT_MIN_ROWS = 128
 """Mini-batches with fewer rows are not split."""

@@ -136,8 +136,8 @@ def block_rows(n_components: int, n_features: int, covariance_type: str = "full"
         product_rows(n_features, covariance_type) + n_features + 1,
         n_components * n_features if covariance_type == "full" else n_components,
     )
-    rows = int(np.clip(BLOCK_BYTES // (8 * width), MIN_BLOCK_ROWS, BLOCK_ROWS))
-    return max(1, min(rows, MAX_BLOCK_BYTES // (8 * width)))
+    rows = min(max(BLOCK_BYTES // (8 * width), MIN_BLOCK_ROWS), BLOCK_ROWS)
+    return int(max(1, min(rows, MAX_BLOCK_BYTES // (8 * width))))
 
 
 class DensityFactors(NamedTuple):

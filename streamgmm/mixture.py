@@ -42,7 +42,7 @@ from .hyperparameters import (
 from .inputs import RowData, named_input, persisted_rows, weighted_rows, wrap_rows
 from .reduction import sum_tuples, tree_reduce
 from .state import fitted_dtype, model_to_dataset, set_fitted
-from .validation import check_hyperparameters
+from .validation import check_changed_hyperparameters, check_hyperparameters
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -330,13 +330,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         rows, data = partial_fit_rows(self, X, first_call, sample_weight)
         if first_call:
             self._check_parameters(data.n_features)
-        else:
-            check_hyperparameters(self, PARTIAL_FIT_RULES)
+        accepted = None if first_call else check_changed_hyperparameters(
+            self, PARTIAL_FIT_RULES, self.__dict__.get("_accepted_hyperparameters"))
         run = partial_fit_run(self, rows, data, first_row)
         if data is None:
             set_fitted(self, run, rows.shape[1], fitted_dtype(rows.dtype))
         else:
             self._set_fitted(run, data)
+        self._accepted_hyperparameters = accepted
         return self
 
     def _set_fitted(self, run: EMRun, data: RowData) -> None:

@@ -214,6 +214,25 @@ def test_partial_fit_rejects_a_different_feature_count():
         model.partial_fit(X[:, :2])
 
 
+def test_partial_fit_checks_hyperparameters_changed_between_calls():
+    """Later calls skip the rules only for the very values (and types) they
+    accepted: a changed value, a bool for an int, NaN are refused, the model kept."""
+    X = np.random.default_rng(0).normal(size=(600, 3))
+    model = GaussianMixture(2, batch_size=100, random_state=0).partial_fit(X)
+    model.partial_fit(X[:200])
+    means = model.means_.copy()
+    for name, value in (("batch_size", 0), ("batch_size", True), ("step_floor", float("nan")),
+                        ("learning_decay", 0.5), ("reg_covar", np.array([1e-6]))):
+        previous = getattr(model, name)
+        model.set_params(**{name: value})
+        with pytest.raises(ValueError, match=f"'{name}' parameter"):
+            model.partial_fit(X[:200])
+        model.set_params(**{name: previous})
+        np.testing.assert_array_equal(model.means_, means)
+    model.set_params(batch_size=1).set_params(batch_size=100)
+    model.partial_fit(X[:200])
+
+
 def test_two_passes_reach_batch_em_within_a_hundredth_of_a_nat():
     """Must show 1 on a small overlapping mixture (the full size is in the benchmark).
 
