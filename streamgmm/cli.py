@@ -412,6 +412,15 @@ def progress_options(function):
     "(--max-iter counts passes).",
 )
 @click.option(
+    "--online-passes",
+    "n_online_passes",
+    type=click.IntRange(min=0),
+    default=ESTIMATOR_DEFAULTS["n_online_passes"],
+    show_default=True,
+    help="Batch EM: passes of online EM from each start before batch EM (counted in "
+    "--max-iter).",
+)
+@click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
     default=None,
@@ -466,6 +475,7 @@ def fit(
     random_state: int | None,
     float32_products: bool,
     acceleration: str,
+    n_online_passes: int,
     checkpoint: Path | None,
     checkpoint_every: int,
     persist: str,
@@ -506,6 +516,7 @@ def fit(
         float32_products=float32_products,
         persist={"auto": "auto", "yes": True, "no": False}[persist],
         acceleration=None if acceleration == "none" else acceleration,
+        n_online_passes=n_online_passes,
         verbose=progress_level(quiet, verbose),
     )
     started = time.perf_counter()

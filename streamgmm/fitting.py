@@ -166,10 +166,31 @@ def start_run(
     label = f"batch EM, init {index}"
     if do_init:
         params, covariances = initial_parameters(model, data, rng)
-        return EMRun(params, covariances, label=label)
+        return online_warm_start(model, data, rng, EMRun(params, covariances, label=label))
     params = model._fitted_parameters()
     covariances = np.asarray(model.covariances_, dtype=np.float64)
     return EMRun(params, covariances, lower_bound=float(model.lower_bound_), label=label)
+
+
+def online_warm_start(model: Any, data: RowData, rng: np.random.Generator, run: EMRun) -> EMRun:
+    """``run`` after ``model.n_online_passes`` passes of stepwise online EM
+    (at most ``max_iter``; batch EM only), as a batch run that continues from
+    them: its ``n_iter`` and history count the online passes, its lower bounds
+    start empty (an online pass's score is prequential, not the mean
+    log-likelihood of one set of parameters, so batch EM's convergence test
+    and the monotone record start with batch EM's first pass)."""
+    passes = min(model.n_online_passes, model.max_iter)
+    if model.algorithm != "batch" or passes == 0:
+        return run
+    online = online_em(
+        data.array, run.params, run.covariances,
+        initial_state(model.n_components, data.n_features, model.covariance_type),
+        online_config(model), batch_size=model.batch_size, max_iter=passes, tol=0.0, rng=rng,
+        verbose=model.verbose, verbose_interval=model.verbose_interval,
+        shuffle=bool(model.shuffle), in_memory=data.in_memory,
+    )
+    return EMRun(online.params, online.covariances, n_iter=online.n_iter,
+                 history=online.full_history(), label=run.label)
 
 
 def initial_parameters(

@@ -68,6 +68,7 @@ HYPERPARAMETER_RULES = {
     "persist": one_of(*PERSIST_OPTIONS),
     "float32_products": BOOLEAN,
     "acceleration": one_of(None, *sorted(ACCELERATIONS)),
+    "n_online_passes": integer_in(0),
 }
 """What every constructor parameter must be, checked when fitting starts."""
 

@@ -133,6 +133,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     acceleration : {None, "daarem", "squarem"}, default=None
         Batch EM in fewer passes to the same fixed point, never lowering the
         log-likelihood (:mod:`streamgmm.acceleration`); ``max_iter`` counts passes.
+    n_online_passes : int, default=0
+        Batch EM: passes of online EM from each start before batch EM (counted
+        in ``max_iter``, ``n_iter_`` and ``history_``, not ``lower_bounds_``).
 
     Attributes
     ----------
@@ -179,7 +182,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         learning_offset: float = LEARNING_OFFSET, step_floor: float = 0.0,
         averaging: bool = False, shuffle: bool = True, init_sample_size: int = 100_000,
         sample_dim: str | None = None, persist: bool | str = "auto",
-        float32_products: bool = False, acceleration: str | None = None,
+        float32_products: bool = False, acceleration: str | None = None, n_online_passes: int = 0,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -207,11 +210,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.persist = persist
         self.float32_products = float32_products
         self.acceleration = acceleration
+        self.n_online_passes = n_online_passes
 
     def __sklearn_tags__(self):
-        """scikit-learn's tags: a density estimator (from ``DensityMixin``) of
-        dense 2-D numeric rows; NaN, infinity and sparse matrices are refused,
-        and array API inputs are not supported."""
+        """scikit-learn's tags: a density estimator (``DensityMixin``) of dense 2-D
+        numeric rows; no NaN, infinity, sparse matrices or array API inputs."""
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
@@ -248,9 +251,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         that receives the whole fitting state after the initialisation and after
         every EM iteration (batch), or at the first chunk end after every
         ``checkpoint_every`` mini-batches and after every pass (online, which
-        then needs ``n_init=1``), atomically.
-        If the file exists when ``fit`` starts,
-        the fit resumes from it (it must come from a fit with the same
+        then needs ``n_init=1``), atomically. If the file exists when ``fit``
+        starts, the fit resumes from it (it must come from a fit with the same
         hyper-parameters and data of the same shape and dtype) and ends with the
         parameters the uninterrupted fit would have reached.
 
@@ -439,9 +441,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             data.array, chunk_likelihood_terms, sum_tuples, self._fitted_parameters(),
             sample_weight=data.weights,
         )
-        return information_criterion(
-            "icl", total, count, self._n_parameters(), classification
-        )
+        return information_criterion("icl", total, count, self._n_parameters(), classification)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` rows from the fitted mixture: (X (n, d) float64,

@@ -4,6 +4,7 @@ command line, and resumed exactly from a checkpoint after SIGKILL."""
 
 import signal
 
+import dask.array as da
 import numpy as np
 import pytest
 import zarr
@@ -83,24 +84,29 @@ def test_the_safeguard_keeps_the_fit_monotone_and_breaking_it_does_not(monkeypat
     assert np.any(np.diff(broken.lower_bounds_) < -1e-12 * np.abs(broken.lower_bound_))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_accelerated_fit_from_a_zarr_store_equals_the_in_memory_fit(data, tmp_path, method):
+@pytest.mark.parametrize(("method", "online_passes"), [*((m, 0) for m in METHODS), ("daarem", 2)])
+def test_accelerated_fit_from_a_zarr_store_equals_the_in_memory_fit(data, tmp_path, method,
+                                                                    online_passes):
     X, init = data
     path = tmp_path / "x.zarr"
     zarr.create_array(store=str(path), shape=X.shape, chunks=(700, 2), dtype=X.dtype)[:] = X
-    settings = dict(tol=1e-8, max_iter=500, acceleration=method, **init)
+    settings = dict(tol=1e-8, max_iter=500, acceleration=method, n_online_passes=online_passes,
+                    random_state=0, **init)
     from_store = GaussianMixture(3, **settings).fit(str(path))
-    in_memory = GaussianMixture(3, **settings).fit(X)
+    # online passes draw mini-batches chunk by chunk: the same chunks in memory
+    in_memory = GaussianMixture(3, **settings).fit(
+        da.from_array(X, chunks=(700, 2)) if online_passes else X)
     for name in FITTED:
         np.testing.assert_allclose(getattr(from_store, name), getattr(in_memory, name),
                                    rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_accelerated_runs_take_the_same_steps_together_as_alone(data, method):
+@pytest.mark.parametrize(("method", "online_passes"), [*((m, 0) for m in METHODS), ("daarem", 1)])
+def test_accelerated_runs_take_the_same_steps_together_as_alone(data, method, online_passes):
     """n_init's runs share passes; each keeps its own acceleration state."""
     X, _ = data
-    model = GaussianMixture(3, tol=1e-8, max_iter=200, acceleration=method)
+    model = GaussianMixture(3, tol=1e-8, max_iter=200, acceleration=method,
+                            n_online_passes=online_passes)
     rows = as_rows(X)
 
     def starts():
@@ -113,6 +119,7 @@ def test_accelerated_runs_take_the_same_steps_together_as_alone(data, method):
         run_em(rows.array, [run], em_settings(model), step=em_step(model))
     for shared, single in zip(together, alone, strict=True):
         assert shared.converged and shared.n_iter == single.n_iter
+        assert shared.history["passes"][online_passes] == online_passes + 1
         assert shared.lower_bounds == single.lower_bounds
         np.testing.assert_array_equal(shared.params.means, single.params.means)
 
@@ -126,25 +133,26 @@ def test_command_line_fit_takes_the_acceleration(data, tmp_path):
     path = tmp_path / "x.zarr"
     zarr.create_array(store=str(path), shape=X.shape, chunks=(1000, 2), dtype=X.dtype)[:] = X
     out = tmp_path / "model.zarr"
-    arguments = ["fit", str(path), "-k", "3", "--acceleration", "daarem", "--random-state",
-                 "0", "--tol", "1e-8", "--max-iter", "500", "--quiet", "--out", str(out)]
+    arguments = ["fit", str(path), "-k", "3", "--acceleration", "daarem", "--online-passes", "1",
+                 "--random-state", "0", "--tol", "1e-8", "--max-iter", "500", "--quiet",
+                 "--out", str(out)]
     result = CliRunner().invoke(main, arguments, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     saved = streamgmm.load(out)
-    assert saved.acceleration == "daarem"
-    direct = GaussianMixture(3, acceleration="daarem", random_state=0, tol=1e-8,
-                             max_iter=500).fit(str(path))
+    assert saved.acceleration == "daarem" and saved.n_online_passes == 1
+    direct = GaussianMixture(3, acceleration="daarem", n_online_passes=1, random_state=0,
+                             tol=1e-8, max_iter=500).fit(str(path))
     np.testing.assert_allclose(saved.means_, direct.means_, rtol=1e-10)
     assert saved.n_iter_ == direct.n_iter_
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_accelerated_fit_killed_with_sigkill_resumes_exactly(tmp_path, method):
+@pytest.mark.parametrize(("method", "online_passes"), [*((m, 0) for m in METHODS), ("daarem", 2)])
+def test_accelerated_fit_killed_with_sigkill_resumes_exactly(tmp_path, method, online_passes):
     X, _, _ = make_mixture(2000, n_components=3, n_features=3, separation=2.0, random_state=4)
     path = tmp_path / "x.zarr"
     zarr.create_array(store=str(path), shape=X.shape, chunks=(500, 3), dtype=X.dtype)[:] = X
     settings = dict(n_components=3, n_init=2, max_iter=25, tol=0.0, random_state=5,
-                    acceleration=method)
+                    acceleration=method, n_online_passes=online_passes)
     with pytest.warns(ConvergenceWarning):
         reference = GaussianMixture(**settings).fit(str(path), checkpoint=tmp_path / "ref.ckpt")
     first = _start(str(path), tmp_path, "killed", delay=0.03, settings=settings)
@@ -163,3 +171,61 @@ def test_accelerated_fit_killed_with_sigkill_resumes_exactly(tmp_path, method):
                                       err_msg=name)
     assert resumed.n_iter_ == reference.n_iter_
     assert resumed.lower_bounds_ == reference.lower_bounds_
+    assert resumed.history_["log_likelihood"] == reference.history_["log_likelihood"]
+
+
+def test_online_warm_start_is_online_em_then_batch_em_from_its_end(data):
+    """``n_online_passes=2``: the online fit's two passes (same seed, same
+    draws), then batch EM from where they ended, to the same end as batch EM
+    started there; the passes count in ``n_iter_`` and ``history_``, only batch
+    EM's points in ``lower_bounds_`` (monotone)."""
+    X, _ = data
+    with pytest.warns(ConvergenceWarning):
+        warm = GaussianMixture(3, acceleration="daarem", n_online_passes=2, tol=0.0,
+                               max_iter=202, random_state=1).fit(X)
+        online = GaussianMixture(3, algorithm="online", tol=0.0, max_iter=2,
+                                 random_state=1).fit(X)
+        batch = GaussianMixture(3, weights_init=online.weights_, means_init=online.means_,
+                                precisions_init=online.precisions_, tol=0.0,
+                                max_iter=600).fit(X)
+    history = warm.history_
+    assert history["passes"][:3] == [1.0, 2.0, 3.0] and warm.n_iter_ == 202
+    assert history["log_likelihood"][:2] == online.history_["log_likelihood"]
+    assert history["log_likelihood"][2:] == warm.lower_bounds_
+    np.testing.assert_allclose(warm.lower_bounds_[0], batch.lower_bounds_[0], rtol=1e-12)
+    bounds = np.asarray(warm.lower_bounds_)
+    assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:]))
+    assert abs(batch.lower_bounds_[-1] - batch.lower_bounds_[-2]) < 1e-12
+    for name in FITTED:
+        assert _relative(warm, batch, name) < 1e-6, name
+
+
+def test_online_warm_start_n_init_equals_the_checkpointed_fit(data, tmp_path):
+    """The online passes draw from the fit's generator right after their start,
+    so the starts drawn all first (no checkpoint) and one by one (checkpoint)
+    are the same, and so is the kept run."""
+    X, _ = data
+    settings = dict(n_init=3, tol=1e-8, max_iter=300, random_state=3, acceleration="squarem",
+                    n_online_passes=1)
+    together = GaussianMixture(3, **settings).fit(X)
+    one_by_one = GaussianMixture(3, **settings).fit(X, checkpoint=tmp_path / "fit.ckpt")
+    for name in FITTED:
+        np.testing.assert_array_equal(getattr(together, name), getattr(one_by_one, name))
+    for key in ("passes", "log_likelihood"):
+        assert together.history_[key] == one_by_one.history_[key]
+    assert together.n_iter_ == one_by_one.n_iter_
+
+
+def test_online_warm_start_within_max_iter_and_not_for_max_iter_0(data):
+    X, _ = data
+    start = GaussianMixture(3, max_iter=0, random_state=0).fit(X)
+    zero = GaussianMixture(3, max_iter=0, n_online_passes=2, random_state=0).fit(X)
+    np.testing.assert_array_equal(zero.means_, start.means_)
+    with pytest.warns(ConvergenceWarning):
+        short = GaussianMixture(3, max_iter=3, tol=0.0, n_online_passes=2, random_state=0).fit(X)
+    assert short.n_iter_ == 3 and len(short.lower_bounds_) == 1
+    with pytest.warns(ConvergenceWarning):
+        only = GaussianMixture(3, max_iter=2, tol=0.0, n_online_passes=5, random_state=0).fit(X)
+    assert only.n_iter_ == 2 and only.lower_bounds_ == []
+    with pytest.raises(ValueError, match="n_online_passes"):
+        GaussianMixture(3, n_online_passes=-1).fit(X)

@@ -117,10 +117,13 @@ def test_distributed_fit_equals_threaded_fit(client, tmp_path, covariance_type, 
     _assert_same_fit(on_cluster, threaded)
 
 
-@pytest.mark.parametrize("acceleration", ["daarem", "squarem"])
-def test_distributed_accelerated_fit_equals_threaded_fit(client, tmp_path, acceleration):
+@pytest.mark.parametrize(("acceleration", "online_passes"),
+                         [("daarem", 0), ("squarem", 0), ("daarem", 2)])
+def test_distributed_accelerated_fit_equals_threaded_fit(client, tmp_path, acceleration,
+                                                         online_passes):
     source = _write_zarr(tmp_path / "x.zarr", _data(), 500)
-    settings = dict(n_init=2, max_iter=200, tol=1e-8, random_state=0, acceleration=acceleration)
+    settings = dict(n_init=2, max_iter=200, tol=1e-8, random_state=0, acceleration=acceleration,
+                    n_online_passes=online_passes)
     on_cluster = GaussianMixture(3, **settings).fit(source)
     with dask.config.set(scheduler="threads"):
         threaded = GaussianMixture(3, **settings).fit(source)
