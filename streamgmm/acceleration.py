@@ -85,7 +85,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .engine import EMRun, EMSettings, StepResult
+from .engine import PLAIN_EM, EMRun, EMSettings, EMStep, StepResult
 from .estep import GaussianParameters, chunk_statistics
 from .mstep import CholeskyError, parameters_from_statistics
 from .statistics import SufficientStatistics, empty_statistics, merge
@@ -577,6 +577,12 @@ class AcceleratedEM:
         run.step_state = outcome.state
         return StepResult(outcome.params, outcome.covariances, outcome.score,
                           accepted=outcome.accepted, measures_convergence=outcome.em_step)
+
+
+def step_strategy(acceleration: str | None) -> EMStep:
+    """The engine's step for an ``acceleration`` setting: plain EM for None,
+    else :class:`AcceleratedEM` (``ValueError`` for an unknown method)."""
+    return PLAIN_EM if acceleration is None else AcceleratedEM(acceleration)
 
 
 STATE_TYPES = {"squarem": SquaremState, "daarem": DaaremState}

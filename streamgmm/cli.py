@@ -51,6 +51,17 @@ ESTIMATOR_DEFAULTS = {
 }
 """The estimator's defaults, used as the defaults of ``streamgmm fit``'s options."""
 
+acceleration_option = click.option(
+    "--acceleration",
+    type=click.Choice(["none", *sorted(ACCELERATIONS)]),
+    default="none",
+    show_default=True,
+    callback=lambda context, parameter, value: None if value == "none" else value,
+    help="Batch EM in fewer passes to the same fit: damped Anderson (daarem) or SQUAREM "
+    "(--max-iter counts passes).",
+)
+"""``fit``'s and ``select``'s ``--acceleration`` (None for "none")."""
+
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 
 LOG_LIKELIHOOD_FORMAT = ".10g"
@@ -403,14 +414,7 @@ def progress_options(function):
     is_flag=True,
     help="Full type, float32 data: products in float32 (faster; about 1e-6 relative accuracy).",
 )
-@click.option(
-    "--acceleration",
-    type=click.Choice(["none", *sorted(ACCELERATIONS)]),
-    default="none",
-    show_default=True,
-    help="Batch EM in fewer passes to the same fit: damped Anderson (daarem) or SQUAREM "
-    "(--max-iter counts passes).",
-)
+@acceleration_option
 @click.option(
     "--online-passes",
     "n_online_passes",
@@ -474,7 +478,7 @@ def fit(
     n_init: int,
     random_state: int | None,
     float32_products: bool,
-    acceleration: str,
+    acceleration: str | None,
     n_online_passes: int,
     checkpoint: Path | None,
     checkpoint_every: int,
@@ -515,7 +519,7 @@ def fit(
         random_state=random_state,
         float32_products=float32_products,
         persist={"auto": "auto", "yes": True, "no": False}[persist],
-        acceleration=None if acceleration == "none" else acceleration,
+        acceleration=acceleration,
         n_online_passes=n_online_passes,
         verbose=progress_level(quiet, verbose),
     )
@@ -580,6 +584,7 @@ def component_counts(text: str) -> list[int]:
     "--max-iter", type=click.IntRange(min=1), default=100, show_default=True,
     help="Most EM iterations per candidate.",
 )
+@acceleration_option
 @data_options
 @weights_option
 @scheduler_option
@@ -598,6 +603,7 @@ def select(
     criterion: str,
     random_state: int | None,
     max_iter: int,
+    acceleration: str | None,
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
@@ -628,6 +634,7 @@ def select(
         best, table = select_model(
             X, sizes, types, criterion, max_iter=max_iter, random_state=random_state,
             sample_weight=weights,
+            acceleration=acceleration,
         )
     elapsed = time.perf_counter() - started
     rows = candidate_rows(table, best)

@@ -14,7 +14,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from .acceleration import AcceleratedEM
+from .acceleration import step_strategy
 from .checkpoint import (
     claim_checkpoint_path,
     fit_fingerprint,
@@ -23,7 +23,7 @@ from .checkpoint import (
     write_online_checkpoint,
 )
 from .covariance import covariances_from_precisions_cholesky
-from .engine import PLAIN_EM, EMRun, EMSettings, EMStep, best_run, run_em
+from .engine import EMRun, EMSettings, EMStep, best_run, run_em
 from .estep import GaussianParameters
 from .hyperparameters import PARTIAL_FIT_RECORD, make_rng, user_parameters
 from .initialization import initialize_parameters
@@ -57,7 +57,7 @@ def em_settings(model: Any) -> EMSettings:
 
 def em_step(model: Any) -> EMStep:
     """Plain EM's step, or the accelerated step of ``model.acceleration``."""
-    return PLAIN_EM if model.acceleration is None else AcceleratedEM(model.acceleration)
+    return step_strategy(model.acceleration)
 
 
 def online_config(model: Any, weighted: bool = False) -> OnlineConfig:

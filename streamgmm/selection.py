@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .acceleration import step_strategy
 from .criteria import CRITERIA, information_criterion
 from .engine import EMRun, EMSettings, best_run, run_em
 from .hyperparameters import make_rng
@@ -53,15 +54,18 @@ def run_grid_em(
     max_iter: int,
     reg_covar: float,
     float32_products: bool = False,
+    acceleration: str | None = None,
 ) -> int:
-    """Exact EM for every run in ``runs`` together (:func:`streamgmm.engine.run_em`,
-    each run scored in the pass after it stops, an M-step that fails stopping
-    only its run); returns the passes taken."""
+    """Exact EM (plain or accelerated, :mod:`streamgmm.acceleration`) for every
+    run in ``runs`` together (:func:`streamgmm.engine.run_em`, each run scored
+    in the pass after it stops, an M-step that fails stopping only its run);
+    returns the passes taken."""
     settings = EMSettings(tol, max_iter, reg_covar, float32_products)
     with blas_threads_for_dask([data.array]):
         return run_em(
-            data.array, [grid.run for grid in runs], settings, keep_going=True,
-            score_at_end=True, sample_weight=data.weights,
+            data.array, [grid.run for grid in runs], settings,
+            step=step_strategy(acceleration), keep_going=True, score_at_end=True,
+            sample_weight=data.weights,
         )
 
 
@@ -93,6 +97,7 @@ def select(
     sample_dim: str | None = None,
     float32_products: bool = False,
     sample_weight: Any = None,
+    acceleration: str | None = None,
 ) -> tuple[GaussianMixture, xr.Dataset]:
     """Fit every (n_components, covariance_type) candidate together and keep the
     one with the lowest ``criterion`` (``"bic"``, ``"aic"`` or mclust's ``"icl"``).
@@ -111,7 +116,10 @@ def select(
     and ``init_params`` (:data:`SELECT_INIT_PARAMS`) differ; ``float32_products``
     applies to every full-covariance candidate's EM passes (the final scoring
     pass stays in float64). ``sample_weight`` weighs the rows as in
-    ``GaussianMixture.fit`` (BIC's n is then the sum of the weights).
+    ``GaussianMixture.fit`` (BIC's n is then the sum of the weights);
+    ``acceleration`` (``"daarem"`` or ``"squarem"``) runs every candidate's
+    batch EM accelerated, as ``fit`` does, in the same shared passes
+    (``max_iter`` then counts passes).
 
     Returns
     -------
@@ -150,6 +158,7 @@ def select(
         init_sample_size=init_sample_size,
         sample_dim=sample_dim,
         float32_products=float32_products,
+        acceleration=acceleration,
     )
     models = {
         (K, t): GaussianMixture(K, covariance_type=t, init_params=methods[0], **settings)
@@ -182,7 +191,8 @@ def select(
                 run.error = error
             runs.append(GridRun(key, method, run))
     init_passes = sum(_init_passes(method) for method in methods)
-    em_passes = run_grid_em(data, runs, tol, max_iter, reg_covar, float32_products)
+    em_passes = run_grid_em(data, runs, tol, max_iter, reg_covar, float32_products,
+                            acceleration)
     table = _table(sizes, types, runs, models, data)
     table.attrs.update(
         criterion=criterion,

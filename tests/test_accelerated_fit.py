@@ -229,3 +229,51 @@ def test_online_warm_start_within_max_iter_and_not_for_max_iter_0(data):
     assert only.n_iter_ == 2 and only.lower_bounds_ == []
     with pytest.raises(ValueError, match="n_online_passes"):
         GaussianMixture(3, n_online_passes=-1).fit(X)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_select_with_acceleration_keeps_the_models_fit_returns(data, method):
+    """Every candidate of an accelerated grid is the accelerated fit of that
+    candidate (the runs share passes, each keeps its own state), in fewer
+    passes than the plain grid."""
+    X, _ = data
+    settings = dict(n_init=2, random_state=4, tol=1e-8, max_iter=500, init_params="k-means||")
+    model, table = streamgmm.select(X, [2, 3], ["full", "diag"], acceleration=method,
+                                    **settings)
+    for K in (2, 3):
+        for covariance_type in ("full", "diag"):
+            alone = GaussianMixture(K, covariance_type=covariance_type, acceleration=method,
+                                    **settings).fit(X)
+            cell = table.sel(n_components=K, covariance_type=covariance_type)
+            assert float(cell["lower_bound"]) == alone.lower_bound_
+            assert int(cell["n_iter"]) == alone.n_iter_
+    assert model.acceleration == method
+    chosen = GaussianMixture(model.n_components, covariance_type=model.covariance_type,
+                             acceleration=method, **settings).fit(X)
+    for name in FITTED:
+        np.testing.assert_array_equal(getattr(model, name), getattr(chosen, name))
+    _, plain = streamgmm.select(X, [2, 3], ["full", "diag"], **settings)
+    assert table.attrs["n_passes"] < plain.attrs["n_passes"]
+    np.testing.assert_allclose(table["lower_bound"], plain["lower_bound"], rtol=1e-6)
+
+
+def test_command_line_select_takes_the_acceleration(data, tmp_path):
+    from click.testing import CliRunner
+
+    from streamgmm.cli import main
+
+    X, _ = data
+    path = tmp_path / "x.zarr"
+    zarr.create_array(store=str(path), shape=X.shape, chunks=(1000, 2), dtype=X.dtype)[:] = X
+    out = tmp_path / "model.zarr"
+    arguments = ["select", str(path), "-k", "2-3", "--covariance-types", "full",
+                 "--acceleration", "squarem", "--random-state", "1", "--out", str(out)]
+    result = CliRunner().invoke(main, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    saved = streamgmm.load(out)
+    model, _ = streamgmm.select(str(path), [2, 3], ["full"], acceleration="squarem",
+                                random_state=1)
+    assert saved.acceleration == "squarem" and saved.n_iter_ == model.n_iter_
+    np.testing.assert_array_equal(saved.means_, model.means_)
+    with pytest.raises(ValueError, match="acceleration"):
+        streamgmm.select(X, [2], ["full"], acceleration="anderson")
