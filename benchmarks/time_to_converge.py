@@ -21,6 +21,7 @@ case (10^6 rows, separation 3, its start from two scikit-learn iterations).
 
     python benchmarks/time_to_converge.py --reference-cache /tmp/references.json
     python benchmarks/time_to_converge.py --cases overlapping --rows 30000   # quick
+    python benchmarks/time_to_converge.py --exact-passes 400   # exactness (long)
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ from streamgmm import GaussianMixture
 from streamgmm.acceleration import ACCELERATIONS, incremental_em
 from streamgmm.covariance import precision_cholesky_from_precisions
 from streamgmm.datasets import make_mixture
+from streamgmm.engine import EMRun, EMSettings, run_em
 from streamgmm.estep import GaussianParameters, chunk_log_likelihood
 from streamgmm.inputs import as_rows
 from streamgmm.reduction import tree_reduce
-from streamgmm.threads import single_threaded_blas
+from streamgmm.threads import blas_threads_for_dask, single_threaded_blas
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from online_vs_batch import starting_parameters  # noqa: E402
@@ -96,10 +98,10 @@ def relative_difference(params, covariances, reference_params, reference_covaria
 
 def batch_fit(X, n_components, start, max_passes, **options):
     """Batch EM through ``GaussianMixture`` (plain, or with ``options`` such as
-    ``acceleration``) from ``start`` to tol 1e-10: its trace from ``history_``,
-    its parameters, covariances and passes."""
-    model = GaussianMixture(n_components, tol=REFERENCE_TOL, max_iter=max_passes, **start,
-                            **options)
+    ``acceleration``) from ``start`` to tol 1e-10 (unless ``options`` say
+    otherwise): its trace from ``history_``, its parameters, covariances and passes."""
+    options = {"tol": REFERENCE_TOL} | options
+    model = GaussianMixture(n_components, max_iter=max_passes, **start, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X)
@@ -226,6 +228,42 @@ def run_case(name, args, cache):
     return reference, rows
 
 
+def exactness(name, args):
+    """Issue 16's exactness on a benchmark data set: each acceleration run with
+    tol 0 for ``args.exact_passes`` passes from the case's start, then plain EM
+    from the same start with tol 0 for up to ``args.exact_plain_passes`` passes,
+    printing the largest relative difference of weights, means and covariances
+    between plain EM's iterate and each accelerated end as plain EM goes on
+    (the accelerated ends are fixed points; plain EM approaches them slowly)."""
+    X, start = case_data(name, args.rows)
+    n_components = CASES[name]["components"]
+    ends = {}
+    for method in args.methods:
+        trace, end, covariances, _ = batch_fit(X, n_components, start, args.exact_passes,
+                                               acceleration=method, tol=0.0)
+        ends[method] = (end, covariances)
+        print(f"  {method}: mean log-likelihood {trace[-1][1]:.10f}, last change "
+              f"{trace[-1][1] - trace[-2][1]:.1e}", flush=True)
+    shown = {}
+
+    def compare(run):
+        if run.n_iter % args.exact_every == 0 or run.n_iter == args.exact_plain_passes:
+            shown[run.n_iter] = {method: relative_difference(run.params, run.covariances, *end)
+                                 for method, end in ends.items()}
+            print(f"  plain EM pass {run.n_iter:>6}: " + ", ".join(
+                f"{method} {value:.1e}" for method, value in shown[run.n_iter].items()),
+                flush=True)
+
+    print(f"\n{name}: accelerated runs of {args.exact_passes} passes (tol 0) against plain EM "
+          f"from the same start (tol 0), largest relative parameter difference")
+    run = EMRun(start_parameters(start), None)
+    settings = EMSettings(0.0, args.exact_plain_passes, 1e-6)
+    array = as_rows(X).array
+    with blas_threads_for_dask([array]):
+        run_em(array, [run], settings, on_iteration=compare)
+    return shown
+
+
 def format_row(method, row, reference):
     cells = []
     for gap in GAPS:
@@ -255,7 +293,16 @@ def main(argv=None) -> int:
     parser.add_argument("--recompute", action="store_true", help="ignore the reference cache")
     parser.add_argument("--reference-cache", help="JSON file keeping plain EM's runs")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--exact-passes", type=int, default=0,
+                        help="check exactness instead: accelerated runs of this many passes")
+    parser.add_argument("--exact-plain-passes", type=int, default=5000)
+    parser.add_argument("--exact-every", type=int, default=250)
     args = parser.parse_args(argv)
+    if args.exact_passes:
+        found = {name: exactness(name, args) for name in args.cases}
+        if args.json:
+            args.json.write_text(json.dumps(found, indent=2))
+        return 0
     cache = {}
     if args.reference_cache and os.path.exists(args.reference_cache):
         cache = json.loads(Path(args.reference_cache).read_text())
