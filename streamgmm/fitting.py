@@ -182,13 +182,7 @@ def online_warm_start(model: Any, data: RowData, rng: np.random.Generator, run: 
     passes = min(model.n_online_passes, model.max_iter)
     if model.algorithm != "batch" or passes == 0:
         return run
-    online = online_em(
-        data.array, run.params, run.covariances,
-        initial_state(model.n_components, data.n_features, model.covariance_type),
-        online_config(model), batch_size=model.batch_size, max_iter=passes, tol=0.0, rng=rng,
-        verbose=model.verbose, verbose_interval=model.verbose_interval,
-        shuffle=bool(model.shuffle), in_memory=data.in_memory,
-    )
+    online = _online_run(model, data, rng, True, run, None, 0, max_iter=passes, tol=0.0)
     return EMRun(online.params, online.covariances, n_iter=online.n_iter,
                  history=online.full_history(), label=run.label)
 
@@ -226,10 +220,12 @@ def _online_state(model: Any, n_features: int):
     return state
 
 
-def _online_run(model, data, rng, do_init, start, on_position, every) -> EMRun:
-    """Stepwise EM over ``max_iter`` passes (:func:`streamgmm.online.online_em`)
-    from ``start``: a run, or ``(state, params, covariances, position)`` read
-    from a checkpoint."""
+def _online_run(
+    model, data, rng, do_init, start, on_position, every, max_iter=None, tol=None
+) -> EMRun:
+    """Stepwise EM over ``max_iter`` passes (:func:`streamgmm.online.online_em`;
+    by default the model's ``max_iter`` and ``tol``) from ``start``: a run, or
+    ``(state, params, covariances, position)`` read from a checkpoint."""
     config = online_config(model, data.weights is not None)
     array, in_memory = online_rows(data)
     if isinstance(start, tuple):
@@ -249,8 +245,8 @@ def _online_run(model, data, rng, do_init, start, on_position, every) -> EMRun:
         state,
         config,
         batch_size=model.batch_size,
-        max_iter=model.max_iter,
-        tol=model.tol,
+        max_iter=model.max_iter if max_iter is None else max_iter,
+        tol=model.tol if tol is None else tol,
         rng=rng,
         verbose=model.verbose,
         verbose_interval=model.verbose_interval,

@@ -277,3 +277,17 @@ def test_command_line_select_takes_the_acceleration(data, tmp_path):
     np.testing.assert_array_equal(saved.means_, model.means_)
     with pytest.raises(ValueError, match="acceleration"):
         streamgmm.select(X, [2], ["full"], acceleration="anderson")
+
+
+def test_online_warm_start_takes_the_row_weights(data):
+    """Row weights reach the online passes and batch EM: unit weights give the
+    unweighted warm-started fit."""
+    X, _ = data
+    settings = dict(tol=1e-10, max_iter=400, random_state=2, acceleration="daarem",
+                    n_online_passes=2)
+    plain = GaussianMixture(3, **settings).fit(X)
+    unit = GaussianMixture(3, **settings).fit(X, sample_weight=np.ones(len(X)))
+    for name in FITTED:
+        np.testing.assert_allclose(getattr(unit, name), getattr(plain, name), rtol=1e-8,
+                                   err_msg=name)
+    assert unit.history_["passes"][2] == 3.0
