@@ -46,6 +46,7 @@ can drop a half-processed call (a batch with NaN) and keep its previous model.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from collections.abc import Callable, Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,7 @@ from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
+import numba
 import numpy as np
 import zarr
 
@@ -294,10 +296,10 @@ def online_steps(
     workspace = _NO_WORKSPACE
     if paired:
         workspace = compiled.helper_workspace(*parameters, kind, SHARED_PRODUCTS_MAX_FEATURES)
-        _helper_thread().submit(
-            compiled.help_online_steps, X, order, settings[2], kind, probe, settings[4], *limits,
-            sync, workspace, *weighting,
-        )
+        helper_arguments = (X, order, settings[2], kind, probe, settings[4], *limits, sync,
+                            workspace, *weighting)
+        compiled_here(compiled.help_online_steps, helper_arguments)
+        helping = _helper_thread().submit(compiled.help_online_steps, *helper_arguments)
     try:
         result = compiled.online_steps(
             X, order, *settings, *limits, *parameters,
@@ -307,6 +309,8 @@ def online_steps(
         )
     finally:
         sync[compiled.SYNC_STOP] = 1
+        if paired:
+            helping.result()
     status, _, failed, log_likelihoods = result[:4]
     weights, means, new_covariances, factors = result[4:8]
     if status == compiled.STEPS_UNUSABLE_ROWS:
@@ -382,6 +386,17 @@ def _worth_a_helper(n_rows: int, batch_size: int) -> bool:
     core."""
     return (min(batch_size, n_rows) >= compiled.SPLIT_MIN_ROWS and n_rows > batch_size
             and (os.cpu_count() or 1) > 1)
+
+
+def compiled_here(function: Any, arguments: Sequence[Any]) -> None:
+    """Compile (or load from numba's cache) ``function`` for ``arguments``'
+    types on the calling thread before another thread calls it: numba compiles
+    inside ``warnings.catch_warnings``, whose process-wide filters a compiling
+    helper thread would swap under the caller's feet (a warning the caller gives
+    meanwhile would be lost or turned into an error)."""
+    parameters = list(inspect.signature(function.py_func).parameters.values())
+    omitted = [numba.types.Omitted(parameter.default) for parameter in parameters[len(arguments):]]
+    function.compile(tuple(numba.typeof(argument) for argument in arguments) + tuple(omitted))
 
 
 @functools.cache
