@@ -8,11 +8,13 @@ attribute (:func:`streamgmm.state.set_fitted` does, in the estimator)."""
 from __future__ import annotations
 
 import os
+import warnings
 from functools import partial
 from typing import Any
 
 import dask.array as da
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from .acceleration import step_strategy
 from .checkpoint import (
@@ -45,6 +47,7 @@ from .online import (
 from .progress import HISTORY_KEYS, empty_history
 from .state import fitted_dtype, fitted_scalar, online_state_of
 from .threads import blas_threads_for_dask, single_threaded_blas
+from .validation import check_n_features
 
 
 def em_settings(model: Any) -> EMSettings:
@@ -86,6 +89,29 @@ def online_rows(data: RowData) -> tuple[Any, np.ndarray | None]:
         return array, None
     in_memory = with_weight_column(data.in_memory, data.weights.compute())
     return da.from_array(in_memory, chunks=(data.array.chunks[0], -1)), in_memory
+
+
+def check_enough_rows(data: RowData, n_components: int) -> None:
+    """Raise scikit-learn's ``ValueError`` unless X has at least 2 and at least
+    ``n_components`` rows (of positive weight, when weighted)."""
+    if data.n_counted < max(2, n_components):
+        rows = "rows of positive weight" if data.weights is not None else "n_samples"
+        raise ValueError(
+            f"Expected n_samples >= 2 and n_samples >= n_components, got "
+            f"{rows}={data.n_counted} and n_components={n_components}"
+        )
+
+
+def warn_if_unconverged(best: EMRun, max_iter: int) -> None:
+    """scikit-learn's ``ConvergenceWarning`` when the kept run of a fit with
+    ``max_iter > 0`` did not converge, pointing at the caller of ``fit``."""
+    if max_iter > 0 and not best.converged:
+        warnings.warn(
+            "Best performing initialization did not converge. Try different init "
+            "parameters, or increase max_iter, tol, or check for degenerate data.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
 def fit_runs(
@@ -268,7 +294,7 @@ def partial_fit_rows(
     plain = not first_call and not hasattr(model, "feature_names_in_")
     if plain and sample_weight is None and type(X) is np.ndarray and X.dtype.kind in "fiub":
         check_matrix(X.shape, X.dtype)
-        model._check_n_features(X.shape[1])
+        check_n_features(model, X.shape[1])
         return X, None
     data = model._validate_data(X, reset=first_call, sample_weight=sample_weight)
     return data.in_memory, data

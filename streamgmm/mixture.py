@@ -8,9 +8,7 @@ parameters, input checks, prediction, scoring and sampling.
 
 from __future__ import annotations
 
-import numbers
 import os
-import warnings
 from typing import Any
 
 import numpy as np
@@ -29,7 +27,13 @@ from .estep import (
     chunk_log_likelihood,
     e_step,
 )
-from .fitting import fit_runs, partial_fit_rows, partial_fit_run
+from .fitting import (
+    check_enough_rows,
+    fit_runs,
+    partial_fit_rows,
+    partial_fit_run,
+    warn_if_unconverged,
+)
 from .hyperparameters import (
     BATCH_SIZE,
     HYPERPARAMETER_RULES,
@@ -42,7 +46,12 @@ from .hyperparameters import (
 from .inputs import RowData, named_input, persisted_rows, weighted_rows, wrap_rows
 from .reduction import sum_tuples, tree_reduce
 from .state import fitted_dtype, model_to_dataset, set_fitted
-from .validation import check_changed_hyperparameters, check_hyperparameters
+from .validation import (
+    check_changed_hyperparameters,
+    check_hyperparameters,
+    check_n_features,
+    check_n_samples,
+)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -247,37 +256,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Zarr, DataArrays, a column name for tables). The lower bound is then the
         weighted mean log-likelihood.
 
-        ``checkpoint`` is the path of a file (see :mod:`streamgmm.checkpoint`)
-        that receives the whole fitting state after the initialisation and after
-        every EM iteration (batch), or at the first chunk end after every
-        ``checkpoint_every`` mini-batches and after every pass (online, which
-        then needs ``n_init=1``), atomically. If the file exists when ``fit``
-        starts, the fit resumes from it (it must come from a fit with the same
-        hyper-parameters and data of the same shape and dtype) and ends with the
-        parameters the uninterrupted fit would have reached.
+        ``checkpoint``: a file (:mod:`streamgmm.checkpoint`) replaced atomically
+        with the whole fitting state after the start and every batch iteration,
+        or every ``checkpoint_every`` mini-batches and pass (online, ``n_init=1``);
+        if it exists, the fit resumes from it and ends where the uninterrupted
+        fit would have ended.
 
-        Raises ``ValueError`` or ``TypeError`` naming the problem for bad input or
-        parameters, at any point of the fit; the model's previous state is kept
-        in that case.
+        Bad input or parameters raise ``ValueError`` or ``TypeError`` naming the
+        problem, and the model keeps its previous state.
         """
         self._check_hyperparameters()
         data = self._validate_data(X, reset=True, sample_weight=sample_weight)
-        if data.n_counted < max(2, self.n_components):
-            rows = "rows of positive weight" if data.weights is not None else "n_samples"
-            raise ValueError(
-                f"Expected n_samples >= 2 and n_samples >= n_components, got "
-                f"{rows}={data.n_counted} and n_components={self.n_components}"
-            )
+        check_enough_rows(data, self.n_components)
         user_parameters(self, data.n_features)
         data = persisted_rows(data, self.persist)
         best = fit_runs(self, X, data, checkpoint, checkpoint_every)
-        if self.max_iter > 0 and not best.converged:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        warn_if_unconverged(best, self.max_iter)
         self._set_fitted(best, data)
         return self
 
@@ -298,30 +292,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             validate_data(
                 self, named_input(X, data), reset=False, skip_check_array=True, ensure_2d=False
             )
-            self._check_n_features(data.n_features)
+            check_n_features(self, data.n_features)
         return data
-
-    def _check_n_features(self, n_features: int) -> None:
-        if n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has {n_features} features, but {type(self).__name__} "
-                f"is expecting {self.n_features_in_} features as input."
-            )
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> GaussianMixture:
         """Stepwise-EM updates from the rows of X, in mini-batches of ``batch_size``.
 
-        The first call (on an unfitted model) starts from ``*_init`` or from
-        initialisation on X; later calls continue the step-size schedule where the
-        previous call (or ``fit``, or a saved model) stopped. X is any supported
-        input. The call is all or nothing: if any row is NaN or infinite, a
-        ``ValueError`` naming the rows is raised and the model stays exactly as
-        it was. ``history_["log_likelihood"]`` receives the call's prequential
-        score (the rows scored before the model learns from them); with a
-        ``step_floor`` the model keeps tracking data that drift. With
-        ``sample_weight`` a batch's step counts its weight, not its rows (the
-        stepwise update uses the batch's weighted statistics over its weight),
-        and so do the burn-in, ``n_samples_seen_`` and the score.
+        The first call on an unfitted model starts from ``*_init`` or an
+        initialisation on X; later calls continue the step-size schedule where
+        the last call, ``fit`` or a saved model stopped. All or nothing: a NaN or
+        infinite row raises a ``ValueError`` naming it and leaves the model as it
+        was. ``history_["log_likelihood"]`` receives the call's prequential score
+        (rows scored before the model learns from them). With ``sample_weight`` a
+        batch's step, the burn-in, ``n_samples_seen_`` and the score count weight.
         """
         return self._partial_fit(X, sample_weight=sample_weight)
 
@@ -433,9 +416,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return information_criterion(name, total, count, self._n_parameters())
 
     def icl(self, X: Any, sample_weight: Any = None) -> float:
-        """mclust's integrated complete-data likelihood criterion on X: the BIC
-        plus twice the entropy of the most likely classification (lower is
-        better), in one pass."""
+        """mclust's ICL on X: the BIC plus twice the entropy of the most likely
+        classification (lower is better), in one pass."""
         data = self._validate_data(X, reset=False, sample_weight=sample_weight)
         total, count, classification = tree_reduce(
             data.array, chunk_likelihood_terms, sum_tuples, self._fitted_parameters(),
@@ -451,10 +433,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``GaussianMixture.sample`` draws for the same parameters (the same
         generator calls in the same order); a ``Generator`` is used as given."""
         self._check_is_fitted()
-        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
-            raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        check_n_samples(n_samples)
         rng = self.random_state
         if not isinstance(rng, np.random.Generator):
             rng = check_random_state(rng)

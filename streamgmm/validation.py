@@ -146,3 +146,21 @@ def check_changed_hyperparameters(
     if key is None or key != accepted:
         check_hyperparameters(estimator, rules)
     return key
+
+
+def check_n_features(estimator: Any, n_features: int) -> None:
+    """Raise scikit-learn's ``ValueError`` unless X has the fitted number of
+    features (``estimator.n_features_in_``)."""
+    if n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {n_features} features, but {type(estimator).__name__} "
+            f"is expecting {estimator.n_features_in_} features as input."
+        )
+
+
+def check_n_samples(n_samples: Any) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``n_samples`` is an integer >= 1."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
+        raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
