@@ -12,7 +12,6 @@ import warnings
 from functools import partial
 from typing import Any
 
-import dask.array as da
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
@@ -29,7 +28,7 @@ from .engine import EMRun, EMSettings, EMStep, best_run, run_em
 from .estep import GaussianParameters
 from .hyperparameters import PARTIAL_FIT_RECORD, make_rng, user_parameters
 from .initialization import initialize_parameters
-from .inputs import RowData, check_matrix
+from .inputs import RowData, check_matrix, dask_view
 from .online import (
     START_POSITION,
     FoldCarry,
@@ -88,7 +87,7 @@ def online_rows(data: RowData) -> tuple[Any, np.ndarray | None]:
     if data.in_memory is None:
         return array, None
     in_memory = with_weight_column(data.in_memory, data.weights.compute())
-    return da.from_array(in_memory, chunks=(data.array.chunks[0], -1)), in_memory
+    return dask_view(in_memory, (data.array.chunks[0], -1)), in_memory
 
 
 def check_enough_rows(data: RowData, n_components: int) -> None:

@@ -132,3 +132,20 @@ def test_in_memory_rows_are_cut_into_balanced_chunks():
         assert as_rows(X).in_memory is X
     with dask.config.set(num_workers=3):
         assert balanced_rows_per_chunk(700_000, 16, 8) == 233_334
+
+
+@pytest.mark.parametrize("kind", ["numpy", "pandas"])
+def test_in_memory_rows_are_wrapped_without_a_copy(kind):
+    """NumPy and pandas rows become Dask blocks that are views of the caller's
+    array (``da.from_array`` would copy and hash all of them at every fit)."""
+    import pandas as pd
+
+    from streamgmm.inputs import as_rows
+
+    X = np.random.default_rng(0).normal(size=(40_000, 3))
+    data = as_rows(X if kind == "numpy" else pd.DataFrame(X))
+    blocks = dask.compute(*data.array.to_delayed().ravel(), scheduler="sync")
+    assert len(blocks) == 2
+    assert all(np.shares_memory(block, data.in_memory) for block in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), X, strict=True)
+    assert as_rows(X).array.name != data.array.name
