@@ -194,7 +194,9 @@ def start_run(
         return online_warm_start(model, data, rng, EMRun(params, covariances, label=label))
     params = model._fitted_parameters()
     covariances = np.asarray(model.covariances_, dtype=np.float64)
-    return EMRun(params, covariances, lower_bound=float(model.lower_bound_), label=label)
+    online_state = online_state_of(model) if model.algorithm == "online" else None
+    return EMRun(params, covariances, lower_bound=float(model.lower_bound_), label=label,
+                 online_state=online_state)
 
 
 def online_warm_start(model: Any, data: RowData, rng: np.random.Generator, run: EMRun) -> EMRun:

@@ -470,6 +470,24 @@ def test_fit_online_is_seeded_stops_on_tol_and_warm_starts():
     assert warm.n_steps_ > steps and warm.n_samples_seen_ == 2 * X.shape[0]
 
 
+def test_warm_started_fit_with_max_iter_0_keeps_the_online_state():
+    """``max_iter=0`` returns the start, and a warm start's start is the fitted
+    model: its running statistics and counters too, so that learning resumes."""
+    X, _, _ = make_mixture(3000, n_components=3, n_features=2, random_state=12)
+    settings = dict(algorithm="online", batch_size=128, tol=0.0, random_state=1, **_start(X, 3))
+    warm = unconverged_fit(GaussianMixture(3, max_iter=1, warm_start=True, **settings), X)
+    before = online_state_of(warm)
+    warm.set_params(max_iter=0)
+    warm.fit(X)
+    after = online_state_of(warm)
+    assert after is not None
+    assert (after.n_steps, after.n_samples_seen) == (before.n_steps, before.n_samples_seen)
+    np.testing.assert_array_equal(after.statistics.mean, before.statistics.mean)
+    resumed = warm.set_params(max_iter=1)
+    unconverged_fit(resumed, X)
+    assert resumed.n_samples_seen_ == 2 * X.shape[0]
+
+
 def test_partial_fit_after_batch_fit_starts_from_the_fitted_parameters():
     X, _, _ = make_mixture(4000, n_components=3, n_features=2, random_state=13)
     model = GaussianMixture(3, random_state=0, batch_size=4000).fit(X)
