@@ -15,8 +15,9 @@ timed inside its fit: every fitting loop records each pass it finishes
 (of all threads) at each record, so pass ``i`` is the time between records
 ``i - 1`` and ``i``, for the passes after the first. The figures are the
 medians of those ``R (P - 1)`` passes (and the fastest). The set-up of a fit
-(wrapping NumPy rows in Dask copies and hashes all of them: about 0.1 s here,
-and the main reason why fits of one pass varied between 0.38 and 0.64 s), the
+(wrapping NumPy rows in Dask copied and hashed all of them until 2026-11-30:
+about 0.1 s here, and the main reason why fits of one pass varied between
+0.38 and 0.64 s), the
 first pass (first calls, the helper thread's start) and the end of the fit are
 outside every timed pass, so they neither add to nor blur a pass. The sources
 take turns within every repeat, so that a change in the machine's load touches
