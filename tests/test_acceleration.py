@@ -150,10 +150,10 @@ def test_accelerated_em_stops_at_tol_as_plain_em(overlapping, method):
 
 @pytest.mark.parametrize("method", sorted(ACCELERATIONS))
 def test_a_broken_safeguard_lets_the_log_likelihood_fall(method, monkeypatch):
-    """Long, undamped steps on four overlapping components: the safeguard rejects
+    """Long, undamped steps on six overlapping components: the safeguard rejects
     some and the kept scores never fall; accepting every step lets them fall."""
-    X, _, _ = make_mixture(3000, n_components=4, n_features=2, separation=0.7, random_state=5)
-    params = start_of(X, 4, "full")
+    X, _, _ = make_mixture(4000, n_components=6, n_features=4, separation=0.8, random_state=2)
+    params = start_of(X, 6, "full")
     monkeypatch.setattr(acceleration, "STEP_MAX_START", 1e6)
     monkeypatch.setattr(acceleration, "DAMPING_OFFSET", -20.0)  # no damping
     rejected = []
@@ -245,3 +245,30 @@ def test_a_failed_m_step_rejects_a_proposal_and_raises_otherwise(overlapping):
     outcome = advance("daarem", proposing, broken, 0.0, "full")
     assert not outcome.accepted and outcome.params is None
     np.testing.assert_array_equal(outcome.state.point, proposing.current_map)
+
+
+def em_steps_of_changing_length(rate, n_steps):
+    """DAAREM's state after ``n_steps`` plain EM steps along one direction, each
+    ``rate`` times as long as the one before, with the proposal it then makes."""
+    direction = np.array([1.0, 0.5, -0.25])
+    state = acceleration.daarem_start(np.zeros(3))
+    for k in range(n_steps):
+        mapped = state.point + rate**k * direction
+        state, outcome = acceleration.daarem_update(state, -10.0 + k, mapped, lambda _: True)
+        assert outcome.accepted
+    return state, direction
+
+
+def test_daarem_spends_no_pass_on_a_proposal_against_the_em_step():
+    """Growing EM steps (EM leaving a plateau near a saddle, as on
+    time_to_converge.py's separated data): the Anderson model's fixed point lies
+    behind, so the next pass takes the EM step and the history restarts; with
+    shrinking steps the proposal goes ahead of EM and is evaluated."""
+    state, direction = em_steps_of_changing_length(1.1, 3)
+    assert not state.proposing()
+    np.testing.assert_array_equal(state.point, state.current_map)
+    assert state.point_differences.shape[1] == 0
+    state, direction = em_steps_of_changing_length(0.9, 3)
+    assert state.proposing()
+    em_step = state.current_map - state.current
+    assert np.dot(state.point - state.current, em_step) > np.dot(em_step, em_step)
