@@ -65,10 +65,10 @@ EM image, which EM never makes worse. A proposal whose step points against the
 EM step (:func:`follows_em`: the Anderson model's fixed point lies behind, as
 where EM leaves a plateau near a saddle) is not evaluated at all: the next pass
 takes the EM step and the history restarts (not in daarem; without it, every
-other pass of the separated benchmark data went to a rejected proposal). The history restarts after
-:data:`DAAREM_ORDER` differences, as daarem's. An accepted proposal costs one
-pass, a rejected one two. Convergence is measured between consecutive accepted
-points.
+other pass of the separated benchmark data went to a rejected proposal). The
+history restarts after :data:`DAAREM_ORDER` differences, as daarem's. An
+accepted proposal costs one pass, a rejected one two. Convergence is measured
+between consecutive accepted points.
 
 Incremental EM
 --------------
