@@ -17,7 +17,9 @@ the seconds after which a fit knew it was within 1e-4 and 1e-6 nats of L*:
 
 Data sets: ``overlapping`` is ``online_vs_batch.py --separation 0.7`` (300,000 x
 10, K = 10, its k-means start), ``separated`` is ``run.py``'s full d = 16, K = 8
-case (10^6 rows, separation 3, its start from two scikit-learn iterations).
+case (10^6 rows, separation 3, its start from two scikit-learn iterations);
+``check-a``, ``check-b`` and ``check-c`` (:data:`CASES`) check settings chosen
+on those two, ``--damping-offset`` sets DAAREM's damping for such a check.
 
     python benchmarks/time_to_converge.py --reference-cache /tmp/references.json
     python benchmarks/time_to_converge.py --cases overlapping --rows 30000   # quick
@@ -40,7 +42,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnMixture
 
-from streamgmm import GaussianMixture
+from streamgmm import GaussianMixture, acceleration
 from streamgmm.acceleration import ACCELERATIONS, incremental_em
 from streamgmm.covariance import precision_cholesky_from_precisions
 from streamgmm.datasets import make_mixture
@@ -60,16 +62,22 @@ REFERENCE_TOL = 1e-10
 CASES = {
     "overlapping": dict(rows=300_000, components=10, features=10, separation=0.7),
     "separated": dict(rows=1_000_000, components=8, features=16, separation=3.0),
+    "check-a": dict(rows=100_000, components=6, features=8, separation=1.0, seed=1),
+    "check-b": dict(rows=150_000, components=12, features=5, separation=0.8, seed=2),
+    "check-c": dict(rows=100_000, components=4, features=20, separation=1.5, seed=3),
 }
+"""The two data sets of issue 16 and three more (``check-*``, k-means starts) on
+which settings chosen on the first two are checked."""
 
 
 def case_data(name, rows):
     """Rows and the ``*_init`` start of a data set."""
     case = CASES[name]
+    seed = case.get("seed", 0)
     X, _, _ = make_mixture(rows or case["rows"], case["components"], case["features"],
-                           separation=case["separation"], random_state=0)
-    if name == "overlapping":
-        return X, starting_parameters(X, case["components"], 0)
+                           separation=case["separation"], random_state=seed)
+    if name != "separated":
+        return X, starting_parameters(X, case["components"], seed)
     start = starting_point(X, case["components"], "full")
     return X, {key: start[key] for key in ("weights_init", "means_init", "precisions_init")}
 
@@ -293,11 +301,15 @@ def main(argv=None) -> int:
     parser.add_argument("--recompute", action="store_true", help="ignore the reference cache")
     parser.add_argument("--reference-cache", help="JSON file keeping plain EM's runs")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--damping-offset", type=float,
+                        help="DAAREM's damping offset instead of acceleration.DAMPING_OFFSET")
     parser.add_argument("--exact-passes", type=int, default=0,
                         help="check exactness instead: accelerated runs of this many passes")
     parser.add_argument("--exact-plain-passes", type=int, default=5000)
     parser.add_argument("--exact-every", type=int, default=250)
     args = parser.parse_args(argv)
+    if args.damping_offset is not None:
+        acceleration.DAMPING_OFFSET = args.damping_offset
     if args.exact_passes:
         found = {name: exactness(name, args) for name in args.cases}
         if args.json:

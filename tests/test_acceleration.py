@@ -259,15 +259,33 @@ def em_steps_of_changing_length(rate, n_steps):
     return state, direction
 
 
-def test_daarem_spends_no_pass_on_a_proposal_against_the_em_step():
+def test_daarem_over_relaxes_em_steps_that_grow():
     """Growing EM steps (EM leaving a plateau near a saddle, as on
     time_to_converge.py's separated data): the Anderson model's fixed point lies
-    behind, so the next pass takes the EM step and the history restarts; with
-    shrinking steps the proposal goes ahead of EM and is evaluated."""
-    state, direction = em_steps_of_changing_length(1.1, 3)
-    assert not state.proposing()
-    np.testing.assert_array_equal(state.point, state.current_map)
+    behind, so no pass is spent on it; the history restarts and the next pass
+    evaluates ``x + eta (F(x) - x)``, ``eta`` doubling while such steps are
+    kept and starting again after one is rejected. With shrinking steps the
+    Anderson proposal goes ahead of EM and is evaluated."""
+    direction = np.array([1.0, 0.5, -0.25])
+    state = acceleration.daarem_start(np.zeros(3))
+    state, _ = acceleration.daarem_update(state, -10.0, state.point + direction, lambda _: True)
+    state, _ = acceleration.daarem_update(state, -9.0, state.point + 1.1 * direction,
+                                          lambda _: True)
+    assert state.stage == acceleration.EVALUATE_RELAXED and state.proposing()
     assert state.point_differences.shape[1] == 0
+    np.testing.assert_allclose(state.point, 3.2 * direction)  # x1 + 2 F(x1) - 2 x1
+    state, outcome = acceleration.daarem_update(state, -8.0, state.point + 1.3 * direction,
+                                                lambda _: True)
+    assert outcome.accepted and state.stage == acceleration.EVALUATE_RELAXED
+    assert state.relaxation == acceleration.RELAXATION_START * acceleration.RELAXATION_FACTOR
+    assert state.accepted_steps == 0  # the damping counts Anderson steps only
+    np.testing.assert_allclose(state.point, (3.2 + 4 * 1.3) * direction)
+    em_image = state.current_map
+    state, outcome = acceleration.daarem_update(state, -8.5, state.point + direction,
+                                                lambda _: True)
+    assert not outcome.accepted and state.stage == acceleration.EVALUATE_EM
+    np.testing.assert_array_equal(state.point, em_image)
+    assert state.relaxation == acceleration.RELAXATION_START
     state, direction = em_steps_of_changing_length(0.9, 3)
     assert state.proposing()
     em_step = state.current_map - state.current
