@@ -285,7 +285,8 @@ def format_row(method, row, reference):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES),
+                        default=["overlapping", "separated"])
     parser.add_argument("--rows", type=int, help="rows of every data set (default: its own)")
     parser.add_argument("--max-passes", type=int, default=5000)
     parser.add_argument("--max-incremental", type=int, default=300)

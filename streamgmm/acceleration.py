@@ -78,8 +78,9 @@ such step that stands and starts again after one that does not. Neither is in
 daarem; on the separated benchmark data, where plain EM spends thousands of
 passes near a saddle, they are what lets DAAREM cross it. The history restarts
 after :data:`DAAREM_ORDER` differences, as daarem's. An accepted proposal costs
-one pass, a rejected one two. Convergence is measured between consecutive
-accepted points.
+one pass, a rejected one two. Convergence is measured on EM steps, as in plain
+EM: a proposal that stands but gains less than ``tol`` is followed by the EM
+step from it, and the fit ends when that gains less than ``tol`` too.
 
 Incremental EM
 --------------
@@ -318,11 +319,14 @@ def squarem_update(
     score: float,
     mapped: np.ndarray | None,
     valid: Callable[[np.ndarray], bool],
+    tol: float = 0.0,
 ) -> tuple[SquaremState, StepOutcome]:
     """The state after a pass evaluated ``state.point``: ``score`` its mean
     log-likelihood, ``mapped`` the vector of its EM image (None when that
     M-step failed). ``valid(vector)`` says whether a vector unpacks to usable
-    parameters (checked before spending a pass on an extrapolated point)."""
+    parameters (checked before spending a pass on an extrapolated point).
+    ``tol`` is the fit's (SQUAREM measures convergence on its EM steps only
+    and needs no more)."""
     if state.stage == EVALUATE_START:
         if mapped is None:
             raise ValueError("the EM step of an accepted point failed")
@@ -474,11 +478,17 @@ def daarem_update(
     score: float,
     mapped: np.ndarray | None,
     valid: Callable[[np.ndarray], bool],
+    tol: float = 0.0,
 ) -> tuple[DaaremState, StepOutcome]:
     """The state after a pass evaluated ``state.point`` (arguments as
     :func:`squarem_update`). A proposal stands if :func:`accept_extrapolation`
     says so (compared with the current point); otherwise the next pass
-    evaluates the current point's EM image, which always stands."""
+    evaluates the current point's EM image, which always stands.
+
+    Convergence is measured on EM steps only, as in plain EM: a proposal that
+    stands but gains less than ``tol`` does not end the fit; the next pass
+    takes the EM step from it, and the fit ends if that gains less than
+    ``tol`` too."""
     proposal = state.stage != EVALUATE_EM
     relaxed = state.stage == EVALUATE_RELAXED
     if proposal and not accept_extrapolation(score, mapped, state.current_score):
@@ -503,14 +513,16 @@ def daarem_update(
         accepted_steps=state.accepted_steps + int(proposal and not relaxed),
         relaxation=state.relaxation * RELAXATION_FACTOR if relaxed else state.relaxation,
     )
+    outcome = StepOutcome(accepted=True, em_step=not proposal)
+    check_convergence = proposal and abs(score - state.current_score) < tol
     candidate = anderson_proposal(new) if point_differences.shape[1] else None
-    if candidate is None:
-        return new._replace(stage=EVALUATE_EM, point=mapped), StepOutcome(True, True)
+    if candidate is None or check_convergence:
+        return new._replace(stage=EVALUATE_EM, point=mapped), outcome
     usable_candidate = valid(candidate)
     if usable_candidate and follows_em(candidate, new):
         new = new._replace(stage=EVALUATE_PROPOSAL, point=candidate,
                            relaxation=RELAXATION_START)
-        return new, StepOutcome(accepted=True, em_step=True)
+        return new, outcome
     new = new._replace(point_differences=point_differences[:, :0],
                        residual_differences=residual_differences[:, :0])
     relaxed_step = new.current + new.relaxation * (mapped - new.current)
@@ -518,7 +530,7 @@ def daarem_update(
         new = new._replace(stage=EVALUATE_RELAXED, point=relaxed_step)
     else:
         new = new._replace(stage=EVALUATE_EM, point=mapped, relaxation=RELAXATION_START)
-    return new, StepOutcome(accepted=True, em_step=True)
+    return new, outcome
 
 
 # -------------------------------------------------------------------- driver
@@ -527,8 +539,8 @@ ACCELERATIONS = {
     "daarem": (daarem_start, daarem_update),
 }
 """Each acceleration's ``start(vector) -> state`` and ``update(state, score,
-mapped, valid) -> (state, outcome)``; every state has ``point``, the vector the
-next pass evaluates."""
+mapped, valid, tol) -> (state, outcome)``; every state has ``point``, the vector
+the next pass evaluates."""
 
 
 def start_acceleration(method: str, params: GaussianParameters):
@@ -568,9 +580,10 @@ class PassOutcome(NamedTuple):
 
 
 def advance(method: str, state, statistics: SufficientStatistics, reg_covar: float,
-            covariance_type: str) -> PassOutcome:
+            covariance_type: str, tol: float = 0.0) -> PassOutcome:
     """One pass of an accelerated run: the statistics reduced at
-    :func:`point_parameters`, their M-step and the acceleration's update.
+    :func:`point_parameters`, their M-step and the acceleration's update
+    (``tol`` the fit's, for DAAREM's convergence check).
 
     A failed M-step (no positive definite covariance, overflow) rejects a
     proposal and raises for any other point, as in plain EM."""
@@ -588,7 +601,7 @@ def advance(method: str, state, statistics: SufficientStatistics, reg_covar: flo
             from_vector(vector, n_components, n_features, covariance_type))
 
     mapped = None if params is None else to_vector(params)
-    new, outcome = ACCELERATIONS[method][1](state, score, mapped, valid)
+    new, outcome = ACCELERATIONS[method][1](state, score, mapped, valid, tol)
     return PassOutcome(new, outcome.accepted, outcome.em_step, score, params, covariances)
 
 
@@ -622,7 +635,7 @@ class AcceleratedEM:
         if state is None:
             state = start_acceleration(self.method, run.params)
         outcome = advance(self.method, state, statistics, settings.reg_covar,
-                          run.params.covariance_type)
+                          run.params.covariance_type, settings.tol)
         run.step_state = outcome.state
         return StepResult(outcome.params, outcome.covariances, outcome.score,
                           accepted=outcome.accepted, measures_convergence=outcome.em_step)
