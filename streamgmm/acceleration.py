@@ -515,9 +515,9 @@ def daarem_update(
     )
     outcome = StepOutcome(accepted=True, em_step=not proposal)
     check_convergence = proposal and abs(score - state.current_score) < tol
-    candidate = anderson_proposal(new) if point_differences.shape[1] else None
-    if candidate is None or check_convergence:
+    if check_convergence or not point_differences.shape[1]:
         return new._replace(stage=EVALUATE_EM, point=mapped), outcome
+    candidate = anderson_proposal(new)
     usable_candidate = valid(candidate)
     if usable_candidate and follows_em(candidate, new):
         new = new._replace(stage=EVALUATE_PROPOSAL, point=candidate,
@@ -670,10 +670,9 @@ def state_to_arrays(state) -> tuple[dict[str, np.ndarray], dict[str, float]]:
 def state_from_arrays(method: str, arrays: dict, scalars: dict):
     """The inverse of :func:`state_to_arrays` for ``method``'s state."""
     state_type = STATE_TYPES[method]
-    defaults = state_type._field_defaults
+    values = state_type._field_defaults | scalars
     return state_type(**{
-        name: np.asarray(arrays[name], dtype=np.float64) if name in arrays
-        else scalars.get(name, defaults.get(name))
+        name: np.asarray(arrays[name], dtype=np.float64) if name in arrays else values[name]
         for name in state_type._fields
     })
 
