@@ -1,5 +1,6 @@
 """streamgmm: Gaussian mixture models by exact out-of-core and stepwise online EM."""
 
+from .bayesian import BayesianGaussianMixture
 from .io import load, save, save_predictions
 from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
 from .selection import select
@@ -8,6 +9,7 @@ from .validation import InvalidParameterError
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianGaussianMixture",
     "GaussianMixture",
     "ConvergenceWarning",
     "InvalidParameterError",

@@ -47,7 +47,7 @@ def save(model: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Non
     refused with :class:`~streamgmm.outputs.OutputExistsError` unless
     ``overwrite=True`` (see :mod:`streamgmm.outputs`).
     """
-    dataset = model_to_dataset(model)
+    dataset = model.to_xarray()
     dataset.attrs["checksums"] = json.dumps(
         {name: _checksum(variable.values) for name, variable in dataset.data_vars.items()}
     )
@@ -203,7 +203,13 @@ def _check_dataset(path: str, dataset: xr.Dataset) -> None:
                 f"{path!r}: variable {name!r} has shape {dataset[name].shape}, expected "
                 f"{dataset[fitted].shape} like {fitted!r}"
             )
-    checksums = json.loads(attrs.get("checksums", "{}"))
+    _check_checksums(path, dataset)
+
+
+def _check_checksums(path: str, dataset: xr.Dataset) -> None:
+    """Raise ``ValueError`` if a variable is missing or does not match the
+    checksum written with it."""
+    checksums = json.loads(dataset.attrs.get("checksums", "{}"))
     for name, expected in checksums.items():
         if name not in dataset:
             raise ValueError(f"{path!r} is truncated: variable {name!r} is missing")
@@ -235,6 +241,14 @@ def load(path: str | os.PathLike):
         dataset = xr.open_zarr(path, consolidated=False).load()
     except Exception as error:
         raise ValueError(f"{path!r} is not a readable streamgmm model: {error}") from error
+    if dataset.attrs.get("estimator") == "BayesianGaussianMixture":
+        from .bayesian import BayesianGaussianMixture
+
+        _check_checksums(path, dataset)
+        try:
+            return BayesianGaussianMixture.from_xarray(dataset)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path!r} is not a readable streamgmm model: {error}") from error
     _check_dataset(path, dataset)
     try:
         hyper = json.loads(dataset.attrs["hyperparameters"])

@@ -1,0 +1,230 @@
+"""BayesianGaussianMixture: parity with scikit-learn from the same start, every
+input kind, model files, online SVI, choosing K, bad priors."""
+
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import sklearn.exceptions
+import xarray as xr
+import zarr
+from sklearn.cluster import KMeans
+from sklearn.mixture import BayesianGaussianMixture as SklearnBayesian
+from sklearn.utils.estimator_checks import check_estimator
+
+import streamgmm
+from streamgmm import BayesianGaussianMixture
+from streamgmm.datasets import make_mixture
+
+TYPES = ("full", "tied", "diag", "spherical")
+PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+VARIATIONAL = ("mean_precision_", "means_", "degrees_of_freedom_", "covariances_",
+               "precisions_cholesky_", "weights_")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return np.concatenate([
+        rng.normal(size=(300, 3)) + 5,
+        rng.normal(size=(200, 3)) * 0.5 - 2,
+        rng.normal(size=(100, 3)) + [0, 6, 0],
+    ])
+
+
+def _assert_same(model, reference, rtol=1e-8, atol=0.0):
+    np.testing.assert_allclose(np.asarray(model.weight_concentration_),
+                               np.asarray(reference.weight_concentration_), rtol=rtol, atol=atol)
+    for name in VARIATIONAL:
+        np.testing.assert_allclose(getattr(model, name), getattr(reference, name), rtol=rtol,
+                                   atol=atol, err_msg=name)
+    np.testing.assert_allclose(model.lower_bound_, reference.lower_bound_, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_equals_sklearn_from_the_same_start(data, covariance_type):
+    """scikit-learn starts from k-means labels; ours from the same labels."""
+    K = 4
+    labels = KMeans(K, n_init=1, random_state=0).fit(data).labels_
+    for prior_type in PRIOR_TYPES:
+        for n_iter in (1, 10):
+            settings = dict(n_components=K, covariance_type=covariance_type, tol=0.0,
+                            max_iter=n_iter, weight_concentration_prior_type=prior_type)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+                reference = SklearnBayesian(**settings, random_state=0).fit(data)
+                model = BayesianGaussianMixture(**settings, labels_init=labels).fit(data)
+            assert model.n_iter_ == reference.n_iter_ == n_iter
+            _assert_same(model, reference)
+            assert len(model.lower_bounds_) == n_iter
+    np.testing.assert_array_equal(model.predict(data), reference.predict(data))
+    np.testing.assert_allclose(model.predict_proba(data), reference.predict_proba(data),
+                               rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(model.score_samples(data), reference.score_samples(data),
+                               rtol=1e-8)
+    assert model.score(data) == pytest.approx(reference.score(data), rel=1e-8)
+
+
+def test_lower_bound_never_decreases(data):
+    model = BayesianGaussianMixture(6, tol=1e-10, max_iter=300, random_state=1).fit(data)
+    assert model.converged_
+    assert np.all(np.diff(model.lower_bounds_) >= -1e-9 * abs(model.lower_bound_))
+
+
+def test_check_estimator_passes():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.SkipTestWarning)
+        results = check_estimator(BayesianGaussianMixture(), on_fail=None)
+    failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
+    assert not failed
+    assert len(results) >= 40
+
+
+def test_unused_components_are_counted_and_dropped(data):
+    model = BayesianGaussianMixture(8, max_iter=500, random_state=0).fit(data)
+    assert model.n_components_effective_ == 3
+    used = np.flatnonzero(model.weights_ >= 0.01)
+    assert np.isclose(model.weights_[used].sum(), 1.0, atol=0.02)
+    model.set_params(drop_unused=True)
+    labels = model.predict(data)
+    assert set(np.unique(labels)) == set(used)
+    proba = model.predict_proba(data)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.all(proba[:, np.setdiff1d(np.arange(8), used)] == 0)
+
+
+# ------------------------------------------------------------ input kinds
+def _fit(X, **kwargs):
+    settings = dict(n_components=3, max_iter=15, tol=0.0, random_state=0,
+                    init_params="random_from_data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        return BayesianGaussianMixture(**settings).fit(X, **kwargs)
+
+
+def test_every_input_kind_equals_in_memory(tmp_path):
+    X, _, _ = make_mixture(3000, n_components=3, n_features=3, separation=3.0, random_state=2)
+    reference = _fit(X)
+    store = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=X.shape,
+                              chunks=(700, 3), dtype=X.dtype)
+    store[:] = X
+    inputs = {
+        "zarr": str(tmp_path / "x.zarr"),
+        "dask": da.from_array(X, chunks=(500, 3)),
+        "xarray": xr.DataArray(da.from_array(X, chunks=(900, 3)), dims=("sample", "feature")),
+    }
+    for kind, X_kind in inputs.items():
+        model = _fit(X_kind)
+        _assert_same(model, reference, rtol=1e-10)
+        assert model.n_iter_ == reference.n_iter_, kind
+
+
+def test_sample_weight_counts_rows(data):
+    weights = np.ones(len(data))
+    weights[::3] = 2.0
+    repeated = np.concatenate([data, data[::3]])
+    labels = KMeans(3, n_init=1, random_state=0).fit(data).labels_
+    weighted = BayesianGaussianMixture(3, max_iter=5, tol=0.0, labels_init=labels)
+    repeated_model = BayesianGaussianMixture(3, max_iter=5, tol=0.0,
+                                             labels_init=np.concatenate([labels, labels[::3]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        weighted.fit(data, sample_weight=weights)
+        repeated_model.fit(repeated)
+    _assert_same(weighted, repeated_model, rtol=1e-9)
+
+
+# ----------------------------------------------------------- model files
+def test_save_load_and_partial_fit_continue_exactly(data, tmp_path):
+    model = BayesianGaussianMixture(4, random_state=0, batch_size=64, max_iter=50)
+    model.partial_fit(data[:300])
+    streamgmm.save(model, tmp_path / "m.zarr")
+    loaded = streamgmm.load(tmp_path / "m.zarr")
+    assert isinstance(loaded, BayesianGaussianMixture)
+    _assert_same(loaded, model, rtol=0)
+    np.testing.assert_array_equal(loaded.score_samples(data), model.score_samples(data))
+    assert loaded.to_xarray().identical(model.to_xarray())
+    model.partial_fit(data[300:])
+    loaded.partial_fit(data[300:])
+    _assert_same(loaded, model, rtol=0)
+    assert loaded.n_steps_ == model.n_steps_ == 10
+
+
+def test_to_xarray_names_dimensions(data):
+    model = _fit(data)
+    dataset = model.to_xarray()
+    assert dataset["means"].dims == ("component", "feature")
+    assert dataset["weight_concentration"].dims == ("stick", "component")
+    assert dataset.attrs["estimator"] == "BayesianGaussianMixture"
+
+
+# ------------------------------------------------------------- bad priors
+def _fitted_state(model):
+    """The fitted attributes, as a comparable string (set_params changes the rest)."""
+    return repr({name: np.asarray(value, dtype=object).tolist()
+                 for name, value in sorted(vars(model).items()) if name.endswith("_")})
+
+
+def _exploding(X):
+    """X as a Dask array that raises if any pass reads it."""
+
+    def explode(block):
+        raise RuntimeError("a pass over the data started")
+
+    return da.from_array(X, chunks=(200, X.shape[1])).map_blocks(explode, dtype=X.dtype)
+
+
+@pytest.mark.parametrize(
+    ("prior", "message"),
+    [
+        (dict(weight_concentration_prior=-1.0), "weight_concentration_prior must be a positive"),
+        (dict(mean_precision_prior=0.0), "mean_precision_prior must be a positive"),
+        (dict(degrees_of_freedom_prior=1.5), "degrees_of_freedom_prior must be"),
+        (dict(mean_prior=[0.0, 1.0]), r"mean_prior must have shape \(3,\)"),
+        (dict(covariance_prior=np.diag([1.0, -1.0, 1.0])), "positive definite"),
+        (dict(covariance_prior=[[1.0, 2.0], [0.0, 1.0]]), r"shape \(3, 3\)"),
+        (dict(covariance_prior=[[1.0, 0.5, 0], [0.0, 1.0, 0], [0, 0, 1]]), "symmetric"),
+        (dict(covariance_type="diag", covariance_prior=[1.0, 0.0, 1.0]), "must be positive"),
+        (dict(covariance_type="spherical", covariance_prior=np.ones(3)), r"shape \(\)"),
+        (dict(labels_init=np.arange(5)), r"labels_init must have shape \(600,\)"),
+        (dict(labels_init=np.full(600, 7)), r"integers in \[0, 3\)"),
+    ],
+)
+def test_bad_priors_fail_before_any_pass(data, prior, message):
+    fitted = _fit(data)
+    before = _fitted_state(fitted)
+    fitted.set_params(**prior)
+    with pytest.raises(ValueError, match=message):
+        fitted.fit(_exploding(data))
+    assert _fitted_state(fitted) == before
+
+
+def test_nan_rows_are_named_and_leave_the_model(data):
+    fitted = _fit(data)
+    before = _fitted_state(fitted)
+    bad = data.copy()
+    bad[17, 1] = np.nan
+    with pytest.raises(ValueError, match="first bad row 17"):
+        fitted.fit(bad)
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.partial_fit(bad)
+    assert _fitted_state(fitted) == before
+
+
+# ------------------------------------------------------------------ online
+def test_online_fit_approaches_the_batch_fit():
+    X, _, _ = make_mixture(20000, n_components=3, n_features=3, separation=4.0, random_state=3)
+    batch = BayesianGaussianMixture(3, random_state=0, tol=1e-6, max_iter=200).fit(X)
+    online = BayesianGaussianMixture(3, random_state=0, algorithm="online", max_iter=3,
+                                     batch_size=500).fit(X)
+    assert online.n_iter_ == 3
+    assert online.score(X) > batch.score(X) - 0.01
+
+
+def test_threads_equal_processes_scheduler(data):
+    reference = _fit(data)
+    with dask.config.set(scheduler="synchronous"):
+        model = _fit(da.from_array(data, chunks=(100, 3)))
+    _assert_same(model, reference, rtol=1e-12)
