@@ -25,7 +25,8 @@ from typing import Any, Protocol
 import dask.array as da
 import numpy as np
 
-from .estep import GaussianParameters, chunk_likelihood_terms, chunk_statistics
+from . import estep, missing
+from .estep import GaussianParameters
 from .mstep import CholeskyError, parameters_from_statistics
 from .progress import FitProgress, history_from_lower_bounds
 from .reduction import sum_tuples, tree_reduce_each
@@ -135,6 +136,15 @@ class EMSettings:
     float32_products: bool = False
     verbose: int = 0
     verbose_interval: int = 10
+    missing: str = "raise"
+
+
+def chunk_functions(missing_values: str) -> tuple[Callable, Callable]:
+    """The E-step's chunk functions ``(statistics, likelihood terms)``: of
+    :mod:`streamgmm.estep` for ``"raise"``, of :mod:`streamgmm.missing`
+    (rows with NaN through their observed coordinates) for ``"marginalize"``."""
+    module = missing if missing_values == "marginalize" else estep
+    return module.chunk_statistics, module.chunk_likelihood_terms
 
 
 @dataclass(frozen=True)
@@ -231,6 +241,7 @@ def run_em(
     rows of ``array``, weighs the rows in every pass (lower bounds are then
     weighted means).
     """
+    chunk_statistics, chunk_likelihood_terms = chunk_functions(settings.missing)
     statistics = partial(chunk_statistics, float32_products=settings.float32_products)
     n_passes = 0
     with ExitStack() as stack:

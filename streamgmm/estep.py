@@ -360,13 +360,21 @@ def check_finite(
             bad_rows = np.flatnonzero(~usable) + row_offset
         else:
             bad_rows = np.asarray(row_numbers)[~usable]
+        advice = ""
         if np.isfinite(X[~usable]).all():
             problem = f"values larger than {MAX_ABS_VALUE:g} in magnitude (rescale the data)"
         else:
             problem = "NaN or infinity (remove or impute them)"
+            if np.isnan(X[~usable]).any():
+                advice = (
+                    " To use rows with NaN as missing values, through their observed "
+                    "coordinates, pass missing='marginalize' (GaussianMixture, select; "
+                    "--missing marginalize on the command line)."
+                )
         raise ValueError(
             f"Input contains {problem} in {bad_rows.size} row(s) between rows "
             f"{bad_rows[0]} and {bad_rows[-1]} (first bad row {bad_rows[0]}) before fitting."
+            + advice
         )
 
 

@@ -53,7 +53,7 @@ def em_settings(model: Any) -> EMSettings:
     """The engine's settings from the estimator's hyper-parameters."""
     return EMSettings(
         model.tol, model.max_iter, model.reg_covar, model.float32_products,
-        model.verbose, model.verbose_interval,
+        model.verbose, model.verbose_interval, model.missing,
     )
 
 
@@ -114,10 +114,14 @@ def warn_if_unconverged(best: EMRun, max_iter: int) -> None:
 
 
 def fit_runs(
-    model: Any, X: Any, data: RowData, checkpoint: str | os.PathLike | None, every: int
+    model: Any, X: Any, data: RowData, checkpoint: str | os.PathLike | None, every: int,
+    start_data: RowData | None = None,
 ) -> EMRun:
     """The best run of a fit of ``model`` to ``data`` (from input ``X``): every
-    initialisation's EM, from a checkpoint if one exists (module docs)."""
+    initialisation's EM, from a checkpoint if one exists (module docs).
+    ``start_data`` (default ``data``) are the rows the starts are drawn from
+    (with missing values: ``data`` with its gaps filled)."""
+    start = partial(start_run, start_data=start_data)
     rng = make_rng(model.random_state)
     do_init = not (model.warm_start and hasattr(model, "converged_"))
     n_runs = model.n_init if do_init else 1
@@ -141,12 +145,12 @@ def fit_runs(
     # docs/benchmarks.md).
     with blas_threads_for_dask([data.array]):
         if model.max_iter == 0:
-            starts = [start_run(model, data, rng, do_init, 0) for _ in range(n_runs)]
+            starts = [start(model, data, rng, do_init, 0) for _ in range(n_runs)]
             return starts[-1].initialisation_only()
         if model.algorithm == "batch" and checkpoint is None:
             # The starts first (they draw from rng as they would one by one),
             # then the iterations of all runs in shared passes over the data.
-            runs = [start_run(model, data, rng, do_init, index) for index in range(n_runs)]
+            runs = [start(model, data, rng, do_init, index) for index in range(n_runs)]
             run_em(data.array, runs, em_settings(model), step=em_step(model),
                    sample_weight=data.weights)
             return best_run(runs)
@@ -156,7 +160,7 @@ def fit_runs(
         finished = [] if best is None else [best]
         for index in range(first, n_runs):
             if index != first or current is None:
-                current = start_run(model, data, rng, do_init, index)
+                current = start(model, data, rng, do_init, index)
             writer = None if checkpoint is None else save(rng, index, best_of(finished))
             if model.algorithm == "online":
                 finished.append(_online_run(model, data, rng, do_init, current, writer, every))
@@ -184,13 +188,15 @@ def _checkpoint_writer(algorithm, path, fingerprint, rng, index, best):
 
 
 def start_run(
-    model: Any, data: RowData, rng: np.random.Generator, do_init: bool, index: int
+    model: Any, data: RowData, rng: np.random.Generator, do_init: bool, index: int,
+    start_data: RowData | None = None,
 ) -> EMRun:
     """Initialisation ``index`` of a fit: a run before its first iteration
-    (for a warm start, the fitted parameters and lower bound)."""
+    (for a warm start, the fitted parameters and lower bound), drawn from
+    ``start_data`` (default ``data``)."""
     label = f"batch EM, init {index}"
     if do_init:
-        params, covariances = initial_parameters(model, data, rng)
+        params, covariances = initial_parameters(model, start_data or data, rng)
         return online_warm_start(model, data, rng, EMRun(params, covariances, label=label))
     params = model._fitted_parameters()
     covariances = np.asarray(model.covariances_, dtype=np.float64)

@@ -11,6 +11,7 @@ import numpy as np
 from .acceleration import ACCELERATIONS
 from .covariance import COVARIANCE_TYPES, parameter_shape, precision_cholesky_from_precisions
 from .initialization import INIT_METHODS
+from .missing import MISSING_OPTIONS
 from .validation import (
     BOOLEAN,
     OPTIONAL_ARRAY,
@@ -69,6 +70,7 @@ HYPERPARAMETER_RULES = {
     "float32_products": BOOLEAN,
     "acceleration": one_of(None, *sorted(ACCELERATIONS)),
     "n_online_passes": integer_in(0),
+    "missing": one_of(*MISSING_OPTIONS),
 }
 """What every constructor parameter must be, checked when fitting starts."""
 

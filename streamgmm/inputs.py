@@ -348,6 +348,25 @@ def wrap_rows(data: RowData, result: da.Array, extra_dim: str | None = None):
     return xr.DataArray(values, dims=dims, coords=data.sample_coords)
 
 
+def wrap_like_input(X: Any, data: RowData, result: da.Array):
+    """A Dask result of X's shape (rows of ``data``, the input X) in the kind of X:
+    NumPy for NumPy, lazy for Dask and Zarr, a DataArray with X's dims and
+    coordinates (lazy if X was), a frame with X's columns and index (pandas for
+    pandas, lazy Dask for Dask frames and table paths)."""
+    if data.kind == "numpy":
+        return result.compute()
+    if data.kind in ("dask", "zarr"):
+        return result
+    if data.kind == "xarray":
+        feature_dim = next(dim for dim in X.dims if dim != data.sample_dim)
+        arranged = X.transpose(data.sample_dim, feature_dim)
+        values = result if data.lazy else result.compute()
+        return arranged.copy(data=values).transpose(*X.dims)
+    columns = getattr(X, "columns", None)
+    columns = list(columns if columns is not None else data.feature_names)
+    return tables.wrap_frame(data.kind, data.index, result, None, columns)
+
+
 def should_persist(data: RowData, option: bool | str) -> bool:
     """Whether ``persist=option`` keeps ``data`` in memory for the fit.
 

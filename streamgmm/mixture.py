@@ -8,6 +8,7 @@ parameters, input checks, prediction, scoring and sampling.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -17,16 +18,12 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import estep
+from . import missing as missing_values
 from .covariance import draw_mixture, n_parameters
 from .criteria import information_criterion
 from .engine import EMRun
-from .estep import (
-    GaussianParameters,
-    check_finite,
-    chunk_likelihood_terms,
-    chunk_log_likelihood,
-    e_step,
-)
+from .estep import GaussianParameters
 from .fitting import (
     check_enough_rows,
     fit_runs,
@@ -43,7 +40,14 @@ from .hyperparameters import (
     PARTIAL_FIT_RULES,
     user_parameters,
 )
-from .inputs import RowData, named_input, persisted_rows, weighted_rows, wrap_rows
+from .inputs import (
+    RowData,
+    named_input,
+    persisted_rows,
+    weighted_rows,
+    wrap_like_input,
+    wrap_rows,
+)
 from .reduction import sum_tuples, tree_reduce
 from .state import fitted_dtype, model_to_dataset, set_fitted
 from .validation import (
@@ -145,6 +149,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     n_online_passes : int, default=0
         Batch EM: passes of online EM from each start before batch EM (counted
         in ``max_iter``, ``n_iter_`` and ``history_``, not ``lower_bounds_``).
+    missing : {"raise", "marginalize"}, default="raise"
+        What a NaN in X means. ``"raise"``: an error naming the rows.
+        ``"marginalize"``: a missing value; every row is used through its
+        observed coordinates (exact EM for values missing at random, Ghahramani
+        & Jordan 1994; :mod:`streamgmm.missing`), rows with nothing observed are
+        skipped and counted (``n_empty_rows_``), and prediction, scores and
+        :meth:`impute` take NaN too. Infinities are errors either way. The fit
+        reads the data once more first, to check that every column has an
+        observed value, and starts from the rows with their gaps filled by the
+        column means.
 
     Attributes
     ----------
@@ -174,6 +188,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         mini-batch scored by the model before it learns from that batch (the
         E-step's parameters), which drops when the data drift.
     n_features_in_ : int
+    n_empty_rows_ : int
+        Rows of the last ``fit`` with nothing observed, which it skipped (0
+        unless ``missing="marginalize"``; not kept in model files).
     feature_names_in_ : ndarray of str, shape (d,)
         Set only when fitted on a data frame whose column names are all
         strings: those names; later inputs are checked against them as
@@ -192,6 +209,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         averaging: bool = False, shuffle: bool = True, init_sample_size: int = 100_000,
         sample_dim: str | None = None, persist: bool | str = "auto",
         float32_products: bool = False, acceleration: str | None = None, n_online_passes: int = 0,
+        missing: str = "raise",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -220,6 +238,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.float32_products = float32_products
         self.acceleration = acceleration
         self.n_online_passes = n_online_passes
+        self.missing = missing
 
     def __sklearn_tags__(self):
         """scikit-learn's tags: a density estimator (``DensityMixin``) of dense 2-D
@@ -269,11 +288,33 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         data = self._validate_data(X, reset=True, sample_weight=sample_weight)
         check_enough_rows(data, self.n_components)
         user_parameters(self, data.n_features)
+        start_data, n_empty = self._gaps_of(data)
         data = persisted_rows(data, self.persist)
-        best = fit_runs(self, X, data, checkpoint, checkpoint_every)
+        best = fit_runs(self, X, data, checkpoint, checkpoint_every, start_data)
         warn_if_unconverged(best, self.max_iter)
         self._set_fitted(best, data)
+        self.n_empty_rows_ = n_empty
         return self
+
+    def _gaps_of(self, data: RowData) -> tuple[RowData | None, int]:
+        """With ``missing="marginalize"``: one pass checking X's values and
+        missing values (:func:`streamgmm.missing.check_missing_summary`), then
+        the rows starts are drawn from (the gaps filled with the column means)
+        and the number of rows with nothing observed. ``(None, 0)`` otherwise."""
+        if self.missing != "marginalize":
+            return None, 0
+        if self.algorithm == "online" or self.n_online_passes:
+            raise ValueError(
+                "missing='marginalize' runs batch EM only: use algorithm='batch' and "
+                "n_online_passes=0"
+            )
+        summary = missing_values.missing_summary(data)
+        missing_values.check_missing_summary(summary, self.n_components)
+        if summary.n_missing == 0:
+            return None, 0
+        filled = data.array.map_blocks(
+            missing_values.fill_missing, summary.column_means, dtype=np.float64)
+        return dataclasses.replace(data, array=filled, in_memory=None), summary.n_empty
 
     def fit_predict(self, X: Any, y: Any = None):
         """Fit, then return the label of every row under the fitted model."""
@@ -354,48 +395,84 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return np.result_type(fitted_dtype(data.array.dtype), self.means_.dtype)
 
     # ------------------------------------------------------------ prediction
-    def _map_rows(self, X: Any, function, n_columns: int | None, dtype=None, extra_dim=None):
-        """``function(block, params)`` on every row-chunk of X, checked for NaN and
-        infinity; the result has ``dtype`` (default: :meth:`_output_dtype`)."""
+    def _rows_module(self):
+        """The E-step functions for X: :mod:`streamgmm.missing` (NaN as missing
+        values) with ``missing="marginalize"``, else :mod:`streamgmm.estep`."""
+        return missing_values if getattr(self, "missing", "raise") == "marginalize" else estep
+
+    def _blocks_of(self, X: Any, function, n_columns: int | str | None = "same", dtype=None):
+        """X as :class:`RowData` and ``function(block, params)`` on its every
+        row-chunk, lazily, checked for bad values (NaN too, unless
+        ``missing="marginalize"``); the result has ``n_columns`` columns (None:
+        a vector; ``"same"``: X's) and ``dtype`` (default: :meth:`_output_dtype`)."""
         data = self._validate_data(X, reset=False)
         params = self._fitted_parameters()
         dtype = self._output_dtype(data) if dtype is None else np.dtype(dtype)
+        module = self._rows_module()
+        check = estep.check_finite if module is estep else missing_values.check_observed
 
         def apply(block, block_info=None):
             offset = block_info[0]["array-location"][0][0] if block_info else 0
-            check_finite(block, offset)
+            check(block, offset)
             return function(block, params).astype(dtype, copy=False)
 
         array = data.array
         if n_columns is None:
-            result = array.map_blocks(apply, drop_axis=1, dtype=dtype)
-        else:
-            result = array.map_blocks(apply, chunks=(array.chunks[0], (n_columns,)), dtype=dtype)
+            return data, array.map_blocks(apply, drop_axis=1, dtype=dtype)
+        if n_columns == "same":
+            return data, array.map_blocks(apply, dtype=dtype)
+        return data, array.map_blocks(apply, chunks=(array.chunks[0], (n_columns,)), dtype=dtype)
+
+    def _map_rows(self, X: Any, function, n_columns: int | None, dtype=None, extra_dim=None):
+        """``function(block, params)`` on every row-chunk of X (:meth:`_blocks_of`),
+        as a per-row result in the kind of X."""
+        data, result = self._blocks_of(X, function, n_columns, dtype)
         return wrap_rows(data, result, extra_dim)
 
     def score_samples(self, X: Any):
-        """Log-likelihood of every row, shape (n,), in the kind of X."""
+        """Log-likelihood of every row, shape (n,), in the kind of X. With
+        ``missing="marginalize"`` the log-density of each row's observed
+        coordinates, NaN for a row with nothing observed."""
+        e_step = self._rows_module().e_step
         return self._map_rows(X, lambda b, p: e_step(b, p)[0], None)
 
     def predict_proba(self, X: Any):
-        """Responsibilities, shape (n, K), in the kind of X (DataArray: dim "component")."""
+        """Responsibilities, shape (n, K), in the kind of X (DataArray: dim "component").
+        With ``missing="marginalize"`` given the observed coordinates; the
+        weights ``weights_`` for a row with nothing observed."""
+        e_step = self._rows_module().e_step
         return self._map_rows(
             X, lambda b, p: np.exp(e_step(b, p)[1]), self.n_components, extra_dim="component"
         )
 
     def predict(self, X: Any):
-        """Most likely component of every row, shape (n,), in the kind of X."""
+        """Most likely component of every row, shape (n,), in the kind of X
+        (with ``missing="marginalize"``: given the observed coordinates; the
+        heaviest component for a row with nothing observed)."""
+        e_step = self._rows_module().e_step
         return self._map_rows(X, lambda b, p: e_step(b, p)[1].argmax(axis=1), None, np.int64)
+
+    def impute(self, X: Any):
+        """X with every NaN replaced by its conditional mean under the fitted
+        mixture, ``sum_k P(k | x_O) E[x_M | x_O, k]`` (a row with nothing
+        observed: ``sum_k pi_k mu_k``), in the kind of X: NumPy for NumPy, a
+        lazy Dask array for Dask and Zarr, a DataArray with X's dims and
+        coordinates (lazy if X is), a frame with X's columns and index.
+        Observed values are returned unchanged. Infinities raise ``ValueError``."""
+        data, result = self._blocks_of(X, missing_values.impute)
+        return wrap_like_input(X, data, result)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Per-sample mean log-likelihood of X, computed in one pass; with
-        ``sample_weight``, the weighted mean."""
+        ``sample_weight``, the weighted mean. With ``missing="marginalize"``,
+        of the rows' observed coordinates, over the rows with something
+        observed."""
         data = self._validate_data(X, reset=False, sample_weight=sample_weight)
         total, count = self._total_log_likelihood(data)
         return total / count
 
     def _total_log_likelihood(self, data: RowData) -> tuple[float, float]:
-        return tree_reduce(data.array, chunk_log_likelihood, sum_tuples,
+        return tree_reduce(data.array, self._rows_module().chunk_log_likelihood, sum_tuples,
                            self._fitted_parameters(), sample_weight=data.weights)
 
     def _n_parameters(self) -> int:
@@ -403,7 +480,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def bic(self, X: Any, sample_weight: Any = None) -> float:
         """Bayesian information criterion on X (lower is better), in one pass;
-        with ``sample_weight``, n is the sum of the weights."""
+        with ``sample_weight``, n is the sum of the weights. With
+        ``missing="marginalize"`` the likelihood is that of the observed
+        coordinates and n counts the rows with something observed."""
         return self._criterion("bic", X, sample_weight)
 
     def aic(self, X: Any, sample_weight: Any = None) -> float:
@@ -420,7 +499,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         classification (lower is better), in one pass."""
         data = self._validate_data(X, reset=False, sample_weight=sample_weight)
         total, count, classification = tree_reduce(
-            data.array, chunk_likelihood_terms, sum_tuples, self._fitted_parameters(),
+            data.array, self._rows_module().chunk_likelihood_terms, sum_tuples,
+            self._fitted_parameters(),
             sample_weight=data.weights,
         )
         return information_criterion("icl", total, count, self._n_parameters(), classification)

@@ -1,0 +1,550 @@
+"""EM with missing values: rows with NaN used through their observed coordinates.
+
+Ghahramani & Jordan (1994); Little & Rubin, *Statistical Analysis with Missing
+Data*, ch. 8 and 11. For a row with observed coordinates O and missing M, under
+component k with mean mu, covariance Sigma and precision Lambda = Sigma^-1 =
+P P^T:
+
+* its responsibilities and log-likelihood come from the marginal density
+  N(x_O; mu_O, Sigma_OO);
+* its missing block is replaced by the conditional mean
+  x_M = mu_M + Sigma_MO Sigma_OO^-1 (x_O - mu_O) = mu_M - Lambda_MM^-1 Lambda_MO (x_O - mu_O),
+  and the statistics gain the conditional covariance C = Lambda_MM^-1
+  (= Sigma_MM - Sigma_MO Sigma_OO^-1 Sigma_OM) on the M x M block;
+* the sums ``sum g``, ``sum g x_hat`` and ``sum g (x_hat x_hat^T + C)`` are kept
+  in the centred form of :class:`~streamgmm.statistics.SufficientStatistics`, so
+  merge, Dask reduction and M-step are those of complete rows.
+
+Everything is derived from the component's precision factor P rather than by
+factorising Sigma_OO for every pattern: with r the row's deviation from mu with
+zeros in M, ``t = P^T r`` and ``y = P t = Lambda r`` (two products per component
+for all rows of a block at once, whatever their patterns),
+
+* ``y_M = Lambda_MO r_O``; with L L^T = Lambda_MM (factorised once per pattern and
+  component: |M| x |M|, small when few values are missing),
+  ``x_M - mu_M = -L^-T L^-1 y_M``;
+* ``(x_O - mu_O)^T Sigma_OO^-1 (x_O - mu_O) = |t|^2 - |L^-1 y_M|^2`` (the
+  completed row minimises the full quadratic form over x_M);
+* ``log det Sigma_OO = log det Sigma + log det Lambda_MM``.
+
+Diag and spherical need no factorisation (x_M = mu_M, C = diag(sigma^2_M)); tied
+shares one P, so one factorisation per pattern. Per-pattern work is vectorised
+over the patterns with the same number of missing coordinates.
+
+Complete rows go through :func:`streamgmm.estep.chunk_statistics` unchanged (a
+chunk without NaN costs one sum more than today and gives the same bits); rows
+with nothing observed carry no information and are skipped (counted by
+:func:`missing_summary`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import estep
+from .estep import LOG_2PI, GaussianParameters, shifted_log_sum_exp
+from .reduction import sum_tuples, tree_reduce
+from .statistics import SufficientStatistics, empty_statistics, merge_all
+
+MISSING_OPTIONS = ("raise", "marginalize")
+"""Values of the ``missing`` hyper-parameter."""
+
+GAPPY_BLOCK_ROWS = 4096
+"""Rows with gaps processed at once (the K deviation blocks of 4096 x d float64
+stay a few MiB)."""
+
+
+# ------------------------------------------------------------------ checks
+def has_gaps(X: np.ndarray) -> bool:
+    """Whether X may hold NaN or infinity: one sum over X (NaN and infinity
+    propagate; finite values of at most ``MAX_ABS_VALUE`` cannot overflow it)."""
+    if X.dtype.kind in "iub" or X.size == 0:
+        return False
+    return not np.isfinite(np.add.reduce(X, axis=None, dtype=np.float64))
+
+
+def check_observed(
+    X: np.ndarray, row_offset: int = 0, row_numbers: np.ndarray | None = None
+) -> None:
+    """Raise ``ValueError`` naming the rows if X holds infinity or values larger
+    than ``MAX_ABS_VALUE`` in magnitude; NaN (a missing value) is allowed."""
+    if X.dtype.kind in "iub":
+        return
+    limit = estep.usable_limit(X.dtype)
+    bad = np.flatnonzero((np.abs(X) > limit).any(axis=1))
+    if bad.size == 0:
+        return
+    rows = bad + row_offset if row_numbers is None else np.asarray(row_numbers)[bad]
+    if np.isinf(X[bad]).any():
+        problem = ("infinity (with missing='marginalize' only NaN marks a missing value; "
+                   "replace infinities by NaN or remove them)")
+    else:
+        problem = f"values larger than {estep.MAX_ABS_VALUE:g} in magnitude (rescale the data)"
+    raise ValueError(
+        f"Input contains {problem} in {rows.size} row(s) between rows {rows[0]} and "
+        f"{rows[-1]} (first bad row {rows[0]}) before fitting."
+    )
+
+
+class MissingSummary(NamedTuple):
+    """What one pass over X says about its missing values.
+
+    Attributes
+    ----------
+    observed : ndarray of shape (d,)
+        Observed (non-NaN) values per column.
+    sums : ndarray of shape (d,)
+        Sum of the observed values per column.
+    n_empty : int
+        Rows with nothing observed (of positive weight, when weighted).
+    n_observed_rows : float
+        Rows with something observed (of positive weight, when weighted).
+    n_missing : int
+        Missing values.
+    """
+
+    observed: np.ndarray
+    sums: np.ndarray
+    n_empty: int
+    n_observed_rows: int
+    n_missing: int
+
+    @property
+    def column_means(self) -> np.ndarray:
+        """Mean of every column's observed values."""
+        return self.sums / np.maximum(self.observed, 1)
+
+
+def chunk_missing_summary(
+    X: np.ndarray, row_offset: int = 0, sample_weight: np.ndarray | None = None
+) -> tuple:
+    """:class:`MissingSummary` fields of one chunk (checked by :func:`check_observed`)."""
+    check_observed(X, row_offset)
+    missing = np.isnan(X) if X.dtype.kind == "f" else np.zeros(X.shape, dtype=bool)
+    counted = np.ones(X.shape[0], dtype=bool) if sample_weight is None else sample_weight > 0
+    empty = missing.all(axis=1)
+    observed_values = np.where(missing, 0.0, X)
+    return (
+        (~missing).sum(axis=0), observed_values.sum(axis=0, dtype=np.float64),
+        int((empty & counted).sum()), int((~empty & counted).sum()), int(missing.sum()),
+    )
+
+
+def missing_summary(data: Any) -> MissingSummary:
+    """One pass over a :class:`~streamgmm.inputs.RowData`: its missing values
+    (:class:`MissingSummary`), after checking every value
+    (:func:`check_observed`)."""
+    return MissingSummary(*tree_reduce(data.array, chunk_missing_summary, sum_tuples,
+                                       sample_weight=data.weights))
+
+
+def check_missing_summary(summary: MissingSummary, n_components: int) -> None:
+    """Raise ``ValueError`` for a column with no observed value, or for fewer
+    than ``max(2, n_components)`` rows with something observed."""
+    empty_columns = np.flatnonzero(summary.observed == 0)
+    if empty_columns.size:
+        raise ValueError(
+            f"Column(s) {empty_columns.tolist()} of X hold no observed value (every value is "
+            "NaN); a mixture cannot be fitted on them: drop them before fitting."
+        )
+    if summary.n_observed_rows < max(2, n_components):
+        raise ValueError(
+            f"Expected n_samples >= 2 and n_samples >= n_components rows with at least one "
+            f"observed value, got {summary.n_observed_rows} (and {summary.n_empty} rows with "
+            f"nothing observed) for n_components={n_components}"
+        )
+
+
+def fill_missing(X: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """X with every NaN of column j replaced by ``values[j]`` (a copy)."""
+    X = np.asarray(X, dtype=np.float64)
+    return np.where(np.isnan(X), values, X)
+
+
+# --------------------------------------------------------------- patterns
+class Patterns(NamedTuple):
+    """Missingness patterns of a block of rows.
+
+    Attributes
+    ----------
+    index : ndarray of shape (n,)
+        Each row's pattern.
+    masks : ndarray of shape (P, d), bool
+        Each pattern's missing coordinates.
+    """
+
+    index: np.ndarray
+    masks: np.ndarray
+
+
+def missingness_patterns(missing: np.ndarray) -> Patterns:
+    """The distinct rows of the mask ``missing`` (n, d) and each row's pattern."""
+    packed = np.packbits(missing, axis=1)
+    unique, index = np.unique(packed, axis=0, return_inverse=True)
+    masks = np.unpackbits(unique, axis=1, count=missing.shape[1]).astype(bool)
+    return Patterns(np.ravel(index), masks)
+
+
+class PatternGroup(NamedTuple):
+    """The patterns with the same number m of missing coordinates, and their
+    factors under every component (full and tied types).
+
+    Attributes
+    ----------
+    patterns : ndarray of shape (P_m,)
+        Their pattern numbers.
+    columns : ndarray of shape (P_m, m)
+        Their missing coordinates.
+    inverse_factor : ndarray of shape (P_m, F, m, m)
+        ``L^-1`` with ``L L^T = Lambda_MM`` for each of the F factors (K full, 1 tied).
+    log_det : ndarray of shape (P_m, F)
+        ``log det L`` (half of ``log det Lambda_MM``).
+    """
+
+    patterns: np.ndarray
+    columns: np.ndarray
+    inverse_factor: np.ndarray
+    log_det: np.ndarray
+
+
+def pattern_groups(masks: np.ndarray, precisions: np.ndarray) -> list[PatternGroup]:
+    """:class:`PatternGroup` for every number of missing coordinates among
+    ``masks`` (P, d), from the precision matrices (F, d, d)."""
+    counts = masks.sum(axis=1)
+    groups = []
+    for m in np.unique(counts):
+        patterns = np.flatnonzero(counts == m)
+        columns = np.nonzero(masks[patterns])[1].reshape(patterns.size, m)
+        block = precisions[:, columns[:, :, None], columns[:, None, :]].transpose(1, 0, 2, 3)
+        factor = np.linalg.cholesky(block)
+        log_det = np.log(np.diagonal(factor, axis1=2, axis2=3)).sum(axis=2)
+        groups.append(PatternGroup(patterns, columns, np.linalg.inv(factor), log_det))
+    return groups
+
+
+# ---------------------------------------------------------- per component
+class ChunkFactors(NamedTuple):
+    """What the gappy-row computations need of the parameters, once per chunk."""
+
+    covariance_type: str
+    log_weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, d)
+    factors: np.ndarray  # P: (F, d, d) full/tied, (K, d) diag, (K,) spherical
+    log_det: np.ndarray  # log|det P| per factor (F,) full/tied; unused otherwise
+    precisions: np.ndarray | None  # P P^T (F, d, d) full/tied
+
+
+def chunk_factors(params: GaussianParameters) -> ChunkFactors:
+    """:class:`ChunkFactors` of ``params``."""
+    cov_type = params.covariance_type
+    factors = np.asarray(params.precisions_cholesky, dtype=np.float64)
+    precisions = log_det = None
+    if cov_type in ("full", "tied"):
+        factors = factors.reshape(-1, *factors.shape[-2:])
+        precisions = factors @ factors.transpose(0, 2, 1)
+        log_det = np.linalg.slogdet(factors)[1]
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.asarray(params.weights, dtype=np.float64))
+    return ChunkFactors(cov_type, log_weights, np.asarray(params.means, dtype=np.float64),
+                        factors, log_det, precisions)
+
+
+class GappyTerms(NamedTuple):
+    """E-step terms of a block of rows with gaps.
+
+    Attributes
+    ----------
+    log_weighted : ndarray of shape (K, n)
+        ``log pi_k + log N(x_O; mu_k,O, Sigma_k,OO)``.
+    deviations : ndarray of shape (K, n, d)
+        ``x_hat - mu_k``: the observed coordinates' deviations and, in M, the
+        conditional mean's.
+    """
+
+    log_weighted: np.ndarray
+    deviations: np.ndarray
+
+
+def gappy_terms(
+    X: np.ndarray, missing: np.ndarray, factors: ChunkFactors,
+    groups: list[PatternGroup] | None, patterns: Patterns,
+) -> GappyTerms:
+    """:class:`GappyTerms` of rows X (n, d) with NaN where ``missing``."""
+    cov_type, means = factors.covariance_type, factors.means
+    n_components, d = means.shape
+    deviations = X[None, :, :] - means[:, None, :]
+    deviations[:, missing] = 0.0
+    n_observed = d - missing.sum(axis=1)
+    if cov_type == "diag":
+        whitened = deviations * factors.factors[:, None, :]
+        quadratic = np.einsum("knd,knd->kn", whitened, whitened)
+        log_det = np.log(factors.factors) @ (~missing).T
+    elif cov_type == "spherical":
+        squares = np.einsum("knd,knd->kn", deviations, deviations)
+        quadratic = squares * factors.factors[:, None] ** 2
+        log_det = np.log(factors.factors)[:, None] * n_observed
+    else:
+        tied = cov_type == "tied"
+        P = factors.factors
+        whitened = deviations @ (P[0] if tied else P)
+        quadratic = np.einsum("knd,knd->kn", whitened, whitened)
+        projected = whitened @ (P[0].T if tied else P.transpose(0, 2, 1))  # Lambda r
+        log_det = np.broadcast_to(factors.log_det[:, None], quadratic.shape).copy()
+        for group in groups:
+            rows = np.flatnonzero(np.isin(patterns.index, group.patterns))
+            if rows.size == 0:
+                continue
+            position = np.searchsorted(group.patterns, patterns.index[rows])
+            columns = group.columns[position]  # (r, m)
+            y = projected[:, rows[:, None], columns]  # (K, r, m)
+            inverse = group.inverse_factor[position]  # (r, F, m, m)
+            inverse = np.broadcast_to(inverse, (rows.size, n_components, *inverse.shape[2:])) \
+                if tied else inverse
+            v = np.einsum("rkij,krj->kri", inverse, y)
+            quadratic[:, rows] -= np.einsum("kri,kri->kr", v, v)
+            deviations[:, rows[:, None], columns] = -np.einsum("rkji,krj->kri", inverse, v)
+            log_det[:, rows] -= group.log_det[position].T
+        np.maximum(quadratic, 0.0, out=quadratic)
+    log_weighted = factors.log_weights[:, None] + log_det - 0.5 * (
+        n_observed * LOG_2PI + quadratic)
+    return GappyTerms(log_weighted, deviations)
+
+
+def _log_responsibilities(log_weighted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row log-likelihood (n,) and log-responsibilities (K, n), in place."""
+    largest, log_norm = shifted_log_sum_exp(log_weighted)
+    log_weighted -= log_norm
+    return largest + log_norm, log_weighted
+
+
+def _prepared(X: np.ndarray, params: GaussianParameters):
+    """Missing mask, patterns, chunk factors and pattern groups of rows X."""
+    missing = np.isnan(X)
+    patterns = missingness_patterns(missing)
+    factors = chunk_factors(params)
+    groups = (pattern_groups(patterns.masks, factors.precisions)
+              if factors.covariance_type in ("full", "tied") else None)
+    return missing, patterns, factors, groups
+
+
+def _blocks(n_rows: int):
+    for start in range(0, n_rows, GAPPY_BLOCK_ROWS):
+        yield slice(start, min(start + GAPPY_BLOCK_ROWS, n_rows))
+
+
+# --------------------------------------------------------------- statistics
+def gappy_statistics(
+    X: np.ndarray, params: GaussianParameters, sample_weight: np.ndarray | None = None
+) -> SufficientStatistics:
+    """Centred statistics of rows X (n, d), each with at least one observed and
+    one missing value: ``sum g``, ``sum g x_hat`` and ``sum g (x_hat x_hat^T + C)``
+    (module docs), summed about every component's own mean and centred once."""
+    X = np.asarray(X, dtype=np.float64)
+    if sample_weight is not None:
+        sample_weight = estep.kernel_weights(sample_weight)
+    missing, patterns, factors, groups = _prepared(X, params)
+    cov_type, means = factors.covariance_type, factors.means
+    n_components, d = means.shape
+    weight = np.zeros(n_components)
+    first = np.zeros((n_components, d))
+    second = np.zeros((n_components, d, d) if cov_type in ("full", "tied")
+                      else (n_components, d))
+    pattern_mass = np.zeros((patterns.masks.shape[0], n_components))
+    log_likelihood = 0.0
+    for rows in _blocks(X.shape[0]):
+        block_patterns = Patterns(patterns.index[rows], patterns.masks)
+        terms = gappy_terms(X[rows], missing[rows], factors, groups, block_patterns)
+        row_ll, log_resp = _log_responsibilities(terms.log_weighted)
+        resp = np.exp(log_resp)
+        if sample_weight is not None:
+            resp *= sample_weight[rows]
+            log_likelihood += float(sample_weight[rows] @ row_ll)
+        else:
+            log_likelihood += float(row_ll.sum())
+        weight += resp.sum(axis=1)
+        first += np.einsum("kn,knd->kd", resp, terms.deviations)
+        if cov_type in ("full", "tied"):
+            weighted = terms.deviations * resp[:, :, None]
+            second += weighted.transpose(0, 2, 1) @ terms.deviations
+        else:
+            second += np.einsum("kn,knd,knd->kd", resp, terms.deviations, terms.deviations)
+        for k in range(n_components):
+            pattern_mass[:, k] += np.bincount(block_patterns.index, weights=resp[k],
+                                              minlength=pattern_mass.shape[0])
+    second += conditional_covariance_sums(pattern_mass, patterns.masks, factors, groups)
+    n_samples = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+    return centred(weight, first, second, means, cov_type, log_likelihood, n_samples)
+
+
+def conditional_covariance_sums(
+    pattern_mass: np.ndarray, masks: np.ndarray, factors: ChunkFactors,
+    groups: list[PatternGroup] | None,
+) -> np.ndarray:
+    """``sum_p (sum_{i in p} g_ik) C_pk`` per component: (K, d, d) full and tied,
+    (K, d) diag and spherical (the diagonal; spherical's is summed later)."""
+    cov_type = factors.covariance_type
+    n_components, d = factors.means.shape
+    if cov_type == "diag":
+        return (pattern_mass.T @ masks) / factors.factors**2
+    if cov_type == "spherical":
+        return (pattern_mass.T @ masks) / factors.factors[:, None] ** 2
+    sums = np.zeros((n_components, d, d))
+    for group in groups:
+        inverse = group.inverse_factor  # (P_m, F, m, m)
+        covariance = np.einsum("pfji,pfjl->pfil", inverse, inverse)  # L^-T L^-1
+        mass = pattern_mass[group.patterns]  # (P_m, K)
+        if cov_type == "tied":
+            covariance = np.broadcast_to(covariance, (mass.shape[0], n_components,
+                                                      *covariance.shape[2:]))
+        weighted = covariance * mass[:, :, None, None]
+        cols = group.columns
+        k = np.arange(n_components)[None, :, None, None]
+        np.add.at(sums, (k, cols[:, None, :, None], cols[:, None, None, :]), weighted)
+    return sums
+
+
+def centred(weight, first, second, shifts, covariance_type, log_likelihood, n_samples):
+    """:class:`SufficientStatistics` from sums about ``shifts`` (K, d):
+    ``first = sum g (x - s)``, ``second = sum g (x - s)(x - s)^T`` (its diagonal for
+    diag and spherical)."""
+    safe = np.where(weight > 0, weight, 1.0)
+    offset = first / safe[:, None]
+    mean = shifts + offset
+    if covariance_type in ("full", "tied"):
+        scatter = second - weight[:, None, None] * offset[:, :, None] * offset[:, None, :]
+        if covariance_type == "tied":
+            scatter = scatter.sum(axis=0)
+    else:
+        scatter = second - weight[:, None] * offset**2
+        if covariance_type == "spherical":
+            scatter = scatter.sum(axis=1)
+    return SufficientStatistics(weight, mean, scatter, float(log_likelihood), float(n_samples))
+
+
+def _split(X: np.ndarray):
+    """Masks (n,) of complete rows and of rows with gaps and something observed."""
+    missing = np.isnan(X)
+    complete = ~missing.any(axis=1)
+    gappy = ~complete & ~missing.all(axis=1)
+    return complete, gappy
+
+
+def _weights_of(sample_weight, rows):
+    return None if sample_weight is None else estep.kernel_weights(sample_weight)[rows]
+
+
+def chunk_statistics(
+    X: np.ndarray,
+    params: GaussianParameters,
+    row_offset: int = 0,
+    *,
+    float32_products: bool = False,
+    sample_weight: np.ndarray | None = None,
+) -> SufficientStatistics:
+    """:func:`streamgmm.estep.chunk_statistics` for rows that may hold NaN:
+    complete rows through it, rows with gaps through :func:`gappy_statistics`,
+    rows with nothing observed skipped; the parts merged."""
+    if not has_gaps(X):
+        return estep.chunk_statistics(X, params, row_offset, float32_products=float32_products,
+                                      sample_weight=sample_weight)
+    check_observed(X, row_offset)
+    complete, gappy = _split(X)
+    parts = []
+    if complete.any():
+        parts.append(estep.chunk_statistics(
+            X[complete], params, float32_products=float32_products,
+            sample_weight=_weights_of(sample_weight, complete)))
+    if gappy.any():
+        parts.append(gappy_statistics(X[gappy], params, _weights_of(sample_weight, gappy)))
+    if not parts:
+        return empty_statistics(*params.means.shape, params.covariance_type)
+    return merge_all(parts, params.covariance_type)
+
+
+# ------------------------------------------------------- prediction, scores
+def e_step(X: np.ndarray, params: GaussianParameters) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`streamgmm.estep.e_step` for rows that may hold NaN: log-likelihood
+    of every row's observed coordinates (n,) and log-responsibilities (n, K).
+    A row with nothing observed gets NaN and the prior ``log pi``."""
+    if not has_gaps(X):
+        return estep.e_step(X, params)
+    check_observed(X)
+    complete, gappy = _split(X)
+    log_likelihood = np.full(X.shape[0], np.nan)
+    with np.errstate(divide="ignore"):
+        log_resp = np.tile(np.log(np.asarray(params.weights, dtype=np.float64)),
+                           (X.shape[0], 1))
+    if complete.any():
+        log_likelihood[complete], log_resp[complete] = estep.e_step(X[complete], params)
+    if gappy.any():
+        rows = np.flatnonzero(gappy)
+        gappy_X = np.asarray(X[rows], dtype=np.float64)
+        missing, patterns, factors, groups = _prepared(gappy_X, params)
+        for block in _blocks(rows.size):
+            terms = gappy_terms(gappy_X[block], missing[block], factors, groups,
+                                Patterns(patterns.index[block], patterns.masks))
+            row_ll, block_resp = _log_responsibilities(terms.log_weighted)
+            log_likelihood[rows[block]] = row_ll
+            log_resp[rows[block]] = block_resp.T
+    return log_likelihood, log_resp
+
+
+def chunk_likelihood_terms(
+    X: np.ndarray,
+    params: GaussianParameters,
+    row_offset: int = 0,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """:func:`streamgmm.estep.chunk_likelihood_terms` for rows that may hold NaN:
+    rows with nothing observed count in none of the three sums."""
+    if not has_gaps(X):
+        return estep.chunk_likelihood_terms(X, params, row_offset, sample_weight)
+    check_observed(X, row_offset)
+    row_ll, log_resp = e_step(X, params)
+    counted = ~np.isnan(row_ll)
+    weights = np.ones(X.shape[0]) if sample_weight is None else estep.kernel_weights(
+        sample_weight)
+    weights = np.where(counted, weights, 0.0)
+    classification = np.where(counted, log_resp.max(axis=1), 0.0)
+    return (float(weights @ np.where(counted, row_ll, 0.0)), float(weights.sum()),
+            float(weights @ classification))
+
+
+def chunk_log_likelihood(
+    X: np.ndarray,
+    params: GaussianParameters,
+    row_offset: int = 0,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Summed log-likelihood and count of the rows with something observed."""
+    total, n_rows, _ = chunk_likelihood_terms(X, params, row_offset, sample_weight)
+    return total, n_rows
+
+
+def impute(X: np.ndarray, params: GaussianParameters) -> np.ndarray:
+    """X (float64) with every NaN replaced by its conditional mean under the
+    mixture, ``sum_k P(k | x_O) E[x_M | x_O, k]``; a row with nothing observed
+    gets the mixture's mean ``sum_k pi_k mu_k``."""
+    X = np.array(X, dtype=np.float64)
+    if not has_gaps(X):
+        return X
+    check_observed(X)
+    complete, gappy = _split(X)
+    means = np.asarray(params.means, dtype=np.float64)
+    empty = ~complete & ~gappy
+    X[empty] = np.asarray(params.weights, dtype=np.float64) @ means
+    rows = np.flatnonzero(gappy)
+    gappy_X = X[rows]
+    missing, patterns, factors, groups = _prepared(gappy_X, params)
+    for block in _blocks(rows.size):
+        terms = gappy_terms(gappy_X[block], missing[block], factors, groups,
+                            Patterns(patterns.index[block], patterns.masks))
+        _, log_resp = _log_responsibilities(terms.log_weighted)
+        resp = np.exp(log_resp)
+        expected = np.einsum("kn,knd->nd", resp, terms.deviations + means[:, None, :])
+        filled = gappy_X[block]
+        filled[missing[block]] = expected[missing[block]]
+        X[rows[block]] = filled
+    return X

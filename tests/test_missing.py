@@ -1,0 +1,244 @@
+"""EM with missing values (``missing="marginalize"``, issue 27), against an
+independent NumPy reference of Ghahramani & Jordan's EM written here."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from unconverged import unconverged_fit
+
+from streamgmm import GaussianMixture
+from streamgmm.covariance import full_covariances
+from streamgmm.datasets import make_mixture
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+# ------------------------------------------------- the reference (test-only)
+def reference_log_terms(X, weights, means, covariances):
+    """log pi_k + log N(x_O; mu_O, Sigma_OO) (n, K) and, per row and component,
+    the conditional mean (n, K, d) and conditional covariance (n, K, d, d) of
+    the missing block, pattern by pattern, through Sigma_OO directly."""
+    n, d = X.shape
+    K = means.shape[0]
+    log_terms = np.empty((n, K))
+    x_hat = np.empty((n, K, d))
+    cond = np.zeros((n, K, d, d))
+    missing = np.isnan(X)
+    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
+    for p, mask in enumerate(patterns):
+        rows = np.flatnonzero(inverse.ravel() == p)
+        obs, M = np.flatnonzero(~mask), np.flatnonzero(mask)
+        for k in range(K):
+            S = covariances[k]
+            S_OO, S_MO, S_MM = S[np.ix_(obs, obs)], S[np.ix_(M, obs)], S[np.ix_(M, M)]
+            r = X[np.ix_(rows, obs)] - means[k, obs]
+            solved = np.linalg.solve(S_OO, r.T).T  # Sigma_OO^-1 r
+            _, logdet = np.linalg.slogdet(S_OO)
+            log_terms[rows, k] = np.log(weights[k]) - 0.5 * (
+                obs.size * np.log(2 * np.pi) + logdet + (r * solved).sum(axis=1))
+            x_hat[rows, k] = X[rows]
+            x_hat[np.ix_(rows, [k], M)] = (means[k, M] + solved @ S_MO.T)[:, None, :]
+            C = S_MM - S_MO @ np.linalg.solve(S_OO, S_MO.T)
+            cond[np.ix_(rows, [k], M, M)] = C
+    return log_terms, x_hat, cond
+
+
+def reference_em(X, weights, means, covariances, cov_type, n_iter, reg_covar):
+    """Ghahramani-Jordan EM from full covariances; returns the parameters after
+    ``n_iter`` steps (covariances in the type's shape) and the per-row mean
+    observed-data log-likelihood at every E-step."""
+    X = X[~np.isnan(X).all(axis=1)]
+    n, d = X.shape
+    covariances = full_covariances(covariances, cov_type, *means.shape)
+    bounds = []
+    for _ in range(n_iter):
+        log_terms, x_hat, cond = reference_log_terms(X, weights, means, covariances)
+        log_norm = logsumexp(log_terms, axis=1)
+        bounds.append(log_norm.mean())
+        resp = np.exp(log_terms - log_norm[:, None])
+        nk = resp.sum(axis=0)
+        weights = nk / n
+        means = np.einsum("nk,nkd->kd", resp, x_hat) / nk[:, None]
+        dev = x_hat - means[None]
+        scatter = np.einsum("nk,nki,nkj->kij", resp, dev, dev) + np.einsum(
+            "nk,nkij->kij", resp, cond)
+        full = scatter / nk[:, None, None]
+        if cov_type == "tied":
+            full[:] = scatter.sum(axis=0) / n
+        elif cov_type == "diag":
+            full = np.einsum("kii->ki", full)[:, :, None] * np.eye(d)
+        elif cov_type == "spherical":
+            full = np.einsum("kii->k", full)[:, None, None] / d * np.eye(d)
+        covariances = full + reg_covar * np.eye(d)
+    shaped = {"full": covariances, "tied": covariances[0],
+              "diag": np.einsum("kii->ki", covariances),
+              "spherical": covariances[:, 0, 0]}[cov_type]
+    return weights, means, shaped, bounds
+
+
+def reference_score(X, weights, means, covariances, cov_type):
+    X = X[~np.isnan(X).all(axis=1)]
+    covariances = full_covariances(covariances, cov_type, *means.shape)
+    return logsumexp(reference_log_terms(X, weights, means, covariances)[0], axis=1).mean()
+
+
+def gappy(X, fraction, seed, n_empty=0):
+    """X with ``fraction`` of its values NaN completely at random, and ``n_empty``
+    rows entirely NaN."""
+    rng = np.random.default_rng(seed)
+    X = X.copy()
+    X[rng.random(X.shape) < fraction] = np.nan
+    X[rng.choice(X.shape[0], n_empty, replace=False)] = np.nan
+    return X
+
+
+def start_of(X, K, cov_type, seed=0):
+    """A start: parameters of a short fit on the complete rows."""
+    complete = X[~np.isnan(X).any(axis=1)]
+    model = GaussianMixture(K, covariance_type=cov_type, max_iter=0, random_state=seed)
+    model.fit(complete)
+    return model.weights_, model.means_, model.covariances_, model.precisions_
+
+
+@pytest.fixture(scope="module")
+def gappy_data():
+    X, _, _ = make_mixture(600, n_components=3, n_features=4, separation=2.5, random_state=3)
+    return gappy(X, 0.2, seed=4, n_empty=7)
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+def test_marginalize_equals_the_reference(gappy_data, cov_type):
+    """Must show 1: 15 iterations from the same start equal the reference to
+    1e-8; the observed-data log-likelihood never decreases; score is the
+    reference's; the rows with nothing observed are counted."""
+    X = gappy_data
+    weights, means, covariances, precisions = start_of(X, 3, cov_type)
+    model = GaussianMixture(
+        3, covariance_type=cov_type, max_iter=15, tol=0.0, missing="marginalize",
+        weights_init=weights, means_init=means, precisions_init=precisions,
+    )
+    unconverged_fit(model, X)
+    ref_w, ref_m, ref_c, bounds = reference_em(
+        X, weights, means, covariances, cov_type, 15, model.reg_covar)
+    np.testing.assert_allclose(model.weights_, ref_w, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(model.means_, ref_m, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(model.covariances_, ref_c, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(model.lower_bounds_, bounds, rtol=0, atol=1e-8)
+    assert np.all(np.diff(bounds) >= -1e-12)
+    assert np.all(np.diff(model.lower_bounds_) >= -1e-12)
+    expected = reference_score(X, model.weights_, model.means_, model.covariances_, cov_type)
+    assert model.score(X) == pytest.approx(expected, abs=1e-10)
+    assert model.n_empty_rows_ == 7
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+def test_no_missing_value_gives_the_same_bits(mixture_data, cov_type):
+    """Must show 2: with 0% missing, missing="marginalize" is bit-identical to
+    missing="raise"."""
+    X = mixture_data[0][:2000]
+    fits = [
+        GaussianMixture(3, covariance_type=cov_type, random_state=0, missing=option,
+                        tol=1e-6, max_iter=200).fit(X)
+        for option in ("raise", "marginalize")
+    ]
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(fits[0], name), getattr(fits[1], name))
+    assert fits[0].lower_bounds_ == fits[1].lower_bounds_
+    assert fits[1].score(X) == fits[0].score(X)
+    np.testing.assert_array_equal(fits[1].predict_proba(X), fits[0].predict_proba(X))
+
+
+def parameter_errors(model, truth):
+    """Largest error of the means and of the covariances, components matched by
+    their first coordinate."""
+    order = np.argsort(model.means_[:, 0])
+    true_order = np.argsort(truth.means[:, 0])
+    means = np.abs(model.means_[order] - truth.means[true_order]).max()
+    covariances = np.abs(model.covariances_[order] - truth.covariances[true_order]).max()
+    return means, covariances
+
+
+def test_recovers_the_mixture_better_than_dropping_or_filling():
+    """Must show 2: with 30% of values missing at random (the chance that
+    features 1-2 are missing depends on the always observed feature 0), the fit
+    is closer to the truth, in means and in covariances, than complete-case
+    analysis and than a fit to mean-imputed data."""
+    X, _, truth = make_mixture(20000, n_components=2, n_features=3, separation=3.0,
+                               random_state=11)
+    rng = np.random.default_rng(12)
+    high = X[:, 0] > np.median(X[:, 0])
+    chance = np.where(high, 0.75, 0.15)[:, None]
+    gaps = X.copy()
+    gaps[:, 1:][rng.random((X.shape[0], 2)) < chance] = np.nan
+    assert 0.28 < np.isnan(gaps).mean() < 0.32
+    settings = dict(covariance_type="full", random_state=0, tol=1e-6, max_iter=500)
+    marginal = GaussianMixture(2, missing="marginalize", **settings).fit(gaps)
+    complete_case = GaussianMixture(2, **settings).fit(gaps[~np.isnan(gaps).any(axis=1)])
+    filled = np.where(np.isnan(gaps), np.nanmean(gaps, axis=0), gaps)
+    mean_imputed = GaussianMixture(2, **settings).fit(filled)
+    ours = parameter_errors(marginal, truth)
+    for other in (complete_case, mean_imputed):
+        theirs = parameter_errors(other, truth)
+        assert ours[0] < theirs[0] and ours[1] < theirs[1], (ours, theirs)
+
+
+def test_bad_input_with_missing_values_gets_clear_errors(gappy_data):
+    """Must show 6: infinity, a column with nothing observed, an unknown
+    ``missing``; a model given bad input keeps its parameters; with
+    missing="raise" a NaN's message says how to opt in."""
+    model = GaussianMixture(3, missing="marginalize", random_state=0).fit(gappy_data)
+    means = model.means_.copy()
+    infinite = gappy_data.copy()
+    infinite[42, 1] = np.inf
+    with pytest.raises(ValueError, match=r"infinity.*first bad row 42"):
+        model.fit(infinite)
+    empty_column = gappy_data.copy()
+    empty_column[:, 2] = np.nan
+    with pytest.raises(ValueError, match=r"Column\(s\) \[2\] of X hold no observed value"):
+        model.fit(empty_column)
+    np.testing.assert_array_equal(model.means_, means)
+    with pytest.raises(ValueError, match="infinity.*first bad row 42"):
+        model.score_samples(infinite)
+    with pytest.raises(ValueError, match="missing"):
+        GaussianMixture(3, missing="drop").fit(gappy_data)
+    with pytest.raises(ValueError, match="NaN or infinity.*pass missing='marginalize'"):
+        GaussianMixture(3).fit(gappy_data)
+    with pytest.raises(ValueError, match="pass missing='marginalize'"):
+        GaussianMixture(3).fit(np.nan_to_num(gappy_data)).predict(gappy_data)
+
+
+def direct_conditional_mean(model, x):
+    """sum_k P(k | x_O) E[x_M | x_O, k] for one row, from Sigma_OO directly."""
+    covariances = full_covariances(model.covariances_, model.covariance_type,
+                                   *model.means_.shape)
+    log_terms, x_hat, _ = reference_log_terms(x[None], model.weights_, model.means_,
+                                              covariances)
+    resp = np.exp(log_terms - logsumexp(log_terms))
+    return (resp[0][:, None] * x_hat[0]).sum(axis=0)
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+def test_impute_is_the_conditional_mean(gappy_data, cov_type):
+    """Must show 4: impute equals the conditional mean computed directly (1e-8),
+    keeps observed values, and gives rows with nothing observed the mixture mean."""
+    model = GaussianMixture(3, covariance_type=cov_type, missing="marginalize",
+                            random_state=0, tol=1e-4, max_iter=300).fit(gappy_data)
+    imputed = model.impute(gappy_data)
+    assert isinstance(imputed, np.ndarray) and imputed.shape == gappy_data.shape
+    observed = ~np.isnan(gappy_data)
+    np.testing.assert_array_equal(imputed[observed], gappy_data[observed])
+    empty = np.isnan(gappy_data).all(axis=1)
+    np.testing.assert_allclose(imputed[empty], np.broadcast_to(
+        model.weights_ @ model.means_, imputed[empty].shape), atol=1e-12)
+    some = np.flatnonzero(np.isnan(gappy_data).any(axis=1) & ~empty)[:40]
+    expected = np.array([direct_conditional_mean(model, gappy_data[i]) for i in some])
+    np.testing.assert_allclose(imputed[some], expected, rtol=0, atol=1e-8)
+    scores = model.score_samples(gappy_data)
+    assert np.isnan(scores[empty]).all() and np.isfinite(scores[~empty]).all()
+    proba = model.predict_proba(gappy_data)
+    np.testing.assert_allclose(proba[empty], np.broadcast_to(model.weights_, proba[empty].shape))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert model.score(gappy_data) == pytest.approx(scores[~empty].mean(), abs=1e-12)
+    n_rows = (~empty).sum()
+    assert model.bic(gappy_data) == pytest.approx(
+        -2 * scores[~empty].sum() + model._n_parameters() * np.log(n_rows))
