@@ -35,8 +35,10 @@ from .hyperparameters import (
     ONLINE_CHECKPOINT_BATCHES,
 )
 from .initialization import INIT_METHODS
+from .missing import MISSING_OPTIONS
 from .mixture import ConvergenceWarning, GaussianMixture
 from .outputs import (
+    IMPUTED_FORMAT,
     MODEL_FORMAT,
     PLOT_FORMAT,
     PREDICTIONS_FORMAT,
@@ -61,6 +63,17 @@ acceleration_option = click.option(
     "(--max-iter counts passes).",
 )
 """``fit``'s and ``select``'s ``--acceleration`` (None for "none")."""
+
+missing_option = click.option(
+    "--missing",
+    type=click.Choice(MISSING_OPTIONS),
+    default="raise",
+    show_default=True,
+    help="What NaN in DATA means: raise (an error), or marginalize (a missing value: "
+    "rows are used through their observed coordinates; the model keeps this for "
+    "predict, score and impute).",
+)
+"""``fit``'s and ``select``'s ``--missing``."""
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 
@@ -415,6 +428,7 @@ def progress_options(function):
     help="Full type, float32 data: products in float32 (faster; about 1e-6 relative accuracy).",
 )
 @acceleration_option
+@missing_option
 @click.option(
     "--online-passes",
     "n_online_passes",
@@ -479,6 +493,7 @@ def fit(
     random_state: int | None,
     float32_products: bool,
     acceleration: str | None,
+    missing: str,
     n_online_passes: int,
     checkpoint: Path | None,
     checkpoint_every: int,
@@ -521,6 +536,7 @@ def fit(
         persist={"auto": "auto", "yes": True, "no": False}[persist],
         acceleration=acceleration,
         n_online_passes=n_online_passes,
+        missing=missing,
         verbose=progress_level(quiet, verbose),
     )
     started = time.perf_counter()
@@ -585,6 +601,7 @@ def component_counts(text: str) -> list[int]:
     help="Most EM iterations per candidate.",
 )
 @acceleration_option
+@missing_option
 @data_options
 @weights_option
 @scheduler_option
@@ -604,6 +621,7 @@ def select(
     random_state: int | None,
     max_iter: int,
     acceleration: str | None,
+    missing: str,
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
@@ -634,7 +652,7 @@ def select(
         best, table = select_model(
             X, sizes, types, criterion, max_iter=max_iter, random_state=random_state,
             sample_weight=weights,
-            acceleration=acceleration,
+            acceleration=acceleration, missing=missing,
         )
     elapsed = time.perf_counter() - started
     rows = candidate_rows(table, best)
@@ -742,6 +760,52 @@ def predict(
     if proba:
         shapes.append(f"responsibilities ({n_rows}, {model.n_components})")
     click.echo(f"wrote {', '.join(shapes)} to {out}")
+
+
+# ------------------------------------------------------------------ impute
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("data")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where to write 'imputed' (DATA with every NaN replaced): a Zarr store. An "
+    "imputed store streamgmm wrote there is replaced; anything else is refused unless "
+    "--overwrite, and DATA or MODEL always.",
+)
+@data_options
+@scheduler_option
+@overwrite_option
+def impute(
+    model_path: Path,
+    data: str,
+    out: Path,
+    columns: str | None,
+    variable: str | None,
+    sample_dim: str | None,
+    scheduler: str | None,
+    overwrite: bool,
+) -> None:
+    """Write DATA with every missing value (NaN) replaced by its conditional mean
+    under MODEL given the row's observed values, chunk by chunk, to a Zarr store
+    chunked like DATA (a dataset variable keeps its dims and coordinates). The
+    model's missing setting is used as marginalize whatever it was fitted with."""
+    from .io import load, save_imputed
+
+    if tables.table_format(data) is not None:
+        raise click.UsageError(
+            "impute writes Zarr stores from Zarr or netCDF DATA; for a table, use "
+            "GaussianMixture.impute in Python"
+        )
+    check_output(out, IMPUTED_FORMAT, overwrite=overwrite, inputs=[model_path, data])
+    model = load(model_path)
+    model.set_params(missing="marginalize")
+    X = open_data(data, variable, sample_dim, columns)
+    with connected(scheduler), warnings_as_lines():
+        shape = save_imputed(model, X, out, overwrite=overwrite, inputs=[model_path, data])
+    click.echo(f"wrote imputed {shape} to {out}")
 
 
 # ------------------------------------------------------------------- score

@@ -19,7 +19,13 @@ import zarr
 
 from .covariance import COVARIANCE_TYPES, parameter_shape
 from .mixture import GaussianMixture
-from .outputs import MODEL_FORMAT, PREDICTIONS_FORMAT, interrupted_replacement, write_zarr
+from .outputs import (
+    IMPUTED_FORMAT,
+    MODEL_FORMAT,
+    PREDICTIONS_FORMAT,
+    interrupted_replacement,
+    write_zarr,
+)
 from .state import (
     ARRAY_HYPERPARAMETERS,
     MODEL_FORMAT_VERSION,
@@ -80,6 +86,40 @@ def save_predictions(
     dataset = predictions_dataset(model, X, proba)
     dataset.attrs["format_version"] = PREDICTIONS_FORMAT_VERSION
     write_zarr(dataset, path, PREDICTIONS_FORMAT, overwrite=overwrite, inputs=[source])
+
+
+def save_imputed(
+    model: Any,
+    X: Any,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Any = (),
+) -> tuple[int, int]:
+    """Write ``model.impute(X)`` (every NaN replaced by its conditional mean) to
+    a Zarr store at ``path`` as the variable ``imputed``, chunk by chunk, chunked
+    along samples like ``X`` (a DataArray keeps its dims and coordinates). The
+    same rules as :func:`save_predictions`: an earlier imputed store there is
+    replaced atomically, anything else refused unless ``overwrite``, and never
+    an input (``X``'s store or one of ``inputs``). Returns the shape written."""
+    from .inputs import open_zarr_array
+    from .zarr_reading import from_zarr
+
+    source = X
+    if isinstance(X, str | os.PathLike):
+        X = open_zarr_array(X)
+    if isinstance(X, zarr.Array):
+        X = from_zarr(X).rechunk({0: X.chunks[0]})
+    imputed = model.impute(X)
+    if isinstance(imputed, xr.DataArray):
+        dataset = imputed.to_dataset(name="imputed")
+        for variable in dataset.variables.values():
+            variable.encoding = {}
+    else:
+        dataset = xr.Dataset({"imputed": (("sample", "feature"), imputed)})
+    write_zarr(dataset, path, IMPUTED_FORMAT, overwrite=overwrite,
+               inputs=[source, *inputs])
+    return tuple(imputed.shape)
 
 
 def predictions_dataset(model: Any, X: Any, proba: bool) -> xr.Dataset:

@@ -39,6 +39,7 @@ with nothing observed carry no information and are skipped (counted by
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -161,6 +162,20 @@ def fill_missing(X: np.ndarray, values: np.ndarray) -> np.ndarray:
     """X with every NaN of column j replaced by ``values[j]`` (a copy)."""
     X = np.asarray(X, dtype=np.float64)
     return np.where(np.isnan(X), values, X)
+
+
+def prepare_gaps(data: Any, n_components: int) -> tuple[Any, int]:
+    """Before a fit with missing values: one pass over ``data`` (a
+    :class:`~streamgmm.inputs.RowData`) checking its values and gaps
+    (:func:`check_missing_summary`); returns the rows the starts are drawn from
+    (``data`` with every gap filled by its column's observed mean, lazily; None
+    when nothing is missing) and the number of rows with nothing observed."""
+    summary = missing_summary(data)
+    check_missing_summary(summary, n_components)
+    if summary.n_missing == 0:
+        return None, 0
+    filled = data.array.map_blocks(fill_missing, summary.column_means, dtype=np.float64)
+    return dataclasses.replace(data, array=filled, in_memory=None), summary.n_empty
 
 
 # --------------------------------------------------------------- patterns

@@ -8,7 +8,6 @@ parameters, input checks, prediction, scoring and sampling.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -308,13 +307,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "missing='marginalize' runs batch EM only: use algorithm='batch' and "
                 "n_online_passes=0"
             )
-        summary = missing_values.missing_summary(data)
-        missing_values.check_missing_summary(summary, self.n_components)
-        if summary.n_missing == 0:
-            return None, 0
-        filled = data.array.map_blocks(
-            missing_values.fill_missing, summary.column_means, dtype=np.float64)
-        return dataclasses.replace(data, array=filled, in_memory=None), summary.n_empty
+        return missing_values.prepare_gaps(data, self.n_components)
 
     def fit_predict(self, X: Any, y: Any = None):
         """Fit, then return the label of every row under the fitted model."""

@@ -45,6 +45,7 @@ SYNTHETIC_ROWS_FORMAT = "streamgmm.synthetic_rows"
 STREAM_ROWS_FORMAT = "streamgmm.stream_rows"
 CHECKPOINT_FORMAT = "streamgmm.checkpoint"
 PLOT_FORMAT = "streamgmm.plot"
+IMPUTED_FORMAT = "streamgmm.imputed"
 
 KIND_NAMES = {
     MODEL_FORMAT: "a streamgmm model file",
@@ -53,6 +54,7 @@ KIND_NAMES = {
     STREAM_ROWS_FORMAT: "a stream of rows (appended data)",
     CHECKPOINT_FORMAT: "a streamgmm checkpoint",
     PLOT_FORMAT: "a plot written by streamgmm",
+    IMPUTED_FORMAT: "data imputed by streamgmm",
 }
 
 NEVER_REPLACED_BY_DEFAULT = frozenset({STREAM_ROWS_FORMAT})

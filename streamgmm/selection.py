@@ -33,6 +33,7 @@ from .engine import EMRun, EMSettings, best_run, run_em
 from .hyperparameters import make_rng
 from .initialization import KMEANS_PARALLEL_ROUNDS, Start, initial_statistics_grid, start_seeds
 from .inputs import persisted_rows, weighted_rows
+from .missing import prepare_gaps
 from .mixture import ConvergenceWarning, GaussianMixture
 from .mstep import CholeskyError, parameters_from_statistics
 from .threads import blas_threads_for_dask
@@ -55,12 +56,13 @@ def run_grid_em(
     reg_covar: float,
     float32_products: bool = False,
     acceleration: str | None = None,
+    missing: str = "raise",
 ) -> int:
     """Exact EM (plain or accelerated, :mod:`streamgmm.acceleration`) for every
     run in ``runs`` together (:func:`streamgmm.engine.run_em`, each run scored
     in the pass after it stops, an M-step that fails stopping only its run);
     returns the passes taken."""
-    settings = EMSettings(tol, max_iter, reg_covar, float32_products)
+    settings = EMSettings(tol, max_iter, reg_covar, float32_products, missing=missing)
     with blas_threads_for_dask([data.array]):
         return run_em(
             data.array, [grid.run for grid in runs], settings,
@@ -98,6 +100,7 @@ def select(
     float32_products: bool = False,
     sample_weight: Any = None,
     acceleration: str | None = None,
+    missing: str = "raise",
 ) -> tuple[GaussianMixture, xr.Dataset]:
     """Fit every (n_components, covariance_type) candidate together and keep the
     one with the lowest ``criterion`` (``"bic"``, ``"aic"`` or mclust's ``"icl"``).
@@ -119,7 +122,10 @@ def select(
     ``GaussianMixture.fit`` (BIC's n is then the sum of the weights);
     ``acceleration`` (``"daarem"`` or ``"squarem"``) runs every candidate's
     batch EM accelerated, as ``fit`` does, in the same shared passes
-    (``max_iter`` then counts passes).
+    (``max_iter`` then counts passes). ``missing="marginalize"`` fits rows
+    with NaN through their observed coordinates, as ``fit`` does (one more
+    pass first; starts from the gaps filled by column means; BIC's n counts
+    the rows with something observed).
 
     Returns
     -------
@@ -159,6 +165,7 @@ def select(
         sample_dim=sample_dim,
         float32_products=float32_products,
         acceleration=acceleration,
+        missing=missing,
     )
     models = {
         (K, t): GaussianMixture(K, covariance_type=t, init_params=methods[0], **settings)
@@ -168,6 +175,9 @@ def select(
     for model in models.values():
         for method in methods:
             model.set_params(init_params=method)._check_parameters(data.n_features)
+    start_data, n_empty = None, 0
+    if missing == "marginalize":
+        start_data, n_empty = prepare_gaps(data, max(sizes))
     if max(sizes) > data.n_counted:
         rows = "n_samples" if data.weights is None else "rows of positive weight"
         raise ValueError(
@@ -182,7 +192,7 @@ def select(
             for seed in start_seeds(make_rng(seed_source), n_init):
                 keys.append((K, t))
                 starts.append(Start(K, t, seed))
-        initial = initial_statistics_grid(data, starts, method, init_sample_size)
+        initial = initial_statistics_grid(start_data or data, starts, method, init_sample_size)
         for key, stats in zip(keys, initial, strict=True):
             run = EMRun(None, None, label=f"select n_components={key[0]} {key[1]!r}")
             try:
@@ -192,12 +202,14 @@ def select(
             runs.append(GridRun(key, method, run))
     init_passes = sum(_init_passes(method) for method in methods)
     em_passes = run_grid_em(data, runs, tol, max_iter, reg_covar, float32_products,
-                            acceleration)
+                            acceleration, missing)
     table = _table(sizes, types, runs, models, data)
+    for model in models.values():
+        model.n_empty_rows_ = n_empty
     table.attrs.update(
         criterion=criterion,
         init_params=list(methods),
-        n_passes=init_passes + em_passes,
+        n_passes=init_passes + em_passes + (missing == "marginalize"),
         n_passes_one_by_one=sum(_init_passes(grid.method) + grid.run.n_iter for grid in runs)
         + len(models),
     )

@@ -1,12 +1,15 @@
 """EM with missing values (``missing="marginalize"``, issue 27), against an
 independent NumPy reference of Ghahramani & Jordan's EM written here."""
 
+import dask.array as da
 import numpy as np
 import pytest
+import xarray as xr
+import zarr
 from scipy.special import logsumexp
 from unconverged import unconverged_fit
 
-from streamgmm import GaussianMixture
+from streamgmm import GaussianMixture, select
 from streamgmm.covariance import full_covariances
 from streamgmm.datasets import make_mixture
 
@@ -242,3 +245,154 @@ def test_impute_is_the_conditional_mean(gappy_data, cov_type):
     n_rows = (~empty).sum()
     assert model.bic(gappy_data) == pytest.approx(
         -2 * scores[~empty].sum() + model._n_parameters() * np.log(n_rows))
+
+
+# ------------------------------------------------ every kind of input, weights
+def given_start(X, K, cov_type="full"):
+    weights, means, _, precisions = start_of(X, K, cov_type)
+    return dict(weights_init=weights, means_init=means, precisions_init=precisions)
+
+
+@pytest.fixture(scope="module")
+def store_data(tmp_path_factory):
+    """Gappy rows (the first chunk entirely missing and never written) and a Zarr
+    store of them whose fill value is NaN, in chunks of 500 rows."""
+    X, _, _ = make_mixture(3000, n_components=3, n_features=4, separation=3.0, random_state=8)
+    X = gappy(X, 0.15, seed=9, n_empty=20)
+    X[:500] = np.nan
+    path = tmp_path_factory.mktemp("gappy") / "rows.zarr"
+    store = zarr.create_array(store=str(path), shape=X.shape, chunks=(500, 4),
+                              dtype="float64", fill_value=np.nan)
+    store[500:] = X[500:]
+    return X, str(path)
+
+
+def test_zarr_dask_and_dataarray_give_the_in_memory_fit(store_data):
+    """Must show 3: a gappy Zarr store (fill value NaN, one chunk never written),
+    a Dask array and a DataArray give the in-memory fit to 1e-10."""
+    X, path = store_data
+    assert np.isnan(zarr.open_array(path, mode="r")[:500]).all()
+    settings = dict(covariance_type="full", tol=1e-8, max_iter=40, missing="marginalize",
+                    **given_start(X, 3))
+    reference = GaussianMixture(3, **settings).fit(X)
+    inputs = {
+        "zarr": path,
+        "dask": da.from_array(X, chunks=(700, 4)),
+        "xarray": xr.DataArray(X, dims=("site", "band"), coords={"site": np.arange(3000)}),
+    }
+    for kind, data in inputs.items():
+        model = GaussianMixture(3, **settings).fit(data)
+        for name in ("weights_", "means_", "covariances_"):
+            np.testing.assert_allclose(getattr(model, name), getattr(reference, name),
+                                       rtol=1e-10, atol=1e-12, err_msg=f"{kind} {name}")
+        assert model.n_iter_ == reference.n_iter_
+        assert model.n_empty_rows_ == reference.n_empty_rows_ == np.isnan(X).all(axis=1).sum()
+
+
+def test_impute_keeps_the_kind_of_its_input(store_data):
+    """Must show 4: NumPy in, NumPy out; Dask and Zarr lazily; a DataArray keeps
+    its dims (in their order) and coordinates; a pandas frame its columns and index."""
+    import pandas as pd
+
+    X, path = store_data
+    model = GaussianMixture(3, missing="marginalize", random_state=0).fit(X)
+    expected = model.impute(X)
+    assert not np.isnan(expected).any()
+    lazy = model.impute(da.from_array(X, chunks=(700, 4)))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), expected)
+    from_store = model.impute(path)
+    assert isinstance(from_store, da.Array)
+    np.testing.assert_array_equal(from_store.compute(), expected)
+    grid = xr.DataArray(X.T, dims=("band", "site"),
+                        coords={"site": np.arange(3000) * 10, "band": list("abcd")})
+    model.set_params(sample_dim="site")
+    imputed = model.impute(grid)
+    assert imputed.dims == ("band", "site")
+    assert list(imputed["band"].values) == list("abcd")
+    np.testing.assert_array_equal(imputed["site"], grid["site"])
+    np.testing.assert_array_equal(imputed.values.T, expected)
+    chunked = model.impute(grid.chunk({"site": 1000}))
+    assert chunked.chunks is not None
+    np.testing.assert_array_equal(chunked.compute().values.T, expected)
+    frame = pd.DataFrame(X, columns=list("abcd"), index=np.arange(3000) + 7)
+    model_on_frame = GaussianMixture(3, missing="marginalize", random_state=0).fit(frame)
+    table = model_on_frame.impute(frame)
+    assert list(table.columns) == list("abcd") and table.index[0] == 7
+    assert not table.isna().any().any()
+
+
+def test_weights_count_like_repeated_rows(gappy_data):
+    """A gappy row of weight 2 counts as the row twice (and a weight 0 not at all)."""
+    rng = np.random.default_rng(5)
+    weights = rng.integers(0, 3, size=gappy_data.shape[0])
+    repeated = np.repeat(gappy_data, weights, axis=0)
+    settings = dict(tol=0.0, max_iter=8, missing="marginalize", **given_start(gappy_data, 3))
+    weighted = unconverged_fit(GaussianMixture(3, **settings), gappy_data,
+                               sample_weight=weights)
+    plain = unconverged_fit(GaussianMixture(3, **settings), repeated)
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(weighted, name), getattr(plain, name),
+                                   rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weighted.lower_bounds_, plain.lower_bounds_, rtol=1e-10)
+    assert weighted.score(gappy_data, sample_weight=weights) == pytest.approx(
+        plain.score(repeated), rel=1e-12)
+
+
+def test_select_fits_gappy_rows(gappy_data):
+    """select(missing="marginalize"): the candidates are fitted on the observed
+    coordinates, and the table's criterion is the chosen model's."""
+    best, table = select(gappy_data, [2, 3], ["full", "diag"], missing="marginalize",
+                         random_state=0, max_iter=200)
+    assert best.missing == "marginalize" and best.n_empty_rows_ == 7
+    chosen = table.sel(n_components=best.n_components, covariance_type=best.covariance_type)
+    assert float(chosen["bic"]) == pytest.approx(best.bic(gappy_data), rel=1e-9)
+    with pytest.raises(ValueError, match="pass missing='marginalize'"):
+        select(gappy_data, [2], ["full"], random_state=0)
+
+
+def test_checkpointed_fit_equals_the_plain_fit(gappy_data, tmp_path):
+    """A fit through a checkpoint file (one run at a time) gives the plain fit."""
+    settings = dict(n_init=2, random_state=0, tol=1e-6, max_iter=200, missing="marginalize")
+    plain = GaussianMixture(3, **settings).fit(gappy_data)
+    checked = GaussianMixture(3, **settings).fit(gappy_data, checkpoint=tmp_path / "fit.npz")
+    np.testing.assert_array_equal(checked.means_, plain.means_)
+    assert checked.lower_bounds_ == plain.lower_bounds_
+
+
+# ------------------------------------------------------------- command line
+def test_cli_fits_and_imputes_a_gappy_store(store_data, tmp_path):
+    """`streamgmm fit --missing marginalize` and `streamgmm impute MODEL DATA
+    --out`: the store holds model.impute(DATA); an input is never overwritten."""
+    from click.testing import CliRunner
+
+    from streamgmm.cli import main
+    from streamgmm.io import load
+
+    X, path = store_data
+
+    def invoke(*args):
+        return CliRunner().invoke(main, [str(arg) for arg in args])
+
+    model_path = tmp_path / "model.zarr"
+    result = invoke("fit", path, "-k", 3, "--missing", "marginalize", "--random-state", 0,
+                    "-o", model_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "imputed.zarr"
+    result = invoke("impute", model_path, path, "-o", out)
+    assert result.exit_code == 0, result.output
+    written = xr.open_zarr(out, consolidated=False)["imputed"].values
+    np.testing.assert_allclose(written, load(model_path).impute(X), rtol=0, atol=0)
+    result = invoke("impute", model_path, path, "-o", out)  # its own output: replaced
+    assert result.exit_code == 0, result.output
+    before = zarr.open_array(path, mode="r")[:]
+    for target in (path, model_path):
+        result = invoke("impute", model_path, path, "-o", target, "--overwrite")
+        assert result.exit_code != 0 and "input" in result.output.lower(), result.output
+    np.testing.assert_array_equal(zarr.open_array(path, mode="r")[:], before)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    result = invoke("impute", model_path, path, "-o", tmp_path / "other")
+    assert result.exit_code != 0 and (tmp_path / "other" / "keep.txt").exists()
+    result = invoke("fit", path, "-k", 3, "-o", tmp_path / "m2.zarr", "--quiet")
+    assert result.exit_code != 0 and "--missing marginalize" in result.output
