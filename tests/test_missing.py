@@ -396,3 +396,26 @@ def test_cli_fits_and_imputes_a_gappy_store(store_data, tmp_path):
     assert result.exit_code != 0 and (tmp_path / "other" / "keep.txt").exists()
     result = invoke("fit", path, "-k", 3, "-o", tmp_path / "m2.zarr", "--quiet")
     assert result.exit_code != 0 and "--missing marginalize" in result.output
+
+
+# ---------------------------------------------------------------- a cluster
+def test_two_worker_cluster_equals_the_threaded_fit(store_data):
+    """Must show 3: a 2-worker LocalCluster (worker processes) fits the gappy
+    store as the threaded scheduler does, to 1e-12."""
+    distributed = pytest.importorskip("distributed")
+    X, path = store_data
+    settings = dict(covariance_type="full", tol=0.0, max_iter=10, missing="marginalize",
+                    random_state=0)
+    threaded = unconverged_fit(GaussianMixture(3, **settings), path)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                 dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
+        clustered = unconverged_fit(GaussianMixture(3, **settings), path)
+        imputed = clustered.impute(path).compute()
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(clustered, name), getattr(threaded, name),
+                                   rtol=1e-12, atol=1e-14)
+    assert clustered.n_iter_ == threaded.n_iter_
+    np.testing.assert_allclose(imputed, threaded.impute(X), rtol=1e-12, atol=1e-12)
