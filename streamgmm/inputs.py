@@ -196,8 +196,10 @@ def _whole_rows(array: da.Array) -> da.Array:
     return array.rechunk({0: rows, 1: -1})
 
 
-def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
-    """Adapt any supported input to a :class:`RowData`.
+def as_rows(X: Any, sample_dim: str | None = None, check_missing: bool = True) -> RowData:
+    """Adapt any supported input to a :class:`RowData`. Without
+    ``check_missing``, the empty cells of a table are NaN instead of an error
+    (``missing="marginalize"``).
 
     Raises ``TypeError`` for unsupported kinds and non-numeric data, ``ValueError``
     for wrong dimensionality or zero rows, ``FileNotFoundError`` for a missing store.
@@ -209,12 +211,12 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
     if isinstance(X, str | os.PathLike):
         X = tables.table_source(X) if tables.table_format(X) else open_zarr_array(X)
     if isinstance(X, tables.TableSource):
-        array = tables.source_array(X)
+        array = tables.source_array(X, check_missing)
         check_matrix(array.shape, array.dtype)
         names = np.asarray(X.columns, dtype=object)
         return RowData(array, "dataframe", feature_names=names, index=X.frame.index)
     if tables.is_data_frame(X):
-        return _from_frame(X)
+        return _from_frame(X, check_missing)
     if isinstance(X, zarr.Array):
         check_matrix(X.shape, X.dtype)
         return RowData(_whole_rows(from_zarr(X)), "zarr")
@@ -240,11 +242,11 @@ def as_rows(X: Any, sample_dim: str | None = None) -> RowData:
     )
 
 
-def _from_frame(X: Any) -> RowData:
+def _from_frame(X: Any, check_missing: bool = True) -> RowData:
     """A pandas frame (in memory) or a Dask frame (one chunk per partition)."""
     names = column_names(X)
     if tables.is_dask_frame(X):
-        array = tables.dask_frame_array(X)
+        array = tables.dask_frame_array(X, check_missing=check_missing)
         check_matrix(array.shape, array.dtype)
         return RowData(array, "dataframe", feature_names=names, index=X.index)
     check_matrix(X.shape, np.float64)
@@ -392,21 +394,23 @@ def persisted_rows(data: RowData, option: bool | str) -> RowData:
 
 
 # ------------------------------------------------------------------ weights
-def weighted_rows(X: Any, sample_weight: Any, sample_dim: str | None = None) -> RowData:
+def weighted_rows(X: Any, sample_weight: Any, sample_dim: str | None = None,
+                  check_missing: bool = True) -> RowData:
     """:func:`as_rows` of X with its rows' weights (:func:`with_weights`).
 
     ``sample_weight`` is None, a NumPy or Dask array (n,), a Zarr array or the
     path of a Zarr store holding one 1-D array, a 1-D DataArray along the
     sample dimension, or, for tabular X (data frames, Parquet and CSV tables),
-    the name of a column, which then is not a feature.
+    the name of a column, which then is not a feature. ``check_missing``: as
+    :func:`as_rows`'s.
     """
     if sample_weight is None:
-        return as_rows(X, sample_dim)
+        return as_rows(X, sample_dim, check_missing)
     if isinstance(sample_weight, str) and _is_tabular(X):
         X, sample_weight = tables.split_weight_column(X, sample_weight)
-        data = as_rows(X, sample_dim)
+        data = as_rows(X, sample_dim, check_missing)
         return with_weights(data, as_rows(sample_weight).array[:, 0])
-    return with_weights(as_rows(X, sample_dim), sample_weight)
+    return with_weights(as_rows(X, sample_dim, check_missing), sample_weight)
 
 
 def _is_tabular(X: Any) -> bool:

@@ -321,7 +321,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         features of X only when it succeeds."""
         if not reset:
             self._check_is_fitted()
-        data = weighted_rows(X, sample_weight, self.sample_dim)
+        data = weighted_rows(X, sample_weight, self.sample_dim,
+                             check_missing=getattr(self, "missing", "raise") != "marginalize")
         if not reset:
             validate_data(
                 self, named_input(X, data), reset=False, skip_check_array=True, ensure_2d=False

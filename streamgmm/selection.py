@@ -154,7 +154,8 @@ def select(
     if len(set(sizes)) != len(sizes):
         raise ValueError(f"n_components holds repeated values: {sizes}")
     # NumPy input goes to a cluster's workers once, not with every pass (as in fit).
-    data = persisted_rows(weighted_rows(X, sample_weight, sample_dim), "auto")
+    data = persisted_rows(weighted_rows(X, sample_weight, sample_dim,
+                                        check_missing=missing != "marginalize"), "auto")
     settings = dict(
         tol=tol,
         reg_covar=reg_covar,

@@ -211,10 +211,12 @@ def _parquet_part(part: tuple[str, int, int], columns=None, empty: bool = False)
     return frame
 
 
-def _parquet_values(part: tuple[str, int, int], columns: tuple[str, ...], dtype) -> np.ndarray:
+def _parquet_values(part: tuple[str, int, int], columns: tuple[str, ...], dtype,
+                    check_missing: bool = True) -> np.ndarray:
     """The chosen columns of one row group as a C-ordered (n, d) array, filled a
     column at a time, so that reading holds the array and one column. A column
-    with nulls raises ``ValueError`` naming it and the rows by index label."""
+    with nulls raises ``ValueError`` naming it and the rows by index label
+    (without ``check_missing``, nulls become NaN in a float array)."""
     import pyarrow.parquet as pq
 
     name, group, _ = part
@@ -223,6 +225,9 @@ def _parquet_values(part: tuple[str, int, int], columns: tuple[str, ...], dtype)
         out = np.empty((file.metadata.row_group(group).num_rows, len(columns)), dtype=dtype)
         for j, column in enumerate(columns):
             values = file.read_row_group(group, columns=[column], use_threads=False).column(0)
+            if values.null_count and not check_missing and out.dtype.kind == "f":
+                out[:, j] = values.to_numpy(zero_copy_only=False)
+                continue
             if values.null_count:
                 try:
                     frame_values(_parquet_part(part, [column]))
@@ -232,8 +237,10 @@ def _parquet_values(part: tuple[str, int, int], columns: tuple[str, ...], dtype)
     return out
 
 
-def source_array(source: TableSource):
-    """The chosen columns of a table as a Dask array, one chunk per partition.
+def source_array(source: TableSource, check_missing: bool = True):
+    """The chosen columns of a table as a Dask array, one chunk per partition;
+    empty cells raise ``ValueError`` naming them when a pass reaches them, or,
+    without ``check_missing``, are NaN.
 
     Parquet chunks are read by a blockwise task (no task of their own), so that
     Dask fuses reading with what a pass computes from the chunk: a chunk read
@@ -242,14 +249,15 @@ def source_array(source: TableSource):
     import dask.array as da
 
     if source.kind != "parquet":
-        return dask_frame_array(source.frame, source.lengths)
+        return dask_frame_array(source.frame, source.lengths, check_missing)
     meta = source.frame._meta
     check_numeric(meta)
     dtype = np.result_type(*[_numpy_dtype(dtype) for dtype in meta.dtypes])
     numbers = da.arange(len(source.parts), chunks=1)
 
     def read(number: np.ndarray) -> np.ndarray:
-        return _parquet_values(source.parts[int(number[0])], source.columns, dtype)
+        return _parquet_values(source.parts[int(number[0])], source.columns, dtype,
+                               check_missing)
 
     return numbers.map_blocks(
         read,
@@ -445,7 +453,8 @@ def check_numeric(meta: Any) -> None:
         raise ValueError("The table has no columns")
 
 
-def dask_frame_array(frame: Any, lengths: Sequence[int] | None = None):
+def dask_frame_array(frame: Any, lengths: Sequence[int] | None = None,
+                     check_missing: bool = True):
     """A Dask array (n, d) with one chunk per partition of a Dask frame, so that
     results line up with the frame's partitions; ``lengths`` (rows per
     partition) are computed when not given (a pass over the frame)."""
@@ -459,7 +468,8 @@ def dask_frame_array(frame: Any, lengths: Sequence[int] | None = None):
         lengths = tuple(int(n) for n in dask.compute(frame.map_partitions(len))[0])
     return da.concatenate(
         [
-            da.from_delayed(dask.delayed(frame_values)(block), (n, meta.shape[1]), dtype=dtype)
+            da.from_delayed(dask.delayed(frame_values)(block, check_missing),
+                            (n, meta.shape[1]), dtype=dtype)
             for block, n in zip(frame.to_delayed(), lengths, strict=True)
         ]
     )

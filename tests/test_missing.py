@@ -419,3 +419,24 @@ def test_two_worker_cluster_equals_the_threaded_fit(store_data):
                                    rtol=1e-12, atol=1e-14)
     assert clustered.n_iter_ == threaded.n_iter_
     np.testing.assert_allclose(imputed, threaded.impute(X), rtol=1e-12, atol=1e-12)
+
+
+def test_tables_with_empty_cells(gappy_data, tmp_path):
+    """Parquet and CSV tables with empty cells fit as the NumPy array with NaN
+    does (and without missing="marginalize" the error names the column)."""
+    import pandas as pd
+
+    X = gappy_data
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    frame.to_parquet(tmp_path / "holes.parquet", row_group_size=250)
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    settings = dict(tol=1e-8, max_iter=50, missing="marginalize", **given_start(X, 3))
+    reference = GaussianMixture(3, **settings).fit(X)
+    for name in ("holes.parquet", "holes.csv"):
+        model = GaussianMixture(3, **settings).fit(str(tmp_path / name))
+        np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(model.covariances_, reference.covariances_, rtol=1e-10,
+                                   atol=1e-12)
+        assert model.n_empty_rows_ == 7
+    with pytest.raises(ValueError, match="missing value"):
+        GaussianMixture(3).fit(str(tmp_path / "holes.parquet"))
