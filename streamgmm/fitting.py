@@ -29,6 +29,7 @@ from .estep import GaussianParameters
 from .hyperparameters import PARTIAL_FIT_RECORD, make_rng, user_parameters
 from .initialization import initialize_parameters
 from .inputs import RowData, check_matrix, dask_view
+from .missing import prepare_gaps
 from .online import (
     START_POSITION,
     FoldCarry,
@@ -74,6 +75,7 @@ def online_config(model: Any, weighted: bool = False) -> OnlineConfig:
         model.float32_products,
         model.step_floor,
         weighted,
+        model.missing,
     )
 
 
@@ -329,8 +331,11 @@ def partial_fit_run(
                     f"The first partial_fit needs n_samples >= n_components to initialise, "
                     f"got {rows_named}={data.n_counted} and n_components={model.n_components}"
                 )
+            start_data = None
+            if model.missing == "marginalize":
+                start_data, _ = prepare_gaps(data, model.n_components)
             params, covariances = initial_parameters(
-                model, data, make_rng(model.random_state)
+                model, start_data or data, make_rng(model.random_state)
             )
             state = initial_state(model.n_components, n_features, model.covariance_type)
         else:

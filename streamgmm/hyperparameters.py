@@ -77,7 +77,7 @@ HYPERPARAMETER_RULES = {
 PARTIAL_FIT_RULES = {
     name: HYPERPARAMETER_RULES[name]
     for name in ("covariance_type", "reg_covar", "batch_size", "learning_decay",
-                 "learning_offset", "step_floor", "averaging", "float32_products")
+                 "learning_offset", "step_floor", "averaging", "float32_products", "missing")
 }
 """The parameters a ``partial_fit`` of a fitted model uses, checked on every call
 (all of them, and the ``*_init`` arrays, are checked by the first)."""

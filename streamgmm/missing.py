@@ -593,3 +593,72 @@ def impute(X: np.ndarray, params: GaussianParameters) -> np.ndarray:
         filled[missing[block]] = expected[missing[block]]
         X[rows[block]] = filled
     return X
+
+
+# ------------------------------------------------------------- stepwise EM
+def stepwise_steps(
+    state: Any,
+    params: GaussianParameters,
+    covariances: np.ndarray,
+    rows: np.ndarray,
+    config: Any,
+    batch_size: int,
+    order: np.ndarray | None,
+    *,
+    update: Any,
+    step_size: Any,
+    burn_in_complete: Any,
+) -> tuple[tuple, GaussianParameters, np.ndarray, np.ndarray, float]:
+    """Stepwise-EM updates from ``rows`` that may hold NaN, ``batch_size`` rows
+    per step, driven from Python one mini-batch at a time: the batch's
+    statistics are :func:`chunk_statistics` (its rows with nothing observed
+    skipped), divided by the batch's count of rows with something observed, and
+    go through the same stepwise merge (``update``:
+    :func:`streamgmm.online.stepwise_update`), step sizes (``step_size``),
+    burn-in rule (``burn_in_complete``), averaging and M-step as the compiled
+    steps of :func:`streamgmm.online.online_steps` (whose semantics this
+    follows; ``state`` and ``config`` are an ``OnlineState`` and an
+    ``OnlineConfig``).
+
+    Returns the new state's fields ``(statistics, n_steps, n_samples_seen,
+    averaged, n_averaged)``, the parameters and covariances of the next
+    E-step, each batch's summed log-likelihood and the rows (weight) that
+    counted. Pure: raises ``ValueError`` (infinite rows, overflow) or
+    ``CholeskyError`` without changing anything."""
+    from .mstep import parameters_from_statistics
+
+    cov_type = config.covariance_type
+    X = rows if order is None else rows[order]
+    weights = None
+    if config.weighted:
+        X, weights = X[:, :-1], X[:, -1]
+    statistics, n_steps, n_seen, averaged, n_averaged = state
+    log_likelihoods, counted = [], 0.0
+    for begin in range(0, X.shape[0], batch_size):
+        batch = slice(begin, begin + batch_size)
+        found = chunk_statistics(X[batch], params, float32_products=config.float32_products,
+                                 sample_weight=None if weights is None else weights[batch])
+        log_likelihoods.append(found.log_likelihood)
+        size = found.n_samples
+        counted += size
+        if size == 0:
+            continue
+        found = SufficientStatistics(found.weight / size, found.mean, found.scatter / size,
+                                     found.log_likelihood / size, 1.0)
+        seen = n_seen + size
+        rho = size / seen if n_steps == 0 else step_size(
+            n_steps + 1, config.learning_decay, config.learning_offset, config.step_floor)
+        statistics = update(statistics, found, rho, cov_type)
+        n_seen = seen
+        if n_steps == 0 and not burn_in_complete(statistics, seen, cov_type):
+            continue
+        n_steps += 1
+        params, covariances = parameters_from_statistics(statistics, config.reg_covar, cov_type)
+        if config.averaging:
+            n_averaged += 1
+            averaged = statistics if n_averaged == 1 else update(
+                averaged, statistics, 1.0 / n_averaged, cov_type)
+    if not config.weighted:
+        n_seen, counted = int(n_seen), int(counted)
+    return ((statistics, n_steps, n_seen, averaged, n_averaged), params, covariances,
+            np.array(log_likelihoods), counted)

@@ -302,11 +302,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         and the number of rows with nothing observed. ``(None, 0)`` otherwise."""
         if self.missing != "marginalize":
             return None, 0
-        if self.algorithm == "online" or self.n_online_passes:
-            raise ValueError(
-                "missing='marginalize' runs batch EM only: use algorithm='batch' and "
-                "n_online_passes=0"
-            )
         return missing_values.prepare_gaps(data, self.n_components)
 
     def fit_predict(self, X: Any, y: Any = None):

@@ -58,7 +58,7 @@ import numba
 import numpy as np
 import zarr
 
-from . import compiled
+from . import compiled, missing
 from .cluster import client_in_use
 from .engine import EMRun, EMSettings, run_progress
 from .estep import (
@@ -107,6 +107,9 @@ class OnlineConfig(NamedTuple):
     step_floor: float = 0.0
     weighted: bool = False
     """Whether the rows carry their weight as a last column (:func:`with_weight_column`)."""
+    missing: str = "raise"
+    """``"marginalize"``: rows with NaN step through their observed coordinates,
+    driven from Python per mini-batch (:func:`streamgmm.missing.stepwise_steps`)."""
 
 
 class OnlineState(NamedTuple):
@@ -363,15 +366,21 @@ def _weight_column_block(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def check_visited(
     rows: np.ndarray, order: np.ndarray | None, row_offset: int = 0,
-    row_numbers: np.ndarray | None = None,
+    row_numbers: np.ndarray | None = None, check: Callable = check_finite,
 ) -> None:
-    """:func:`~streamgmm.estep.check_finite` of the rows ``rows[order]`` (all of
-    ``rows`` if ``order`` is None or empty), named as in :func:`online_steps`."""
+    """``check`` (:func:`~streamgmm.estep.check_finite`) of the rows ``rows[order]``
+    (all of ``rows`` if ``order`` is None or empty), named as in :func:`online_steps`."""
     if order is None or len(order) == 0:
-        check_finite(rows, row_offset, row_numbers)
+        check(rows, row_offset, row_numbers)
         return
     names = row_offset + order if row_numbers is None else np.asarray(row_numbers)[order]
-    check_finite(rows[order], row_numbers=names)
+    check(rows[order], row_numbers=names)
+
+
+def row_check(config: OnlineConfig) -> Callable:
+    """What checks the rows: :func:`~streamgmm.estep.check_finite`, or with
+    missing values :func:`streamgmm.missing.check_observed` (NaN allowed)."""
+    return check_finite if config.missing == "raise" else missing.check_observed
 
 
 _NO_WORKSPACE = (tuple(np.empty((0,) * ndim) for ndim in (1, 2, 3, 3, 2, 2, 2, 2, 3, 2, 1)),) * 2
@@ -481,7 +490,7 @@ def fold_chunk(
     try:
         return _fold_visited(carry, chunk, order, config, batch_size)
     except ValueError:
-        check_visited(chunk, order, first_row, row_numbers)
+        check_visited(chunk, order, first_row, row_numbers, row_check(config))
         raise
 
 
@@ -494,7 +503,7 @@ def _fold_visited(
 
     def take(begin: int, end: int) -> np.ndarray:
         taken = chunk[begin:end] if order is None else chunk[order[begin:end]]
-        check_finite(taken)
+        row_check(config)(taken)
         return taken
 
     n_rows = chunk.shape[0] if order is None else len(order)
@@ -525,16 +534,22 @@ def _fold_steps(
     """``carry`` after :func:`online_steps` on ``rows`` (``rows[order]``), its
     batches' log-likelihoods added to the total one by one."""
     with single_threaded_blas():
-        state, params, covariances, log_likelihoods = online_steps(
-            carry.state, carry.params, carry.covariances, rows, config, batch_size,
-            order=order,
-        )
+        if config.missing == "marginalize":
+            fields, params, covariances, log_likelihoods, n_rows = missing.stepwise_steps(
+                carry.state, carry.params, carry.covariances, rows, config, batch_size, order,
+                update=stepwise_update, step_size=step_size, burn_in_complete=burn_in_complete)
+            state = OnlineState(*fields)
+        else:
+            state, params, covariances, log_likelihoods = online_steps(
+                carry.state, carry.params, carry.covariances, rows, config, batch_size,
+                order=order,
+            )
+            n_rows = rows.shape[0] if order is None else order.shape[0]
+            if config.weighted:
+                n_rows = float(rows[:, -1].sum() if order is None else rows[order, -1].sum())
     total = carry.total
     for log_likelihood in log_likelihoods.tolist():
         total += log_likelihood
-    n_rows = rows.shape[0] if order is None else order.shape[0]
-    if config.weighted:
-        n_rows = float(rows[:, -1].sum() if order is None else rows[order, -1].sum())
     return carry._replace(
         state=state, params=params, covariances=covariances, total=total,
         count=carry.count + n_rows, batches_done=carry.batches_done + log_likelihoods.shape[0],

@@ -440,3 +440,45 @@ def test_tables_with_empty_cells(gappy_data, tmp_path):
         assert model.n_empty_rows_ == 7
     with pytest.raises(ValueError, match="missing value"):
         GaussianMixture(3).fit(str(tmp_path / "holes.parquet"))
+
+
+# ------------------------------------------------------------------- online
+def test_python_steps_follow_the_compiled_steps(mixture_data):
+    """On complete rows, the stepwise updates driven from Python for gappy rows
+    (streamgmm.missing.stepwise_steps) give the compiled steps' fit: the same
+    burn-in, step sizes, merge, averaging and M-step."""
+    X = mixture_data[0][:3000]
+    settings = dict(algorithm="online", max_iter=2, tol=0.0, random_state=0, batch_size=256,
+                    averaging=True)
+    compiled = unconverged_fit(GaussianMixture(3, **settings), X)
+    python = unconverged_fit(GaussianMixture(3, missing="marginalize", **settings), X)
+    assert python.n_steps_ == compiled.n_steps_
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(python, name), getattr(compiled, name),
+                                   rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(python.lower_bounds_, compiled.lower_bounds_, rtol=1e-9)
+
+
+def test_online_em_on_gappy_rows_nears_batch_em_in_two_passes():
+    """Must show 3: online EM on gappy rows comes within 0.01 nats per row
+    (observed-data log-likelihood) of converged batch EM in 2 passes; partial_fit
+    learns from gappy batches too."""
+    X, _, _ = make_mixture(20000, n_components=3, n_features=4, separation=2.5,
+                           random_state=3)
+    G = gappy(X, 0.2, seed=4, n_empty=30)
+    batch = GaussianMixture(3, missing="marginalize", tol=1e-8, max_iter=500,
+                            random_state=0).fit(G)
+    online = unconverged_fit(GaussianMixture(3, missing="marginalize", algorithm="online",
+                                             max_iter=2, tol=0.0, random_state=0), G)
+    assert online.n_iter_ == 2
+    assert batch.score(G) - online.score(G) < 0.01
+    model = GaussianMixture(3, missing="marginalize", random_state=0)
+    for start in range(0, 20000, 4000):
+        model.partial_fit(G[start : start + 4000])
+    assert batch.score(G) - model.score(G) < 0.01
+    infinite = G[:100].copy()
+    infinite[10, 0] = np.inf
+    means = model.means_.copy()
+    with pytest.raises(ValueError, match="infinity"):
+        model.partial_fit(infinite)
+    np.testing.assert_array_equal(model.means_, means)
