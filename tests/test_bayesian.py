@@ -1,7 +1,13 @@
 """BayesianGaussianMixture: parity with scikit-learn from the same start, every
 input kind, model files, online SVI, choosing K, bad priors."""
 
+import json
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -16,6 +22,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 import streamgmm
 from streamgmm import BayesianGaussianMixture
+from streamgmm.checkpoint import read_checkpoint
 from streamgmm.datasets import make_mixture
 
 TYPES = ("full", "tied", "diag", "spherical")
@@ -228,3 +235,81 @@ def test_threads_equal_processes_scheduler(data):
     with dask.config.set(scheduler="synchronous"):
         model = _fit(da.from_array(data, chunks=(100, 3)))
     _assert_same(model, reference, rtol=1e-12)
+
+
+# ------------------------------------------------- checkpoints, a cluster
+SCRIPT = Path(__file__).with_name("_bayesian_checkpoint_fit.py")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    X, _, _ = make_mixture(2000, n_components=3, n_features=3, separation=2.0, random_state=4)
+    path = tmp_path_factory.mktemp("data") / "x.zarr"
+    array = zarr.create_array(store=str(path), shape=X.shape, chunks=(500, 3), dtype=X.dtype)
+    array[:] = X
+    return str(path)
+
+
+def test_sigkill_and_resume_from_a_checkpoint_is_exact(store, tmp_path):
+    """Batch; online fits checkpoint at the end of every pass through the same
+    code (not killed here: each process costs about 5 s of imports)."""
+    settings = dict(n_components=5, n_init=2, max_iter=12, tol=0.0, random_state=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        reference = BayesianGaussianMixture(**settings).fit(store)
+
+    def start(name, delay):
+        return subprocess.Popen(
+            [sys.executable, str(SCRIPT), store, str(tmp_path / "fit.ckpt"),
+             str(tmp_path / f"model-{name}.zarr"), str(tmp_path / f"calls-{name}"),
+             str(delay), json.dumps(settings)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parent)
+
+    first = start("killed", 0.05)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        contents = read_checkpoint(tmp_path / "fit.ckpt") if (
+            tmp_path / "fit.ckpt").exists() else None
+        if contents is not None and contents[0]["run0/counters"][0] >= 2:
+            break
+        assert first.poll() is None, first.communicate()[1].decode()
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=30) == -signal.SIGKILL
+    interrupted = int(read_checkpoint(tmp_path / "fit.ckpt")[0]["run0/counters"][0])
+    assert 2 <= interrupted < settings["max_iter"]
+    second = start("resumed", 0.0)
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr.decode()
+    resumed = streamgmm.load(tmp_path / "model-resumed.zarr")
+    _assert_same(resumed, reference, rtol=1e-12)
+    assert resumed.n_iter_ == reference.n_iter_
+    assert resumed.lower_bounds_ == reference.lower_bounds_
+    reads = (tmp_path / "calls-resumed").stat().st_size
+    assert reads < 4 * settings["max_iter"], "the restarted fit did not resume"
+
+
+def test_checkpoint_of_another_fit_is_refused(store, tmp_path):
+    settings = dict(n_components=3, max_iter=2, tol=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        BayesianGaussianMixture(**settings).fit(store, checkpoint=tmp_path / "c.ckpt")
+        with pytest.raises(ValueError, match="belongs to a different fit"):
+            BayesianGaussianMixture(**{**settings, "n_components": 4}).fit(
+                store, checkpoint=tmp_path / "c.ckpt")
+
+
+def test_two_worker_cluster_equals_threads(store):
+    distributed = pytest.importorskip("distributed")
+    settings = dict(n_components=4, max_iter=8, tol=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        with dask.config.set(scheduler="threads"):
+            threaded = BayesianGaussianMixture(**settings).fit(store)
+        with (
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster,
+            distributed.Client(cluster),
+        ):
+            clustered = BayesianGaussianMixture(**settings).fit(store)
+    _assert_same(clustered, threaded, rtol=1e-12)
