@@ -91,6 +91,7 @@ HYPERPARAMETER_RULES = {
                                                   and v > 0)),
     "weight_threshold": real_in(0.0, 1.0),
     "drop_unused": BOOLEAN,
+    "moves": BOOLEAN,
 }
 """What every constructor parameter must be, checked when fitting starts."""
 
@@ -98,6 +99,16 @@ PRIOR_NAMES = ("weight_concentration_prior", "mean_precision_prior", "mean_prior
                "degrees_of_freedom_prior", "covariance_prior")
 ARRAY_HYPERPARAMETERS = ("mean_prior", "covariance_prior")
 MODEL_KIND = "BayesianGaussianMixture"
+
+MOVE_START = 5
+"""Passes before the first merge proposals (``moves=True``)."""
+
+MOVE_EVERY = 5
+"""Passes between two rounds of merge proposals (and whenever the bound stops rising)."""
+
+MOVE_PAIRS = (1, 2, 4, 8)
+"""How many of the most redundant pairs each proposal of a round merges: a round
+costs as many extra E-steps in its pass (here at most 4)."""
 
 
 # ---------------------------------------------------------------- chunk work
@@ -174,12 +185,16 @@ class VariationalRun:
     converged : bool
     """
 
-    def __init__(self, vp, statistics, lower_bounds=None, n_iter=0, converged=False):
+    def __init__(self, vp, statistics, lower_bounds=None, n_iter=0, converged=False,
+                 moved_at=0, n_moves=0, move_due=False):
         self.vp = vp
         self.statistics = statistics
         self.lower_bounds = [] if lower_bounds is None else list(lower_bounds)
         self.n_iter = n_iter
         self.converged = converged
+        self.moved_at = moved_at
+        self.n_moves = n_moves
+        self.move_due = move_due
 
     @property
     def lower_bound(self) -> float:
@@ -191,7 +206,9 @@ def _run_arrays(run: VariationalRun, prefix: str) -> dict[str, np.ndarray]:
     arrays.update({f"{prefix}stats/{name}": np.asarray(value)
                    for name, value in run.statistics._asdict().items()})
     arrays[f"{prefix}lower_bounds"] = np.asarray(run.lower_bounds, dtype=np.float64)
-    arrays[f"{prefix}counters"] = np.array([run.n_iter, int(run.converged)], dtype=np.int64)
+    arrays[f"{prefix}counters"] = np.array(
+        [run.n_iter, int(run.converged), run.moved_at, run.n_moves, int(run.move_due)],
+        dtype=np.int64)
     return arrays
 
 
@@ -202,9 +219,9 @@ def _run_from_arrays(arrays: dict, prefix: str) -> VariationalRun:
         name: arrays[f"{prefix}stats/{name}"] for name in SufficientStatistics._fields})
     stats = stats._replace(log_likelihood=float(stats.log_likelihood),
                            n_samples=float(stats.n_samples))
-    n_iter, converged = arrays[f"{prefix}counters"]
-    return VariationalRun(vp, stats, arrays[f"{prefix}lower_bounds"].tolist(), int(n_iter),
-                          bool(converged))
+    n_iter, converged, moved_at, n_moves, move_due = arrays[f"{prefix}counters"].tolist()
+    return VariationalRun(vp, stats, arrays[f"{prefix}lower_bounds"].tolist(), n_iter,
+                          bool(converged), moved_at, n_moves, bool(move_due))
 
 
 def _priors_arrays(priors: vb.Priors) -> dict[str, np.ndarray]:
@@ -280,6 +297,13 @@ class BayesianGaussianMixture(GaussianMixture):
     drop_unused : bool, default=False
         ``predict`` and ``predict_proba`` consider only the used components
         (labels keep their component numbers; unused columns are 0).
+    moves : bool, default=False
+        Batch: merge moves between passes (Hughes & Sudderth 2013): some
+        passes also evaluate the most redundant pairs of components merged
+        (the lighter emptied into the other, which is also a delete), and
+        keep a merge only if the lower bound rises above the plain
+        iteration's; a fit ends only after a round of proposals found no
+        gain. Off by default (scikit-learn's iterations).
     init_sample_size, sample_dim, persist
         As for :class:`~streamgmm.GaussianMixture`.
 
@@ -310,7 +334,7 @@ class BayesianGaussianMixture(GaussianMixture):
         verbose_interval: int = 10, algorithm: str = "batch", batch_size: int = BATCH_SIZE,
         learning_decay: float = LEARNING_DECAY, learning_offset: float = LEARNING_OFFSET,
         total_samples: float | None = None, shuffle: bool = True,
-        weight_threshold: float = 0.01, drop_unused: bool = False,
+        weight_threshold: float = 0.01, drop_unused: bool = False, moves: bool = False,
         init_sample_size: int = 100_000, sample_dim: str | None = None,
         persist: bool | str = "auto",
     ) -> None:
@@ -340,6 +364,7 @@ class BayesianGaussianMixture(GaussianMixture):
         self.shuffle = shuffle
         self.weight_threshold = weight_threshold
         self.drop_unused = drop_unused
+        self.moves = moves
         self.init_sample_size = init_sample_size
         self.sample_dim = sample_dim
         self.persist = persist
@@ -499,24 +524,60 @@ class BayesianGaussianMixture(GaussianMixture):
         return priors, starts
 
     def _batch_passes(self, data, runs, priors, save_checkpoint):
-        """Variational EM: one pass per iteration for every run still going."""
+        """Variational EM: one pass per iteration for every run still going; with
+        ``moves``, some passes also evaluate merge proposals (:meth:`_proposals`)."""
         cov_type, prior_type = self.covariance_type, self.weight_concentration_prior_type
         while True:
             going = [run for run in runs if run.n_iter < self.max_iter and not run.converged]
             if not going:
                 return
-            params = [vb.estep_parameters(run.vp, cov_type, prior_type) for run in going]
-            for run, point, stats in zip(going, params, _variational_pass(
-                    data, params, cov_type), strict=True):
-                entropy = vb.responsibility_entropy(stats, point)
-                vp = vb.update(stats, priors, self.reg_covar, cov_type, prior_type)
-                bound = vb.lower_bound(entropy, vp, cov_type, prior_type)
-                run.converged = has_converged(run.lower_bound, bound, self.tol)
+            plans = [[run.vp, *self._proposals(run, priors)] for run in going]
+            params = [vb.estep_parameters(vp, cov_type, prior_type)
+                      for plan in plans for vp in plan]
+            results = iter(_variational_pass(data, params, cov_type))
+            points = iter(params)
+            for run, plan in zip(going, plans, strict=True):
+                outcomes = []
+                for _ in plan:
+                    point, stats = next(points), next(results)
+                    entropy = vb.responsibility_entropy(stats, point)
+                    vp = vb.update(stats, priors, self.reg_covar, cov_type, prior_type)
+                    outcomes.append((vb.lower_bound(entropy, vp, cov_type, prior_type), vp,
+                                     stats))
+                best = max(range(len(outcomes)), key=lambda i: outcomes[i][0])
+                if len(plan) > 1:
+                    run.moved_at = run.n_iter + 1
+                bound, vp, stats = outcomes[best]
+                small_change = has_converged(run.lower_bound, bound, self.tol)
+                if best > 0:
+                    run.n_moves += 1
+                tried = len(plan) > 1 or run.move_due  # due, but no pair to propose
+                run.converged = small_change and best == 0 and (not self.moves or tried)
+                run.move_due = self.moves and small_change and not tried
                 run.vp, run.statistics, run.n_iter = vp, stats, run.n_iter + 1
                 run.lower_bounds.append(bound)
                 if self.verbose and run.n_iter % self.verbose_interval == 0:
                     print(f"  Iteration {run.n_iter}\t lower bound {bound:.6f}")
             save_checkpoint(runs)
+
+    def _proposals(self, run, priors) -> list:
+        """Merge proposals to evaluate in the next pass (``moves``): every
+        :data:`MOVE_EVERY` passes from :data:`MOVE_START`, and when the bound
+        stops rising; the 1, 2, 4, ... most redundant disjoint pairs
+        (:func:`streamgmm.variational.merge_candidates`) merged at once, each
+        proposal updated to variational parameters. The pass keeps whichever
+        candidate (plain iteration or proposal) reaches the highest lower bound."""
+        if not self.moves or not (run.move_due or (
+                run.n_iter >= MOVE_START and run.n_iter - run.moved_at >= MOVE_EVERY)):
+            return []
+        stats = run.statistics
+        min_weight = 0.5 * self.weight_threshold * float(np.sum(stats.weight))
+        pairs = vb.merge_candidates(stats, self.covariance_type, min_weight, MOVE_PAIRS[-1])
+        return [
+            vb.update(vb.merge_components(stats, pairs[:count], self.covariance_type), priors,
+                      self.reg_covar, self.covariance_type, self.weight_concentration_prior_type)
+            for count in MOVE_PAIRS if count <= len(pairs)
+        ]
 
     # ------------------------------------------------------------- online
     def _step(self, t: int) -> float:
@@ -632,6 +693,7 @@ class BayesianGaussianMixture(GaussianMixture):
         self.n_steps_ = n_steps
         self.n_samples_seen_ = seen
         self.n_components_effective_ = int(np.sum(self.weights_ >= self.weight_threshold))
+        self.n_moves_ = run.n_moves
         self.n_features_in_ = int(self.means_.shape[1])
         if data is not None:
             if data.feature_names is None:

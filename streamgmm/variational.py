@@ -48,7 +48,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import linalg
+from scipy.linalg import lapack
 from scipy.special import betaln, digamma, gammaln
 
 from .estep import GaussianParameters
@@ -120,24 +120,28 @@ class VariationalParameters(NamedTuple):
 
 
 def precision_factors(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Lower Cholesky factors ``P`` with ``P P^T = covariances^-1``.
+    """Upper triangular factors ``P = L^-T`` (``L L^T = covariance``), so that
+    ``P P^T = covariances^-1``.
 
+    LAPACK's ``potrf`` and ``trtri`` directly: ``scipy.linalg.solve_triangular``
+    went through threaded BLAS and took 11 ms per 8 x 8 factor on a loaded
+    2-core machine (0.4 s per update with K = 50) against 20 us here.
     Raises ``ValueError`` if a covariance is not positive definite (it cannot
     happen with a positive definite ``W_0^-1``; kept as a guard against NaN).
     """
     if covariance_type in ("full", "tied"):
         stacked = covariances if covariance_type == "full" else covariances[None]
         factors = np.empty_like(stacked)
-        d = stacked.shape[-1]
         for k, covariance in enumerate(stacked):
-            try:
-                cov_chol = linalg.cholesky(covariance, lower=True)
-            except linalg.LinAlgError:
+            cov_chol, info = lapack.dpotrf(covariance, lower=1, clean=1)
+            if info == 0:
+                inverse, info = lapack.dtrtri(cov_chol, lower=1)
+            if info != 0 or not np.all(np.isfinite(covariance)):
                 raise ValueError(
                     f"The posterior covariance of component {k} is not positive definite; "
                     "check covariance_prior and reg_covar"
-                ) from None
-            factors[k] = linalg.solve_triangular(cov_chol, np.eye(d), lower=True).T
+                )
+            factors[k] = inverse.T
         return factors if covariance_type == "full" else factors[0]
     if not np.all(covariances > 0):
         raise ValueError("A posterior variance is not positive; check covariance_prior")
@@ -432,3 +436,85 @@ def check_enough_prior(priors: Priors) -> None:
             "The data's covariance, the default covariance_prior, is not positive "
             "definite (constant or collinear features, or a single row); pass "
             "covariance_prior")
+
+
+def merge_components(stats: SufficientStatistics, pairs, covariance_type: str
+                     ) -> SufficientStatistics:
+    """Statistics with component ``j`` merged into ``k`` for every ``(j, k)`` of
+    ``pairs`` (disjoint): ``N = N_j + N_k``, ``xbar = xbar_k + (N_j / N)(xbar_j -
+    xbar_k)``, ``S = S_j + S_k + (N_j N_k / N) delta delta^T`` (the tied type adds
+    the last term to its pooled scatter; diag its diagonal, spherical its trace);
+    ``j`` is left empty (its update then gives the prior)."""
+    weight = np.array(stats.weight, dtype=np.float64)
+    mean = np.array(stats.mean, dtype=np.float64)
+    scatter = np.array(stats.scatter, dtype=np.float64)
+    for j, k in pairs:
+        total = weight[j] + weight[k]
+        if total <= 0:
+            continue
+        delta = mean[j] - mean[k]
+        cross = weight[j] * weight[k] / total
+        outer = {"full": np.outer(delta, delta), "tied": np.outer(delta, delta),
+                 "diag": delta**2, "spherical": delta @ delta}[covariance_type]
+        if covariance_type == "tied":
+            scatter += cross * outer
+        else:
+            scatter[k] = scatter[j] + scatter[k] + cross * outer
+            scatter[j] = 0.0
+        mean[k] = mean[k] + (weight[j] / total) * delta
+        weight[k], weight[j] = total, 0.0
+        mean[j] = 0.0
+    return stats._replace(weight=weight, mean=mean, scatter=scatter)
+
+
+def _log_det_ml(weight: float, scatter: np.ndarray, covariance_type: str,
+                n_features: int) -> float:
+    """``log |S / N|`` of one component's maximum-likelihood covariance (diag:
+    its diagonal; spherical: its mean variance in every direction)."""
+    if covariance_type == "full":
+        return float(np.linalg.slogdet(scatter / weight)[1])
+    if covariance_type == "diag":
+        return float(np.sum(np.log(scatter / weight)))
+    return float(n_features * np.log(scatter / (weight * n_features)))
+
+
+def merge_candidates(stats: SufficientStatistics, covariance_type: str, min_weight: float,
+                     n_pairs: int) -> list[tuple[int, int]]:
+    """Up to ``n_pairs`` disjoint ``(j, k)`` pairs of components holding at least
+    ``min_weight`` each, the most redundant first: those whose merge loses the
+    least Gaussian log-likelihood, ``(N_jk log|S_jk / N_jk| - N_j log|S_j / N_j|
+    - N_k log|S_k / N_k|) / 2`` (tied: ``N_j N_k / N_jk delta^T (S / N)^-1
+    delta / 2``, the growth of the pooled scatter). Only a ranking: the
+    estimator keeps a merge only if the lower bound rises. ``j`` is the
+    lighter of the two (it is emptied into ``k``)."""
+    n = np.asarray(stats.weight, dtype=np.float64)
+    used = np.flatnonzero(n >= min_weight)
+    d = stats.mean.shape[1]
+    scatter = np.asarray(stats.scatter, dtype=np.float64)
+    if covariance_type == "tied":
+        pooled_precision = np.linalg.inv(scatter / n.sum() + 1e-12 * np.eye(d))
+    else:
+        own = {k: _log_det_ml(n[k], scatter[k], covariance_type, d) for k in used}
+    costs = []
+    for a, j in enumerate(used):
+        for k in used[a + 1:]:
+            total = n[j] + n[k]
+            delta = stats.mean[j] - stats.mean[k]
+            if covariance_type == "tied":
+                loss = 0.5 * n[j] * n[k] / total * delta @ pooled_precision @ delta
+            else:
+                merged = merge_components(stats, [(j, k)], covariance_type)
+                loss = 0.5 * (total * _log_det_ml(total, merged.scatter[k], covariance_type, d)
+                              - n[j] * own[j] - n[k] * own[k])
+            costs.append((float(loss), int(j), int(k)))
+    costs.sort()
+    pairs: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    for _, j, k in costs:
+        if j in taken or k in taken:
+            continue
+        pairs.append((j, k) if n[j] <= n[k] else (k, j))
+        taken.update((j, k))
+        if len(pairs) == n_pairs:
+            break
+    return pairs

@@ -313,3 +313,15 @@ def test_two_worker_cluster_equals_threads(store):
         ):
             clustered = BayesianGaussianMixture(**settings).fit(store)
     _assert_same(clustered, threaded, rtol=1e-12)
+
+
+def test_merge_moves_keep_only_gains_and_end_with_the_right_components():
+    X, _, _ = make_mixture(6000, n_components=4, n_features=3, separation=5.0, random_state=1)
+    settings = dict(n_components=12, tol=1e-4 * len(X), max_iter=400, random_state=0)
+    plain = BayesianGaussianMixture(**settings).fit(X)
+    moved = BayesianGaussianMixture(**settings, moves=True).fit(X)
+    assert moved.converged_ and moved.n_moves_ >= 1
+    assert moved.n_components_effective_ == 4
+    assert np.all(np.diff(moved.lower_bounds_) >= -1e-9 * abs(moved.lower_bound_))
+    assert moved.n_iter_ < plain.n_iter_
+    assert moved.lower_bound_ >= plain.lower_bound_ - 1e-6 * abs(plain.lower_bound_)
