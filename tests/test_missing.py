@@ -482,3 +482,16 @@ def test_online_em_on_gappy_rows_nears_batch_em_in_two_passes():
     with pytest.raises(ValueError, match="infinity"):
         model.partial_fit(infinite)
     np.testing.assert_array_equal(model.means_, means)
+
+
+def test_accelerated_and_float32_fits_on_gappy_rows(gappy_data):
+    """DAAREM reaches plain EM's fixed point on gappy rows, and float32 rows fit
+    as float64 rows do (the gappy rows' sums are float64 either way)."""
+    settings = dict(missing="marginalize", tol=1e-9, max_iter=1000, **given_start(gappy_data, 3))
+    plain = GaussianMixture(3, **settings).fit(gappy_data)
+    daarem = GaussianMixture(3, acceleration="daarem", **settings).fit(gappy_data)
+    assert daarem.lower_bound_ == pytest.approx(plain.lower_bound_, abs=1e-7)
+    np.testing.assert_allclose(daarem.means_, plain.means_, atol=1e-3)
+    single = GaussianMixture(3, **settings).fit(gappy_data.astype(np.float32))
+    assert single.means_.dtype == np.float32
+    np.testing.assert_allclose(single.means_, plain.means_, atol=1e-4)
