@@ -790,8 +790,8 @@ def impute(
 ) -> None:
     """Write DATA with every missing value (NaN) replaced by its conditional mean
     under MODEL given the row's observed values, chunk by chunk, to a Zarr store
-    chunked like DATA (a dataset variable keeps its dims and coordinates). The
-    model's missing setting is used as marginalize whatever it was fitted with."""
+    chunked like DATA (a dataset variable keeps its dims and coordinates),
+    whatever --missing the model was fitted with."""
     from .io import load, save_imputed
 
     if tables.table_format(data) is not None:
@@ -801,7 +801,6 @@ def impute(
         )
     check_output(out, IMPUTED_FORMAT, overwrite=overwrite, inputs=[model_path, data])
     model = load(model_path)
-    model.set_params(missing="marginalize")
     X = open_data(data, variable, sample_dim, columns)
     with connected(scheduler), warnings_as_lines():
         shape = save_imputed(model, X, out, overwrite=overwrite, inputs=[model_path, data])

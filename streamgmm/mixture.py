@@ -308,16 +308,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Fit, then return the label of every row under the fitted model."""
         return self.fit(X).predict(X)
 
-    def _validate_data(self, X: Any, reset: bool, sample_weight: Any = None) -> RowData:
+    def _validate_data(
+        self, X: Any, reset: bool, sample_weight: Any = None, gaps: bool | None = None
+    ) -> RowData:
         """X as a :class:`RowData` with its checked ``sample_weight``; unless
         ``reset``, after checking that the model is fitted and that X has its
         number of features and feature names (scikit-learn's errors and
         warnings). Nothing of the model changes here: ``fit`` records the
-        features of X only when it succeeds."""
+        features of X only when it succeeds. ``gaps``: whether a table's empty
+        cells are NaN rather than an error (default: ``missing="marginalize"``)."""
         if not reset:
             self._check_is_fitted()
-        data = weighted_rows(X, sample_weight, self.sample_dim,
-                             check_missing=getattr(self, "missing", "raise") != "marginalize")
+        if gaps is None:
+            gaps = self._rows_module() is missing_values
+        data = weighted_rows(X, sample_weight, self.sample_dim, check_missing=not gaps)
         if not reset:
             validate_data(
                 self, named_input(X, data), reset=False, skip_check_array=True, ensure_2d=False
@@ -389,16 +393,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         values) with ``missing="marginalize"``, else :mod:`streamgmm.estep`."""
         return missing_values if getattr(self, "missing", "raise") == "marginalize" else estep
 
-    def _blocks_of(self, X: Any, function, n_columns: int | str | None = "same", dtype=None):
+    def _blocks_of(self, X: Any, function, n_columns: int | str | None = "same", dtype=None,
+                   gaps: bool | None = None):
         """X as :class:`RowData` and ``function(block, params)`` on its every
-        row-chunk, lazily, checked for bad values (NaN too, unless
-        ``missing="marginalize"``); the result has ``n_columns`` columns (None:
-        a vector; ``"same"``: X's) and ``dtype`` (default: :meth:`_output_dtype`)."""
-        data = self._validate_data(X, reset=False)
+        row-chunk, lazily, checked for bad values (NaN too, unless ``gaps``,
+        by default ``missing="marginalize"``); the result has ``n_columns``
+        columns (None: a vector; ``"same"``: X's) and ``dtype`` (default:
+        :meth:`_output_dtype`)."""
+        if gaps is None:
+            gaps = self._rows_module() is missing_values
+        data = self._validate_data(X, reset=False, gaps=gaps)
         params = self._fitted_parameters()
         dtype = self._output_dtype(data) if dtype is None else np.dtype(dtype)
-        module = self._rows_module()
-        check = estep.check_finite if module is estep else missing_values.check_observed
+        check = missing_values.check_observed if gaps else estep.check_finite
 
         def apply(block, block_info=None):
             offset = block_info[0]["array-location"][0][0] if block_info else 0
@@ -447,8 +454,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         observed: ``sum_k pi_k mu_k``), in the kind of X: NumPy for NumPy, a
         lazy Dask array for Dask and Zarr, a DataArray with X's dims and
         coordinates (lazy if X is), a frame with X's columns and index.
-        Observed values are returned unchanged. Infinities raise ``ValueError``."""
-        data, result = self._blocks_of(X, missing_values.impute)
+        Observed values are returned unchanged. Infinities raise ``ValueError``.
+        Works whatever ``missing`` the model was fitted with."""
+        data, result = self._blocks_of(X, missing_values.impute, gaps=True)
         return wrap_like_input(X, data, result)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:

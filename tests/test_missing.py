@@ -320,6 +320,8 @@ def test_impute_keeps_the_kind_of_its_input(store_data):
     table = model_on_frame.impute(frame)
     assert list(table.columns) == list("abcd") and table.index[0] == 7
     assert not table.isna().any().any()
+    complete_fit = GaussianMixture(3, random_state=0).fit(X[~np.isnan(X).any(axis=1)])
+    assert not np.isnan(complete_fit.impute(X)).any()  # whatever missing it was fitted with
 
 
 def test_weights_count_like_repeated_rows(gappy_data):
