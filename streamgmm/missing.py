@@ -379,10 +379,77 @@ def gappy_statistics(
 ) -> SufficientStatistics:
     """Centred statistics of rows X (n, d), each with at least one observed and
     one missing value: ``sum g``, ``sum g x_hat`` and ``sum g (x_hat x_hat^T + C)``
-    (module docs), summed about every component's own mean and centred once."""
+    (module docs): :func:`diagonal_statistics` for diag and spherical where its
+    shared shift loses little, else :func:`component_statistics`."""
     X = np.asarray(X, dtype=np.float64)
     if sample_weight is not None:
         sample_weight = estep.kernel_weights(sample_weight)
+    if params.covariance_type in ("diag", "spherical"):
+        found = diagonal_statistics(X, params, sample_weight)
+        if found is not None:
+            return found
+    return component_statistics(X, params, sample_weight)
+
+
+def diagonal_statistics(
+    X: np.ndarray, params: GaussianParameters, sample_weight: np.ndarray | None = None,
+    shared_shift_limit: float = estep.SHARED_SHIFT_LIMIT,
+) -> SufficientStatistics | None:
+    """:func:`gappy_statistics` of diag and spherical mixtures, every component
+    at once, as the compiled kernel does: rows shifted by c (the mean of the
+    means), with zeros where missing, laid out as columns ``[z^2, z, observed]``
+    (n, 3d); one product with (3d, K) coefficients gives the log-densities
+    ``sum_j obs_j (-1/2 log 2 pi + log p_kj - 1/2 p_kj^2 (z_j - delta_kj)^2)``
+    (delta = mu - c) and one with the responsibilities the sums about c, to
+    which the missing coordinates add ``delta`` and ``delta^2 + sigma^2``.
+    Moving sums about c to the components' means loses about ``log10 A_k``
+    digits, ``A_k = max_j delta_kj^2 / sigma^2_kj``: None (use
+    :func:`component_statistics`) when some ``A_k`` exceeds
+    ``shared_shift_limit`` (the kernel's limit)."""
+    factors = chunk_factors(params)
+    means = factors.means
+    n_components, d = means.shape
+    p = np.broadcast_to(np.reshape(factors.factors, (n_components, -1)), (n_components, d))
+    precision = p**2
+    shift = means.mean(axis=0)
+    delta = means - shift
+    if (delta**2 * precision).max() > shared_shift_limit:
+        return None
+    coefficients = np.concatenate(
+        [-0.5 * precision, precision * delta,
+         np.log(p) - 0.5 * (LOG_2PI + precision * delta**2)], axis=1).T
+    sums = np.zeros((n_components, 3 * d))
+    weight = np.zeros(n_components)
+    log_likelihood = 0.0
+    for rows in _blocks(X.shape[0]):
+        block = X[rows]
+        observed = ~np.isnan(block)
+        z = np.where(observed, block - shift, 0.0)
+        columns = np.concatenate([z * z, z, observed.astype(np.float64)], axis=1)
+        log_weighted = (columns @ coefficients).T
+        log_weighted += factors.log_weights[:, None]
+        row_ll, log_resp = _log_responsibilities(log_weighted)
+        resp = np.exp(log_resp)
+        if sample_weight is not None:
+            resp *= sample_weight[rows]
+            log_likelihood += float(sample_weight[rows] @ row_ll)
+        else:
+            log_likelihood += float(row_ll.sum())
+        weight += resp.sum(axis=1)
+        sums += resp @ columns
+    unobserved = weight[:, None] - sums[:, 2 * d:]
+    first = sums[:, d : 2 * d] + delta * unobserved
+    second = sums[:, :d] + (delta**2 + 1.0 / precision) * unobserved
+    n_samples = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+    return centred(weight, first, second, np.broadcast_to(shift, means.shape),
+                   factors.covariance_type, log_likelihood, n_samples)
+
+
+def component_statistics(
+    X: np.ndarray, params: GaussianParameters, sample_weight: np.ndarray | None = None
+) -> SufficientStatistics:
+    """:func:`gappy_statistics` component by component from :func:`gappy_terms`,
+    summed about every component's own mean and centred once per chunk."""
     missing, patterns, factors, groups = _prepared(X, params)
     cov_type, means = factors.covariance_type, factors.means
     n_components, d = means.shape

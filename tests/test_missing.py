@@ -497,3 +497,25 @@ def test_accelerated_and_float32_fits_on_gappy_rows(gappy_data):
     single = GaussianMixture(3, **settings).fit(gappy_data.astype(np.float32))
     assert single.means_.dtype == np.float32
     np.testing.assert_allclose(single.means_, plain.means_, atol=1e-4)
+
+
+@pytest.mark.parametrize("cov_type", ["diag", "spherical"])
+def test_diagonal_products_equal_the_component_sums(gappy_data, cov_type):
+    """The products about one shift (diag, spherical) give the statistics the
+    component-by-component sums about each mean give, and stand aside when the
+    shift would lose digits."""
+    from streamgmm.estep import GaussianParameters
+    from streamgmm.missing import component_statistics, diagonal_statistics
+
+    model = GaussianMixture(3, covariance_type=cov_type, missing="marginalize",
+                            random_state=0).fit(gappy_data)
+    params = GaussianParameters(model.weights_, model.means_, model.precisions_cholesky_,
+                                cov_type)
+    rows = gappy_data[np.isnan(gappy_data).any(axis=1) & ~np.isnan(gappy_data).all(axis=1)]
+    weights = np.random.default_rng(0).uniform(0, 2, rows.shape[0])
+    products = diagonal_statistics(rows, params, weights)
+    components = component_statistics(rows, params, weights)
+    for name in ("weight", "mean", "scatter", "log_likelihood", "n_samples"):
+        np.testing.assert_allclose(getattr(products, name), getattr(components, name),
+                                   rtol=1e-11, err_msg=name)
+    assert diagonal_statistics(rows, params, weights, shared_shift_limit=0.0) is None
