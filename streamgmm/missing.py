@@ -353,6 +353,19 @@ def _log_responsibilities(log_weighted: np.ndarray) -> tuple[np.ndarray, np.ndar
     return largest + log_norm, log_weighted
 
 
+def _weighted_responsibilities(
+    log_weighted: np.ndarray, sample_weight: np.ndarray | None, rows: slice
+) -> tuple[np.ndarray, float]:
+    """Responsibilities (K, n) of a block from its ``log pi + log N`` (K, n),
+    times the rows' weights if any, and the block's (weighted) log-likelihood."""
+    row_ll, log_resp = _log_responsibilities(log_weighted)
+    resp = np.exp(log_resp)
+    if sample_weight is None:
+        return resp, float(row_ll.sum())
+    resp *= sample_weight[rows]
+    return resp, float(sample_weight[rows] @ row_ll)
+
+
 def _prepared(X: np.ndarray, params: GaussianParameters):
     """Missing mask, patterns, chunk factors and pattern groups of rows X
     (patterns and groups None for diag and spherical, which need neither)."""
@@ -428,13 +441,8 @@ def diagonal_statistics(
         columns = np.concatenate([z * z, z, observed.astype(np.float64)], axis=1)
         log_weighted = (columns @ coefficients).T
         log_weighted += factors.log_weights[:, None]
-        row_ll, log_resp = _log_responsibilities(log_weighted)
-        resp = np.exp(log_resp)
-        if sample_weight is not None:
-            resp *= sample_weight[rows]
-            log_likelihood += float(sample_weight[rows] @ row_ll)
-        else:
-            log_likelihood += float(row_ll.sum())
+        resp, block_ll = _weighted_responsibilities(log_weighted, sample_weight, rows)
+        log_likelihood += block_ll
         weight += resp.sum(axis=1)
         sums += resp @ columns
     unobserved = weight[:, None] - sums[:, 2 * d:]
@@ -463,13 +471,8 @@ def component_statistics(
     for rows in _blocks(X.shape[0]):
         block_patterns = _block_patterns(patterns, rows)
         terms = gappy_terms(X[rows], missing[rows], factors, groups, block_patterns)
-        row_ll, log_resp = _log_responsibilities(terms.log_weighted)
-        resp = np.exp(log_resp)
-        if sample_weight is not None:
-            resp *= sample_weight[rows]
-            log_likelihood += float(sample_weight[rows] @ row_ll)
-        else:
-            log_likelihood += float(row_ll.sum())
+        resp, block_ll = _weighted_responsibilities(terms.log_weighted, sample_weight, rows)
+        log_likelihood += block_ll
         weight += resp.sum(axis=1)
         first += (resp[:, None, :] @ terms.deviations)[:, 0]
         if shared:
