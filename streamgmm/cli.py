@@ -322,6 +322,33 @@ def progress_options(function):
 
 
 # -------------------------------------------------------------------- fit
+def fitted_and_saved(model: Any, X: Any, data: str, out: Path, overwrite: bool,
+                     scheduler: str | None, **fit_arguments: Any) -> float:
+    """Fit ``model`` on the scheduler, save it to --out (checked again: the fit
+    may have taken long); returns the fit's seconds."""
+    from .io import save
+
+    started = time.perf_counter()
+    with connected(scheduler), warnings_as_lines():
+        model.fit(X, **fit_arguments)
+    elapsed = time.perf_counter() - started
+    check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
+    save(model, out, overwrite=overwrite)
+    return elapsed
+
+
+def checked_fit_paths(data: str, out: Path, checkpoint: Path | None, overwrite: bool,
+                      variable: str | None, sample_dim: str | None, columns: str | None,
+                      weights: str | None) -> Any:
+    """Refuse an --out or --checkpoint that clashes (with each other, the data or
+    a file of another kind) before any work, then open DATA."""
+    check_paths_differ(**{"--checkpoint": checkpoint, "--out": out})
+    check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
+    if checkpoint is not None:
+        refuse_inputs(checkpoint, [data])
+    return open_data(data, variable, sample_dim, columns, weights)
+
+
 @main.command()
 @click.argument("data")
 @click.option(
@@ -509,13 +536,9 @@ def fit(
     overwrite: bool,
 ) -> None:
     """Fit a mixture to DATA and save the model to --out."""
-    from .io import save
 
-    check_paths_differ(**{"--checkpoint": checkpoint, "--out": out})
-    check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
-    if checkpoint is not None:
-        refuse_inputs(checkpoint, [data])
-    X = open_data(data, variable, sample_dim, columns, weights)
+    X = checked_fit_paths(data, out, checkpoint, overwrite, variable, sample_dim, columns,
+                          weights)
     model = GaussianMixture(
         n_components,
         covariance_type=covariance_type,
@@ -539,19 +562,83 @@ def fit(
         missing=missing,
         verbose=progress_level(quiet, verbose),
     )
-    started = time.perf_counter()
-    with connected(scheduler), warnings_as_lines():
-        model.fit(
-            X, sample_weight=weights, checkpoint=checkpoint, checkpoint_every=checkpoint_every
-        )
-    elapsed = time.perf_counter() - started
-    check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
-    save(model, out, overwrite=overwrite)
+    elapsed = fitted_and_saved(model, X, data, out, overwrite, scheduler, sample_weight=weights,
+                               checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     click.echo(
         f"fitted {n_components} components ({covariance_type}) to {data} in {elapsed:.1f} s: "
         f"{model.n_iter_} iterations, converged={model.converged_}, mean log-likelihood "
         f"{model.lower_bound_:{LOG_LIKELIHOOD_FORMAT}} (at the last iteration's E-step); "
         f"model written to {out}"
+    )
+
+
+# ----------------------------------------------------------------- bayes
+@main.command()
+@click.argument("data")
+@click.option("-k", "--n-components", type=click.IntRange(min=1), required=True,
+              help="Most components; those the data do not need end with no weight.")
+@click.option("--covariance-type", type=click.Choice(COVARIANCE_TYPES), default="full",
+              show_default=True, help="Shape of the component covariances.")
+@click.option("--weight-prior", "weight_concentration_prior_type",
+              type=click.Choice(["dirichlet_process", "dirichlet_distribution"]),
+              default="dirichlet_process", show_default=True,
+              help="Prior on the weights (scikit-learn's weight_concentration_prior_type).")
+@click.option("--weight-concentration", "weight_concentration_prior", type=float,
+              default=None, help="Its concentration (default 1 / K).")
+@click.option("--moves", is_flag=True,
+              help="Merge moves between passes, kept only if the lower bound rises (batch).")
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="batch", show_default=True,
+              help="batch: variational EM, one pass per iteration; online: stochastic "
+              "variational inference over mini-batches (--max-iter counts passes).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE,
+              show_default=True, help="Rows per mini-batch (online).")
+@click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Most iterations (passes over DATA).")
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="Stop when the lower bound (a sum over rows) changes by less.")
+@click.option("--reg-covar", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="Added to every scatter's diagonal per row.")
+@click.option("--init-params", type=click.Choice(INIT_METHODS), default="k-means||",
+              metavar="METHOD", show_default=True, help="How the start is found.")
+@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Starts to try; the best lower bound is kept.")
+@click.option("--random-state", type=int, default=None, help="Seed (default: unseeded).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint file, written after every pass; a rerun resumes from it.")
+@data_options
+@weights_option
+@scheduler_option
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Where to write the model (a Zarr store).")
+@overwrite_option
+def bayes(data: str, n_components: int, covariance_type: str,
+          weight_concentration_prior_type: str, weight_concentration_prior: float | None,
+          moves: bool, algorithm: str, batch_size: int, max_iter: int, tol: float,
+          reg_covar: float, init_params: str, n_init: int, random_state: int | None,
+          checkpoint: Path | None, columns: str | None, variable: str | None,
+          sample_dim: str | None, weights: str | None, scheduler: str | None, out: Path,
+          overwrite: bool) -> None:
+    """Fit a variational Bayesian mixture (BayesianGaussianMixture) to DATA: it
+    chooses how many of the K components it needs; save the model to --out."""
+    from .bayesian import BayesianGaussianMixture
+
+    X = checked_fit_paths(data, out, checkpoint, overwrite, variable, sample_dim, columns,
+                          weights)
+    model = BayesianGaussianMixture(
+        n_components, covariance_type=covariance_type,
+        weight_concentration_prior_type=weight_concentration_prior_type,
+        weight_concentration_prior=weight_concentration_prior, moves=moves,
+        algorithm=algorithm, batch_size=batch_size, max_iter=max_iter, tol=tol,
+        reg_covar=reg_covar, init_params=init_params, n_init=n_init, random_state=random_state,
+    )
+    elapsed = fitted_and_saved(model, X, data, out, overwrite, scheduler, sample_weight=weights,
+                               checkpoint=checkpoint)
+    click.echo(
+        f"fitted up to {n_components} components ({covariance_type}) to {data} in "
+        f"{elapsed:.1f} s: {model.n_components_effective_} hold at least "
+        f"{model.weight_threshold:g} of the weight; {model.n_iter_} iterations, "
+        f"converged={model.converged_}, lower bound "
+        f"{model.lower_bound_:{LOG_LIKELIHOOD_FORMAT}}; model written to {out}"
     )
 
 
@@ -848,11 +935,15 @@ def describe_model(model: GaussianMixture, max_features: int = 6) -> str:
     """A few lines describing a fitted model: shape, fit, and every component."""
     K, d = model.means_.shape
     lines = [
-        f"GaussianMixture: {K} components, {d} features, covariance_type={model.covariance_type}",
+        f"{type(model).__name__}: {K} components, {d} features, "
+        f"covariance_type={model.covariance_type}",
         f"fit: algorithm={model.algorithm}, {model.n_iter_} iterations, "
         f"converged={model.converged_}, mean log-likelihood "
         f"{model.lower_bound_:{LOG_LIKELIHOOD_FORMAT}}",
     ]
+    if hasattr(model, "n_components_effective_"):
+        lines.append(f"{model.n_components_effective_} components hold at least "
+                     f"{model.weight_threshold:g} of the weight")
     history = getattr(model, "history_", {})
     if history.get("elapsed") and np.isfinite(history["elapsed"][-1]):
         lines.append(

@@ -325,3 +325,23 @@ def test_merge_moves_keep_only_gains_and_end_with_the_right_components():
     assert np.all(np.diff(moved.lower_bounds_) >= -1e-9 * abs(moved.lower_bound_))
     assert moved.n_iter_ < plain.n_iter_
     assert moved.lower_bound_ >= plain.lower_bound_ - 1e-6 * abs(plain.lower_bound_)
+
+
+def test_command_line_fits_saves_and_describes(store, tmp_path):
+    from click.testing import CliRunner
+
+    from streamgmm.cli import main
+
+    out = tmp_path / "model.zarr"
+    result = CliRunner().invoke(
+        main, ["bayes", store, "-k", "6", "--moves", "--random-state", "0", "--max-iter", "300",
+               "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "hold at least 0.01 of the weight" in result.output
+    model = streamgmm.load(out)
+    assert isinstance(model, BayesianGaussianMixture) and model.moves
+    assert model.n_components_effective_ == 3
+    info = CliRunner().invoke(main, ["info", str(out)], catch_exceptions=False)
+    assert info.output.startswith("BayesianGaussianMixture: 6 components")
+    bad = CliRunner().invoke(main, ["bayes", store, "-k", "0", "-o", str(out)])
+    assert bad.exit_code != 0
