@@ -466,7 +466,8 @@ class BayesianGaussianMixture(GaussianMixture):
                     f"Best of the {len(runs)} start(s) did not converge in {self.max_iter} "
                     "iterations; try a larger max_iter or tol, or check the data.",
                     ConvergenceWarning, stacklevel=2)
-            n_steps, seen = 0, 0.0
+            # partial_fit continues with the batch statistics as those of this many rows
+            n_steps, seen = 0, float(best.statistics.n_samples)
         else:
             best = runs[0]
             n_steps, seen = self._online_passes(data, best, priors, save_checkpoint,

@@ -159,6 +159,13 @@ def test_save_load_and_partial_fit_continue_exactly(data, tmp_path):
     assert loaded.n_steps_ == model.n_steps_ == 10
 
 
+def test_partial_fit_after_fit_counts_the_fitted_rows(data):
+    model = _fit(data)
+    assert model.n_samples_seen_ == len(data)
+    model.partial_fit(data[:100])
+    assert model.n_samples_seen_ == len(data) + 100 and model.n_steps_ == 1
+
+
 def test_to_xarray_names_dimensions(data):
     model = _fit(data)
     dataset = model.to_xarray()
@@ -253,7 +260,7 @@ def store(tmp_path_factory):
 def test_sigkill_and_resume_from_a_checkpoint_is_exact(store, tmp_path):
     """Batch; online fits checkpoint at the end of every pass through the same
     code (not killed here: each process costs about 5 s of imports)."""
-    settings = dict(n_components=5, n_init=2, max_iter=12, tol=0.0, random_state=5)
+    settings = dict(n_components=5, n_init=2, max_iter=8, tol=0.0, random_state=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
         reference = BayesianGaussianMixture(**settings).fit(store)
