@@ -931,6 +931,28 @@ def info(model_path: Path) -> None:
     click.echo(describe_model(load(model_path)))
 
 
+@main.command("compile")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Processes compiling at once.")
+def compile_command(jobs: int) -> None:
+    """Compile every kernel into numba's disk cache, ahead of the first fit.
+
+    Without it, a process that finds the cache empty runs the kernels
+    interpreted and compiles those that get hot. Run it once in a deployment
+    image or a cluster's shared environment (docs/cluster.md); the cache is
+    kept beside the package, or in NUMBA_CACHE_DIR."""
+    from .precompile import compile_kernels
+
+    failed = False
+    for group, seconds, output in compile_kernels(jobs):
+        if output:
+            failed = True
+            click.echo(output.rstrip(), err=True)
+        click.echo(f"{group} kernels: {'failed' if output else 'compiled'} in {seconds:.1f} s")
+    if failed:
+        raise SystemExit(1)
+
+
 def describe_model(model: GaussianMixture, max_features: int = 6) -> str:
     """A few lines describing a fitted model: shape, fit, and every component."""
     K, d = model.means_.shape

@@ -13,8 +13,8 @@ type          covariances shape   one component's covariance
 Precisions, their Cholesky factors and the statistics' scatter have the same
 shape as the covariances. The compiled kernels take all four types as 3-D
 "blocks" (:func:`as_blocks`). A new covariance type adds a row to each table
-here, a kind code in :mod:`streamgmm.compiled` and its branch in the compiled
-statistics, merge and M-step.
+here, a kind code in :mod:`streamgmm.kernels.codes` and its branch in the
+compiled statistics, merge and M-step.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from . import compiled
+from .kernels import codes
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 KINDS = {
-    "full": compiled.PAIRWISE, "tied": compiled.NONE,
-    "diag": compiled.SQUARES, "spherical": compiled.NORM,
+    "full": codes.PAIRWISE, "tied": codes.NONE,
+    "diag": codes.SQUARES, "spherical": codes.NORM,
 }
 """The code by which compiled functions know a covariance type (module
-:mod:`streamgmm.compiled`)."""
+:mod:`streamgmm.kernels.codes`)."""
 
 DIMS = {
     "full": ("component", "feature", "feature_j"),
@@ -74,9 +74,10 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
 
 def as_blocks(array: np.ndarray, covariance_type: str) -> np.ndarray:
     """A scatter, covariances or precision factors of any covariance type as the
-    3-D "blocks" the compiled functions take (C-contiguous float64): full
-    (K, d, d), tied (1, d, d), diag (K, 1, d), spherical (K, 1, 1)."""
-    array = np.ascontiguousarray(array, dtype=np.float64)
+    3-D "blocks" the compiled functions take (C-contiguous, writeable float64,
+    so that every caller's arrays have one numba type): full (K, d, d), tied
+    (1, d, d), diag (K, 1, d), spherical (K, 1, 1)."""
+    array = np.require(array, np.float64, ["C", "W"])
     if covariance_type == "full":
         return array
     if covariance_type == "tied":

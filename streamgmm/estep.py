@@ -3,8 +3,8 @@
 These are pure functions of a block of rows and the current parameters. The batch
 loop, the Dask reduction and stepwise online EM all call :func:`chunk_statistics`;
 nothing else computes responsibilities or statistics. This module prepares every
-operand; :mod:`streamgmm.compiled` runs the loop over a chunk's blocks in one
-compiled call that releases the GIL.
+operand's inputs; :mod:`streamgmm.kernels` runs the loop over a chunk's blocks in
+one compiled call that releases the GIL.
 
 How the work is laid out (measured with ``benchmarks/run.py``, written up in
 ``docs/benchmarks.md`` and ``docs/theory.md``):
@@ -46,12 +46,14 @@ How the work is laid out (measured with ``benchmarks/run.py``, written up in
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import compiled
 from .covariance import KINDS, as_blocks, feature_variances, from_blocks, product_rows
+from .kernels import codes
+from .kernels import entries as kernels
+from .kernels.records import Operands, Plan, rows_record
 from .statistics import SufficientStatistics
 
 BLOCK_ROWS = 8192
@@ -91,7 +93,7 @@ SHARED_SHIFT_LIMIT = 1e3
 """Largest cancellation factor ``A_k`` (module docs) for which a component's sums
 are taken about the common shift: at most 3 of float64's 16 digits."""
 
-LOG_2PI = compiled.LOG_2PI
+LOG_2PI = codes.LOG_2PI
 
 
 class GaussianParameters(NamedTuple):
@@ -140,110 +142,68 @@ def block_rows(n_components: int, n_features: int, covariance_type: str = "full"
     return int(max(1, min(rows, MAX_BLOCK_BYTES // (8 * width))))
 
 
-class DensityFactors(NamedTuple):
-    """Everything the compiled kernel needs, prepared once per chunk.
-
-    Attributes
-    ----------
-    shift : ndarray of shape (d,)
-        ``c``, the mean of the component means, subtracted from every row.
-    density_mode : int
-        ``compiled.LINEAR``, ``WHITENED`` or ``TIED`` (module :mod:`streamgmm.compiled`).
-    linear_products, linear_columns : ndarray of shape (K, m), (K, d + 1)
-        LINEAR: log-densities are ``linear_products @ products + linear_columns
-        @ columns`` (the expanded quadratic form; full, diag, spherical).
-    whitening : ndarray
-        WHITENED: (K d, d + 1) stacked ``[P_k^T | -P_k^T (mu_k - c)]``;
-        TIED: (d, d + 1) ``[P^T | 0]``.
-    reduce : ndarray of shape (K, d + 2)
-        TIED: the expanded distance in the whitened space.
-    constant : ndarray of shape (K,)
-        ``log pi_k + log det P_k - d/2 log 2 pi`` (used by WHITENED).
-    own_shift : ndarray of shape (K,), bool
-        Components whose sums are taken about their own mean (module docs).
-    n_products : int
-        Product rows per block: ``m``, or 0 for the full type with more than
-        :data:`SHARED_PRODUCTS_MAX_FEATURES` features (every component then has
-        its own shift and the whitened log-densities).
-    dtype : numpy dtype of the products
-    """
-
-    shift: np.ndarray
-    density_mode: int
-    linear_products: np.ndarray
-    linear_columns: np.ndarray
-    whitening: np.ndarray
-    reduce: np.ndarray
-    constant: np.ndarray
-    own_shift: np.ndarray
-    n_products: int
-    dtype: np.dtype
-
-
-def density_factors(params: GaussianParameters, dtype=np.float64) -> DensityFactors:
-    """Prepare the kernel's operands for ``params`` (products in ``dtype``;
-    :func:`streamgmm.compiled.density_operands`)."""
-    means, cov_type = params.means, params.covariance_type
-    n_components, d = means.shape
+@functools.cache
+def kernel_plan(covariance_type: str, n_components: int, n_features: int,
+                dtype: Any = "float64") -> Plan:
+    """The :class:`~streamgmm.kernels.records.Plan` of chunks of a mixture:
+    rows per block (:func:`block_rows`), products in ``dtype`` and the limits
+    of this module."""
     dtype = np.dtype(dtype)
-    variances = feature_variances(params.precisions_cholesky, cov_type, n_components, d)
-    shift, mode, linear, whitening, reduce, constant, own_shift, m = compiled.density_operands(
-        np.ascontiguousarray(params.weights, dtype=np.float64),
-        np.ascontiguousarray(means, dtype=np.float64),
-        as_blocks(params.precisions_cholesky, cov_type),
-        np.ascontiguousarray(variances, dtype=np.float64), PRODUCT_KINDS[cov_type],
+    return Plan(
+        KINDS[covariance_type], block_rows(n_components, n_features, covariance_type),
+        np.empty(0, dtype=dtype),
         EXPANSION_LIMIT if dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
         SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES,
     )
-    return DensityFactors(
-        shift=shift,
-        density_mode=mode,
-        linear_products=np.ascontiguousarray(linear[:, :m], dtype=dtype),
-        linear_columns=np.ascontiguousarray(linear[:, m:], dtype=dtype),
-        whitening=whitening.astype(dtype),
-        reduce=reduce.astype(dtype),
-        constant=constant,
-        own_shift=own_shift,
-        n_products=m,
-        dtype=dtype,
+
+
+def density_factors(params: GaussianParameters, dtype=np.float64) -> Operands:
+    """The kernels' :class:`~streamgmm.kernels.records.Operands` for ``params``
+    (products in ``dtype``; :func:`streamgmm.kernels.operands.density_operands`);
+    the variances that choose the forms are read off the precision factors."""
+    means, cov_type = params.means, params.covariance_type
+    n_components, d = means.shape
+    variances = feature_variances(params.precisions_cholesky, cov_type, n_components, d)
+    return kernels.density_operands(
+        writeable(params.weights), writeable(means),
+        as_blocks(params.precisions_cholesky, cov_type), writeable(variances),
+        kernel_plan(cov_type, n_components, d, dtype),
     )
 
 
-def kernel_rows(X: np.ndarray) -> np.ndarray:
-    """X as the C-contiguous float32 or float64 rows the compiled kernel takes."""
-    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-    return np.ascontiguousarray(X, dtype=dtype)
+def writeable(array) -> np.ndarray:
+    """A small parameter array as the kernels take it: float64, C-contiguous and
+    writeable (a copy only when it is not already)."""
+    return np.require(array, np.float64, ["C", "W"])
 
 
 def _weighted_log_densities(X: np.ndarray, params: GaussianParameters) -> np.ndarray:
     """``log pi_k + log N(x_i | k)`` of shape (K, n) for rows X (n, d)."""
     cov_type = params.covariance_type
-    factors = density_factors(params, compute_dtype(X, cov_type))
+    dtype = compute_dtype(X, cov_type)
     n_components, d = params.means.shape
-    return compiled.log_densities(
-        kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
-        PRODUCT_KINDS[cov_type], factors.n_products, factors.density_mode,
-        factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
-        factors.constant,
+    return kernels.log_densities(
+        rows_record(X), density_factors(params, dtype),
+        kernel_plan(cov_type, n_components, d, dtype),
     )
 
 
-def _centred_statistics(kernel_sums, covariance_type: str, common: np.ndarray,
-                        own_centres: np.ndarray, own_shift: np.ndarray, log_likelihood: float,
+def _centred_statistics(sums, covariance_type: str, common: np.ndarray,
+                        own_centres: np.ndarray, own_shift: np.ndarray,
                         n_samples: float) -> SufficientStatistics:
-    """Centred statistics (about each component's weighted mean) from the compiled
-    kernel's sums (see :func:`streamgmm.compiled.accumulate`): about ``common``,
-    and about ``own_centres`` for the components in ``own_shift``
-    (:func:`streamgmm.compiled.centred_statistics`)."""
-    weight, mean, scatter = compiled.centred_statistics(
-        *kernel_sums[:6], PRODUCT_KINDS[covariance_type], common,
-        np.ascontiguousarray(own_centres, dtype=np.float64), np.asarray(own_shift, dtype=bool),
+    """Centred statistics (about each component's weighted mean) from the
+    kernels' :class:`~streamgmm.kernels.records.Sums`: about ``common``, and
+    about ``own_centres`` for the components in ``own_shift``
+    (:func:`streamgmm.kernels.mstep.centred_statistics`)."""
+    centred = kernels.centred_statistics(
+        sums, common, writeable(own_centres), np.asarray(own_shift, dtype=bool),
+        KINDS[covariance_type],
     )
     return SufficientStatistics(
-        weight=weight,
-        mean=mean,
-        scatter=from_blocks(scatter, covariance_type),
-        log_likelihood=float(log_likelihood),
+        weight=centred.weight,
+        mean=centred.mean,
+        scatter=from_blocks(centred.scatter, covariance_type),
+        log_likelihood=float(sums.log_likelihood),
         n_samples=float(n_samples),
     )
 
@@ -257,7 +217,7 @@ def shifted_log_sum_exp(log_terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Log-sum-exp over the K rows of ``log_terms`` (K, n), column by column:
     subtracts each column's largest term in place and returns ``(largest,
     log of the shifted sum)``, whose sum is the log-sum-exp. The compiled
-    kernels do the same inside their loops (:func:`streamgmm.compiled.normalise`)."""
+    kernels do the same inside their loops (:func:`streamgmm.kernels.mathfn.normalise`)."""
     largest = log_terms.max(axis=0)
     log_terms -= largest
     return largest, np.log(np.exp(log_terms).sum(axis=0))
@@ -302,15 +262,18 @@ def statistics_from_responsibilities(
     n_components, d = shift.shape
     common = shift.mean(axis=0)
     own_shift = np.ones(n_components, dtype=bool)
-    sums = compiled.responsibility_sums(
-        kernel_rows(X), common, block_rows(n_components, d, covariance_type),
-        PRODUCT_KINDS[covariance_type],
-        0 if covariance_type == "full" else product_rows(d, covariance_type),
-        np.ascontiguousarray(resp, dtype=np.float64), np.flatnonzero(own_shift),
-        shift - common,
+    nothing = np.empty((0, 0))
+    operands = Operands(
+        common, codes.LINEAR, 0 if covariance_type == "full" else product_rows(d, covariance_type),
+        nothing, nothing, nothing, nothing, np.empty(0), own_shift,
+        np.arange(n_components, dtype=np.int64), writeable(shift - common),
     )
-    return _centred_statistics(sums, covariance_type, common, shift, own_shift,
-                               log_likelihood, n_samples)
+    sums = kernels.responsibility_sums(
+        rows_record(X), np.require(resp, np.float64, ["C", "W"]), operands,
+        kernel_plan(covariance_type, n_components, d),
+    )
+    return _centred_statistics(sums._replace(log_likelihood=log_likelihood), covariance_type,
+                               common, shift, own_shift, n_samples)
 
 
 MAX_ABS_VALUE = 1e100
@@ -393,27 +356,20 @@ def chunk_statistics(
     after adding up shifted sums block by block in float64 (module docs).
     ``float32_products`` computes the full type's products of float32 input in
     float32 (about 1e-6 relative accuracy instead of 1e-13; off by default).
-    ``sample_weight`` (n,) weighs the rows (checked by
-    :func:`streamgmm.weights.as_weights`): a row of weight w counts as w rows in
+    ``sample_weight`` (n,) weighs the rows: a row of weight w counts as w rows in
     every sum, the log-likelihood and ``n_samples``.
     """
     check_finite(X, row_offset)
     cov_type = params.covariance_type
     n_components, d = params.means.shape
-    factors = density_factors(params, compute_dtype(X, cov_type, float32_products))
-    operands = (
-        kernel_rows(X), factors.shift, block_rows(n_components, d, cov_type),
-        PRODUCT_KINDS[cov_type], factors.n_products, factors.density_mode,
-        factors.linear_products, factors.linear_columns, factors.whitening, factors.reduce,
-        factors.constant, np.flatnonzero(factors.own_shift), params.means - factors.shift,
-    )
-    if sample_weight is None:
-        sums, n_samples = compiled.chunk_sums(*operands), X.shape[0]
-    else:
-        row_weights = kernel_weights(sample_weight)
-        sums, n_samples = compiled.chunk_sums(*operands, row_weights), row_weights.sum()
-    return _centred_statistics(sums, cov_type, factors.shift, params.means, factors.own_shift,
-                               sums[6], n_samples)
+    dtype = compute_dtype(X, cov_type, float32_products)
+    operands = density_factors(params, dtype)
+    rows = rows_record(X, weights=None if sample_weight is None else kernel_weights(sample_weight))
+    sums = kernels.range_sums(rows, 0, X.shape[0], operands,
+                                    kernel_plan(cov_type, n_components, d, dtype))
+    n_samples = X.shape[0] if sample_weight is None else rows.weights.sum()
+    return _centred_statistics(sums, cov_type, operands.shift, params.means, operands.own_shift,
+                               n_samples)
 
 
 def kernel_weights(sample_weight: np.ndarray) -> np.ndarray:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compiled
-from .covariance import KINDS, as_blocks, from_blocks
+from .covariance import KINDS, from_blocks
 from .estep import GaussianParameters
-from .statistics import SufficientStatistics
+from .kernels import codes
+from .kernels import entries as kernels
+from .statistics import SufficientStatistics, statistics_blocks
 
-WEIGHT_FLOOR = compiled.WEIGHT_FLOOR
+WEIGHT_FLOOR = codes.WEIGHT_FLOOR
 """Added to every component's weight so that an empty component divides by a
 positive number (the same guard scikit-learn uses)."""
 
@@ -33,14 +34,12 @@ def m_step(
 
     ``pi_k = n_k / N``, ``mu_k`` the weighted mean, ``Sigma_k = M_k / n_k`` plus
     ``reg_covar`` on the diagonal; tied shares ``sum_k M_k / N``, spherical takes
-    the mean variance over features (:func:`streamgmm.compiled.m_step_blocks`).
+    the mean variance over features (:func:`streamgmm.kernels.mstep.m_step_blocks`).
     """
-    weights, means, covariances = compiled.m_step_blocks(
-        np.ascontiguousarray(stats.weight, dtype=np.float64),
-        np.ascontiguousarray(stats.mean, dtype=np.float64),
-        as_blocks(stats.scatter, covariance_type), float(reg_covar), KINDS[covariance_type],
+    moments = kernels.m_step_blocks(
+        statistics_blocks(stats, covariance_type), float(reg_covar), KINDS[covariance_type]
     )
-    return weights, means, from_blocks(covariances, covariance_type)
+    return moments.weights, moments.means, from_blocks(moments.covariances, covariance_type)
 
 
 def cholesky_error(covariances: np.ndarray, covariance_type: str, failed: int):
@@ -63,22 +62,22 @@ def parameters_from_statistics(
     stats: SufficientStatistics, reg_covar: float, covariance_type: str
 ) -> tuple[GaussianParameters, np.ndarray]:
     """The M-step followed by the precision factors: returns the parameters the
-    E-step needs and the covariances (:func:`streamgmm.compiled.parameters_blocks`).
+    E-step needs and the covariances (:func:`streamgmm.kernels.mstep.parameters_blocks`).
 
     Raises ``ValueError`` when the statistics overflowed (data values so large
     that their squares exceed float64), rather than returning NaN parameters.
     """
-    weights, means, covariances, factors, failed = compiled.parameters_blocks(
-        np.ascontiguousarray(stats.weight, dtype=np.float64),
-        np.ascontiguousarray(stats.mean, dtype=np.float64),
-        as_blocks(stats.scatter, covariance_type), float(reg_covar), KINDS[covariance_type],
+    step = kernels.parameters_blocks(
+        statistics_blocks(stats, covariance_type), float(reg_covar), KINDS[covariance_type]
     )
-    covariances = from_blocks(covariances, covariance_type)
-    if failed == compiled.OVERFLOWED:
+    mixture = step.mixture
+    covariances = from_blocks(mixture.covariances, covariance_type)
+    if step.failed == codes.OVERFLOWED:
         raise ValueError(OVERFLOW_MESSAGE)
-    if failed >= 0:
-        raise cholesky_error(covariances, covariance_type, failed)
+    if step.failed >= 0:
+        raise cholesky_error(covariances, covariance_type, step.failed)
     params = GaussianParameters(
-        weights, means, from_blocks(factors, covariance_type), covariance_type
+        mixture.weights, mixture.means, from_blocks(mixture.factors, covariance_type),
+        covariance_type,
     )
     return params, covariances

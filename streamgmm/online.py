@@ -17,7 +17,7 @@ A ``step_floor`` above 0 keeps the steps from vanishing: the statistics then
 forget old batches at that rate, and the model tracks data that drift.
 
 All the steps over a chunk's rows run in one compiled call without the GIL
-(:func:`online_steps`, :func:`streamgmm.compiled.online_steps`), on the compiled
+(:func:`online_steps`, :func:`streamgmm.kernels.online.online_steps`), on the compiled
 E-step, merge and M-step that batch EM calls too; a pass is a fold of that call
 over chunks (:func:`fold_chunk`).
 
@@ -46,7 +46,6 @@ can drop a half-processed call (a batch with NaN) and keep its previous model.
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 from collections.abc import Callable, Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,22 +57,31 @@ import numba
 import numpy as np
 import zarr
 
-from . import compiled, missing
+from . import missing
 from .cluster import client_in_use
 from .engine import EMRun, EMSettings, run_progress
 from .estep import (
-    EXPANSION_LIMIT,
-    EXPANSION_LIMIT_FLOAT32,
-    SHARED_PRODUCTS_MAX_FEATURES,
-    SHARED_SHIFT_LIMIT,
     GaussianParameters,
-    block_rows,
     check_finite,
     compute_dtype,
-    kernel_rows,
+    kernel_plan,
     usable_limit,
+    writeable,
 )
 from .inputs import row_store_compressor
+from .kernels import codes
+from .kernels import entries as kernels
+from .kernels.records import (
+    HalfBuffer,
+    Mixture,
+    OnlineSettings,
+    Pairing,
+    Running,
+    Statistics,
+    Sums,
+    rows_record,
+)
+from .kernels.tiers import load_cached
 from .mstep import OVERFLOW_MESSAGE, cholesky_error, parameters_from_statistics
 from .outputs import STREAM_ROWS_FORMAT, write_output
 from .reduction import row_offsets
@@ -85,6 +93,7 @@ from .statistics import (
     from_blocks,
     merge,
     rescale,
+    statistics_blocks,
 )
 from .threads import single_threaded_blas
 
@@ -149,8 +158,8 @@ def step_size(
     step: int, learning_decay: float, learning_offset: float, step_floor: float = 0.0
 ) -> float:
     """``rho_t`` for step ``t >= 1``: 1 for the first, ``max((t + t0) ** -alpha,
-    floor)`` after (:func:`streamgmm.compiled.step_size`)."""
-    return float(compiled.step_size(step, learning_decay, learning_offset, step_floor))
+    floor)`` after (:func:`streamgmm.kernels.online.step_size`)."""
+    return float(kernels.step_size(step, learning_decay, learning_offset, step_floor))
 
 
 def stepwise_update(
@@ -172,9 +181,9 @@ def burn_in_complete(statistics: SufficientStatistics, n_rows: int, covariance_t
     """Whether burn-in statistics over ``n_rows`` rows (exact per-row averages)
     define every covariance; see the module docs for the rule."""
     n_components, n_features = statistics.mean.shape
-    return bool(compiled.burn_in_complete(
-        np.ascontiguousarray(statistics.weight, dtype=np.float64), n_rows,
-        compiled.burn_in_mass(KINDS[covariance_type], n_features),
+    return bool(kernels.burn_in_complete(
+        writeable(statistics.weight), float(n_rows),
+        kernels.burn_in_mass(KINDS[covariance_type], n_features),
         burn_in_cap(n_components, n_features),
     ))
 
@@ -220,24 +229,21 @@ def reported_parameters(
     return params, covariances
 
 
-def _statistics_arguments(stats: SufficientStatistics | None, n_components: int,
-                          n_features: int, covariance_type: str) -> tuple:
-    """(weight, mean, scatter blocks, [log_likelihood, n_samples]) for the kernel;
+def _statistics_record(stats: SufficientStatistics | None, n_components: int,
+                       n_features: int, covariance_type: str) -> tuple[Statistics, np.ndarray]:
+    """The kernels' statistics and their totals [log_likelihood, n_samples];
     zeros for missing statistics."""
     if stats is None:
         stats = empty_statistics(n_components, n_features, covariance_type)
-    return (
-        np.ascontiguousarray(stats.weight, dtype=np.float64),
-        np.ascontiguousarray(stats.mean, dtype=np.float64),
-        as_blocks(stats.scatter, covariance_type),
-        np.array([stats.log_likelihood, stats.n_samples], dtype=np.float64),
-    )
+    return (statistics_blocks(stats, covariance_type),
+            np.array([stats.log_likelihood, stats.n_samples], dtype=np.float64))
 
 
-def _statistics_result(weight, mean, scatter, totals, covariance_type) -> SufficientStatistics:
-    return SufficientStatistics(
-        weight, mean, from_blocks(scatter, covariance_type), float(totals[0]), float(totals[1])
-    )
+def _statistics_result(statistics: Statistics, totals: np.ndarray,
+                       covariance_type: str) -> SufficientStatistics:
+    return SufficientStatistics(statistics.weight, statistics.mean,
+                                from_blocks(statistics.scatter, covariance_type),
+                                float(totals[0]), float(totals[1]))
 
 
 def online_steps(
@@ -255,11 +261,11 @@ def online_steps(
 ) -> tuple[OnlineState, GaussianParameters, np.ndarray, np.ndarray]:
     """Stepwise-EM updates from ``rows`` (n, d), ``batch_size`` rows per step (the
     last batch may be shorter), in one compiled call without the GIL
-    (:func:`streamgmm.compiled.online_steps`); with a non-empty ``order`` (int),
-    the rows ``rows[order]`` in that order, without copying them. With
+    (:func:`streamgmm.kernels.online.online_steps`); with a non-empty ``order``
+    (int), the rows ``rows[order]`` in that order, without copying them. With
     ``helper`` (and more than one core), a second thread takes the second
-    halves of the batches when it can (:mod:`streamgmm.compiled`); the results
-    are the same to the last bit either way.
+    halves of the batches when it can (:mod:`streamgmm.kernels.pairing`); the
+    results are the same to the last bit either way.
 
     Returns the new state, the parameters and covariances for the next E-step,
     and each batch's summed log-likelihood under the parameters it met (n_batches,).
@@ -271,73 +277,70 @@ def online_steps(
     parameters; nothing is changed then.
     """
     cov_type = config.covariance_type
-    kind = KINDS[cov_type]
     n_components, n_features = params.means.shape
-    probe = np.empty(0, dtype=compute_dtype(rows, cov_type, config.float32_products))
-    averaged = _statistics_arguments(state.averaged, n_components, n_features, cov_type)
-    X = kernel_rows(rows)
-    weighting = ()
-    if config.weighted:
-        X, weighting = X[:, :-1], (X[:, -1],)
-    order = compiled.ALL_ROWS if order is None else np.asarray(order, np.int64)
-    n_rows = X.shape[0] if order.shape[0] == 0 else order.shape[0]
-    settings = (
-        int(batch_size), kind, block_rows(n_components, n_features, cov_type), probe,
-        usable_limit(X.dtype), float(config.reg_covar), float(config.learning_decay),
+    values, weights = (rows[:, :-1], rows[:, -1]) if config.weighted else (rows, None)
+    kernel_rows = rows_record(values, order, weights)
+    n_rows = kernel_rows.X.shape[0] if kernel_rows.order.shape[0] == 0 else len(order)
+    plan = kernel_plan(cov_type, n_components, n_features,
+                       compute_dtype(values, cov_type, config.float32_products))
+    settings = OnlineSettings(
+        int(batch_size), float(config.reg_covar), float(config.learning_decay),
         float(config.learning_offset), float(config.step_floor), bool(config.averaging),
-        burn_in_cap(n_components, n_features),
+        burn_in_cap(n_components, n_features), usable_limit(np.asarray(values[:0]).dtype),
     )
-    limits = (EXPANSION_LIMIT if probe.dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
-              SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES)
-    parameters = (
-        np.ascontiguousarray(params.weights, dtype=np.float64),
-        np.ascontiguousarray(params.means, dtype=np.float64),
-        as_blocks(params.precisions_cholesky, cov_type), as_blocks(covariances, cov_type),
-    )
-    sync = np.zeros(compiled.SYNC_SLOTS, dtype=np.int64)
-    paired = helper and _worth_a_helper(n_rows, batch_size)
-    workspace = _NO_WORKSPACE
+    mixture = Mixture(writeable(params.weights), writeable(params.means),
+                      as_blocks(covariances, cov_type),
+                      as_blocks(params.precisions_cholesky, cov_type))
+    statistics, totals = _statistics_record(state.statistics, n_components, n_features, cov_type)
+    averaged, averaged_totals = _statistics_record(state.averaged, n_components, n_features,
+                                                   cov_type)
+    running = Running(mixture, statistics, totals, int(state.n_steps),
+                      float(state.n_samples_seen), averaged, averaged_totals,
+                      int(state.n_averaged))
+    sync = np.zeros(codes.SYNC_SLOTS, dtype=np.int64)
+    pairing = Pairing(False, sync, _no_buffers())
+    fold = kernels.online_steps.tier(kernel_rows, running, settings, plan, pairing)
+    paired = (helper and fold is kernels.online_steps.compiled
+              and _worth_a_helper(n_rows, batch_size))
     if paired:
-        workspace = compiled.helper_workspace(*parameters, kind, SHARED_PRODUCTS_MAX_FEATURES)
-        helper_arguments = (X, order, settings[2], kind, probe, settings[4], *limits, sync,
-                            workspace, *weighting)
-        compiled_here(compiled.help_online_steps, helper_arguments)
-        helping = _helper_thread().submit(compiled.help_online_steps, *helper_arguments)
+        pairing = Pairing(True, sync, _buffers(mixture, plan))
+        helper_arguments = (kernel_rows, plan, settings.limit, pairing)
+        helper_fold = kernels.help_online_steps.compiled
+        compiled_here(helper_fold, helper_arguments)
+        helping = _helper_thread().submit(helper_fold, *helper_arguments)
     try:
-        result = compiled.online_steps(
-            X, order, *settings, *limits, *parameters,
-            *_statistics_arguments(state.statistics, n_components, n_features, cov_type),
-            int(state.n_steps), seen_count(state.n_samples_seen, config.weighted), *averaged,
-            int(state.n_averaged), paired, sync, workspace, *weighting,
-        )
+        outcome = fold(kernel_rows, running, settings, plan, pairing)
     finally:
-        sync[compiled.SYNC_STOP] = 1
+        pairing.sync[codes.SYNC_STOP] = 1
         if paired:
             helping.result()
-    status, _, failed, log_likelihoods = result[:4]
-    weights, means, new_covariances, factors = result[4:8]
-    if status == compiled.STEPS_UNUSABLE_ROWS:
+    if outcome.status == codes.STEPS_UNUSABLE_ROWS:
         check_visited(rows, order, row_offset, row_numbers)
         raise ValueError("Input contains NaN, infinity or values too large before fitting.")
-    if status == compiled.STEPS_OVERFLOWED:
+    if outcome.status == codes.STEPS_OVERFLOWED:
         raise ValueError(OVERFLOW_MESSAGE)
-    if status == compiled.STEPS_NOT_POSITIVE_DEFINITE:
-        raise cholesky_error(from_blocks(new_covariances, cov_type), cov_type, failed)
-    n_averaged = int(result[18])
+    result = outcome.running
+    if outcome.status == codes.STEPS_NOT_POSITIVE_DEFINITE:
+        raise cholesky_error(from_blocks(result.mixture.covariances, cov_type), cov_type,
+                             outcome.failed_component)
     new_state = OnlineState(
-        _statistics_result(*result[8:12], cov_type),
-        int(result[12]),
-        seen_count(result[13]),
-        _statistics_result(*result[14:18], cov_type) if n_averaged else None,
-        n_averaged,
+        _statistics_result(result.statistics, result.totals, cov_type),
+        int(result.n_steps),
+        seen_count(result.n_seen if config.weighted or isinstance(
+            state.n_samples_seen, float | np.floating) else int(result.n_seen)),
+        (_statistics_result(result.averaged, result.averaged_totals, cov_type)
+         if result.n_averaged else None),
+        int(result.n_averaged),
     )
-    new_params = GaussianParameters(weights, means, from_blocks(factors, cov_type), cov_type)
-    return new_state, new_params, from_blocks(new_covariances, cov_type), log_likelihoods
+    new_params = GaussianParameters(result.mixture.weights, result.mixture.means,
+                                    from_blocks(result.mixture.factors, cov_type), cov_type)
+    return (new_state, new_params, from_blocks(result.mixture.covariances, cov_type),
+            outcome.batch_log_likelihoods)
 
 
 def seen_count(n_seen: float, weighted: bool = False) -> int | float:
-    """``n_samples_seen`` as the compiled steps take it: an int for rows, a float
-    for a sum of weights (``weighted``, or a state that summed weights before)."""
+    """``n_samples_seen`` as a state keeps it: a float for a sum of weights
+    (``weighted``, or a state that summed weights before), else an int."""
     if weighted or isinstance(n_seen, float | np.floating):
         return float(n_seen)
     return int(n_seen)
@@ -383,17 +386,37 @@ def row_check(config: OnlineConfig) -> Callable:
     return check_finite if config.missing == "raise" else missing.check_observed
 
 
-_NO_WORKSPACE = (tuple(np.empty((0,) * ndim) for ndim in (1, 2, 3, 3, 2, 2, 2, 2, 3, 2, 1)),) * 2
-"""The ``workspace`` argument of :func:`streamgmm.compiled.online_steps` without a
-helper (never read): arrays of the dimensions
-:func:`streamgmm.compiled.helper_workspace` gives."""
+def _buffers(mixture: Mixture, plan) -> tuple[HalfBuffer, HalfBuffer]:
+    """The two buffers halves are posted in (:mod:`streamgmm.kernels.pairing`),
+    shaped for ``mixture`` under ``plan``."""
+    n_components, d = mixture.means.shape
+    m = kernels.n_product_rows(plan.kind, d, plan.shared_products_max_features)
+
+    def buffer() -> HalfBuffer:
+        return HalfBuffer(Mixture(*(array.copy() for array in mixture)),
+                          kernels.zero_sums(m, plan.kind, n_components, d), np.zeros(2))
+
+    return buffer(), buffer()
+
+
+@functools.cache
+def _no_buffers() -> tuple[HalfBuffer, HalfBuffer]:
+    """The buffers of a fold without a helper (never read): empty arrays of the
+    dimensions :func:`_buffers` gives, so that the fold has one numba type."""
+    def empty(ndim: int) -> np.ndarray:
+        return np.zeros((0,) * ndim)
+
+    buffer = HalfBuffer(Mixture(empty(1), empty(2), empty(3), empty(3)),
+                        Sums(empty(2), empty(2), empty(2), empty(2), empty(3),
+                                           empty(2), 0.0), np.zeros(2))
+    return buffer, buffer
 
 
 def _worth_a_helper(n_rows: int, batch_size: int) -> bool:
     """Whether a second thread should be offered the second halves of the batches
     of :func:`online_steps`: when there are batches to split and more than one
     core."""
-    return (min(batch_size, n_rows) >= compiled.SPLIT_MIN_ROWS and n_rows > batch_size
+    return (min(batch_size, n_rows) >= codes.SPLIT_MIN_ROWS and n_rows > batch_size
             and (os.cpu_count() or 1) > 1)
 
 
@@ -403,14 +426,13 @@ def compiled_here(function: Any, arguments: Sequence[Any]) -> None:
     inside ``warnings.catch_warnings``, whose process-wide filters a compiling
     helper thread would swap under the caller's feet (a warning the caller gives
     meanwhile would be lost or turned into an error)."""
-    parameters = list(inspect.signature(function.py_func).parameters.values())
-    omitted = [numba.types.Omitted(parameter.default) for parameter in parameters[len(arguments):]]
-    function.compile(tuple(numba.typeof(argument) for argument in arguments) + tuple(omitted))
+    if not load_cached(function, tuple(arguments)):
+        function.compile(tuple(numba.typeof(argument) for argument in arguments))
 
 
 @functools.cache
 def _helper_thread() -> ThreadPoolExecutor:
-    """The thread that runs :func:`streamgmm.compiled.help_online_steps`."""
+    """The thread that runs :func:`streamgmm.kernels.pairing.help_online_steps`."""
     return ThreadPoolExecutor(1, thread_name_prefix="streamgmm-online-helper")
 
 

@@ -24,8 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import compiled
 from .covariance import KINDS, as_blocks, from_blocks, parameter_shape
+from .kernels import entries as kernels
+from .kernels.records import Statistics
 
 
 class SufficientStatistics(NamedTuple):
@@ -53,8 +54,14 @@ class SufficientStatistics(NamedTuple):
     n_samples: float
 
 
-def _vector(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array, dtype=np.float64)
+def statistics_blocks(stats: SufficientStatistics, covariance_type: str) -> Statistics:
+    """``stats`` as the kernels take them (:class:`~streamgmm.kernels.records.Statistics`:
+    writeable float64, the scatter in blocks form)."""
+    return Statistics(
+        np.require(stats.weight, np.float64, ["C", "W"]),
+        np.require(stats.mean, np.float64, ["C", "W"]),
+        as_blocks(stats.scatter, covariance_type),
+    )
 
 
 def empty_statistics(n_components: int, n_features: int, covariance_type: str):
@@ -75,19 +82,17 @@ def merge(
 
     Per component: ``W = W_a + W_b``, ``m = m_a + (W_b / W)(m_b - m_a)`` and
     ``M = M_a + M_b + (W_a W_b / W)(m_b - m_a)(m_b - m_a)^T``
-    (:func:`streamgmm.compiled.merge_blocks`). A component with no weight on
+    (:func:`streamgmm.kernels.mstep.merge_blocks`). A component with no weight on
     either side gets the midpoint of the two means.
     """
-    weight, mean, scatter = compiled.merge_blocks(
-        _vector(a.weight), _vector(a.mean), as_blocks(a.scatter, covariance_type),
-        _vector(b.weight), _vector(b.mean), as_blocks(b.scatter, covariance_type),
+    merged = kernels.merge_blocks(
+        statistics_blocks(a, covariance_type), statistics_blocks(b, covariance_type),
         KINDS[covariance_type],
     )
-    scatter = from_blocks(scatter, covariance_type)
     return SufficientStatistics(
-        weight=weight,
-        mean=mean,
-        scatter=scatter,
+        weight=merged.weight,
+        mean=merged.mean,
+        scatter=from_blocks(merged.scatter, covariance_type),
         log_likelihood=a.log_likelihood + b.log_likelihood,
         n_samples=a.n_samples + b.n_samples,
     )

@@ -11,6 +11,9 @@ from sklearn.mixture import GaussianMixture as SklearnMixture
 from streamgmm import GaussianMixture, estep
 from streamgmm.datasets import make_mixture
 from streamgmm.estep import GaussianParameters
+from streamgmm.kernels import codes, mathfn
+from streamgmm.kernels import estep as estep_kernels
+from streamgmm.kernels import online as online_kernels
 from streamgmm.mstep import parameters_from_statistics
 from streamgmm.statistics import merge
 
@@ -171,7 +174,7 @@ def test_float32_products_keep_float32_accuracy_far_from_the_origin(offset):
     exact = estep.chunk_statistics(X32, params)
     fast = estep.chunk_statistics(X32, params, float32_products=True)
     factors = estep.density_factors(params, estep.compute_dtype(X32, "full", True))
-    assert factors.density_mode == estep.compiled.LINEAR
+    assert factors.density_mode == codes.LINEAR
     assert factors.linear_products.dtype == factors.linear_columns.dtype == np.float32
     assert fast.scatter.dtype == fast.mean.dtype == fast.weight.dtype == np.float64
     assert _relative_error(fast.weight, exact.weight) < 2e-5
@@ -208,8 +211,8 @@ def test_a_tight_far_component_is_summed_about_its_own_mean(covariance_type, mon
     factors = estep.density_factors(params)
     assert factors.own_shift.tolist() == [False, False, False, True]
     if covariance_type == "full":
-        assert factors.density_mode == estep.compiled.WHITENED
-        assert estep.density_factors(params, np.float32).density_mode == estep.compiled.WHITENED
+        assert factors.density_mode == codes.WHITENED
+        assert estep.density_factors(params, np.float32).density_mode == codes.WHITENED
     log_norm, log_resp = estep.e_step(X, params)
     weight, mean, scatter = _plain_statistics(X, np.exp(log_resp), covariance_type)
 
@@ -229,7 +232,7 @@ def test_broad_components_share_the_shift_and_the_expanded_form():
     X, params = _parameters("full", n_features=16, n_components=8)
     factors = estep.density_factors(params)
     assert not factors.own_shift.any()
-    assert factors.density_mode == estep.compiled.LINEAR
+    assert factors.density_mode == codes.LINEAR
     np.testing.assert_allclose(
         estep.log_gaussian_density(X, params), _plain_log_density(X, params), rtol=1e-12
     )
@@ -237,17 +240,17 @@ def test_broad_components_share_the_shift_and_the_expanded_form():
 
 def test_the_chunk_kernel_releases_the_gil():
     assert all(function.targetoptions.get("nogil") for function in (
-        estep.compiled.chunk_sums, estep.compiled.responsibility_sums,
-        estep.compiled.log_densities,
+        estep_kernels.range_sums, estep_kernels.responsibility_sums,
+        estep_kernels.log_densities, online_kernels.online_steps,
     ))
 
 
 def test_the_compiled_exponential_is_within_one_ulp_of_numpy():
     values = -np.r_[np.linspace(0.0, 800.0, 400_001), np.geomspace(1e-300, 1.0, 10_001)]
     ours = np.empty_like(values)
-    estep.compiled.exp_nonpositive(values, ours)
+    mathfn.exp_nonpositive(values, ours)
     expected = np.exp(values)
-    normal = values >= estep.compiled.EXP_SMALLEST
+    normal = values >= mathfn.EXP_SMALLEST
     ulps = np.abs(ours[normal] - expected[normal]) / np.spacing(expected[normal])
     assert ulps.max() <= 1.0
     assert np.all(ours[~normal] == 0.0) and expected[~normal].max() < 1e-307
@@ -257,9 +260,9 @@ def test_the_float32_exponential_is_within_two_ulp_of_the_rounded_exponential():
     values = -np.r_[np.linspace(0.0, 100.0, 400_001), np.geomspace(1e-30, 1.0, 10_001)]
     values = values.astype(np.float32)
     ours = np.empty_like(values)
-    estep.compiled.exp_nonpositive_float32(values, ours)
+    mathfn.exp_nonpositive_float32(values, ours)
     expected = np.exp(values.astype(np.float64)).astype(np.float32)
-    normal = values >= estep.compiled.EXP_SMALLEST_FLOAT32
+    normal = values >= mathfn.EXP_SMALLEST_FLOAT32
     ulps = np.abs(ours[normal] - expected[normal]) / np.spacing(expected[normal])
     assert ulps.max() <= 2.0
     assert np.all(ours[~normal] == 0.0)

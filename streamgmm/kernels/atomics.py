@@ -12,8 +12,8 @@ on a busy machine instead of spinning through its time slice,
 share with the thread it waits for), and :func:`cycle_count` reads the
 processor's cycle counter, so that a thread can bound how long it waits.
 
-They are what :func:`streamgmm.compiled.online_steps` and its helper thread
-hand each other a mini-batch's second half with (:mod:`streamgmm.compiled`).
+They are what :func:`streamgmm.kernels.online.online_steps` and its helper thread
+hand each other a mini-batch's second half with (:mod:`streamgmm.kernels.pairing`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,18 @@
+"""The compiled kernels (numba), one module per idea:
+
+* :mod:`~streamgmm.kernels.records`: the records kernels take and return;
+* :mod:`~streamgmm.kernels.codes`: covariance kinds, density modes, statuses;
+* :mod:`~streamgmm.kernels.estep`: E-step and sums of a range of rows;
+* :mod:`~streamgmm.kernels.operands`: the E-step's operands of a set of parameters;
+* :mod:`~streamgmm.kernels.mstep`: centred statistics, merges, M-step, Cholesky factors;
+* :mod:`~streamgmm.kernels.online`: the fold of stepwise EM over mini-batches;
+* :mod:`~streamgmm.kernels.pairing`, :mod:`~streamgmm.kernels.atomics`: a
+  mini-batch on two threads;
+* :mod:`~streamgmm.kernels.mathfn`: exponential, log-sum-exp, element-wise helpers;
+* :mod:`~streamgmm.kernels.warm`: compile (or load from the cache) what fits need.
+
+Rows reach every kernel as one type (float64, C-contiguous, read-only) and
+parameters as writeable float64 blocks, so that each kernel compiles once per
+products dtype. Everything is cached on disk (``cache=True``): see
+``streamgmm compile`` for filling the cache ahead of a first fit.
+"""

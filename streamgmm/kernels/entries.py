@@ -1,0 +1,30 @@
+"""The kernels Python code calls, each in two tiers (:mod:`streamgmm.kernels.tiers`).
+
+Importing this module imports no numba: a kernel's tiers are loaded at its
+first call.
+"""
+
+from __future__ import annotations
+
+from .tiers import Tiered
+
+density_operands = Tiered("operands", "density_operands")
+n_product_rows = Tiered("operands", "n_product_rows")
+range_sums = Tiered("estep", "range_sums")
+responsibility_sums = Tiered("estep", "responsibility_sums")
+log_densities = Tiered("estep", "log_densities")
+zero_sums = Tiered("estep", "zero_sums")
+centred_statistics = Tiered("mstep", "centred_statistics")
+merge_blocks = Tiered("mstep", "merge_blocks")
+m_step_blocks = Tiered("mstep", "m_step_blocks")
+parameters_blocks = Tiered("mstep", "parameters_blocks")
+online_steps = Tiered("online", "online_steps")
+step_size = Tiered("online", "step_size")
+burn_in_mass = Tiered("online", "burn_in_mass")
+burn_in_complete = Tiered("online", "burn_in_complete")
+help_online_steps = Tiered("pairing", "help_online_steps")
+
+ALL = (density_operands, n_product_rows, range_sums, responsibility_sums, log_densities,
+       zero_sums, centred_statistics, merge_blocks, m_step_blocks, parameters_blocks,
+       online_steps, step_size, burn_in_mass, burn_in_complete, help_online_steps)
+"""Every entry point, for ``streamgmm compile`` and the tests."""

@@ -1,0 +1,118 @@
+"""A mini-batch on two threads: the protocol by which the thread folding
+stepwise EM (:func:`streamgmm.kernels.online.online_steps`) hands the second
+half of each batch to a helper thread (:func:`help_online_steps`).
+
+A batch's E-step sums are those of its two halves added, first + second. The
+halves are fixed by the batch's rows alone, so a result does not depend on
+which thread computed which half, nor on whether a second thread ran. The
+folding thread posts the second half (the parameters and the rows, in one of
+two buffers, alternately) and computes the first; whichever thread claims the
+posted half first (an atomic compare-exchange on ``SYNC_CLAIMED``) computes it.
+If the helper claimed it but has not finished by the time half as long again
+has passed (it may have lost its core to another process), the folding thread
+computes the half itself and moves on; a buffer is posted again only once the
+helper is done with it. A helper that has not started, or is slow, therefore
+never holds the fit up for long. Both threads wait by spinning with the
+processor's pause hint, the helper yielding its core after a few microseconds
+(:mod:`streamgmm.kernels.atomics`).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from .atomics import compare_exchange, load_acquire, store_release, wait_at_least
+from .codes import (
+    SPLIT_MIN_ROWS,
+    SYNC_CLAIMED,
+    SYNC_DONE,
+    SYNC_HELPED,
+    SYNC_POSTED,
+    SYNC_RANGES,
+    SYNC_STOP,
+)
+from .estep import range_sums
+from .mathfn import copy_into
+from .operands import mixture_operands
+from .records import Sums
+
+
+@njit(nogil=True, cache=True)
+def split_row(begin, end):  # pragma: no cover
+    """Where the batch ``begin:end`` is split (``end``: not split)."""
+    size = end - begin
+    return begin + size // 2 if size >= SPLIT_MIN_ROWS else end
+
+
+@njit(nogil=True, cache=True)
+def rows_usable(rows, begin, end, limit):  # pragma: no cover
+    """Whether every value of the rows ``begin:end`` is at most ``limit`` in
+    magnitude (NaN is not)."""
+    X, order = rows.X, rows.order
+    d = X.shape[1]
+    for i in range(begin, end):
+        row = i if order.shape[0] == 0 else order[i]
+        usable = True
+        for j in range(d):
+            usable &= abs(X[row, j]) <= limit
+        if not usable:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def half_sums(rows, begin, end, operands, plan, limit):  # pragma: no cover
+    """``(sums, True)``: the E-step sums of the rows ``begin:end`` if all are
+    usable (:func:`rows_usable`), else ``(sums of no rows, False)``."""
+    if rows_usable(rows, begin, end, limit):
+        return range_sums(rows, begin, end, operands, plan), True
+    return range_sums(rows, begin, begin, operands, plan), False
+
+
+@njit(nogil=True, cache=True)
+def post_half(pairing, generation, begin, end, mixture):  # pragma: no cover
+    """Offer the rows ``begin:end`` under ``mixture`` as half ``generation``, in
+    the buffer of its parity."""
+    buffer = pairing.buffers[generation % 2]
+    copy_into(buffer.mixture.weights, mixture.weights)
+    copy_into(buffer.mixture.means, mixture.means)
+    copy_into(buffer.mixture.covariances, mixture.covariances)
+    copy_into(buffer.mixture.factors, mixture.factors)
+    pairing.sync[SYNC_RANGES + 2 * (generation % 2)] = begin
+    pairing.sync[SYNC_RANGES + 2 * (generation % 2) + 1] = end
+    store_release(pairing.sync, SYNC_POSTED, generation)
+
+
+@njit(nogil=True, cache=True)
+def posted_sums(buffer):  # pragma: no cover
+    """What the helper left in ``buffer``, as :func:`half_sums` returns it."""
+    sums = buffer.sums
+    return Sums(sums.products, sums.columns, sums.own_products, sums.own_columns,
+                sums.own_full, sums.pooled, buffer.scalars[0]), buffer.scalars[1] != 0.0
+
+
+@njit(nogil=True, cache=True)
+def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
+    """The helper thread of :func:`~streamgmm.kernels.online.online_steps` (same
+    ``rows``, ``plan``, ``limit`` and ``pairing``): claim each posted half,
+    compute its sums into its buffer, until the stop flag is set."""
+    sync = pairing.sync
+    seen = 0
+    while wait_at_least(sync, SYNC_POSTED, seen + 1, SYNC_STOP):
+        seen = load_acquire(sync, SYNC_POSTED)
+        if not compare_exchange(sync, SYNC_CLAIMED, seen - 1, seen):
+            continue
+        buffer = pairing.buffers[seen % 2]
+        operands = mixture_operands(buffer.mixture, plan)
+        ranges = SYNC_RANGES + 2 * (seen % 2)
+        sums, usable = half_sums(rows, sync[ranges], sync[ranges + 1], operands, plan, limit)
+        copy_into(buffer.sums.products, sums.products)
+        copy_into(buffer.sums.columns, sums.columns)
+        copy_into(buffer.sums.own_products, sums.own_products)
+        copy_into(buffer.sums.own_columns, sums.own_columns)
+        copy_into(buffer.sums.own_full, sums.own_full)
+        copy_into(buffer.sums.pooled, sums.pooled)
+        buffer.scalars[0] = sums.log_likelihood
+        buffer.scalars[1] = 1.0 if usable else 0.0
+        sync[SYNC_HELPED] += 1
+        store_release(sync, SYNC_DONE, seen)

@@ -1,0 +1,209 @@
+"""The records the kernels take and return, instead of long argument lists.
+
+Each is a ``NamedTuple`` of arrays and scalars: numba types it as one
+heterogeneous tuple, compiled code reads its fields by name, and Python code
+builds and reads the same records. Arrays inside are float64 and C-contiguous
+unless said otherwise; covariances, precision factors and scatters are in
+"blocks" form (:func:`streamgmm.covariance.as_blocks`): full (K, d, d), tied
+(1, d, d), diag (K, 1, d), spherical (K, 1, 1).
+
+Nothing here imports numba.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Rows(NamedTuple):
+    """The rows a kernel reads, always of one type (one compiled version).
+
+    ``X`` (n, d) float64, C-contiguous and read-only (:func:`frozen`); ``order``
+    (int64) the rows ``X[order]`` in that order, or empty for all rows in their
+    order; ``weights`` (n,) float64 aligned with X, or empty for unweighted rows.
+    """
+
+    X: np.ndarray
+    order: np.ndarray
+    weights: np.ndarray
+
+
+class Plan(NamedTuple):
+    """How a chunk is laid out and which forms the E-step may use.
+
+    ``kind`` the covariance type's code; ``block`` rows per block; ``probe`` an
+    empty array of the products' dtype (float64, or float32 for
+    ``float32_products``); the limits of :mod:`streamgmm.estep`.
+    """
+
+    kind: int
+    block: int
+    probe: np.ndarray
+    expansion_limit: float
+    shared_shift_limit: float
+    shared_products_max_features: int
+
+
+class Operands(NamedTuple):
+    """The E-step's operands for one set of parameters (:mod:`streamgmm.estep`).
+
+    ``shift`` (d,) the common shift c; ``density_mode`` LINEAR, WHITENED or TIED;
+    ``n_products`` m; ``linear_products`` (K, m) and ``linear_columns`` (K, d + 1)
+    the expanded quadratic form; ``whitening`` (K d, d + 1) or (d, d + 1);
+    ``reduce`` (K, d + 2) (tied); ``constant`` (K,) ``log pi_k + log det P_k -
+    d/2 log 2 pi``; ``own_shift`` (K,) bool, ``own_index`` its indices and
+    ``own_offsets`` (K, d) each component's mean minus ``shift``. The four
+    product operands are in the products' dtype.
+    """
+
+    shift: np.ndarray
+    density_mode: int
+    n_products: int
+    linear_products: np.ndarray
+    linear_columns: np.ndarray
+    whitening: np.ndarray
+    reduce: np.ndarray
+    constant: np.ndarray
+    own_shift: np.ndarray
+    own_index: np.ndarray
+    own_offsets: np.ndarray
+
+
+class Sums(NamedTuple):
+    """Responsibility-weighted sums of a set of rows (:mod:`streamgmm.kernels.estep`).
+
+    About the common shift: ``products`` (m, K) and ``columns`` (d + 1, K, the
+    last row the weights); about each own-shifted component's mean:
+    ``own_products`` (m, K) and ``own_columns`` (d + 1, K) (diag, spherical,
+    tied), ``own_full`` (K, d + 1, d + 1) (full); tied's pooled scatter
+    ``pooled`` (d + 1, d + 1); and the rows' summed ``log_likelihood``.
+    """
+
+    products: np.ndarray
+    columns: np.ndarray
+    own_products: np.ndarray
+    own_columns: np.ndarray
+    own_full: np.ndarray
+    pooled: np.ndarray
+    log_likelihood: float
+
+
+class Statistics(NamedTuple):
+    """Centred statistics in blocks form: ``weight`` (K,), ``mean`` (K, d),
+    ``scatter`` about the means."""
+
+    weight: np.ndarray
+    mean: np.ndarray
+    scatter: np.ndarray
+
+
+class Mixture(NamedTuple):
+    """Parameters in blocks form: ``weights`` (K,), ``means`` (K, d),
+    ``covariances`` and the precision Cholesky ``factors``."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    factors: np.ndarray
+
+
+class MStep(NamedTuple):
+    """The M-step's outcome: ``mixture``, and ``failed``: -1, the first component
+    whose covariance is not positive definite, or ``OVERFLOWED``."""
+
+    mixture: Mixture
+    failed: int
+
+
+class OnlineSettings(NamedTuple):
+    """The stepwise-EM hyper-parameters of a fold (:mod:`streamgmm.online`);
+    ``limit`` the largest usable magnitude of a value."""
+
+    batch_size: int
+    reg_covar: float
+    learning_decay: float
+    learning_offset: float
+    step_floor: float
+    averaging: bool
+    burn_in_cap: int
+    limit: float
+
+
+class Running(NamedTuple):
+    """What stepwise EM carries from one mini-batch to the next.
+
+    ``mixture`` the parameters of the next E-step; ``statistics`` and
+    ``totals`` ([log_likelihood, n_samples]) the running statistics, per row;
+    ``n_steps``; ``n_seen`` rows (or their summed weights) absorbed; the
+    Polyak-Ruppert average ``averaged``, ``averaged_totals`` of ``n_averaged``
+    running statistics (meaningless while ``n_averaged`` is 0).
+    """
+
+    mixture: Mixture
+    statistics: Statistics
+    totals: np.ndarray
+    n_steps: int
+    n_seen: float
+    averaged: Statistics
+    averaged_totals: np.ndarray
+    n_averaged: int
+
+
+class HalfBuffer(NamedTuple):
+    """Where a posted half-batch travels between the two threads
+    (:mod:`streamgmm.kernels.pairing`): the parameters it is to be computed
+    under, its sums, and ``scalars`` [log_likelihood, usable (1.0 or 0.0)]."""
+
+    mixture: Mixture
+    sums: Sums
+    scalars: np.ndarray
+
+
+class Pairing(NamedTuple):
+    """The two-thread protocol's shared state: whether a helper thread runs
+    (``paired``), the int64 ``sync`` slots (:data:`~streamgmm.kernels.codes.SYNC_SLOTS`)
+    and the two buffers halves are posted in, alternately."""
+
+    paired: bool
+    sync: np.ndarray
+    buffers: tuple
+
+
+class Outcome(NamedTuple):
+    """What a fold of stepwise EM returns: ``status`` (``STEPS_*``), the
+    ``failed_batch`` and ``failed_component`` (or -1), each batch's summed
+    ``batch_log_likelihoods`` under the parameters it met, and the ``running``
+    state after the last step taken (meaningful only with ``STEPS_DONE``)."""
+
+    status: int
+    failed_batch: int
+    failed_component: int
+    batch_log_likelihoods: np.ndarray
+    running: Running
+
+
+NO_ROWS_ORDER = np.empty(0, dtype=np.int64)
+NO_WEIGHTS = np.empty(0, dtype=np.float64)
+NO_WEIGHTS.flags.writeable = False
+NO_ROWS_ORDER.flags.writeable = False
+
+
+def frozen(array: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """``array`` as a C-contiguous read-only array of ``dtype`` (a view when it
+    already is one), so that every caller's rows have one numba type."""
+    view = np.ascontiguousarray(array, dtype=dtype).view()
+    view.flags.writeable = False
+    return view
+
+
+def rows_record(X: np.ndarray, order: np.ndarray | None = None,
+                weights: np.ndarray | None = None) -> Rows:
+    """The :class:`Rows` of X (n, d): float64 (float32 values convert exactly),
+    an optional visiting ``order`` and optional row ``weights`` (n,)."""
+    return Rows(
+        frozen(X),
+        NO_ROWS_ORDER if order is None or len(order) == 0 else frozen(order, np.int64),
+        NO_WEIGHTS if weights is None else frozen(np.ravel(weights)),
+    )

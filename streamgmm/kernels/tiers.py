@@ -1,0 +1,203 @@
+"""Every kernel in two tiers: interpreted first, compiled once it pays.
+
+Compiling the kernels costs tens of seconds of CPU in a process that finds
+numba's disk cache empty (a first run, a fresh cluster worker), more than most
+fits take. So a kernel first runs *interpreted*: its own Python source, loaded
+a second time with numba's JIT disabled, with its loops over rows replaced by
+the NumPy versions of :mod:`streamgmm.kernels.vectorized`, which do the same
+floating-point operations in the same order. A kernel is *compiled* (or loaded
+from the disk cache) as soon as
+
+* the disk cache holds it for these argument types (looked up once per
+  process and variant: loading costs milliseconds), or
+* its interpreted calls have taken :data:`COMPILE_AFTER_SECONDS` in this
+  process: a fit long enough to gain from compiling pays for it at most once
+  more than it had to (the ski-rental bound).
+
+Both tiers give the same results to the last bit (``tests/test_kernel_tiers.py``),
+so which one ran never changes a fit. ``STREAMGMM_KERNELS=compiled`` compiles
+every kernel at its first call (the benchmarks' warm runs), ``interpreted``
+never compiles; :func:`compile_all` (``streamgmm compile``) fills the disk cache
+ahead, for a deployment image or a cluster's shared environment.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+from . import vectorized
+from .records import Plan
+
+COMPILE_AFTER_SECONDS = 3.0
+"""Interpreted time, per kernel and variant, after which a kernel is compiled."""
+
+MODES = ("tiered", "compiled", "interpreted")
+"""Values of the ``STREAMGMM_KERNELS`` environment variable (default ``tiered``)."""
+
+MODULES = ("mathfn", "estep", "operands", "mstep", "pairing", "online")
+"""The kernel modules, in the order the interpreted tier loads them."""
+
+_INTERPRETED_PACKAGE = "streamgmm.kernels._interpreted"
+_lock = threading.RLock()
+_interpreted: dict[str, types.ModuleType] = {}
+
+
+def mode() -> str:
+    """The tiering mode (``STREAMGMM_KERNELS``), checked."""
+    value = os.environ.get("STREAMGMM_KERNELS", "tiered")
+    if value not in MODES:
+        raise ValueError(f"STREAMGMM_KERNELS must be one of {MODES}, not {value!r}")
+    return value
+
+
+def interpreted_module(name: str) -> types.ModuleType:
+    """The kernel module ``name`` loaded with numba's JIT disabled (plain Python
+    functions), its row loops replaced by :mod:`~streamgmm.kernels.vectorized`;
+    it shares the real :mod:`~streamgmm.kernels.records` and
+    :mod:`~streamgmm.kernels.codes`, so records pass between the tiers."""
+    with _lock:
+        if not _interpreted:
+            _load_interpreted()
+        return _interpreted[name]
+
+
+def _load_interpreted() -> None:
+    import numba
+
+    from . import codes, records
+
+    package = types.ModuleType(_INTERPRETED_PACKAGE)
+    package.__path__ = [os.path.dirname(__file__)]
+    sys.modules[_INTERPRETED_PACKAGE] = package
+    sys.modules[f"{_INTERPRETED_PACKAGE}.records"] = records
+    sys.modules[f"{_INTERPRETED_PACKAGE}.codes"] = codes
+    disabled = numba.config.DISABLE_JIT
+    numba.config.DISABLE_JIT = True
+    try:
+        for name in MODULES:
+            _interpreted[name] = importlib.import_module(f"{_INTERPRETED_PACKAGE}.{name}")
+    finally:
+        numba.config.DISABLE_JIT = disabled
+    for name, replaced in vectorized.REPLACEMENTS.items():
+        for function in replaced:
+            setattr(_interpreted[name], function, getattr(vectorized, function))
+
+
+def variant(arguments: tuple) -> str:
+    """What tells a kernel's compiled versions apart: the products' dtype of a
+    :class:`~streamgmm.kernels.records.Plan` among the arguments (every other
+    argument reaches the kernels in one type)."""
+    for argument in arguments:
+        if isinstance(argument, Plan):
+            return argument.probe.dtype.char
+    return ""
+
+
+def load_cached(dispatcher: Any, arguments: tuple) -> bool:
+    """Whether ``dispatcher`` has a version for ``arguments``' types, loading it
+    from numba's disk cache if it is there; never compiles."""
+    import numba
+    from numba.core.compiler_lock import global_compiler_lock
+
+    signature = tuple(numba.typeof(argument) for argument in arguments)
+    with global_compiler_lock:
+        if signature in dispatcher.overloads:
+            return True
+        result = dispatcher._cache.load_overload(signature, dispatcher.targetctx)
+        if result is None:
+            return False
+        dispatcher.targetctx.insert_user_function(result.entry_point, result.fndesc,
+                                                  [result.library])
+        dispatcher.add_overload(result)
+        return True
+
+
+_announced = threading.Event()
+
+
+def announce_compiling(name: str) -> None:
+    """Say once per process, on standard error, that kernels are being compiled."""
+    if not _announced.is_set():
+        _announced.set()
+        print(f"streamgmm: compiling kernels for this machine (once; starting with {name}); "
+              "`streamgmm compile` does this ahead of time", file=sys.stderr, flush=True)
+
+
+class Tiered:
+    """One kernel in both tiers; calling it runs the tier that is due."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+        self._ready: set[str] = set()
+        self._looked_up: set[str] = set()
+        self._compiling: set[str] = set()
+        self._spent: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"Tiered({self.module}.{self.name})"
+
+    @property
+    def compiled(self) -> Any:
+        """The numba dispatcher."""
+        return getattr(importlib.import_module(f"streamgmm.kernels.{self.module}"), self.name)
+
+    @property
+    def interpreted(self) -> Callable:
+        """The plain-Python function of the interpreted tier."""
+        return getattr(interpreted_module(self.module), self.name)
+
+    def tier(self, *arguments: Any) -> Callable:
+        """The function to run for ``arguments`` now: the compiled version if it
+        is ready, in the disk cache or due (compiling it then), else the
+        interpreted one, timed."""
+        key = variant(arguments)
+        if key in self._ready:
+            return self.compiled
+        current = mode()
+        with _lock:
+            first_look = key not in self._looked_up
+            self._looked_up.add(key)
+            due = current == "compiled" or (
+                current == "tiered" and self._spent.get(key, 0.0) >= COMPILE_AFTER_SECONDS
+                and key not in self._compiling)
+            if due:
+                self._compiling.add(key)
+        if current != "interpreted" and first_look and load_cached(self.compiled, arguments):
+            self._ready.add(key)
+            return self.compiled
+        if due:
+            if not load_cached(self.compiled, arguments):
+                announce_compiling(self.name)
+                self.compiled.compile(tuple(_typeof(argument) for argument in arguments))
+            self._ready.add(key)
+            return self.compiled
+        return self._timed(key)
+
+    def _timed(self, key: str) -> Callable:
+        function = self.interpreted
+
+        def run(*arguments):
+            started = time.perf_counter()
+            try:
+                return function(*arguments)
+            finally:
+                with _lock:
+                    self._spent[key] = self._spent.get(key, 0.0) + time.perf_counter() - started
+
+        return run
+
+    def __call__(self, *arguments: Any) -> Any:
+        return self.tier(*arguments)(*arguments)
+
+
+def _typeof(argument: Any) -> Any:
+    import numba
+
+    return numba.typeof(argument)
