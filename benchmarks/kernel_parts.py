@@ -4,7 +4,7 @@
 
 Times the whole ``chunk_statistics`` call for float64 input and for float32
 input with ``float32_products=True``, then each step of the compiled block loop
-(``streamgmm.compiled``) on its own, repeated over the chunk's blocks: filling
+(``streamgmm.kernels``, compiled) on its own, repeated over the chunk's blocks: filling
 the columns and product rows, the log-densities, the log-sum-exp and the
 accumulation of the sums. Best of 7 runs each; BLAS limited to one thread.
 """
@@ -12,13 +12,20 @@ accumulation of the sums. Best of 7 runs each; BLAS limited to one thread.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from streamgmm import GaussianMixture, compiled, estep
+from streamgmm import GaussianMixture, estep
 from streamgmm.datasets import make_mixture
+from streamgmm.kernels import estep as kernels
+from streamgmm.kernels import mathfn
+from streamgmm.kernels.records import rows_record
+
+os.environ.setdefault("STREAMGMM_KERNELS", "compiled")
+"""Time the compiled kernels (a fresh process would run them interpreted until hot)."""
 
 
 def milliseconds_per_million(function, n_rows: int, repeats: int = 7) -> float:
@@ -31,44 +38,41 @@ def milliseconds_per_million(function, n_rows: int, repeats: int = 7) -> float:
 
 
 def step_times(X: np.ndarray, params, dtype) -> dict[str, float]:
-    """Each step of the block loop of ``compiled.chunk_sums``, over all blocks of X."""
+    """Each step of the block loop of ``kernels.range_sums``, over all blocks of X."""
     n_components, d = params.means.shape
     factors = estep.density_factors(params, np.dtype(dtype))
     kind = estep.PRODUCT_KINDS[params.covariance_type]
     rows = min(estep.block_rows(n_components, d, params.covariance_type), X.shape[0])
     n_blocks = X.shape[0] // rows
+    record = rows_record(X)
     columns = np.empty((d + 1, rows), dtype)
     products = np.empty((factors.n_products, rows), dtype)
-    compiled.fill_columns(X, 0, rows, factors.shift, columns)
-    compiled.fill_products(columns, kind, products)
-    density = (products, columns, factors.density_mode, factors.linear_products,
-               factors.linear_columns, factors.whitening, factors.reduce, factors.constant)
-    log_weighted = compiled.block_log_density(*density)
+    kernels.fill_columns(record, 0, rows, factors.shift, columns)
+    kernels.fill_products(columns, kind, products)
+    log_weighted = kernels.block_log_density(products, columns, factors)
     resp_t = np.empty((rows, n_components), dtype)
-    compiled.normalise(log_weighted, resp_t)
-    own_index = np.flatnonzero(factors.own_shift)
-    sums = (np.zeros((factors.n_products, n_components)), np.zeros((d + 1, n_components)),
-            own_index, params.means - factors.shift, np.zeros((0, n_components)),
-            np.zeros((d + 1, n_components)), np.zeros((n_components, d + 1, d + 1)),
-            np.zeros((d + 1, d + 1)))
+    no_weights = np.empty(0)
+    mathfn.normalise(log_weighted, resp_t, no_weights)
+    sums = kernels.zero_sums(factors.n_products, kind, n_components, d)
 
     def fill():
         for block in range(n_blocks):
             start = block * rows
-            compiled.fill_columns(X, start, start + rows, factors.shift, columns)
-            compiled.fill_products(columns, kind, products)
+            kernels.fill_columns(record, start, start + rows, factors.shift, columns)
+            kernels.fill_products(columns, kind, products)
 
     def densities():
         for _ in range(n_blocks):
-            compiled.block_log_density(*density)
+            kernels.block_log_density(products, columns, factors)
 
     def log_sum_exp():
         for _ in range(n_blocks):
-            compiled.normalise(log_weighted, resp_t)
+            mathfn.normalise(log_weighted, resp_t, no_weights)
 
     def accumulate():
         for _ in range(n_blocks):
-            compiled.accumulate(products, columns, resp_t, kind, *sums)
+            kernels.accumulate(products, columns, resp_t, kind, factors.own_index,
+                               factors.own_offsets, sums)
 
     covered = n_blocks * rows
     return {

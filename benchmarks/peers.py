@@ -39,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("STREAMGMM_KERNELS", "compiled")
+"""Time the compiled kernels (a fresh process would run them interpreted until hot)."""
+
 PEERS = ("spark", "pomegranate")
 
 

@@ -43,6 +43,9 @@ from streamgmm.estep import GaussianParameters
 from streamgmm.inputs import as_rows, row_store_compressor
 from streamgmm.threads import blas_threads_for_dask
 
+os.environ.setdefault("STREAMGMM_KERNELS", "compiled")
+"""Time the compiled kernels (a fresh process would run them interpreted until hot)."""
+
 SIZES = {
     # name: (rows for d=16, rows for d=64, extra iterations, rows of the large store)
     "quick": (20_000, 5_000, 1, 0),

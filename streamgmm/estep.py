@@ -142,19 +142,22 @@ def block_rows(n_components: int, n_features: int, covariance_type: str = "full"
     return int(max(1, min(rows, MAX_BLOCK_BYTES // (8 * width))))
 
 
-@functools.cache
 def kernel_plan(covariance_type: str, n_components: int, n_features: int,
                 dtype: Any = "float64") -> Plan:
     """The :class:`~streamgmm.kernels.records.Plan` of chunks of a mixture:
     rows per block (:func:`block_rows`), products in ``dtype`` and the limits
-    of this module."""
+    of this module (read at each call)."""
     dtype = np.dtype(dtype)
-    return Plan(
-        KINDS[covariance_type], block_rows(n_components, n_features, covariance_type),
-        np.empty(0, dtype=dtype),
-        EXPANSION_LIMIT if dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
-        SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES,
-    )
+    return _plan(covariance_type, n_components, n_features, dtype,
+                 EXPANSION_LIMIT if dtype == np.float64 else EXPANSION_LIMIT_FLOAT32,
+                 SHARED_SHIFT_LIMIT, SHARED_PRODUCTS_MAX_FEATURES)
+
+
+@functools.cache
+def _plan(covariance_type: str, n_components: int, n_features: int, dtype: np.dtype,
+          expansion_limit: float, shared_shift_limit: float, max_features: int) -> Plan:
+    return Plan(KINDS[covariance_type], block_rows(n_components, n_features, covariance_type),
+                np.empty(0, dtype=dtype), expansion_limit, shared_shift_limit, max_features)
 
 
 def density_factors(params: GaussianParameters, dtype=np.float64) -> Operands:

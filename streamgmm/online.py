@@ -286,7 +286,8 @@ def online_steps(
     settings = OnlineSettings(
         int(batch_size), float(config.reg_covar), float(config.learning_decay),
         float(config.learning_offset), float(config.step_floor), bool(config.averaging),
-        burn_in_cap(n_components, n_features), usable_limit(np.asarray(values[:0]).dtype),
+        burn_in_cap(n_components, n_features),
+        usable_limit(np.dtype(np.float32 if values.dtype == np.float32 else np.float64)),
     )
     mixture = Mixture(writeable(params.weights), writeable(params.means),
                       as_blocks(covariances, cov_type),

@@ -92,3 +92,34 @@ def test_function_level_imports_count(tmp_path):
     (tmp_path / "first.py").write_text("from .second import f\n")
     (tmp_path / "second.py").write_text("def f():\n    from .first import g\n")
     assert cycles(import_graph(tmp_path)) == [["first", "second"]]
+
+
+KERNELS = PACKAGE / "kernels"
+
+
+def test_kernel_modules_are_a_page_or_two():
+    lengths = {path.name: len(path.read_text().splitlines()) for path in KERNELS.glob("*.py")}
+    assert lengths and max(lengths.values()) <= 400, lengths
+
+
+def test_no_kernel_takes_more_than_eight_arguments():
+    """Kernels take records, not long argument lists (issue 26)."""
+    checked = 0
+    for path in KERNELS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            decorators = [ast.unparse(decorator) for decorator in
+                          getattr(node, "decorator_list", ())]
+            if isinstance(node, ast.FunctionDef) and any(
+                    name == "kernel" or name.startswith("njit") for name in decorators):
+                checked += 1
+                assert len(node.args.args) <= 8, f"{path.name}:{node.name}"
+    assert checked > 30
+
+
+def test_no_kernel_result_is_read_by_position():
+    """Callers read kernel results by field name: no ``result[4:8]`` on a kernel's
+    outcome anywhere in the package."""
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        for name in ("outcome[", "result[", "sums[", "operands["):
+            assert name not in text, f"{path.relative_to(PACKAGE)} indexes {name}"

@@ -9,10 +9,12 @@
 * :mod:`~streamgmm.kernels.pairing`, :mod:`~streamgmm.kernels.atomics`: a
   mini-batch on two threads;
 * :mod:`~streamgmm.kernels.mathfn`: exponential, log-sum-exp, element-wise helpers;
-* :mod:`~streamgmm.kernels.warm`: compile (or load from the cache) what fits need.
+* :mod:`~streamgmm.kernels.vectorized`: NumPy twins of the row loops, bit for bit;
+* :mod:`~streamgmm.kernels.tiers`, :mod:`~streamgmm.kernels.entries`: every
+  kernel interpreted until it is hot or found in the disk cache, then compiled.
 
 Rows reach every kernel as one type (float64, C-contiguous, read-only) and
 parameters as writeable float64 blocks, so that each kernel compiles once per
-products dtype. Everything is cached on disk (``cache=True``): see
-``streamgmm compile`` for filling the cache ahead of a first fit.
+products dtype. Everything compiled is cached on disk (``cache=True``):
+``streamgmm compile`` (:mod:`streamgmm.precompile`) fills the cache ahead.
 """

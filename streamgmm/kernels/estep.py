@@ -19,14 +19,14 @@ Layout of a block of ``b`` rows, all arrays C-contiguous:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from .codes import LINEAR, NONE, NORM, PAIRWISE, SQUARES, WHITENED
+from .jit import kernel
 from .mathfn import add_into, added, normalise
 from .records import Sums
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def fill_columns(rows, start, stop, shift, columns):  # pragma: no cover
     """``columns[:, :b] = [(x_i - shift)^T; 1]`` for the rows ``start:stop`` of
     ``rows`` (:class:`~streamgmm.kernels.records.Rows`), subtracting in float64."""
@@ -39,7 +39,7 @@ def fill_columns(rows, start, stop, shift, columns):  # pragma: no cover
         columns[d, i] = 1.0
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def fill_products(columns, kind, products):  # pragma: no cover
     """The product rows of ``columns`` (d + 1, b) that ``kind`` needs, into
     ``products`` (m, b)."""
@@ -66,7 +66,7 @@ def fill_products(columns, kind, products):  # pragma: no cover
                 products[0, i] += columns[first, i] * columns[first, i]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def block_log_density(products, columns, operands):  # pragma: no cover
     """``log pi_k + log N(x_i | k)`` of a block, (K, b) in the dtype of ``columns``.
 
@@ -107,7 +107,7 @@ def block_log_density(products, columns, operands):  # pragma: no cover
     return np.dot(operands.reduce, expanded)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def zero_sums(n_products, kind, n_components, d):  # pragma: no cover
     """The :class:`~streamgmm.kernels.records.Sums` of no rows."""
     return Sums(
@@ -121,7 +121,7 @@ def zero_sums(n_products, kind, n_components, d):  # pragma: no cover
     )
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def add_sums(first, second):  # pragma: no cover
     """The sums of two disjoint sets of rows."""
     return Sums(
@@ -132,7 +132,7 @@ def add_sums(first, second):  # pragma: no cover
     )
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  # pragma: no cover
     """Add a block's sums to ``sums`` (in place; its log-likelihood untouched).
 
@@ -204,7 +204,7 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  
                 sums.own_columns[j, k] += own_columns[j]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def row_block(values, start, stop):  # pragma: no cover
     """A C-contiguous copy of the rows ``start:stop`` of ``values`` (n, K)."""
     out = np.empty((stop - start, values.shape[1]))
@@ -214,7 +214,7 @@ def row_block(values, start, stop):  # pragma: no cover
     return out
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def put_columns(out, start, block):  # pragma: no cover
     """``out[:, start:start + b] = block`` (K, b)."""
     for k in range(block.shape[0]):
@@ -222,7 +222,7 @@ def put_columns(out, start, block):  # pragma: no cover
             out[k, start + i] = block[k, i]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def block_weights(rows, start, stop):  # pragma: no cover
     """The weights of the rows ``start:stop`` as :func:`fill_columns` reads them
     (empty for unweighted rows)."""
@@ -234,7 +234,7 @@ def block_weights(rows, start, stop):  # pragma: no cover
     return weights[order[start:stop]]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def range_sums(rows, begin, end, operands, plan):  # pragma: no cover
     """E-step and shifted sums of the rows ``begin:end`` of ``rows``, ``plan.block``
     rows at a time; weighted rows count their weight times (:func:`normalise`),
@@ -262,7 +262,7 @@ def range_sums(rows, begin, end, operands, plan):  # pragma: no cover
                 sums.own_full, sums.pooled, log_likelihood)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def responsibility_sums(rows, resp, operands, plan):  # pragma: no cover
     """Shifted sums of ``rows`` under given responsibilities ``resp`` (n, K),
     in float64, about ``operands.shift`` and each component's own offset; the
@@ -283,7 +283,7 @@ def responsibility_sums(rows, resp, operands, plan):  # pragma: no cover
     return sums
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def log_densities(rows, operands, plan):  # pragma: no cover
     """``log pi_k + log N(x_i | k)`` of ``rows``, (K, n) float64."""
     n, d = rows.X.shape

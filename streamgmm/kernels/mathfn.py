@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .jit import kernel
 
 LOG2_E = 1.4426950408889634
 LN2_HIGH = 6.93147180369123816490e-01
@@ -30,7 +31,7 @@ _F32_HALF = np.float32(0.5)
 _F32_C = tuple(np.float32(1.0 / math.factorial(n)) for n in range(8))
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def exp_nonpositive(values, out):  # pragma: no cover
     """``out = exp(values)`` for values <= 0 (flat float64 arrays), within a few
     ulp of ``np.exp``, 0 below ``EXP_SMALLEST``.
@@ -67,7 +68,7 @@ def exp_nonpositive(values, out):  # pragma: no cover
         out[i] = out[i] * scale[i] if values[i] >= EXP_SMALLEST else 0.0
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def exp_nonpositive_float32(values, out):  # pragma: no cover
     """:func:`exp_nonpositive` in float32 arithmetic (float32 ``values`` and
     ``out``): ln 2 in two parts whose high part has 9 significant bits, so
@@ -88,7 +89,7 @@ def exp_nonpositive_float32(values, out):  # pragma: no cover
         out[i] = out[i] * scale[i] if values[i] >= EXP_SMALLEST_FLOAT32 else np.float32(0.0)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def normalise(log_weighted, resp_t, row_weights):  # pragma: no cover
     """Responsibilities ``resp_t`` (b, K) from log-densities (K, b) by
     log-sum-exp, in the dtype of ``log_weighted`` (float32 for float32 products);
@@ -132,7 +133,7 @@ def normalise(log_weighted, resp_t, row_weights):  # pragma: no cover
     return total_log_likelihood
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def copy_into(out, values):  # pragma: no cover
     """``out[...] = values`` for C-contiguous arrays of one size (any shapes)."""
     flat_out = out.reshape(out.size)
@@ -141,7 +142,7 @@ def copy_into(out, values):  # pragma: no cover
         flat_out[i] = flat_values[i]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def add_into(out, values):  # pragma: no cover
     """``out += values`` for C-contiguous arrays of one size (any shapes)."""
     flat_out = out.reshape(out.size)
@@ -150,7 +151,7 @@ def add_into(out, values):  # pragma: no cover
         flat_out[i] += flat_values[i]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def added(first, second):  # pragma: no cover
     """``first + second`` for C-contiguous arrays of one shape, as a new array."""
     out = first.copy()
@@ -158,7 +159,7 @@ def added(first, second):  # pragma: no cover
     return out
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def scaled(values, factor):  # pragma: no cover
     """``values * factor`` as a new array."""
     out = values.copy()

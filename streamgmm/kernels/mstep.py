@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from .codes import NONE, NORM, OVERFLOWED, PAIRWISE, SQUARES, WEIGHT_FLOOR
+from .jit import kernel
 from .mathfn import added, scaled
 from .records import Mixture, MStep, Statistics
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def outer_add(weights, vectors, kind, scatter):  # pragma: no cover
     """``scatter += sum_k w_k v_k v_k^T`` reduced as ``kind`` keeps it (blocks form):
     weights (K,), vectors (K, d)."""
@@ -39,7 +39,7 @@ def outer_add(weights, vectors, kind, scatter):  # pragma: no cover
             scatter[k, 0, 0] += weight * norm
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def centred_statistics(sums, common, own_centres, own_shift, kind):  # pragma: no cover
     """Centred :class:`~streamgmm.kernels.records.Statistics` from a range's
     :class:`~streamgmm.kernels.records.Sums`: sums about ``common`` (d,), and
@@ -99,7 +99,7 @@ def centred_statistics(sums, common, own_centres, own_shift, kind):  # pragma: n
     return Statistics(weight, mean, second)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def merge_blocks(a, b, kind):  # pragma: no cover
     """Statistics of the union of two disjoint sets of rows (Chan et al.):
     ``W = W_a + W_b``, ``m = m_a + (W_b / W)(m_b - m_a)``,
@@ -124,7 +124,7 @@ def merge_blocks(a, b, kind):  # pragma: no cover
     return Statistics(weight, mean, scatter)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def stepwise_blocks(a, b, step, kind):  # pragma: no cover
     """``(1 - step) a + step b``: the merge of the two sets rescaled."""
     keep = 1.0 - step
@@ -134,7 +134,7 @@ def stepwise_blocks(a, b, step, kind):  # pragma: no cover
     )
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def m_step_blocks(stats, reg_covar, kind):  # pragma: no cover
     """Weights (K,), means (K, d) and covariances (blocks form) from centred
     statistics, as a :class:`~streamgmm.kernels.records.Mixture` without factors
@@ -164,7 +164,7 @@ def m_step_blocks(stats, reg_covar, kind):  # pragma: no cover
     return Mixture(weights, stats.mean.copy(), covariances, np.empty((0, 0, 0)))
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def cholesky_factor(covariance, lower):  # pragma: no cover
     """``Sigma = L L^T`` into ``lower`` (d, d; its upper part is left as it was);
     returns False if ``covariance`` is not positive definite. Formed column by
@@ -189,7 +189,7 @@ def cholesky_factor(covariance, lower):  # pragma: no cover
     return True
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def inverse_transpose_into(lower, factor):  # pragma: no cover
     """``factor = (L^-1)^T`` (upper triangular) of a lower Cholesky factor."""
     d = lower.shape[0]
@@ -209,7 +209,7 @@ def inverse_transpose_into(lower, factor):  # pragma: no cover
             factor[i, j] = inverse[j, i]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def precision_cholesky_blocks(covariances, kind):  # pragma: no cover
     """Cholesky factors ``P`` of the precisions (``Sigma^-1 = P P^T``; blocks form):
     upper-triangular ``P = (L^-1)^T`` from ``Sigma = L L^T`` (full, tied), inverse
@@ -233,7 +233,7 @@ def precision_cholesky_blocks(covariances, kind):  # pragma: no cover
     return factors, -1
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def all_finite(stats):  # pragma: no cover
     """Whether every value of a set of statistics is finite."""
     for array in (stats.weight.ravel(), stats.mean.ravel(), stats.scatter.ravel()):
@@ -243,7 +243,7 @@ def all_finite(stats):  # pragma: no cover
     return True
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def parameters_blocks(stats, reg_covar, kind):  # pragma: no cover
     """The M-step and the precision factors of centred statistics (blocks form),
     as an :class:`~streamgmm.kernels.records.MStep`; on ``OVERFLOWED`` the

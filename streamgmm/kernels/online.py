@@ -6,7 +6,6 @@ one call without the GIL (the update and the burn-in are described in
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from .atomics import compare_exchange, cycle_count, load_acquire, wait_cycles
 from .codes import (
@@ -21,6 +20,7 @@ from .codes import (
     SYNC_DONE,
 )
 from .estep import add_sums, block_weights
+from .jit import kernel
 from .mathfn import scaled
 from .mstep import centred_statistics, parameters_blocks, stepwise_blocks
 from .operands import mixture_operands
@@ -28,7 +28,7 @@ from .pairing import half_sums, post_half, posted_sums, split_row
 from .records import Outcome, Running, Statistics
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def step_size(step, learning_decay, learning_offset, step_floor):  # pragma: no cover
     """``rho_t``: 1 for ``t <= 1``, else ``max((t + t0) ** -alpha, floor)``."""
     if step <= 1:
@@ -36,14 +36,14 @@ def step_size(step, learning_decay, learning_offset, step_floor):  # pragma: no 
     return max((step + learning_offset) ** -learning_decay, step_floor)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def burn_in_mass(kind, d):  # pragma: no cover
     """Rows of responsibility mass every component needs before the burn-in ends:
     ``d + 1`` (full, tied: a scatter of full rank), else 2."""
     return d + 1 if kind == PAIRWISE or kind == NONE else 2
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def burn_in_complete(weight, n_rows, needed, cap):  # pragma: no cover
     """Whether burn-in statistics (per-row weights (K,)) over ``n_rows`` rows give
     every component a mass of ``needed`` rows, or ``n_rows`` reached ``cap``."""
@@ -55,7 +55,7 @@ def burn_in_complete(weight, n_rows, needed, cap):  # pragma: no cover
     return True
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def batch_weight(rows, begin, end):  # pragma: no cover
     """What the rows ``begin:end`` count for: their number, or the sum of their
     weights."""
@@ -64,7 +64,7 @@ def batch_weight(rows, begin, end):  # pragma: no cover
     return block_weights(rows, begin, end).sum()
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def blended(old, new, step):  # pragma: no cover
     """``old (1 - step) + new step`` of two totals (2,)."""
     out = np.empty(2)
@@ -73,7 +73,7 @@ def blended(old, new, step):  # pragma: no cover
     return out
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def batch_sums(rows, begin, end, operands, plan, settings, pairing, posted):  # pragma: no cover
     """The E-step sums of the batch ``begin:end``, whether its rows were usable,
     and whether the helper claimed its second half: the first half is computed
@@ -95,7 +95,7 @@ def batch_sums(rows, begin, end, operands, plan, settings, pairing, posted):  # 
     return add_sums(sums, second), usable and second_usable, claimed
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
     """Stepwise EM over ``rows`` (:class:`~streamgmm.kernels.records.Rows`),
     ``settings.batch_size`` rows per step (the last batch may be shorter), from

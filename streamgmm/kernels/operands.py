@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from .codes import LINEAR, LOG_2PI, NONE, PAIRWISE, SQUARES, TIED, WHITENED
+from .jit import kernel
 from .records import Operands
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def expanded_distance(centres, scale, constant, out):  # pragma: no cover
     """``out`` (K, d + 2) turns ``[|z|^2; z; 1]`` into
     ``constant_k - scale_k / 2 |z - centre_k|^2``."""
@@ -28,7 +28,7 @@ def expanded_distance(centres, scale, constant, out):  # pragma: no cover
         out[k, d + 1] = constant[k] - 0.5 * scale[k] * norm
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def n_product_rows(kind, d, shared_products_max_features):  # pragma: no cover
     """``m``, the product rows of a block: ``d (d + 1) / 2`` (full, none beyond
     ``shared_products_max_features`` features), ``d`` (diag), 1 (spherical) or
@@ -38,7 +38,7 @@ def n_product_rows(kind, d, shared_products_max_features):  # pragma: no cover
     return d if kind == SQUARES else (0 if kind == NONE else 1)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def variances_of(covariances, kind, n_components, d):  # pragma: no cover
     """The diagonals (K, d) of covariances in blocks form."""
     variances = np.empty((n_components, d))
@@ -55,7 +55,7 @@ def variances_of(covariances, kind, n_components, d):  # pragma: no cover
     return variances
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def log_constants(weights, factors, kind, d):  # pragma: no cover
     """``log pi_k + log det P_k - d/2 log 2 pi`` (K,)."""
     n_components = weights.shape[0]
@@ -75,7 +75,7 @@ def log_constants(weights, factors, kind, d):  # pragma: no cover
     return constant
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def full_precisions(factors):  # pragma: no cover
     """``Lambda_k = P_k P_k^T`` (K, d, d) from the full type's factors."""
     n_components, d = factors.shape[0], factors.shape[1]
@@ -91,7 +91,7 @@ def full_precisions(factors):  # pragma: no cover
     return precisions
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def expansion_error(centred, variances, precisions):  # pragma: no cover
     """``max_k u_k^T |Lambda_k| u_k`` with ``u_k = |mu_k - c| + sqrt(Sigma_k,jj)``:
     how large the expanded quadratic form's terms get relative to its value."""
@@ -109,7 +109,7 @@ def expansion_error(centred, variances, precisions):  # pragma: no cover
     return error_factor
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def full_whitening(factors, centred):  # pragma: no cover
     """Stacked ``[P_k^T | -P_k^T (mu_k - c)]`` (K d, d + 1)."""
     n_components, d = centred.shape
@@ -125,7 +125,7 @@ def full_whitening(factors, centred):  # pragma: no cover
     return whitening
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def full_linear(precisions, centred, constant, m, linear):  # pragma: no cover
     """The expanded quadratic form of the full type into ``linear`` (K, m + d + 1)."""
     n_components, d = centred.shape
@@ -147,7 +147,7 @@ def full_linear(precisions, centred, constant, m, linear):  # pragma: no cover
         linear[k, m + d] = constant[k] - 0.5 * quadratic
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def in_dtype(array, probe):  # pragma: no cover
     """A C-contiguous copy of ``array`` (2-D) in the dtype of ``probe``."""
     out = np.empty(array.shape, dtype=probe.dtype)
@@ -157,7 +157,7 @@ def in_dtype(array, probe):  # pragma: no cover
     return out
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def density_operands(weights, means, factors, variances, plan):  # pragma: no cover
     """The :class:`~streamgmm.kernels.records.Operands` of one set of parameters:
     ``weights`` (K,), ``means`` (K, d), precision ``factors`` (blocks form) and
@@ -223,7 +223,7 @@ def density_operands(weights, means, factors, variances, plan):  # pragma: no co
     )
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def mixture_operands(mixture, plan):  # pragma: no cover
     """:func:`density_operands` of a :class:`~streamgmm.kernels.records.Mixture`,
     its variances read off its covariances."""

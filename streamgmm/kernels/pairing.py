@@ -19,8 +19,6 @@ processor's pause hint, the helper yielding its core after a few microseconds
 
 from __future__ import annotations
 
-from numba import njit
-
 from .atomics import compare_exchange, load_acquire, store_release, wait_at_least
 from .codes import (
     SPLIT_MIN_ROWS,
@@ -32,19 +30,20 @@ from .codes import (
     SYNC_STOP,
 )
 from .estep import range_sums
+from .jit import kernel
 from .mathfn import copy_into
 from .operands import mixture_operands
 from .records import Sums
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def split_row(begin, end):  # pragma: no cover
     """Where the batch ``begin:end`` is split (``end``: not split)."""
     size = end - begin
     return begin + size // 2 if size >= SPLIT_MIN_ROWS else end
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def rows_usable(rows, begin, end, limit):  # pragma: no cover
     """Whether every value of the rows ``begin:end`` is at most ``limit`` in
     magnitude (NaN is not)."""
@@ -60,7 +59,7 @@ def rows_usable(rows, begin, end, limit):  # pragma: no cover
     return True
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def half_sums(rows, begin, end, operands, plan, limit):  # pragma: no cover
     """``(sums, True)``: the E-step sums of the rows ``begin:end`` if all are
     usable (:func:`rows_usable`), else ``(sums of no rows, False)``."""
@@ -69,7 +68,7 @@ def half_sums(rows, begin, end, operands, plan, limit):  # pragma: no cover
     return range_sums(rows, begin, begin, operands, plan), False
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def post_half(pairing, generation, begin, end, mixture):  # pragma: no cover
     """Offer the rows ``begin:end`` under ``mixture`` as half ``generation``, in
     the buffer of its parity."""
@@ -83,7 +82,7 @@ def post_half(pairing, generation, begin, end, mixture):  # pragma: no cover
     store_release(pairing.sync, SYNC_POSTED, generation)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def posted_sums(buffer):  # pragma: no cover
     """What the helper left in ``buffer``, as :func:`half_sums` returns it."""
     sums = buffer.sums
@@ -91,7 +90,7 @@ def posted_sums(buffer):  # pragma: no cover
                 sums.own_full, sums.pooled, buffer.scalars[0]), buffer.scalars[1] != 0.0
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
     """The helper thread of :func:`~streamgmm.kernels.online.online_steps` (same
     ``rows``, ``plan``, ``limit`` and ``pairing``): claim each posted half,

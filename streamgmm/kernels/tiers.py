@@ -3,7 +3,8 @@
 Compiling the kernels costs tens of seconds of CPU in a process that finds
 numba's disk cache empty (a first run, a fresh cluster worker), more than most
 fits take. So a kernel first runs *interpreted*: its own Python source, loaded
-a second time with numba's JIT disabled, with its loops over rows replaced by
+a second time with a decorator that leaves functions as they are
+(:mod:`streamgmm.kernels.jit`), with its loops over rows replaced by
 the NumPy versions of :mod:`streamgmm.kernels.vectorized`, which do the same
 floating-point operations in the same order. A kernel is *compiled* (or loaded
 from the disk cache) as soon as
@@ -58,10 +59,10 @@ def mode() -> str:
 
 
 def interpreted_module(name: str) -> types.ModuleType:
-    """The kernel module ``name`` loaded with numba's JIT disabled (plain Python
-    functions), its row loops replaced by :mod:`~streamgmm.kernels.vectorized`;
-    it shares the real :mod:`~streamgmm.kernels.records` and
-    :mod:`~streamgmm.kernels.codes`, so records pass between the tiers."""
+    """The kernel module ``name`` loaded as plain Python functions, its row loops
+    replaced by :mod:`~streamgmm.kernels.vectorized`; it shares the real
+    :mod:`~streamgmm.kernels.records`, :mod:`~streamgmm.kernels.codes` and
+    :mod:`~streamgmm.kernels.atomics`, so records pass between the tiers."""
     with _lock:
         if not _interpreted:
             _load_interpreted()
@@ -69,22 +70,18 @@ def interpreted_module(name: str) -> types.ModuleType:
 
 
 def _load_interpreted() -> None:
-    import numba
-
-    from . import codes, records
+    from . import atomics, codes, records
 
     package = types.ModuleType(_INTERPRETED_PACKAGE)
     package.__path__ = [os.path.dirname(__file__)]
+    as_written = types.ModuleType(f"{_INTERPRETED_PACKAGE}.jit")
+    as_written.kernel = lambda function: function
+    shared = {"records": records, "codes": codes, "atomics": atomics, "jit": as_written}
     sys.modules[_INTERPRETED_PACKAGE] = package
-    sys.modules[f"{_INTERPRETED_PACKAGE}.records"] = records
-    sys.modules[f"{_INTERPRETED_PACKAGE}.codes"] = codes
-    disabled = numba.config.DISABLE_JIT
-    numba.config.DISABLE_JIT = True
-    try:
-        for name in MODULES:
-            _interpreted[name] = importlib.import_module(f"{_INTERPRETED_PACKAGE}.{name}")
-    finally:
-        numba.config.DISABLE_JIT = disabled
+    for name, module in shared.items():
+        sys.modules[f"{_INTERPRETED_PACKAGE}.{name}"] = module
+    for name in MODULES:
+        _interpreted[name] = importlib.import_module(f"{_INTERPRETED_PACKAGE}.{name}")
     for name, replaced in vectorized.REPLACEMENTS.items():
         for function in replaced:
             setattr(_interpreted[name], function, getattr(vectorized, function))

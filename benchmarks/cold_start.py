@@ -1,0 +1,182 @@
+"""Cold start: wall time of a first fit in a fresh process with an empty numba
+cache (issue 26), and of filling the cache.
+
+Usage::
+
+    python benchmarks/cold_start.py [--tree PATH] [--cases batch,online,...]
+                                    [--repeats R] [--fill] [--json out.json]
+
+Each case runs in a new Python process whose ``NUMBA_CACHE_DIR`` is a new empty
+folder (and, with ``--warm``, in a second process on the cache the first one
+left). The figure is the wall time from the process's start to the end of the
+fit, import included, as a user who types the command sees it, and the import
+alone. ``--tree`` runs another checkout of streamgmm (for example the code
+before a change, in a git worktree) with this environment. ``--fill`` times
+``streamgmm compile`` (both products dtypes in 2 processes) on an empty cache.
+``--cluster`` times a fit of 100,000 rows (d = 4, K = 3, a Zarr store) on a
+2-worker ``LocalCluster`` (worker processes, one thread each) from the
+creation of the ``Client`` to the end of the fit, with the workers' cache empty
+and then filled beforehand by ``streamgmm compile``.
+
+Cases (10,000 rows, d = 4, K = 3, a mixture of 3 separated Gaussians):
+
+* ``batch``: the default fit (batch EM, full, float64);
+* ``online``: ``algorithm="online"``; ``partial_fit``: one call on 512 rows;
+* ``tied``, ``diag``, ``spherical``: the default fit of each covariance type;
+* ``float32``: float32 rows; ``readonly``: read-only rows (what a Dask worker
+  holds); ``weights``: ``sample_weight``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = ("batch", "online", "partial_fit", "tied", "diag", "spherical", "float32",
+         "readonly", "weights")
+
+CHILD = r"""
+import time
+started = time.perf_counter()
+import warnings
+import numpy as np
+import streamgmm
+imported = time.perf_counter()
+case = {case!r}
+rng = np.random.default_rng(0)
+X = rng.normal(size=(10_000, 4)) + rng.integers(0, 3, size=(10_000, 1)) * 4.0
+options = {{}}
+fit_options = {{}}
+if case == "online":
+    options["algorithm"] = "online"
+if case in ("tied", "diag", "spherical"):
+    options["covariance_type"] = case
+if case == "float32":
+    X = X.astype(np.float32)
+if case == "readonly":
+    X.flags.writeable = False
+if case == "weights":
+    fit_options["sample_weight"] = rng.random(len(X)) + 0.5
+model = streamgmm.GaussianMixture(n_components=3, random_state=0, **options)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    if case == "partial_fit":
+        model.partial_fit(X[:512])
+    else:
+        model.fit(X, **fit_options)
+finished = time.perf_counter()
+print(imported - started, finished - started)
+"""
+
+
+def run_case(case: str, tree: Path, cache: str) -> tuple[float, float]:
+    """(import seconds, wall seconds to the end of the fit) of one fresh process."""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(tree))
+    environment.pop("STREAMGMM_KERNELS", None)
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", CHILD.format(case=case)], env=environment,
+                            capture_output=True, text=True, cwd=tree, check=True)
+    wall = time.perf_counter() - started
+    imported, _ = map(float, output.stdout.split()[-2:])
+    return imported, wall
+
+
+CLUSTER_CHILD = r"""
+import time, tempfile, warnings
+import numpy as np
+import zarr
+from dask.distributed import Client, LocalCluster
+import streamgmm
+rng = np.random.default_rng(0)
+X = rng.normal(size=(100_000, 4)) + rng.integers(0, 3, size=(100_000, 1)) * 4.0
+store = tempfile.mkdtemp() + "/rows.zarr"
+zarr.create_array(store, data=X, chunks=(25_000, 4))
+if __name__ == "__main__":
+    started = time.perf_counter()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            streamgmm.GaussianMixture(3, random_state=0).fit(store)
+        print(time.perf_counter() - started)
+"""
+
+
+def cluster_fit(tree: Path, cache: str) -> float:
+    """Seconds from ``Client`` creation to the end of a 2-worker cluster fit."""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(tree))
+    environment.pop("STREAMGMM_KERNELS", None)
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "cluster_fit.py"
+        script.write_text(CLUSTER_CHILD)
+        output = subprocess.run([sys.executable, str(script)], env=environment, cwd=tree,
+                                capture_output=True, text=True, check=True)
+    return float(output.stdout.split()[-1])
+
+
+def fill_cache(tree: Path, cache: str | None = None) -> float:
+    """Seconds ``streamgmm compile`` takes on an empty cache (``cache``, or a
+    temporary folder)."""
+    with tempfile.TemporaryDirectory() as temporary:
+        environment = dict(os.environ, NUMBA_CACHE_DIR=cache or temporary,
+                           PYTHONPATH=str(tree))
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "from streamgmm.cli import main; main()",
+                        "compile"], env=environment, cwd=tree, check=True,
+                       capture_output=True)
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tree", type=Path, default=ROOT)
+    parser.add_argument("--cases", default=",".join(CASES), help="'' for none")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--warm", action="store_true")
+    parser.add_argument("--fill", action="store_true")
+    parser.add_argument("--cluster", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results = {"tree": str(args.tree), "load": os.getloadavg()[0], "cases": {}}
+    for case in filter(None, args.cases.split(",")):
+        walls, imports, warm = [], [], []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as cache:
+                imported, wall = run_case(case, args.tree, cache)
+                walls.append(wall)
+                imports.append(imported)
+                if args.warm:
+                    warm.append(run_case(case, args.tree, cache)[1])
+        results["cases"][case] = {"cold_s": walls, "import_s": imports, "warm_s": warm}
+        print(f"{case:12s} cold {statistics.median(walls):6.2f} s (import "
+              f"{statistics.median(imports):.2f} s)"
+              + (f", warm {statistics.median(warm):6.2f} s" if warm else ""), flush=True)
+    if args.fill:
+        results["fill_s"] = fill_cache(args.tree)
+        print(f"streamgmm compile on an empty cache: {results['fill_s']:.1f} s")
+    if args.cluster:
+        with tempfile.TemporaryDirectory() as cache:
+            results["cluster_cold_s"] = cluster_fit(args.tree, cache)
+            print(f"2-worker LocalCluster, 100,000 rows, empty cache: "
+                  f"{results['cluster_cold_s']:.2f} s from Client creation")
+        with tempfile.TemporaryDirectory() as cache:
+            fill_cache(args.tree, cache)
+            results["cluster_filled_s"] = cluster_fit(args.tree, cache)
+            print(f"2-worker LocalCluster, 100,000 rows, cache filled by streamgmm compile: "
+                  f"{results['cluster_filled_s']:.2f} s from Client creation")
+    results["load_after"] = os.getloadavg()[0]
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
