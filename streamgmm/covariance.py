@@ -72,12 +72,21 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     return int(covariance_parameters + K * d + K - 1)
 
 
+def writeable(array) -> np.ndarray:
+    """An array as the kernels take parameters: float64, C-contiguous and
+    writeable (a copy only when it is not already)."""
+    if (isinstance(array, np.ndarray) and array.dtype == np.float64
+            and array.flags.c_contiguous and array.flags.writeable):
+        return array
+    return np.array(array, dtype=np.float64, order="C")
+
+
 def as_blocks(array: np.ndarray, covariance_type: str) -> np.ndarray:
     """A scatter, covariances or precision factors of any covariance type as the
     3-D "blocks" the compiled functions take (C-contiguous, writeable float64,
     so that every caller's arrays have one numba type): full (K, d, d), tied
     (1, d, d), diag (K, 1, d), spherical (K, 1, 1)."""
-    array = np.require(array, np.float64, ["C", "W"])
+    array = writeable(array)
     if covariance_type == "full":
         return array
     if covariance_type == "tied":

@@ -50,7 +50,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .covariance import KINDS, as_blocks, feature_variances, from_blocks, product_rows
+from .covariance import (
+    KINDS,
+    as_blocks,
+    feature_variances,
+    from_blocks,
+    product_rows,
+    writeable,
+)
 from .kernels import codes
 from .kernels import entries as kernels
 from .kernels.records import Operands, Plan, rows_record
@@ -172,12 +179,6 @@ def density_factors(params: GaussianParameters, dtype=np.float64) -> Operands:
         as_blocks(params.precisions_cholesky, cov_type), writeable(variances),
         kernel_plan(cov_type, n_components, d, dtype),
     )
-
-
-def writeable(array) -> np.ndarray:
-    """A small parameter array as the kernels take it: float64, C-contiguous and
-    writeable (a copy only when it is not already)."""
-    return np.require(array, np.float64, ["C", "W"])
 
 
 def _weighted_log_densities(X: np.ndarray, params: GaussianParameters) -> np.ndarray:

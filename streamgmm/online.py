@@ -59,6 +59,7 @@ import zarr
 
 from . import missing
 from .cluster import client_in_use
+from .covariance import writeable
 from .engine import EMRun, EMSettings, run_progress
 from .estep import (
     GaussianParameters,
@@ -66,7 +67,6 @@ from .estep import (
     compute_dtype,
     kernel_plan,
     usable_limit,
-    writeable,
 )
 from .inputs import row_store_compressor
 from .kernels import codes

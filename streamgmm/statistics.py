@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .covariance import KINDS, as_blocks, from_blocks, parameter_shape
+from .covariance import KINDS, as_blocks, from_blocks, parameter_shape, writeable
 from .kernels import entries as kernels
 from .kernels.records import Statistics
 
@@ -57,11 +57,8 @@ class SufficientStatistics(NamedTuple):
 def statistics_blocks(stats: SufficientStatistics, covariance_type: str) -> Statistics:
     """``stats`` as the kernels take them (:class:`~streamgmm.kernels.records.Statistics`:
     writeable float64, the scatter in blocks form)."""
-    return Statistics(
-        np.require(stats.weight, np.float64, ["C", "W"]),
-        np.require(stats.mean, np.float64, ["C", "W"]),
-        as_blocks(stats.scatter, covariance_type),
-    )
+    return Statistics(writeable(stats.weight), writeable(stats.mean),
+                      as_blocks(stats.scatter, covariance_type))
 
 
 def empty_statistics(n_components: int, n_features: int, covariance_type: str):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from streamgmm import estep
-from streamgmm.covariance import KINDS, as_blocks
+from streamgmm.covariance import KINDS, as_blocks, writeable
 from streamgmm.estep import kernel_plan
 from streamgmm.kernels import records, tiers, vectorized
 from streamgmm.kernels.records import (
@@ -75,9 +75,9 @@ def test_e_step_kernels_are_identical_in_both_tiers(covariance_type, separated, 
     n, d = X.shape
     K = params.means.shape[0]
     plan = kernel_plan(covariance_type, K, d, dtype)._replace(block=97)
-    operands = [f(estep.writeable(params.weights), estep.writeable(params.means),
+    operands = [f(writeable(params.weights), writeable(params.means),
                   as_blocks(params.precisions_cholesky, covariance_type),
-                  estep.writeable(1.0 / as_blocks(params.precisions_cholesky,
+                  writeable(1.0 / as_blocks(params.precisions_cholesky,
                                                   covariance_type)[:, 0, :1] ** 2
                                   * np.ones((K, d))), plan)
                 for f in both("operands", "density_operands")]
@@ -89,7 +89,7 @@ def test_e_step_kernels_are_identical_in_both_tiers(covariance_type, separated, 
                  rows_record(X, None, weights)):
         sums = [f(rows, 3, 480, operands, plan) for f in both("estep", "range_sums")]
         assert_identical(*sums, "range_sums")
-        stats = [f(sums[0], operands.shift, estep.writeable(params.means), operands.own_shift,
+        stats = [f(sums[0], operands.shift, writeable(params.means), operands.own_shift,
                    KINDS[covariance_type]) for f in both("mstep", "centred_statistics")]
         assert_identical(*stats, "centred_statistics")
     rows = rows_record(X)
@@ -133,7 +133,7 @@ def test_online_fold_is_identical_in_both_tiers(covariance_type, weighted, avera
     rows = rows_record(X, order, rng.random(n) * 2 if weighted else None)
     statistics = statistics_blocks(stats, covariance_type)
     zero = Statistics(np.zeros(K), np.zeros((K, d)), np.zeros_like(statistics.scatter))
-    mixture = Mixture(estep.writeable(params.weights), estep.writeable(params.means),
+    mixture = Mixture(writeable(params.weights), writeable(params.means),
                       as_blocks(covariances, covariance_type),
                       as_blocks(params.precisions_cholesky, covariance_type))
     settings = OnlineSettings(64, 1e-6, 0.6, 2.0, 0.0, averaging, 10 * K * (d + 1), 1e100)

@@ -136,6 +136,7 @@ class Tiered:
         self._looked_up: set[str] = set()
         self._compiling: set[str] = set()
         self._spent: dict[str, float] = {}
+        self._dispatcher: Any = None
 
     def __repr__(self) -> str:
         return f"Tiered({self.module}.{self.name})"
@@ -143,7 +144,10 @@ class Tiered:
     @property
     def compiled(self) -> Any:
         """The numba dispatcher."""
-        return getattr(importlib.import_module(f"streamgmm.kernels.{self.module}"), self.name)
+        if self._dispatcher is None:
+            self._dispatcher = getattr(
+                importlib.import_module(f"streamgmm.kernels.{self.module}"), self.name)
+        return self._dispatcher
 
     @property
     def interpreted(self) -> Callable:
