@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bayesian_speed import arguments
 from benchmarks.reference_data import MCLUST_RESULTS, load_reference
 from benchmarks.run import machine_description
 from streamgmm import BayesianGaussianMixture, select
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    report = {"command": "python benchmarks/bayesian_choose_k.py " + " ".join(argv or []),
+    report = {"command": "python benchmarks/bayesian_choose_k.py " + " ".join(arguments(argv)),
               "machine": machine_description()}
     if not args.reference_only:
         truth = random_mixture(args.true_components, args.n_features, random_state=0)

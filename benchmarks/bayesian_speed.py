@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from sklearn.mixture import BayesianGaussianMixture as SklearnBayesian
 from benchmarks.run import machine_description, seconds_per_iteration, starting_point
 from streamgmm import BayesianGaussianMixture, GaussianMixture
 from streamgmm.datasets import make_mixture
+
+
+def arguments(argv) -> list[str]:
+    """The command's arguments, for the report."""
+    return sys.argv[1:] if argv is None else list(argv)
 
 
 def main(argv=None) -> int:
@@ -59,7 +65,7 @@ def main(argv=None) -> int:
         / seconds["streamgmm variational"],
     }
     report = {
-        "command": "python benchmarks/bayesian_speed.py " + " ".join(argv or []),
+        "command": "python benchmarks/bayesian_speed.py " + " ".join(arguments(argv)),
         "n_samples": n, "n_features": d, "n_components": k,
         "seconds_per_iteration": seconds, "ratios": ratios,
         "wall_seconds": time.perf_counter() - began,

@@ -352,3 +352,16 @@ def test_command_line_fits_saves_and_describes(store, tmp_path):
     assert info.output.startswith("BayesianGaussianMixture: 6 components")
     bad = CliRunner().invoke(main, ["bayes", store, "-k", "0", "-o", str(out)])
     assert bad.exit_code != 0
+
+
+def test_benchmark_scripts_run_at_a_tiny_size(tmp_path, capsys):
+    from benchmarks import bayesian_online, bayesian_speed
+
+    assert bayesian_speed.main(["--n-samples", "3000", "--n-features", "3", "--n-components",
+                                "2", "--extra", "1", "--repeats", "1"]) == 0
+    assert "variational / EM" in capsys.readouterr().out
+    out = tmp_path / "online.json"
+    assert bayesian_online.main(["--rows", "3000", "--components", "2", "--features", "2",
+                                 "--passes", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["online"]["passes"] == 1 and np.isfinite(report["gap"])
