@@ -281,9 +281,9 @@ def quadratic_sums(stats: SufficientStatistics, params: GaussianParameters) -> n
         distance = np.einsum("kj,kji->ki", delta, P)
         return scatter_term + n * np.sum(distance**2, axis=1)
     if cov_type == "tied":
-        result = n * np.sum((delta @ P) ** 2, axis=1)
-        result[0] += np.einsum("ji,jl,li->", P, S, P)
-        return result
+        sums = n * np.sum((delta @ P) ** 2, axis=1)
+        sums[0] += np.einsum("ji,jl,li->", P, S, P)
+        return sums
     if cov_type == "diag":
         return np.sum(P**2 * (S + n[:, None] * delta**2), axis=1)
     return P**2 * (S + n * np.sum(delta**2, axis=1))
