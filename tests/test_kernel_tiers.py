@@ -194,3 +194,31 @@ def test_rows_reach_the_kernels_in_one_type():
              (X, readonly, X.astype(np.float32), np.asfortranarray(X))}
     assert len(types) == 1
     assert records.rows_record(X).X.flags.writeable is False
+
+
+def test_a_kernel_is_compiled_once_hot_and_the_user_is_told_once(tmp_path):
+    """In a fresh process with an empty cache: interpreted first, compiled once
+    its interpreted time passes the threshold (here 1 ns), with one line on
+    standard error; a second process loads it from the disk cache silently."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from streamgmm.kernels import entries, tiers\n"
+        "tiers.COMPILE_AFTER_SECONDS = 1e-9\n"
+        "first = entries.step_size.tier(3, 0.6, 2.0, 0.0)\n"
+        "value = first(3, 0.6, 2.0, 0.0)\n"
+        "second = entries.step_size.tier(4, 0.6, 2.0, 0.0)\n"
+        "entries.step_size(5, 0.6, 2.0, 0.0)\n"
+        "print(first is entries.step_size.compiled, second is entries.step_size.compiled,"
+        " value == (3 + 2.0) ** -0.6)\n"
+    )
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    environment.pop("STREAMGMM_KERNELS", None)
+    runs = [subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
+                           text=True, check=True) for _ in range(2)]
+    assert runs[0].stdout.split() == ["False", "True", "True"]
+    assert runs[0].stderr.count("compiling kernels") == 1
+    assert runs[1].stdout.split() == ["True", "True", "True"]
+    assert "compiling" not in runs[1].stderr
