@@ -12,6 +12,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn.exceptions
 import xarray as xr
@@ -19,6 +20,7 @@ import zarr
 from sklearn.cluster import KMeans
 from sklearn.mixture import BayesianGaussianMixture as SklearnBayesian
 from sklearn.utils.estimator_checks import check_estimator
+from unconverged import unconverged_fit
 
 import streamgmm
 from streamgmm import BayesianGaussianMixture
@@ -59,10 +61,9 @@ def test_equals_sklearn_from_the_same_start(data, covariance_type):
         for n_iter in (1, 10):
             settings = dict(n_components=K, covariance_type=covariance_type, tol=0.0,
                             max_iter=n_iter, weight_concentration_prior_type=prior_type)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
-                reference = SklearnBayesian(**settings, random_state=0).fit(data)
-                model = BayesianGaussianMixture(**settings, labels_init=labels).fit(data)
+            reference = unconverged_fit(SklearnBayesian(**settings, random_state=0), data)
+            model = unconverged_fit(BayesianGaussianMixture(**settings, labels_init=labels),
+                                    data)
             assert model.n_iter_ == reference.n_iter_ == n_iter
             _assert_same(model, reference)
             assert len(model.lower_bounds_) == n_iter
@@ -106,9 +107,7 @@ def test_unused_components_are_counted_and_dropped(data):
 def _fit(X, **kwargs):
     settings = dict(n_components=3, max_iter=15, tol=0.0, random_state=0,
                     init_params="random_from_data")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
-        return BayesianGaussianMixture(**settings).fit(X, **kwargs)
+    return unconverged_fit(BayesianGaussianMixture(**settings), X, **kwargs)
 
 
 def test_every_input_kind_equals_in_memory(tmp_path):
@@ -117,7 +116,11 @@ def test_every_input_kind_equals_in_memory(tmp_path):
     store = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=X.shape,
                               chunks=(700, 3), dtype=X.dtype)
     store[:] = X
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame.to_parquet(tmp_path / "x.parquet")
     inputs = {
+        "pandas": frame,
+        "parquet": str(tmp_path / "x.parquet"),
         "zarr": str(tmp_path / "x.zarr"),
         "dask": da.from_array(X, chunks=(500, 3)),
         "xarray": xr.DataArray(da.from_array(X, chunks=(900, 3)), dims=("sample", "feature")),
@@ -126,6 +129,7 @@ def test_every_input_kind_equals_in_memory(tmp_path):
         model = _fit(X_kind)
         _assert_same(model, reference, rtol=1e-10)
         assert model.n_iter_ == reference.n_iter_, kind
+    np.testing.assert_array_equal(_fit(frame).feature_names_in_, ["a", "b", "c"])
 
 
 def test_sample_weight_counts_rows(data):
@@ -136,10 +140,8 @@ def test_sample_weight_counts_rows(data):
     weighted = BayesianGaussianMixture(3, max_iter=5, tol=0.0, labels_init=labels)
     repeated_model = BayesianGaussianMixture(3, max_iter=5, tol=0.0,
                                              labels_init=np.concatenate([labels, labels[::3]]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
-        weighted.fit(data, sample_weight=weights)
-        repeated_model.fit(repeated)
+    unconverged_fit(weighted, data, sample_weight=weights)
+    unconverged_fit(repeated_model, repeated)
     _assert_same(weighted, repeated_model, rtol=1e-9)
 
 
@@ -261,9 +263,7 @@ def test_sigkill_and_resume_from_a_checkpoint_is_exact(store, tmp_path):
     """Batch; online fits checkpoint at the end of every pass through the same
     code (not killed here: each process costs about 5 s of imports)."""
     settings = dict(n_components=5, n_init=2, max_iter=8, tol=0.0, random_state=5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
-        reference = BayesianGaussianMixture(**settings).fit(store)
+    reference = unconverged_fit(BayesianGaussianMixture(**settings), store)
 
     def start(name, delay):
         return subprocess.Popen(
@@ -298,28 +298,10 @@ def test_sigkill_and_resume_from_a_checkpoint_is_exact(store, tmp_path):
 
 def test_checkpoint_of_another_fit_is_refused(store, tmp_path):
     settings = dict(n_components=3, max_iter=2, tol=0.0, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
-        BayesianGaussianMixture(**settings).fit(store, checkpoint=tmp_path / "c.ckpt")
-        with pytest.raises(ValueError, match="belongs to a different fit"):
-            BayesianGaussianMixture(**{**settings, "n_components": 4}).fit(
-                store, checkpoint=tmp_path / "c.ckpt")
-
-
-def test_two_worker_cluster_equals_threads(store):
-    distributed = pytest.importorskip("distributed")
-    settings = dict(n_components=4, max_iter=8, tol=0.0, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
-        with dask.config.set(scheduler="threads"):
-            threaded = BayesianGaussianMixture(**settings).fit(store)
-        with (
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=None) as cluster,
-            distributed.Client(cluster),
-        ):
-            clustered = BayesianGaussianMixture(**settings).fit(store)
-    _assert_same(clustered, threaded, rtol=1e-12)
+    unconverged_fit(BayesianGaussianMixture(**settings), store, checkpoint=tmp_path / "c.ckpt")
+    with pytest.raises(ValueError, match="belongs to a different fit"):
+        BayesianGaussianMixture(**{**settings, "n_components": 4}).fit(
+            store, checkpoint=tmp_path / "c.ckpt")
 
 
 def test_merge_moves_keep_only_gains_and_end_with_the_right_components():

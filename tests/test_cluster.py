@@ -503,3 +503,20 @@ def test_fresh_workers_fit_without_compiling(tmp_path, monkeypatch):
     threaded = GaussianMixture(3, random_state=0).fit(store)
     for name in FITTED:
         np.testing.assert_allclose(getattr(model, name), getattr(threaded, name), rtol=1e-12)
+
+
+def test_bayesian_mixture_on_the_cluster_equals_threads(client, tmp_path):
+    """BayesianGaussianMixture (issue 28): the same passes on two worker
+    processes give the threaded fit to 1e-12."""
+    from streamgmm import BayesianGaussianMixture
+
+    store = _write_zarr(tmp_path / "x.zarr", _data(2000, seed=4), 500)
+    settings = dict(n_components=4, max_iter=8, tol=0.0, random_state=0, moves=True)
+    clustered = unconverged_fit(BayesianGaussianMixture(**settings), store)
+    with dask.config.set(scheduler="threads"):
+        threaded = unconverged_fit(BayesianGaussianMixture(**settings), store)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                 "mean_precision_", "degrees_of_freedom_"):
+        np.testing.assert_allclose(getattr(clustered, name), getattr(threaded, name),
+                                   rtol=1e-12, atol=0, err_msg=name)
+    assert clustered.lower_bounds_ == pytest.approx(threaded.lower_bounds_, rel=1e-12)
