@@ -332,18 +332,38 @@ def gappy_terms(
                 continue
             position = group.position[patterns.index[rows]]
             columns = group.columns[position]  # (r, m)
-            # (r, K, m, 1): y_M; matmul of stacked small matrices, 4x faster than einsum
-            y = projected[:, rows[:, None], columns].transpose(1, 0, 2)[..., None]
-            inverse = group.inverse_factor[position]  # (r, F, m, m), F = 1 broadcasts
-            v = inverse @ y  # L^-1 y_M
-            quadratic[:, rows] -= np.square(v[..., 0]).sum(axis=2).T
-            conditional = np.swapaxes(inverse, 2, 3) @ v  # L^-T L^-1 y_M
-            deviations[:, rows[:, None], columns] = -conditional[..., 0].transpose(1, 0, 2)
+            y = projected[:, rows[:, None], columns].transpose(1, 0, 2)  # (r, K, m): y_M
+            v, conditional = _triangular_products(group.inverse_factor[position], y)
+            quadratic[:, rows] -= np.square(v).sum(axis=2).T
+            deviations[:, rows[:, None], columns] = -conditional.transpose(1, 0, 2)
             log_det[:, rows] -= group.log_det[position].T
         np.maximum(quadratic, 0.0, out=quadratic)
     log_weighted = factors.log_weights[:, None] + log_det - 0.5 * (
         n_observed * LOG_2PI + quadratic)
     return GappyTerms(log_weighted, deviations)
+
+
+SMALL_BLOCK = 2
+"""Most missing values per row for which :func:`_triangular_products` runs
+elementwise over the rows (m = 1 and 2: half of the per-pattern time of the
+stacked matrix products at 10% missing, d = 16); more go through ``matmul``."""
+
+
+def _triangular_products(inverse: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``v = L^-1 y`` and ``L^-T v`` (= Lambda_MM^-1 y) for every row and
+    component: ``inverse`` (r, F, m, m) lower triangular (F = 1 broadcasts over
+    the K components), ``y`` (r, K, m)."""
+    m = y.shape[2]
+    if m > SMALL_BLOCK:
+        v = inverse @ y[..., None]
+        return v[..., 0], (np.swapaxes(inverse, 2, 3) @ v)[..., 0]
+    v = np.empty_like(y)
+    for i in range(m):
+        v[..., i] = (inverse[:, :, i, : i + 1] * y[..., : i + 1]).sum(axis=2)
+    conditional = np.empty_like(y)
+    for i in range(m):
+        conditional[..., i] = (inverse[:, :, i:, i] * v[..., i:]).sum(axis=2)
+    return v, conditional
 
 
 def _log_responsibilities(log_weighted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
