@@ -27,9 +27,12 @@ for all rows of a block at once, whatever their patterns),
   completed row minimises the full quadratic form over x_M);
 * ``log det Sigma_OO = log det Sigma + log det Lambda_MM``.
 
-Diag and spherical need no factorisation (x_M = mu_M, C = diag(sigma^2_M)); tied
-shares one P, so one factorisation per pattern. Per-pattern work is vectorised
-over the patterns with the same number of missing coordinates.
+Diag and spherical need no factorisation and no patterns (x_M = mu_M,
+C = diag(sigma^2_M)): their rows go through two BLAS products about one shift,
+as in the compiled kernel (:func:`diagonal_statistics`). Tied shares one P, so
+one factorisation per pattern. Per-pattern work is vectorised over the patterns
+with the same number of missing coordinates. The per-row work is NumPy over
+blocks of rows, not compiled (docs/benchmarks.md measures what that costs).
 
 Complete rows go through :func:`streamgmm.estep.chunk_statistics` unchanged (a
 chunk without NaN costs one sum more than today and gives the same bits); rows
