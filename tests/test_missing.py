@@ -411,7 +411,7 @@ def test_two_worker_cluster_equals_the_threaded_fit(store_data):
     threaded = unconverged_fit(GaussianMixture(3, **settings), path)
     with (
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                 dashboard_address=None) as cluster,
+                                 dashboard_address=":0") as cluster,
         distributed.Client(cluster),
     ):
         clustered = unconverged_fit(GaussianMixture(3, **settings), path)
