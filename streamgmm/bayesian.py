@@ -317,6 +317,12 @@ class BayesianGaussianMixture(GaussianMixture):
     degrees_of_freedom_prior_, covariance_prior_
         The priors used.
     lower_bound_, lower_bounds_, n_iter_, converged_
+        Batch: scikit-learn's lower bound after every iteration. Online fits
+        compute no bound (it would cost a pass): ``lower_bounds_`` is empty,
+        ``lower_bound_`` -inf, ``converged_`` False, ``n_iter_`` the passes;
+        only the first of ``n_init`` starts is used.
+    n_moves_ : int
+        Merge proposals kept (``moves``).
     n_components_effective_ : int
     n_steps_, n_samples_seen_ : online counters
     """

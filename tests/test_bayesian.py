@@ -81,10 +81,14 @@ def test_lower_bound_never_decreases(data):
     assert np.all(np.diff(model.lower_bounds_) >= -1e-9 * abs(model.lower_bound_))
 
 
-def test_check_estimator_passes():
+@pytest.mark.parametrize("estimator", [
+    BayesianGaussianMixture(),
+    BayesianGaussianMixture(algorithm="online", batch_size=16, max_iter=5),
+], ids=["default", "online"])
+def test_check_estimator_passes(estimator):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sklearn.exceptions.SkipTestWarning)
-        results = check_estimator(BayesianGaussianMixture(), on_fail=None)
+        results = check_estimator(estimator, on_fail=None)
     failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
     assert not failed
     assert len(results) >= 40
