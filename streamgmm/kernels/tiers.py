@@ -120,7 +120,9 @@ _announced = threading.Event()
 
 
 def announce_compiling(name: str) -> None:
-    """Say once per process, on standard error, that kernels are being compiled."""
+    """Say once per process, on standard error, that kernels are being compiled
+    (in the tiered mode, where it happens in the middle of a fit; with
+    ``STREAMGMM_KERNELS=compiled`` the caller asked for it)."""
     if not _announced.is_set():
         _announced.set()
         print(f"streamgmm: compiling kernels for this machine (once; starting with {name}); "
@@ -175,7 +177,8 @@ class Tiered:
             return self.compiled
         if due:
             if not load_cached(self.compiled, arguments):
-                announce_compiling(self.name)
+                if current == "tiered":
+                    announce_compiling(self.name)
                 self.compiled.compile(tuple(_typeof(argument) for argument in arguments))
             self._ready.add(key)
             return self.compiled
