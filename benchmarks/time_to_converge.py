@@ -43,7 +43,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnMixture
 
 from streamgmm import GaussianMixture, acceleration
-from streamgmm.acceleration import ACCELERATIONS, incremental_em
+from streamgmm.acceleration import ACCELERATIONS
 from streamgmm.covariance import precision_cholesky_from_precisions
 from streamgmm.datasets import make_mixture
 from streamgmm.engine import EMRun, EMSettings, run_em
@@ -53,6 +53,7 @@ from streamgmm.reduction import tree_reduce
 from streamgmm.threads import blas_threads_for_dask, single_threaded_blas
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from incremental_em import incremental_em  # noqa: E402
 from online_vs_batch import starting_parameters  # noqa: E402
 from run import starting_point  # noqa: E402
 

@@ -15,30 +15,25 @@ from pathlib import Path
 
 API_PATH = Path(__file__).with_name("api.md")
 
-PUBLIC = {
-    "streamgmm": None,  # None: the module's __all__
-    "streamgmm.datasets": [
-        "MixtureTruth",
-        "random_mixture",
-        "sample_mixture",
-        "make_mixture",
-        "write_mixture_zarr",
-        "match_components",
-    ],
-    "streamgmm.plot": None,
-    "streamgmm.progress": ["FitProgress", "HISTORY_KEYS"],
-    "streamgmm.inputs": ["as_rows", "open_zarr_array"],
-    "streamgmm.io": ["model_to_dataset", "predictions_dataset"],
-    "streamgmm.outputs": [
-        "OutputExistsError",
-        "write_zarr",
-        "stored_format",
-        "interrupted_replacement",
-    ],
-    "streamgmm.online": ["create_stream_array", "append_rows", "update_from_zarr", "step_size"],
-    "streamgmm.selection": ["select"],
-    "streamgmm.engine": ["EMRun", "EMSettings", "EMStep", "StepResult", "run_em", "has_converged"],
-}
+MODULES = [
+    "streamgmm",
+    "streamgmm.datasets",
+    "streamgmm.plot",
+    "streamgmm.progress",
+    "streamgmm.inputs",
+    "streamgmm.io",
+    "streamgmm.outputs",
+    "streamgmm.online",
+    "streamgmm.selection",
+    "streamgmm.engine",
+    "streamgmm.hyperparameters",
+    "streamgmm.validation",
+    "streamgmm.mixture",
+    "streamgmm.bayesian",
+]
+"""The modules with a public API, in the reference's order. Each documents
+exactly its ``__all__``; every other module's ``__all__`` is empty
+(tests/test_architecture.py checks both)."""
 
 HEADER = """# API reference
 
@@ -73,9 +68,12 @@ def _public_methods(cls) -> list[tuple[str, object]]:
     ]
 
 
-def _document(module_name: str, name: str) -> str:
+def _document(module_name: str, name: str, seen: dict[int, str]) -> str:
     obj = getattr(importlib.import_module(module_name), name)
     title = f"### `{module_name}.{name}`\n\n"
+    if (inspect.isclass(obj) or callable(obj)) and id(obj) in seen:
+        return f"{title}The same as `{seen[id(obj)]}`.\n\n"
+    seen[id(obj)] = f"{module_name}.{name}"
     if not (inspect.isclass(obj) or callable(obj)):
         return f"{title}{_block(f'{name} = {obj!r}')}\n"
     text = title + _block(f"{_signature(name, obj)}\n\n{_docstring(obj)}") + "\n"
@@ -113,11 +111,11 @@ def _command_help() -> str:
 
 def render() -> str:
     text = HEADER
-    for module_name, names in PUBLIC.items():
+    seen: dict[int, str] = {}
+    for module_name in MODULES:
         module = importlib.import_module(module_name)
-        names = list(module.__all__) if names is None else names
         text += f"## `{module_name}`\n\n{_docstring(module)}\n\n"
-        text += "".join(_document(module_name, name) for name in names)
+        text += "".join(_document(module_name, name, seen) for name in module.__all__)
     return text.rstrip("\n") + "\n\n" + _command_help().rstrip("\n") + "\n"
 
 

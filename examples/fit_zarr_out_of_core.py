@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> dict:
     data_path = folder / "rows.zarr"
     write_mixture_zarr(data_path, args.rows, truth, chunk_rows=args.chunk_rows, random_state=7)
     array = zarr.open_array(data_path, mode="r")
-    print(f"data: {data_path}, shape {array.shape}, {array.dtype}, chunks {array.chunks}")
+    print(f"data: {data_path}, shape {array.shape}, {array.dtype}, "
+          f"chunks of {array.chunks[0]:,} rows")
 
     # 2. Fit: every EM iteration is one pass over the chunks on the local Dask scheduler.
     model = streamgmm.GaussianMixture(args.components, random_state=0, tol=1e-4)

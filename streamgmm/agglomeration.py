@@ -184,3 +184,7 @@ def agglomerate(X: np.ndarray, n_clusters: Iterable[int]) -> dict[int, np.ndarra
         _, labels = np.unique(owner[clusters.labels], return_inverse=True)
         partitions[K] = labels.ravel()
     return partitions
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -52,6 +52,7 @@ import numpy as np
 from . import outputs
 from .engine import EMRun
 from .estep import GaussianParameters
+from .hyperparameters import IGNORED_BY_CHECKPOINTS
 from .online import OnlinePosition, OnlineState
 from .outputs import CHECKPOINT_FORMAT, write_output
 from .state import run_from_arrays, run_to_arrays
@@ -131,9 +132,9 @@ def online_from_entries(arrays: dict, scalars: dict, covariance_type: str):
     return run.online_state, run.params, run.covariances, position
 
 
-IGNORED_HYPERPARAMETERS = ("verbose", "verbose_interval", "persist")
+IGNORED_HYPERPARAMETERS = IGNORED_BY_CHECKPOINTS
 """Hyper-parameters that do not change a fit's result, so a checkpoint need not
-match them."""
+match them (``changes_result=False`` in the table of settings)."""
 
 
 def fit_fingerprint(hyperparameters: dict[str, Any], data: Any) -> dict:
@@ -297,20 +298,5 @@ def check_fingerprint(path: str | os.PathLike, stored: dict, expected: dict) -> 
         )
 
 
-__all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "check_fingerprint",
-    "claim_checkpoint_path",
-    "fit_fingerprint",
-    "read_fit_checkpoint",
-    "write_batch_checkpoint",
-    "write_online_checkpoint",
-    "read_checkpoint",
-    "remove_stale_temporaries",
-    "online_from_entries",
-    "online_to_entries",
-    "run_from_entries",
-    "run_to_entries",
-    "write_checkpoint",
-]
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -9,35 +9,33 @@ standard error and exit status 1 (2 for usage errors), never a traceback; set
 
 from __future__ import annotations
 
-import inspect
 import os
+import re
 import tempfile
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
 from . import tables
-from .acceleration import ACCELERATIONS
-from .covariance import COVARIANCE_TYPES, full_covariances, variance_totals
+from .choices import ALGORITHMS, COVARIANCE_TYPES, INIT_METHODS, variance_totals
 from .criteria import CRITERIA
-from .datasets import MixtureTruth, match_components, random_mixture, write_mixture_zarr
 from .hyperparameters import (
-    ALGORITHMS,
     BATCH_SIZE,
-    LEARNING_DECAY,
-    LEARNING_OFFSET,
+    BOTH,
     ONLINE_CHECKPOINT_BATCHES,
+    SETTINGS,
+    Setting,
+    select_default,
 )
-from .initialization import INIT_METHODS
-from .missing import MISSING_OPTIONS
-from .mixture import ConvergenceWarning, GaussianMixture
 from .outputs import (
+    CRITERIA_FORMAT,
+    CSV_MARKER,
     IMPUTED_FORMAT,
     MODEL_FORMAT,
     PLOT_FORMAT,
@@ -45,35 +43,109 @@ from .outputs import (
     OutputExistsError,
     check_output,
     refuse_inputs,
+    write_output,
 )
+from .validation import count
 
-ESTIMATOR_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(GaussianMixture).parameters.items()
-}
-"""The estimator's defaults, used as the defaults of ``streamgmm fit``'s options."""
+if TYPE_CHECKING:
+    from .datasets import MixtureTruth
+    from .mixture import GaussianMixture
 
-acceleration_option = click.option(
-    "--acceleration",
-    type=click.Choice(["none", *sorted(ACCELERATIONS)]),
-    default="none",
-    show_default=True,
-    callback=lambda context, parameter, value: None if value == "none" else value,
-    help="Batch EM in fewer passes to the same fit: damped Anderson (daarem) or SQUAREM "
-    "(--max-iter counts passes).",
-)
-"""``fit``'s and ``select``'s ``--acceleration`` (None for "none")."""
+# Modules that bring scikit-learn, Dask, xarray, Zarr or numba are imported by
+# the commands that need them, inside the command: ``streamgmm --help`` and
+# ``streamgmm info`` start in well under a second (tests/test_startup.py).
 
-missing_option = click.option(
-    "--missing",
-    type=click.Choice(MISSING_OPTIONS),
-    default="raise",
-    show_default=True,
-    help="What NaN in DATA means: raise (an error), or marginalize (a missing value: "
-    "rows are used through their observed coordinates; the model keeps this for "
-    "predict, score and impute).",
-)
-"""``fit``'s and ``select``'s ``--missing``."""
+
+def option_label(value: Any) -> str:
+    """How a command line spells a choice's value (yes/no for booleans, none for None)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "none" if value is None else str(value)
+
+
+def option_help(setting: Setting) -> str:
+    """A setting's command-line help: the first sentence of its help, without
+    reST markup, with the algorithms it applies to when not both."""
+    first = setting.help.split(". ")[0].rstrip(".").replace("``", "").replace('\\"', '"')
+    first = re.sub(r":\w+:`~?([^`]+)`", r"\1", first)
+    if setting.modes != BOTH and not any(mode in first.lower() for mode in setting.modes):
+        first += f" ({', '.join(sorted(setting.modes))})"
+    return first + "."
+
+
+def click_type(rule: Any) -> click.ParamType | None:
+    """The option type of a rule's plain values (None for a flag or free text)."""
+    if rule.kind in ("int", "float"):
+        low, high, low_open, high_open = rule.bounds
+        high = None if high == np.inf else high
+        if rule.kind == "int":
+            return click.IntRange(min=low, max=high)
+        return click.FloatRange(min=low, max=high, min_open=low_open, max_open=high_open)
+    if rule.kind == "choice":
+        return click.Choice([option_label(option) for option in rule.options])
+    return None
+
+
+def setting_option(setting: Setting, command: str):
+    """The click option of one setting for ``command`` ("fit" or "select")."""
+    names = (setting.cli or f"--{setting.name.replace('_', '-')}").split()
+    default = select_default(setting) if command == "select" else setting.default
+    keywords: dict[str, Any] = {"help": option_help(setting)}
+    if setting.rule.kind == "bool":
+        long = names[-1]
+        if default:
+            return click.option(f"{long}/--no-{long[2:]}", setting.name, default=True,
+                                show_default=True, **keywords)
+        return click.option(*names, setting.name, is_flag=True, **keywords)
+    if isinstance(default, tuple):
+        labels = [option_label(option) for option in setting.rule.options]
+        keywords["help"] = keywords["help"].rstrip(".") + (
+            f": one or several of {', '.join(labels)}, separated by commas.")
+        return click.option(*names, setting.name, default=",".join(default), show_default=True,
+                            metavar="METHODS", callback=_choices_callback(labels), **keywords)
+    if setting.name == "n_components" and command == "fit":
+        return click.option(*names, setting.name, type=click_type(setting.rule), required=True,
+                            **keywords)
+    kind = click_type(setting.rule)
+    if setting.rule.kind == "choice":
+        labels = {option_label(option): option for option in setting.rule.options}
+        keywords["callback"] = lambda context, parameter, value: labels[value]
+        default = option_label(default)
+        if len(labels) > 4:  # a list in words reads better than [a|b|c|d|e]
+            keywords["metavar"] = "METHOD" if setting.name == "init_params" else "NAME"
+            keywords["help"] = keywords["help"].rstrip(".") + ": " + ", ".join(
+                f"{label} (default)" if label == default else label for label in labels
+            ) + "."
+            return click.option(*names, setting.name, type=kind, default=default, **keywords)
+    return click.option(*names, setting.name, type=kind, default=default,
+                        show_default=default is not None, **keywords)
+
+
+def _choices_callback(labels: list[str]):
+    def parse(context: Any, parameter: Any, value: str) -> tuple[str, ...]:
+        chosen = tuple(name.strip() for name in value.split(",") if name.strip())
+        unknown = [name for name in chosen if name not in labels]
+        if unknown or not chosen:
+            raise click.BadParameter(f"{value!r}: choose from {', '.join(labels)}")
+        return chosen
+    return parse
+
+
+def settings_options(command: str):
+    """Every setting of the table (:data:`streamgmm.hyperparameters.SETTINGS`) that
+    has an option, as options of ``command`` ("fit", or "select": those that
+    :func:`streamgmm.select` takes), in the table's order."""
+    chosen = [
+        setting for setting in SETTINGS
+        if setting.cli is not None and (command == "fit" or setting.select)
+    ]
+
+    def decorate(function):
+        for setting in reversed(chosen):
+            function = setting_option(setting, command)(function)
+        return function
+
+    return decorate
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 
@@ -89,12 +161,24 @@ def one_line(error: BaseException) -> str:
     return message
 
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as shells report it)."""
+
+INTERRUPT_HINT = "streamgmm.interrupt_hint"
+"""Key of ``click.Context.meta`` under which a command leaves what to say if it
+is interrupted (e.g. how to resume)."""
+
+
 class CommandGroup(click.Group):
     """A click group that turns errors from the library into one-line messages."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            hint = ctx.meta.get(INTERRUPT_HINT, "")
+            click.echo(f"\ninterrupted{'; ' + hint if hint else ''}", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except OutputExistsError as error:
@@ -110,9 +194,11 @@ class CommandGroup(click.Group):
 def main() -> None:
     """Fit Gaussian mixture models to data larger than memory.
 
-    DATA arguments are a Zarr store holding a 2-D array (rows are samples), a
-    path to an array inside a Zarr store, or a netCDF file or Zarr dataset with
-    --variable naming a 2-D variable.
+    DATA arguments are a Parquet or CSV table (a file, a folder of them or a
+    glob pattern; --columns chooses the columns), a Zarr store holding a 2-D
+    array (rows are samples), a path to an array inside a Zarr store, a .npy
+    file, or a netCDF file or Zarr dataset with --variable naming a 2-D
+    variable.
     """
 
 
@@ -166,6 +252,7 @@ def open_data(
     sample_dim: str | None,
     columns: str | None = None,
     weights: str | None = None,
+    model: Any = None,
 ):
     """DATA as something :func:`streamgmm.inputs.as_rows` accepts: a zarr.Array, a
     :class:`~streamgmm.tables.TableSource` of a table's chosen columns (said on
@@ -176,11 +263,15 @@ def open_data(
     if tables.table_format(path) and (os.path.exists(path) or "*" in path):
         if variable is not None or sample_dim is not None:
             raise click.UsageError("--variable and --sample-dim are for netCDF and Zarr data")
-        return open_table(path, columns, weights)
+        return open_table(path, columns, weights, model)
     if columns is not None:
         raise click.UsageError("--columns is for Parquet and CSV tables")
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such file or directory: {path!r}")
+    if path.lower().endswith(".npy"):
+        if variable is not None or sample_dim is not None:
+            raise click.UsageError("--variable and --sample-dim are for netCDF and Zarr data")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     if variable is None:
         if path.lower().endswith(NETCDF_SUFFIXES):
             raise click.UsageError(
@@ -215,18 +306,32 @@ def open_data(
     return array
 
 
-def open_table(path: str, columns: str | None, weights: str | None = None):
-    """The table at ``path`` with the columns chosen by --columns (default: its
+def open_table(
+    path: str, columns: str | None, weights: str | None = None, model: Any = None
+):
+    """The table at ``path`` with the columns chosen by --columns (default: the
+    features of ``model`` if it was fitted on named columns, else the table's
     numeric ones but the --weights column) as a lazy Dask frame, after saying
-    which columns are used."""
+    which columns are used (and which look like identifiers or labels)."""
     names = None if columns is None else [name.strip() for name in columns.split(",")]
+    fitted = getattr(model, "feature_names_in_", None)
+    if names is None and fitted is not None:
+        names = [str(name) for name in fitted]
+        how = "the model's features"
+    else:
+        how = "as chosen" if names else "all its numeric columns"
     source = tables.table_source(path, names)
-    how = "as chosen" if names else "all its numeric columns"
     if weights is not None and weights in source.columns:
         source = tables.table_source(path, [name for name in source.columns if name != weights])
         how += f" but the weights {weights!r}"
     note = f"; not used: {', '.join(source.skipped)}" if source.skipped else ""
     click.echo(f"columns of {path}: {', '.join(source.columns)} ({how}{note})")
+    suspects = [] if model is not None else tables.identifier_columns(source)
+    if suspects:
+        click.echo(
+            f"note: {', '.join(map(repr, suspects))} looks like an identifier or a label, not "
+            "a measurement; leave it out with --columns", err=True,
+        )
     return source
 
 
@@ -259,6 +364,11 @@ def connected(address: str | None) -> Iterator[Any]:
         raise click.ClickException(
             "--scheduler needs dask.distributed: pip install 'streamgmm[distributed]'"
         ) from error
+    import dask
+
+    timeout = dask.config.get("distributed.comm.timeouts.connect")
+    click.echo(f"connecting to the Dask scheduler at {address} (giving up after {timeout}; "
+               "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT sets it)", err=True)
     try:
         client = Client(address)
     except (OSError, TimeoutError) as error:
@@ -351,120 +461,7 @@ def checked_fit_paths(data: str, out: Path, checkpoint: Path | None, overwrite: 
 
 @main.command()
 @click.argument("data")
-@click.option(
-    "-k", "--n-components", type=click.IntRange(min=1), required=True, help="Mixture components."
-)
-@click.option(
-    "--covariance-type",
-    type=click.Choice(COVARIANCE_TYPES),
-    default=ESTIMATOR_DEFAULTS["covariance_type"],
-    show_default=True,
-    help="Shape of the component covariances.",
-)
-@click.option(
-    "--algorithm",
-    type=click.Choice(ALGORITHMS),
-    default=ESTIMATOR_DEFAULTS["algorithm"],
-    show_default=True,
-    help="batch: exact EM, one pass over DATA per iteration; online: stepwise EM over "
-    "mini-batches (--max-iter counts passes).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=BATCH_SIZE,
-    show_default=True,
-    help="Rows per mini-batch (online).",
-)
-@click.option(
-    "--learning-decay",
-    type=click.FloatRange(min=0.5, max=1.0, min_open=True),
-    default=LEARNING_DECAY,
-    show_default=True,
-    help="alpha of the step size (t + t0) ** -alpha (online).",
-)
-@click.option(
-    "--learning-offset",
-    type=click.FloatRange(min=0),
-    default=LEARNING_OFFSET,
-    show_default=True,
-    help="t0 of the step size (online).",
-)
-@click.option(
-    "--step-floor",
-    type=click.FloatRange(min=0, max=1, max_open=True),
-    default=0.0,
-    show_default=True,
-    help="Smallest step size, so that the model keeps tracking data that drift (online).",
-)
-@click.option(
-    "--averaging",
-    is_flag=True,
-    help="Report the Polyak-Ruppert average of the online statistics (online).",
-)
-@click.option(
-    "--shuffle/--no-shuffle",
-    default=True,
-    show_default=True,
-    help="Draw the mini-batches in a fresh random order every pass (online).",
-)
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=0),
-    default=ESTIMATOR_DEFAULTS["max_iter"],
-    show_default=True,
-    help="Most EM iterations (passes over DATA); 0 keeps the initialisation.",
-)
-@click.option(
-    "--tol",
-    type=click.FloatRange(min=0),
-    default=ESTIMATOR_DEFAULTS["tol"],
-    show_default=True,
-    help="Stop when the mean log-likelihood per row changes by less.",
-)
-@click.option(
-    "--reg-covar",
-    type=click.FloatRange(min=0),
-    default=ESTIMATOR_DEFAULTS["reg_covar"],
-    show_default=True,
-    help="Added to every covariance diagonal.",
-)
-@click.option(
-    "--init-params",
-    type=click.Choice(INIT_METHODS),
-    default=ESTIMATOR_DEFAULTS["init_params"],
-    metavar="METHOD",
-    help="How the starting parameters are found: "
-    + ", ".join(
-        f"{method} (default)" if method == ESTIMATOR_DEFAULTS["init_params"] else method
-        for method in INIT_METHODS
-    )
-    + ".",
-)
-@click.option(
-    "--n-init",
-    type=click.IntRange(min=1),
-    default=ESTIMATOR_DEFAULTS["n_init"],
-    show_default=True,
-    help="Starts to try; the best final fit is kept.",
-)
-@click.option("--random-state", type=int, default=None, help="Seed (default: unseeded).")
-@click.option(
-    "--float32-products",
-    is_flag=True,
-    help="Full type, float32 data: products in float32 (faster; about 1e-6 relative accuracy).",
-)
-@acceleration_option
-@missing_option
-@click.option(
-    "--online-passes",
-    "n_online_passes",
-    type=click.IntRange(min=0),
-    default=ESTIMATOR_DEFAULTS["n_online_passes"],
-    show_default=True,
-    help="Batch EM: passes of online EM from each start before batch EM (counted in "
-    "--max-iter).",
-)
+@settings_options("fit")
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -478,14 +475,6 @@ def checked_fit_paths(data: str, out: Path, checkpoint: Path | None, overwrite: 
     default=ONLINE_CHECKPOINT_BATCHES,
     show_default=True,
     help="Mini-batches between checkpoints (online, with --checkpoint).",
-)
-@click.option(
-    "--persist",
-    type=click.Choice(["auto", "yes", "no"]),
-    default="auto",
-    show_default=True,
-    help="Keep DATA in (cluster) memory for the whole fit instead of reading it on every "
-    "pass; auto: only in-memory data under --scheduler.",
 )
 @data_options
 @weights_option
@@ -503,28 +492,8 @@ def checked_fit_paths(data: str, out: Path, checkpoint: Path | None, overwrite: 
 @overwrite_option
 def fit(
     data: str,
-    n_components: int,
-    covariance_type: str,
-    algorithm: str,
-    batch_size: int,
-    learning_decay: float,
-    learning_offset: float,
-    step_floor: float,
-    averaging: bool,
-    shuffle: bool,
-    max_iter: int,
-    tol: float,
-    reg_covar: float,
-    init_params: str,
-    n_init: int,
-    random_state: int | None,
-    float32_products: bool,
-    acceleration: str | None,
-    missing: str,
-    n_online_passes: int,
     checkpoint: Path | None,
     checkpoint_every: int,
-    persist: str,
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
@@ -534,38 +503,25 @@ def fit(
     verbose: bool,
     out: Path,
     overwrite: bool,
+    **settings: Any,
 ) -> None:
     """Fit a mixture to DATA and save the model to --out."""
+    from .mixture import GaussianMixture
 
     X = checked_fit_paths(data, out, checkpoint, overwrite, variable, sample_dim, columns,
                           weights)
-    model = GaussianMixture(
-        n_components,
-        covariance_type=covariance_type,
-        algorithm=algorithm,
-        batch_size=batch_size,
-        learning_decay=learning_decay,
-        learning_offset=learning_offset,
-        step_floor=step_floor,
-        averaging=averaging,
-        shuffle=shuffle,
-        max_iter=max_iter,
-        tol=tol,
-        reg_covar=reg_covar,
-        init_params=init_params,
-        n_init=n_init,
-        random_state=random_state,
-        float32_products=float32_products,
-        persist={"auto": "auto", "yes": True, "no": False}[persist],
-        acceleration=acceleration,
-        n_online_passes=n_online_passes,
-        missing=missing,
-        verbose=progress_level(quiet, verbose),
+    model = GaussianMixture(**settings, verbose=progress_level(quiet, verbose))
+    click.get_current_context().meta[INTERRUPT_HINT] = (
+        f"nothing was written to {out}; run the same command again to resume from the "
+        f"checkpoint {checkpoint}" if checkpoint is not None else
+        f"nothing was written to {out}; with --checkpoint FILE a fit saves its state as it "
+        "goes and the same command run again resumes from it"
     )
     elapsed = fitted_and_saved(model, X, data, out, overwrite, scheduler, sample_weight=weights,
                                checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     click.echo(
-        f"fitted {n_components} components ({covariance_type}) to {data} in {elapsed:.1f} s: "
+        f"fitted {model.n_components} components ({model.covariance_type}) to {data} in "
+        f"{elapsed:.1f} s: "
         f"{model.n_iter_} iterations, converged={model.converged_}, mean log-likelihood "
         f"{model.lower_bound_:{LOG_LIKELIHOOD_FORMAT}} (at the last iteration's E-step); "
         f"model written to {out}"
@@ -682,16 +638,25 @@ def component_counts(text: str) -> list[int]:
     show_default=True,
     help="Lowest wins: bic, aic, or icl (BIC plus the classification entropy).",
 )
-@click.option("--random-state", type=int, default=None, help="Seed (default: unseeded).")
-@click.option(
-    "--max-iter", type=click.IntRange(min=1), default=100, show_default=True,
-    help="Most EM iterations per candidate.",
-)
-@acceleration_option
-@missing_option
+@settings_options("select")
 @data_options
 @weights_option
 @scheduler_option
+@progress_options
+@click.option(
+    "--table",
+    "table_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write every candidate's criteria to this CSV file.",
+)
+@click.option(
+    "--plot",
+    "plot_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw the criterion against the number of components to this PNG file.",
+)
 @click.option(
     "-o",
     "--out",
@@ -705,22 +670,22 @@ def select(
     counts: str,
     covariance_types: str,
     criterion: str,
-    random_state: int | None,
-    max_iter: int,
-    acceleration: str | None,
-    missing: str,
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
     weights: str | None,
     scheduler: str | None,
+    quiet: bool,
+    verbose: bool,
+    table_out: Path | None,
+    plot_out: Path | None,
     out: Path,
     overwrite: bool,
+    **settings: Any,
 ) -> None:
     """Fit a grid of candidate mixtures to DATA in shared passes, print their
     criteria (a table on standard output), and save the one with the lowest
-    criterion to --out (see streamgmm.select; its other options keep their
-    defaults)."""
+    criterion to --out (see streamgmm.select)."""
     from .io import save
     from .selection import select as select_model
 
@@ -732,25 +697,53 @@ def select(
             f"{covariance_types!r}: choose from {', '.join(COVARIANCE_TYPES)}",
             param_hint="--covariance-types",
         )
+    check_paths_differ(**{"--out": out, "--table": table_out, "--plot": plot_out})
+    if table_out is not None:
+        check_output(table_out, CRITERIA_FORMAT, overwrite=overwrite, inputs=[data])
+    if plot_out is not None:
+        plotting = plot_module()
+        check_output(plot_out, PLOT_FORMAT, overwrite=overwrite, inputs=[data])
     check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
     X = open_data(data, variable, sample_dim, columns, weights)
     started = time.perf_counter()
     with connected(scheduler), warnings_as_lines():
         best, table = select_model(
-            X, sizes, types, criterion, max_iter=max_iter, random_state=random_state,
-            sample_weight=weights,
-            acceleration=acceleration, missing=missing,
+            X, sizes, types, criterion, sample_weight=weights,
+            verbose=progress_level(quiet, verbose), sample_dim=sample_dim, **settings,
         )
     elapsed = time.perf_counter() - started
     rows = candidate_rows(table, best)
     click.echo(format_candidates(rows, criterion))
     check_output(out, MODEL_FORMAT, overwrite=overwrite, inputs=[data])
     save(best, out, overwrite=overwrite)
+    if table_out is not None:
+        write_table(rows, table_out, overwrite, [data])
+        click.echo(f"criteria of every candidate written to {table_out}")
+    if plot_out is not None:
+        figure = plotting.plot_criterion(table, criterion)
+        plotting.save_figure(figure.figure if hasattr(figure, "figure") else figure, plot_out,
+                             overwrite=overwrite)
+        click.echo(f"criterion plot written to {plot_out}")
     click.echo(
         f"chose {best.n_components} components ({best.covariance_type}) by {criterion} "
         f"in {elapsed:.1f} s ({table.attrs['n_passes']} passes over {data}); model written "
         f"to {out}"
     )
+
+
+def write_table(rows: list[dict[str, Any]], path: Path, overwrite: bool, inputs: list) -> None:
+    """The candidates' criteria as a CSV file, one row per candidate, after a
+    marker line (``# streamgmm-format: streamgmm.criteria``), written atomically."""
+    import csv
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", newline="") as handle:
+            handle.write(f"{CSV_MARKER.decode()}{CRITERIA_FORMAT}\n")
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_output(path, CRITERIA_FORMAT, write, overwrite=overwrite, inputs=inputs)
 
 
 def candidate_rows(table: Any, best: GaussianMixture) -> list[dict[str, Any]]:
@@ -801,11 +794,19 @@ def format_candidates(rows: list[dict[str, Any]], criterion: str) -> str:
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Where to write 'labels' and, with --proba, 'responsibilities': a Zarr store, or "
-    "a Parquet file for a table. Predictions streamgmm wrote there are replaced; anything "
-    "else is refused unless --overwrite.",
+    help="Where to write 'labels' and, with --proba, 'responsibilities': a Zarr store, "
+    "a Parquet file for a table, or a CSV file (name ending in .csv) for any DATA. "
+    "Predictions streamgmm wrote there are replaced; anything else is refused unless "
+    "--overwrite.",
 )
 @click.option("--proba", is_flag=True, help="Also write the responsibilities (samples x K).")
+@click.option(
+    "--log-likelihood",
+    "log_likelihood",
+    is_flag=True,
+    help="Also write every row's log-likelihood under MODEL (score_samples; low values "
+    "mark outliers).",
+)
 @data_options
 @scheduler_option
 @overwrite_option
@@ -814,38 +815,45 @@ def predict(
     data: str,
     out: Path,
     proba: bool,
+    log_likelihood: bool,
     columns: str | None,
     variable: str | None,
     sample_dim: str | None,
     scheduler: str | None,
     overwrite: bool,
 ) -> None:
-    """Write the label of every row of DATA (and its responsibilities), chunk by
-    chunk: to a Zarr store chunked like DATA, or for a Parquet or CSV table to a
-    Parquet file with the table's index, one row group per part of the table."""
+    """Write the label of every row of DATA (and its responsibilities and
+    log-likelihood), chunk by chunk: to a Zarr store chunked like DATA, for a
+    Parquet or CSV table to a Parquet file with the table's index, one row group
+    per part of the table, or to a CSV file (--out ending in .csv)."""
     from .io import load, save_predictions
 
-    table = tables.table_format(data) is not None
+    table = tables.table_format(data) is not None or str(out).lower().endswith(".csv")
     if table and str(out).lower().rstrip("/").endswith(".zarr"):
         raise click.UsageError(
             "predictions of a table are written as a Parquet file; name --out e.g. labels.parquet"
         )
-    files = tables.table_files(data, tables.table_format(data)) if table else [data]
+    files = tables.table_files(data, tables.table_format(data)) if (
+        tables.table_format(data)) else [data]
     kind_inputs = [model_path, *files]
     check_output(out, PREDICTIONS_FORMAT, overwrite=overwrite, inputs=kind_inputs)
     model = load(model_path)
-    X = open_data(data, variable, sample_dim, columns)
+    X = open_data(data, variable, sample_dim, columns, model=model)
     with connected(scheduler), warnings_as_lines():
         if table:
             n_rows = tables.save_table_predictions(
-                model, X, out, proba=proba, overwrite=overwrite, inputs=kind_inputs
+                model, X, out, proba=proba, log_likelihood=log_likelihood,
+                overwrite=overwrite, inputs=kind_inputs,
             )
         else:
-            save_predictions(model, X, out, proba=proba, overwrite=overwrite)
+            save_predictions(model, X, out, proba=proba, log_likelihood=log_likelihood,
+                             overwrite=overwrite)
             n_rows = X.shape[0]
     shapes = [f"labels ({n_rows},)"]
     if proba:
         shapes.append(f"responsibilities ({n_rows}, {model.n_components})")
+    if log_likelihood:
+        shapes.append(f"log_likelihood ({n_rows},)")
     click.echo(f"wrote {', '.join(shapes)} to {out}")
 
 
@@ -915,7 +923,7 @@ def score(
     from .io import load
 
     model = load(model_path)
-    X = open_data(data, variable, sample_dim, columns, weights)
+    X = open_data(data, variable, sample_dim, columns, weights, model=model)
     with connected(scheduler), warnings_as_lines():
         value = model.score(X, sample_weight=weights)
     click.echo(f"{value:{LOG_LIKELIHOOD_FORMAT}}")
@@ -926,9 +934,9 @@ def score(
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 def info(model_path: Path) -> None:
     """Print a readable summary of MODEL."""
-    from .io import load
+    from .io import read_summary
 
-    click.echo(describe_model(load(model_path)))
+    click.echo(describe_model(read_summary(model_path)))
 
 
 @main.command("compile")
@@ -957,8 +965,8 @@ def describe_model(model: GaussianMixture, max_features: int = 6) -> str:
     """A few lines describing a fitted model: shape, fit, and every component."""
     K, d = model.means_.shape
     lines = [
-        f"{type(model).__name__}: {K} components, {d} features, "
-        f"covariance_type={model.covariance_type}",
+        f"{getattr(model, 'estimator', type(model).__name__)}: {count(K, 'component')}, "
+        f"{count(d, 'feature')}, covariance_type={model.covariance_type}",
         f"fit: algorithm={model.algorithm}, {model.n_iter_} iterations, "
         f"converged={model.converged_}, mean log-likelihood "
         f"{model.lower_bound_:{LOG_LIKELIHOOD_FORMAT}}",
@@ -974,7 +982,9 @@ def describe_model(model: GaussianMixture, max_features: int = 6) -> str:
         )
     shown = min(d, max_features)
     more = f" ... (+{d - shown} features)" if d > shown else ""
-    header = "  ".join(f"{f'mean[{j}]':>10}" for j in range(shown))
+    names = getattr(model, "feature_names_in_", None)
+    titles = [f"mean[{j}]" if names is None else str(names[j])[:10] for j in range(shown)]
+    header = "  ".join(f"{title:>10}" for title in titles)
     lines.append(f"{'component':>9}  {'weight':>7}  {header}  {'spread':>8}")
     spreads = component_spreads(model)
     for k in range(K):
@@ -1006,9 +1016,10 @@ def component_spreads(model: GaussianMixture) -> np.ndarray:
 @click.option(
     "--features",
     nargs=2,
-    type=click.IntRange(min=0),
     default=None,
-    help="Two feature indices to draw (default: the first two principal axes).",
+    metavar="A B",
+    help="Two features to draw, by name (for a model fitted on named columns) or index "
+    "(default: the first two principal axes).",
 )
 @click.option(
     "--n-points",
@@ -1023,7 +1034,7 @@ def plot(
     model_path: Path,
     data: str | None,
     out: Path,
-    features: tuple[int, int] | None,
+    features: tuple[str, str] | None,
     n_points: int,
     columns: str | None,
     variable: str | None,
@@ -1038,7 +1049,7 @@ def plot(
     inputs = [model_path] if data is None else [model_path, data]
     check_output(out, PLOT_FORMAT, overwrite=overwrite, inputs=inputs)
     model = load(model_path)
-    X = None if data is None else open_data(data, variable, sample_dim, columns)
+    X = None if data is None else open_data(data, variable, sample_dim, columns, model=model)
     figure = plotting.plot_model(
         model, X, features=features or None, n_points=n_points, label=Path(model_path).name
     )
@@ -1086,12 +1097,14 @@ def make_data(
 ) -> None:
     """Write rows drawn from a random Gaussian mixture to OUT, a Zarr store, to try
     the other commands on. Rows that make-data wrote there are replaced."""
+    from .datasets import random_mixture, write_mixture_zarr
+
     truth = random_mixture(n_components, n_features, random_state=seed)
     write_mixture_zarr(
         out, n_samples, truth, chunk_rows=chunk_rows, random_state=seed, overwrite=overwrite
     )
     click.echo(
-        f"wrote {n_samples:,} rows x {n_features} features, drawn from a mixture of "
+        f"wrote {n_samples:,} rows x {count(n_features, 'feature')}, drawn from a mixture of "
         f"{n_components} Gaussians, to {out} (chunks of {min(chunk_rows, n_samples):,} rows)"
     )
 
@@ -1156,6 +1169,9 @@ def demo(
 ) -> None:
     """Write a synthetic mixture to a Zarr store, fit it out of core on the local
     Dask scheduler, compare the fits with the truth, and plot them."""
+    from .datasets import random_mixture, write_mixture_zarr
+    from .mixture import ConvergenceWarning
+
     if plot_path is None and not no_plot:
         plot_path = (out_dir or Path.cwd()) / "streamgmm-demo.png"
     if plot_path is not None:
@@ -1181,7 +1197,8 @@ def demo(
             else "a temporary Zarr store (removed at the end; --out FOLDER keeps it)"
         )
         click.echo(
-            f"wrote {n_samples:,} rows x {n_features} features ({megabytes:.0f} MB, chunks of "
+            f"wrote {n_samples:,} rows x {count(n_features, 'feature')} ({megabytes:.0f} MB, "
+            f"chunks of "
             f"{chunk_rows:,} rows) to {where} in {time.perf_counter() - started:.1f} s"
         )
         seconds = warm_up(Path(scratch) / "warm-up.zarr", truth, seed)
@@ -1235,6 +1252,8 @@ def warm_up(path: Path, truth: MixtureTruth, seed: int) -> float:
     set), so that they are compiled (or loaded from numba's cache) before the
     timed fits, which would otherwise compile them when they get hot; returns
     the seconds it took."""
+    from .datasets import write_mixture_zarr
+
     started = time.perf_counter()
     write_mixture_zarr(path, WARM_UP_ROWS, truth, chunk_rows=WARM_UP_ROWS // 2, random_state=seed)
     chosen = "STREAMGMM_KERNELS" in os.environ
@@ -1252,6 +1271,8 @@ def warm_up(path: Path, truth: MixtureTruth, seed: int) -> float:
 
 def demo_models(n_components: int, seed: int, verbose: int) -> list[tuple[str, GaussianMixture]]:
     """The fits the demo compares, by name."""
+    from .mixture import GaussianMixture
+
     return [
         (
             "batch EM",
@@ -1309,6 +1330,9 @@ def online_summary(runs: dict) -> str:
 
 def recovery_errors(model: GaussianMixture, truth: MixtureTruth) -> dict[str, float]:
     """How far a fitted model is from the parameters the data were drawn from."""
+    from .covariance import full_covariances
+    from .datasets import match_components
+
     pairs = match_components(truth.means, model.means_)
     covariances = full_covariances(model.covariances_, model.covariance_type, *model.means_.shape)
     covariance_errors = np.linalg.norm(
@@ -1323,3 +1347,7 @@ def recovery_errors(model: GaussianMixture, truth: MixtureTruth) -> dict[str, fl
 
 if __name__ == "__main__":
     main()
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -41,3 +41,7 @@ def client_in_use(collections=()) -> Any:
         return None
     scheduler = dask.base.get_scheduler(collections=list(collections) or None)
     return client if scheduler == client.get else None
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -22,9 +22,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
+from .choices import (  # noqa: F401  (re-exported; they live in choices.py, import-light)
+    COVARIANCE_TYPES,
+    check_covariance_type,
+    parameter_shape,
+    variance_totals,
+)
 from .kernels import codes
-
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 KINDS = {
     "full": codes.PAIRWISE, "tied": codes.NONE,
@@ -41,23 +45,6 @@ DIMS = {
 }
 """Dimension names of covariances, precisions, their factors and the scatter in
 model files (the second feature axis is ``feature_j``)."""
-
-
-def check_covariance_type(covariance_type: str) -> None:
-    """Raise ``ValueError`` for a name that is not a covariance type."""
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"unknown covariance_type {covariance_type!r}")
-
-
-def parameter_shape(n_components: int, n_features: int, covariance_type: str) -> tuple:
-    """Shape of the covariances (and precisions, factors, scatter) of a type."""
-    check_covariance_type(covariance_type)
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
@@ -185,19 +172,6 @@ def full_covariances(
     return covariances[:, None, None] * np.eye(d)
 
 
-def variance_totals(
-    covariances: np.ndarray, covariance_type: str, n_components: int, n_features: int
-) -> np.ndarray:
-    """``trace(Sigma_k)`` of every component, shape (K,)."""
-    covariances = np.asarray(covariances)
-    return {
-        "full": lambda: np.trace(covariances, axis1=1, axis2=2),
-        "tied": lambda: np.full(n_components, np.trace(covariances)),
-        "diag": lambda: covariances.sum(axis=1),
-        "spherical": lambda: covariances * n_features,
-    }[covariance_type]()
-
-
 def draw_mixture(
     rng, n_samples: int, weights, means, covariances, covariance_type: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -247,3 +221,7 @@ def covariances_from_precisions_cholesky(precisions_cholesky: np.ndarray, covari
     if covariance_type in ("full", "tied"):
         return np.linalg.inv(precisions_from_cholesky(precisions_cholesky, covariance_type))
     return 1.0 / precisions_cholesky**2
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -27,3 +27,7 @@ def information_criterion(
         bic = information_criterion("bic", total_log_likelihood, n_samples, n_parameters)
         return bic - 2 * classification_log_likelihood
     raise ValueError(f"criterion must be one of {CRITERIA}, got {name!r}")
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -95,6 +95,7 @@ def write_mixture_zarr(
     refused unless ``overwrite=True`` (see :mod:`streamgmm.outputs`).
     """
     n_features = truth.means.shape[1]
+    chunk_rows = max(1, min(chunk_rows, n_samples))  # no chunk larger than the array
 
     def write(temporary):
         array = zarr.create_array(
@@ -133,3 +134,14 @@ def means_recovered(truth: MixtureTruth, fitted_means: np.ndarray, tolerance: fl
         if np.sqrt(diff @ np.linalg.solve(truth.covariances[k], diff)) > tolerance:
             return False
     return True
+
+
+__all__ = [
+    "MixtureTruth",
+    "random_mixture",
+    "sample_mixture",
+    "make_mixture",
+    "write_mixture_zarr",
+    "match_components",
+    "means_recovered",
+]

@@ -226,6 +226,7 @@ def run_em(
     keep_going: bool = False,
     score_at_end: bool = False,
     sample_weight: da.Array | None = None,
+    on_pass: Callable[[int, int], None] | None = None,
 ) -> int:
     """Advance every run of ``runs`` (in place) until each converges or reaches
     ``settings.max_iter``; returns the passes over ``array`` taken.
@@ -239,7 +240,8 @@ def run_em(
     propagates). With ``score_at_end`` a run that stops is scored in the next
     pass (:attr:`EMRun.final_terms`). ``sample_weight`` (n,), chunked like the
     rows of ``array``, weighs the rows in every pass (lower bounds are then
-    weighted means).
+    weighted means). ``on_pass(passes, running)`` is called after every pass
+    with the passes so far and the runs still going.
     """
     chunk_statistics, chunk_likelihood_terms = chunk_functions(settings.missing)
     statistics = partial(chunk_statistics, float32_products=settings.float32_products)
@@ -281,6 +283,9 @@ def run_em(
                 )
                 if on_iteration is not None:
                     on_iteration(run)
+            if on_pass is not None:
+                running = sum(_due(run, settings.max_iter, False) is not None for run in runs)
+                on_pass(n_passes, running)
     return n_passes
 
 
@@ -310,10 +315,7 @@ __all__ = [
     "EMSettings",
     "EMStep",
     "PLAIN_EM",
-    "PlainEM",
     "StepResult",
-    "best_run",
-    "has_converged",
     "run_em",
-    "run_progress",
+    "has_converged",
 ]

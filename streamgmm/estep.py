@@ -340,7 +340,7 @@ def check_finite(
                 )
         raise ValueError(
             f"Input contains {problem} in {bad_rows.size} row(s) between rows "
-            f"{bad_rows[0]} and {bad_rows[-1]} (first bad row {bad_rows[0]}) before fitting."
+            f"{bad_rows[0]} and {bad_rows[-1]} (first bad row {bad_rows[0]})."
             + advice
         )
 
@@ -412,3 +412,7 @@ def chunk_log_likelihood(
     and ``bic``."""
     total, n_rows, _ = chunk_likelihood_terms(X, params, row_offset, sample_weight)
     return total, n_rows
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -41,6 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .agglomeration import agglomerate
+from .choices import INIT_METHODS
 from .covariance import derived_scatter, richest_scatter_type
 from .estep import (
     BLOCK_ROWS,
@@ -53,8 +54,6 @@ from .inputs import RowData
 from .mstep import parameters_from_statistics
 from .reduction import tree_reduce, tree_reduce_each
 from .statistics import SufficientStatistics, empty_statistics, merge, merge_all
-
-INIT_METHODS = ("kmeans", "k-means++", "k-means||", "hierarchical", "random", "random_from_data")
 
 HIERARCHICAL_SAMPLE_SIZE = 2000
 """Most rows agglomerated by ``"hierarchical"`` (mclust's ``subset`` default):
@@ -682,3 +681,7 @@ def initialize_parameters(
         oversampling=oversampling,
     )
     return parameters_from_statistics(stats, reg_covar, covariance_type)
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

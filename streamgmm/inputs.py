@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,37 @@ def check_matrix(shape: tuple, dtype: np.dtype) -> None:
             f"Input has 0 features: found 0 feature(s) (shape={shape}) while a minimum "
             "of 1 is required."
         )
+    check_shape_of_samples(shape)
+
+
+WIDE_FEATURES = 1000
+"""From this many features on, more features than samples is refused at once
+(:func:`check_shape_of_samples`): a covariance alone then holds millions of
+numbers, and such input is nearly always samples on the wrong axis."""
+
+
+def check_shape_of_samples(
+    shape: tuple, sample_dim: str | None = None, feature_dim: str | None = None
+) -> None:
+    """Raise ``ValueError`` at once for at least :data:`WIDE_FEATURES` features
+    and more features than samples (e.g. a sensor x time DataArray whose
+    samples are along time), naming the dimensions, instead of a fit that runs
+    for minutes before it cannot allocate its covariances."""
+    n_samples, n_features = shape
+    if n_features < WIDE_FEATURES or n_features <= n_samples:
+        return
+    if sample_dim is None:
+        where = "samples are rows: if they are the columns, pass X.T"
+    else:
+        where = (
+            f"samples are along {sample_dim!r}, features along {feature_dim!r}: if the "
+            f"samples are along {feature_dim!r}, pass sample_dim={feature_dim!r} "
+            f"(streamgmm fit --sample-dim {feature_dim})"
+        )
+    raise ValueError(
+        f"X has {n_samples:,} samples and {n_features:,} features ({where}); a full "
+        f"covariance of {n_features:,} features holds {n_features**2:,} numbers per component"
+    )
 
 
 def _rows_per_chunk(n_features: int, itemsize: int) -> int:
@@ -196,10 +228,14 @@ def _whole_rows(array: da.Array) -> da.Array:
     return array.rechunk({0: rows, 1: -1})
 
 
-def as_rows(X: Any, sample_dim: str | None = None, check_missing: bool = True) -> RowData:
+def as_rows(
+    X: Any, sample_dim: str | None = None, check_missing: bool = True, columns: Any = None
+) -> RowData:
     """Adapt any supported input to a :class:`RowData`. Without
     ``check_missing``, the empty cells of a table are NaN instead of an error
-    (``missing="marginalize"``).
+    (``missing="marginalize"``). ``columns``: the columns of a table path to
+    use (default: its numeric ones, said in a warning when some were left out
+    or one looks like an identifier or label).
 
     Raises ``TypeError`` for unsupported kinds and non-numeric data, ``ValueError``
     for wrong dimensionality or zero rows, ``FileNotFoundError`` for a missing store.
@@ -209,7 +245,12 @@ def as_rows(X: Any, sample_dim: str | None = None, check_missing: bool = True) -
     if isinstance(X, xr.DataArray):
         return _from_dataarray(X, sample_dim)
     if isinstance(X, str | os.PathLike):
-        X = tables.table_source(X) if tables.table_format(X) else open_zarr_array(X)
+        if tables.table_format(X):
+            X = tables.table_source(X, None if columns is None else list(columns))
+            if columns is None:
+                _say_columns(X)
+        else:
+            X = open_zarr_array(X)
     if isinstance(X, tables.TableSource):
         array = tables.source_array(X, check_missing)
         check_matrix(array.shape, array.dtype)
@@ -221,6 +262,9 @@ def as_rows(X: Any, sample_dim: str | None = None, check_missing: bool = True) -
         check_matrix(X.shape, X.dtype)
         return RowData(_whole_rows(from_zarr(X)), "zarr")
     if isinstance(X, da.Array):
+        if X.ndim == 2 and any(np.isnan(rows) for rows in X.chunks[0]):
+            # Rows dropped lazily (X[mask] with a Dask mask): one pass to count them.
+            X = X.compute_chunk_sizes()
         check_matrix(X.shape, X.dtype)
         return RowData(_whole_rows(X), "dask")
     if isinstance(X, xr.Dataset):
@@ -240,6 +284,38 @@ def as_rows(X: Any, sample_dim: str | None = None, check_missing: bool = True) -
     return RowData(
         dask_view(array, (rows, -1)), "numpy", in_memory=array, feature_names=names
     )
+
+
+def _say_columns(source: tables.TableSource) -> None:
+    """Warn which columns of a table path were taken as features, when some
+    were left out or one looks like an identifier or a label (issue 29)."""
+    suspects = tables.identifier_columns(source)
+    if not source.skipped and not suspects:
+        return
+    text = f"fitting on the numeric columns of {source.path}: {', '.join(source.columns)}"
+    if source.skipped:
+        text += f" (not used: {', '.join(source.skipped)})"
+    if suspects:
+        text += (
+            f"; {', '.join(map(repr, suspects))} looks like an identifier or a label, not a "
+            "measurement: choose the columns with streamgmm.inputs.as_rows(path, "
+            "columns=[...]) (streamgmm fit --columns)"
+        )
+    warnings.warn(text, UserWarning, stacklevel=4)
+
+
+def model_columns(X: Any, feature_names: Any, sample_weight: Any = None) -> Any:
+    """The columns to read from a table path ``X`` for a model fitted on
+    ``feature_names`` (with the weight column ``sample_weight`` if it names
+    one); None for other inputs or a model without feature names."""
+    if feature_names is None or not isinstance(X, str | os.PathLike):
+        return None
+    if not tables.table_format(X):
+        return None
+    names = [str(name) for name in feature_names]
+    if isinstance(sample_weight, str) and sample_weight not in names:
+        names.append(sample_weight)
+    return names
 
 
 def _from_frame(X: Any, check_missing: bool = True) -> RowData:
@@ -266,7 +342,7 @@ def named_input(X: Any, data: RowData) -> Any:
     """X for scikit-learn's feature-name checks, which know pandas but not Dask
     frames: a Dask frame, table path or :class:`~streamgmm.tables.TableSource`
     stands for an empty pandas frame with its columns."""
-    if data.kind != "dataframe" or data.feature_names is None:
+    if data.kind not in ("dataframe", "xarray") or data.feature_names is None:
         return X
     if tables.is_dask_frame(X):
         return X._meta
@@ -319,12 +395,23 @@ def _from_dataarray(X: xr.DataArray, sample_dim: str | None) -> RowData:
         raise ValueError(f"sample_dim {sample_dim!r} is not a dimension of X {X.dims}")
     feature_dim = next(dim for dim in X.dims if dim != sample_dim)
     X = X.transpose(sample_dim, feature_dim)
+    check_shape_of_samples(X.shape, sample_dim, feature_dim)
     inner = as_rows(X.data)
     coords = {name: coord for name, coord in X.coords.items() if coord.dims == (sample_dim,)}
     return RowData(
         inner.array, "xarray", sample_dim, coords, lazy=inner.kind == "dask",
-        in_memory=inner.in_memory,
+        in_memory=inner.in_memory, feature_names=_coordinate_names(X, feature_dim),
     )
+
+
+def _coordinate_names(X: xr.DataArray, feature_dim: str) -> np.ndarray | None:
+    """The feature coordinate's values as feature names, if they are all strings."""
+    if feature_dim not in X.coords:
+        return None
+    values = X.coords[feature_dim].values.tolist()
+    if not values or not all(isinstance(value, str) for value in values):
+        return None
+    return np.asarray(values, dtype=object)
 
 
 def wrap_rows(data: RowData, result: da.Array, extra_dim: str | None = None):
@@ -394,8 +481,10 @@ def persisted_rows(data: RowData, option: bool | str) -> RowData:
 
 
 # ------------------------------------------------------------------ weights
-def weighted_rows(X: Any, sample_weight: Any, sample_dim: str | None = None,
-                  check_missing: bool = True) -> RowData:
+def weighted_rows(
+    X: Any, sample_weight: Any, sample_dim: str | None = None, check_missing: bool = True,
+    columns: Any = None,
+) -> RowData:
     """:func:`as_rows` of X with its rows' weights (:func:`with_weights`).
 
     ``sample_weight`` is None, a NumPy or Dask array (n,), a Zarr array or the
@@ -404,6 +493,8 @@ def weighted_rows(X: Any, sample_weight: Any, sample_dim: str | None = None,
     the name of a column, which then is not a feature. ``check_missing``: as
     :func:`as_rows`'s.
     """
+    if columns is not None and isinstance(X, str | os.PathLike):
+        X = tables.table_source(X, list(columns))
     if sample_weight is None:
         return as_rows(X, sample_dim, check_missing)
     if isinstance(sample_weight, str) and _is_tabular(X):
@@ -520,3 +611,9 @@ def check_weight_values(
             )
     if not n_positive or not total > 0:
         raise ValueError("sample_weight is zero for every row; at least one weight must be > 0")
+
+
+__all__ = [
+    "as_rows",
+    "open_zarr_array",
+]

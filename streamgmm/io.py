@@ -11,37 +11,47 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 import zarr
 
-from .covariance import COVARIANCE_TYPES, parameter_shape
-from .mixture import GaussianMixture
+from .choices import COVARIANCE_TYPES, parameter_shape
 from .outputs import (
     IMPUTED_FORMAT,
     MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
     PREDICTIONS_FORMAT,
     interrupted_replacement,
     write_zarr,
 )
-from .state import (
-    ARRAY_HYPERPARAMETERS,
-    MODEL_FORMAT_VERSION,
-    PARAMETER_ARRAYS,
-    RUN_SCALARS,
-    model_to_dataset,
-    restore_fitted,
-)
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+# xarray, the estimator and the serialiser (scikit-learn, Dask, numba) are
+# imported by the functions that need them: read_summary, which
+# ``streamgmm info`` uses, reads a model file with Zarr alone.
 
 FORMAT_NAME = MODEL_FORMAT
 FORMAT_VERSION = MODEL_FORMAT_VERSION
 PREDICTIONS_FORMAT_VERSION = 1
 
-__all__ = ["load", "model_to_dataset", "predictions_dataset", "save", "save_predictions"]
+def __getattr__(name: str) -> Any:
+    """``model_to_dataset`` (re-exported from :mod:`streamgmm.state`), imported on use."""
+    if name == "model_to_dataset":
+        from .state import model_to_dataset
 
-_REQUIRED_ATTRS = ("covariance_type", "hyperparameters", *RUN_SCALARS, "n_features_in")
+        return model_to_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["load", "model_to_dataset", "predictions_dataset", "save", "save_predictions"]  # noqa: F822
+
+_REQUIRED_ATTRS = ("covariance_type", "hyperparameters", "lower_bound", "n_iter", "converged",
+                   "n_features_in")
+"""Attributes of every model file (:data:`streamgmm.state.RUN_SCALARS` among them)."""
 _NUMERIC_KINDS = "fiub"
 
 
@@ -53,11 +63,24 @@ def save(model: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Non
     refused with :class:`~streamgmm.outputs.OutputExistsError` unless
     ``overwrite=True`` (see :mod:`streamgmm.outputs`).
     """
-    dataset = model.to_xarray()
+    dataset = numeric_coordinates(model.to_xarray())
     dataset.attrs["checksums"] = json.dumps(
         {name: _checksum(variable.values) for name, variable in dataset.data_vars.items()}
     )
     write_zarr(dataset, path, MODEL_FORMAT, overwrite=overwrite)
+
+
+def numeric_coordinates(dataset: xr.Dataset) -> xr.Dataset:
+    """``dataset`` with feature coordinates numbered from 0: a model file holds
+    numeric arrays only (``to_xarray`` labels features by name; the names are
+    kept in the ``feature_names_in`` attribute)."""
+    import numpy as np
+
+    numbered = {
+        name: np.arange(dataset.sizes[name]) for name in ("feature", "feature_j")
+        if name in dataset.coords and dataset[name].dtype.kind not in "iuf"
+    }
+    return dataset.assign_coords(numbered) if numbered else dataset
 
 
 def save_predictions(
@@ -67,9 +90,11 @@ def save_predictions(
     *,
     proba: bool = False,
     overwrite: bool = False,
+    log_likelihood: bool = False,
 ) -> None:
     """Write the label of every row of ``X`` (and, if ``proba``, its
-    responsibilities) to a Zarr store at ``path``, chunk by chunk.
+    responsibilities; if ``log_likelihood``, its log-likelihood
+    ``score_samples``) to a Zarr store at ``path``, chunk by chunk.
 
     The store holds ``labels`` (sample) and ``responsibilities`` (sample,
     component), chunked along samples like ``X`` (see :func:`predictions_dataset`),
@@ -83,7 +108,7 @@ def save_predictions(
     source = X
     if isinstance(X, str | os.PathLike):
         X = open_zarr_array(X)
-    dataset = predictions_dataset(model, X, proba)
+    dataset = predictions_dataset(model, X, proba, log_likelihood)
     dataset.attrs["format_version"] = PREDICTIONS_FORMAT_VERSION
     write_zarr(dataset, path, PREDICTIONS_FORMAT, overwrite=overwrite, inputs=[source])
 
@@ -102,6 +127,8 @@ def save_imputed(
     same rules as :func:`save_predictions`: an earlier imputed store there is
     replaced atomically, anything else refused unless ``overwrite``, and never
     an input (``X``'s store or one of ``inputs``). Returns the shape written."""
+    import xarray as xr
+
     from .inputs import open_zarr_array
     from .zarr_reading import from_zarr
 
@@ -122,12 +149,16 @@ def save_imputed(
     return tuple(imputed.shape)
 
 
-def predictions_dataset(model: Any, X: Any, proba: bool) -> xr.Dataset:
-    """A Dataset with ``labels`` (sample) and, if ``proba``, ``responsibilities``
-    (sample, component): lazy and chunked along samples like ``X`` for Zarr and
-    Dask-backed input, in memory for NumPy input. A DataArray ``X`` gives its
-    own sample dimension and coordinates."""
+def predictions_dataset(
+    model: Any, X: Any, proba: bool, log_likelihood: bool = False
+) -> xr.Dataset:
+    """A Dataset with ``labels`` (sample), if ``proba`` ``responsibilities``
+    (sample, component) and if ``log_likelihood`` ``log_likelihood`` (sample):
+    lazy and chunked along samples like ``X`` for Zarr and Dask-backed input, in
+    memory for NumPy input. A DataArray ``X`` gives its own sample dimension and
+    coordinates."""
     import dask.array as da
+    import xarray as xr
 
     from .zarr_reading import from_zarr
 
@@ -136,6 +167,8 @@ def predictions_dataset(model: Any, X: Any, proba: bool) -> xr.Dataset:
         outputs = {"labels": model.predict(X)}
         if proba:
             outputs["responsibilities"] = model.predict_proba(X)
+        if log_likelihood:
+            outputs["log_likelihood"] = model.score_samples(X)
         dataset = xr.Dataset(outputs)
         if not X.chunks:
             return dataset
@@ -148,6 +181,8 @@ def predictions_dataset(model: Any, X: Any, proba: bool) -> xr.Dataset:
     outputs = {"labels": (("sample",), labels)}
     if proba:
         outputs["responsibilities"] = (("sample", "component"), model.predict_proba(X))
+    if log_likelihood:
+        outputs["log_likelihood"] = (("sample",), model.score_samples(X))
     if isinstance(labels, da.Array):
         rows = X.chunks[0]
         outputs = {
@@ -216,6 +251,8 @@ def _expected_shapes(covariance_type: str, n_components: int, n_features: int) -
 
 def _check_dataset(path: str, dataset: xr.Dataset) -> None:
     """Raise ``ValueError`` naming what is missing, misshapen or corrupted."""
+    from .state import ARRAY_HYPERPARAMETERS, PARAMETER_ARRAYS
+
     attrs = dataset.attrs
     missing_attrs = [name for name in _REQUIRED_ATTRS if name not in attrs]
     if missing_attrs:
@@ -260,6 +297,75 @@ def _check_checksums(path: str, dataset: xr.Dataset) -> None:
             )
 
 
+def _existing_model_path(path: str | os.PathLike) -> str:
+    """``path``, or the old model a replacement killed half-way left aside."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        aside = interrupted_replacement(path)
+        if aside is None:
+            raise FileNotFoundError(f"No model file at {path!r}")
+        path = os.fspath(aside)
+    return path
+
+
+SUMMARY_ARRAYS = ("weights", "means", "covariances", "history_elapsed")
+"""The arrays :func:`read_summary` reads."""
+
+
+def read_summary(path: str | os.PathLike) -> Any:
+    """What ``streamgmm info`` shows of the model file at ``path``, read with
+    Zarr alone (no scikit-learn, Dask or xarray, so the command starts fast):
+    the fitted ``weights_``, ``means_``, ``covariances_``, ``covariance_type``,
+    ``algorithm``, ``n_iter_``, ``converged_``, ``lower_bound_``,
+    ``history_`` (``elapsed`` only) and ``feature_names_in_`` (if any), as
+    attributes of the same names as a loaded model's. The file is checked as
+    :func:`load` checks it (format, version, numeric arrays, shapes, NaN, and
+    the checksums of the arrays read). Another estimator's model file is read
+    whole by :func:`load`."""
+    path = _existing_model_path(path)
+    group = _open_checked_group(path)
+    attrs = dict(group.attrs)
+    if attrs.get("estimator", "GaussianMixture") != "GaussianMixture":
+        return load(path)  # another estimator's layout: read it whole
+    missing = [name for name in _REQUIRED_ATTRS if name not in attrs]
+    if missing:
+        raise ValueError(f"{path!r} is truncated: attribute(s) {missing} are missing")
+    covariance_type = attrs["covariance_type"]
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"{path!r} has an unknown covariance_type {covariance_type!r}")
+    checksums = json.loads(attrs.get("checksums", "{}"))
+    arrays = {}
+    for name in SUMMARY_ARRAYS:
+        if name not in group:
+            if name == "history_elapsed":
+                continue
+            raise ValueError(f"{path!r} is truncated: variable(s) [{name!r}] are missing")
+        arrays[name] = np.asarray(group[name][...])
+        if name in checksums and _checksum(arrays[name]) != checksums[name]:
+            raise ValueError(
+                f"{path!r} is truncated or corrupted: variable {name!r} does not match "
+                "the checksum written with it (a chunk may be missing)"
+            )
+    n_components, n_features = arrays["weights"].size, int(attrs["n_features_in"])
+    for name, shape in _expected_shapes(covariance_type, n_components, n_features).items():
+        if name in arrays and arrays[name].shape != shape:
+            raise ValueError(
+                f"{path!r}: variable {name!r} has shape {arrays[name].shape}, expected {shape}"
+            )
+    summary = SimpleNamespace(
+        estimator="GaussianMixture", weights_=arrays["weights"], means_=arrays["means"],
+        covariances_=arrays["covariances"],
+        covariance_type=covariance_type,
+        algorithm=json.loads(attrs["hyperparameters"]).get("algorithm", "batch"),
+        n_iter_=int(attrs["n_iter"]), converged_=bool(attrs["converged"]),
+        lower_bound_=float(attrs["lower_bound"]),
+        history_={"elapsed": list(arrays.get("history_elapsed", []))},
+    )
+    if "feature_names_in" in attrs:
+        summary.feature_names_in_ = np.asarray(json.loads(attrs["feature_names_in"]), dtype=object)
+    return summary
+
+
 def load(path: str | os.PathLike):
     """Read a model written by :func:`save`.
 
@@ -270,12 +376,12 @@ def load(path: str | os.PathLike):
     ``path`` was killed half-way (see :mod:`streamgmm.outputs`), the old model
     is read.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        aside = interrupted_replacement(path)
-        if aside is None:
-            raise FileNotFoundError(f"No model file at {path!r}")
-        path = os.fspath(aside)
+    path = _existing_model_path(path)
+    import xarray as xr
+
+    from .mixture import GaussianMixture
+    from .state import ARRAY_HYPERPARAMETERS, restore_fitted
+
     _open_checked_group(path)
     try:
         dataset = xr.open_zarr(path, consolidated=False).load()

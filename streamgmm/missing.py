@@ -48,12 +48,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import estep
+from .choices import MISSING_OPTIONS  # noqa: F401  (re-exported; it lives in choices.py)
 from .estep import LOG_2PI, GaussianParameters, shifted_log_sum_exp
 from .reduction import sum_tuples, tree_reduce
 from .statistics import SufficientStatistics, empty_statistics, merge_all
-
-MISSING_OPTIONS = ("raise", "marginalize")
-"""Values of the ``missing`` hyper-parameter."""
 
 GAPPY_BLOCK_ROWS = 2048
 """Rows with gaps processed at once: the K deviation blocks of 2048 x d float64
@@ -755,3 +753,7 @@ def stepwise_steps(
         n_seen, counted = int(n_seen), int(counted)
     return ((statistics, n_steps, n_seen, averaged, n_averaged), params, covariances,
             np.array(log_likelihoods), counted)
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

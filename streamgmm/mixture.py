@@ -26,21 +26,25 @@ from .estep import GaussianParameters
 from .fitting import (
     check_enough_rows,
     fit_runs,
-    partial_fit_rows,
     partial_fit_run,
+    plain_rows,
     warn_if_unconverged,
 )
 from .hyperparameters import (
-    BATCH_SIZE,
     HYPERPARAMETER_RULES,
-    LEARNING_DECAY,
-    LEARNING_OFFSET,
     ONLINE_CHECKPOINT_BATCHES,
     PARTIAL_FIT_RULES,
+    SETTING_NAMES,
+    SETTINGS,
+    estimator_init,
+    fit_config,
+    parameters_doc,
     user_parameters,
 )
 from .inputs import (
     RowData,
+    check_matrix,
+    model_columns,
     named_input,
     persisted_rows,
     weighted_rows,
@@ -48,7 +52,8 @@ from .inputs import (
     wrap_rows,
 )
 from .reduction import sum_tuples, tree_reduce
-from .state import fitted_dtype, model_to_dataset, set_fitted
+from .state import fitted_dtype, model_to_dataset, run_from_model, set_fitted
+from .threads import local_threads
 from .validation import (
     check_changed_hyperparameters,
     check_hyperparameters,
@@ -69,95 +74,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int, default=1
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
-    tol : float, default=1e-3
-        Stop when the per-sample mean log-likelihood changes by less than this.
-    reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance.
-    max_iter : int, default=100
-        EM iterations (passes over the data) per initialisation. 0 fits the
-        initialisation only, as scikit-learn (``n_iter_`` 0, ``converged_`` False,
-        ``lower_bound_`` -inf, no warning, the last initialisation's parameters).
-    n_init : int, default=1
-        Initialisations; the one with the best final lower bound is kept.
-    init_params : {"k-means||", "kmeans", "k-means++", "hierarchical", "random", \
-"random_from_data"}
-        How starting parameters are found, and in how many passes (see
-        :mod:`streamgmm.initialization` and docs/initialization.md). The default
-        differs from scikit-learn's ``"kmeans"``: measured on well-separated
-        mixtures of 20 and 50 components, ``"k-means||"`` found every mean in every
-        seed where ``"kmeans"`` found them in 43% and 0% of seeds.
-        ``"hierarchical"`` is mclust's start (:mod:`streamgmm.agglomeration`).
-    weights_init, means_init, precisions_init : array-like, optional
-        User-given starting parameters.
-    random_state : int, Generator, RandomState or None
-    warm_start : bool, default=False
-        Continue from the fitted parameters on the next ``fit``.
-    verbose : int, default=0
-        1: a progress bar on a terminal; 2: also a line every ``verbose_interval``
-        iterations when not on a terminal.
-    verbose_interval : int, default=10
-    algorithm : {"batch", "online"}, default="batch"
-        ``"batch"`` runs exact EM, one pass over the data per iteration.
-        ``"online"`` runs stepwise EM (:mod:`streamgmm.online`): the parameters
-        move after every mini-batch, and ``max_iter`` counts passes.
-    batch_size : int, default=BATCH_SIZE
-        Rows per mini-batch of online EM (``fit`` and ``partial_fit``).
-    learning_decay : float in (0.5, 1], default=LEARNING_DECAY
-        ``alpha`` of the online step size ``rho_t = (t + t0) ** -alpha``.
-    learning_offset : float >= 0, default=LEARNING_OFFSET
-        ``t0`` of the online step size.
-    step_floor : float in [0, 1), default=0.0
-        Smallest online step size: ``rho_t = max((t + t0) ** -alpha, step_floor)``.
-        A positive floor makes stepwise EM forget old rows at the rate
-        ``step_floor`` per mini-batch (a memory of about ``1 / step_floor``
-        batches), so that a model kept current by ``partial_fit`` tracks a
-        distribution that drifts; 0 lets the steps decrease for ever.
-    averaging : bool, default=False
-        Report the parameters of the Polyak–Ruppert average of the online
-        statistics (from the end of the burn-in on).
-    shuffle : bool, default=True
-        Online ``fit``: every pass draws its mini-batches in a fresh random
-        order (seeded by ``random_state``): from all rows for NumPy input, else
-        from the rows of each chunk, the chunks in random order. ``False`` keeps
-        the stored order inside chunks, which for data sorted by time or class
-        makes mini-batches unrepresentative. ``partial_fit`` always takes rows
-        as given.
-    init_sample_size : int, default=100_000
-        Rows sampled (in one pass) for the k-means-based initialisations.
-    sample_dim : str, optional
-        DataArray inputs: the dimension that indexes samples (default the first).
-    persist : {"auto", True, False}, default="auto"
-        Keep the row-chunked input in (cluster) memory for the whole fit with
-        ``dask.persist`` instead of reading it again on every pass. ``True``
-        persists any input (use it when the data fit in the workers' memory);
-        ``False`` streams every pass from the source (Zarr store, Dask graph);
-        ``"auto"`` persists only in-memory NumPy input and only under a
-        ``dask.distributed`` client, so that it is shipped to the workers once
-        per fit rather than once per pass. See ``docs/cluster.md``.
-    float32_products : bool, default=False
-        Float32 input, full covariances: the E-step's and statistics' products
-        in float32 (sums in float64), about 1.6 to 1.8 times faster per iteration
-        (docs/benchmarks.md) but parameters accurate to about 1e-6 relative, not
-        1e-13; off by default because float32 data far from the origin then no
-        longer fit like the same data centred. Ignored otherwise.
-    acceleration : {None, "daarem", "squarem"}, default=None
-        Batch EM in fewer passes to the same fixed point, never lowering the
-        log-likelihood (:mod:`streamgmm.acceleration`); ``max_iter`` counts passes.
-    n_online_passes : int, default=0
-        Batch EM: passes of online EM from each start before batch EM (counted
-        in ``max_iter``, ``n_iter_`` and ``history_``, not ``lower_bounds_``).
-    missing : {"raise", "marginalize"}, default="raise"
-        What a NaN in X means. ``"raise"``: an error naming the rows.
-        ``"marginalize"``: a missing value; every row is used through its
-        observed coordinates (exact EM for values missing at random, Ghahramani
-        & Jordan 1994; :mod:`streamgmm.missing`), rows with nothing observed are
-        skipped and counted (``n_empty_rows_``), and prediction, scores and
-        :meth:`impute` take NaN too. Infinities are errors either way. The fit
-        reads the data once more first, to check that every column has an
-        observed value, and starts from the rows with their gaps filled by the
-        column means.
+{parameters}
 
     Attributes
     ----------
@@ -196,48 +113,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         scikit-learn checks them.
     """
 
-    def __init__(
-        self,
-        n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
-        reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
-        init_params: str = "k-means||", weights_init: Any = None, means_init: Any = None,
-        precisions_init: Any = None, random_state: Any = None, warm_start: bool = False,
-        verbose: int = 0, verbose_interval: int = 10, algorithm: str = "batch",
-        batch_size: int = BATCH_SIZE, learning_decay: float = LEARNING_DECAY,
-        learning_offset: float = LEARNING_OFFSET, step_floor: float = 0.0,
-        averaging: bool = False, shuffle: bool = True, init_sample_size: int = 100_000,
-        sample_dim: str | None = None, persist: bool | str = "auto",
-        float32_products: bool = False, acceleration: str | None = None, n_online_passes: int = 0,
-        missing: str = "raise",
-    ) -> None:
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.precisions_init = precisions_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.algorithm = algorithm
-        self.batch_size = batch_size
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
-        self.step_floor = step_floor
-        self.averaging = averaging
-        self.shuffle = shuffle
-        self.init_sample_size = init_sample_size
-        self.sample_dim = sample_dim
-        self.persist = persist
-        self.float32_products = float32_products
-        self.acceleration = acceleration
-        self.n_online_passes = n_online_passes
-        self.missing = missing
+    __doc__ = __doc__.replace("{parameters}", parameters_doc(SETTINGS))
+    __init__ = estimator_init(SETTINGS)
 
     def __sklearn_tags__(self):
         """scikit-learn's tags: a density estimator (``DensityMixin``) of dense 2-D
@@ -255,7 +132,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _check_parameters(self, n_features: int) -> None:
         self._check_hyperparameters()
-        user_parameters(self, n_features)
+        user_parameters(self._config(), n_features)
 
     # --------------------------------------------------------------- fitting
     def fit(
@@ -286,11 +163,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._check_hyperparameters()
         data = self._validate_data(X, reset=True, sample_weight=sample_weight)
         check_enough_rows(data, self.n_components)
-        user_parameters(self, data.n_features)
+        config = self._config()
+        user_parameters(config, data.n_features)
         start_data, n_empty = self._gaps_of(data)
-        data = persisted_rows(data, self.persist)
-        best = fit_runs(self, X, data, checkpoint, checkpoint_every, start_data)
-        warn_if_unconverged(best, self.max_iter)
+        data = persisted_rows(data, config.persist)
+        fitted = run_from_model(self) if config.warm_start and self._is_fitted() else None
+        with local_threads(config.n_jobs):
+            best = fit_runs(config, X, data, checkpoint, checkpoint_every, fitted, start_data)
+        warn_if_unconverged(best, config)
         self._set_fitted(best, data)
         self.n_empty_rows_ = n_empty
         return self
@@ -303,6 +183,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self.missing != "marginalize":
             return None, 0
         return missing_values.prepare_gaps(data, self.n_components)
+
+    def _config(self):
+        """The hyper-parameters as a frozen :data:`~streamgmm.hyperparameters.FitConfig`:
+        the values ``get_params()`` gives, read as it reads them (attributes of
+        the settings' names) without its signature inspection (0.1 to 0.4 ms,
+        more than a 512-row ``partial_fit``); the record of the last call is
+        reused while every value is the same object."""
+        values = tuple(getattr(self, name) for name in SETTING_NAMES)
+        kept = self.__dict__.get("_fit_config")
+        if kept is not None and all(a is b for a, b in zip(kept[0], values, strict=True)):
+            return kept[1]
+        config = fit_config(dict(zip(SETTING_NAMES, values, strict=True)))
+        self._fit_config = (values, config)
+        return config
+
+    def _is_fitted(self) -> bool:
+        return hasattr(self, "converged_")
 
     def fit_predict(self, X: Any, y: Any = None):
         """Fit, then return the label of every row under the fitted model."""
@@ -321,7 +218,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self._check_is_fitted()
         if gaps is None:
             gaps = self._rows_module() is missing_values
-        data = weighted_rows(X, sample_weight, self.sample_dim, check_missing=not gaps)
+        names = None if reset else getattr(self, "feature_names_in_", None)
+        columns = model_columns(X, names, sample_weight)
+        data = weighted_rows(X, sample_weight, self.sample_dim, check_missing=not gaps,
+                             columns=columns)
         if not reset:
             validate_data(
                 self, named_input(X, data), reset=False, skip_check_array=True, ensure_2d=False
@@ -346,12 +246,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self, X: Any, first_row: int = 0, sample_weight: Any = None
     ) -> GaussianMixture:
         first_call = not hasattr(self, "means_")
-        rows, data = partial_fit_rows(self, X, first_call, sample_weight)
+        plain = not first_call and not hasattr(self, "feature_names_in_")
+        if plain and sample_weight is None and plain_rows(X):
+            check_matrix(X.shape, X.dtype)
+            check_n_features(self, X.shape[1])
+            rows, data = X, None
+        else:
+            data = self._validate_data(X, reset=first_call, sample_weight=sample_weight)
+            rows = data.in_memory
         if first_call:
             self._check_parameters(data.n_features)
         accepted = None if first_call else check_changed_hyperparameters(
             self, PARTIAL_FIT_RULES, self.__dict__.get("_accepted_hyperparameters"))
-        run = partial_fit_run(self, rows, data, first_row)
+        run, self._next_parameters = partial_fit_run(
+            self._config(), rows, data, first_row,
+            None if first_call else run_from_model(self),
+            self.__dict__.get("_next_parameters"),
+        )
         if data is None:
             set_fitted(self, run, rows.shape[1], fitted_dtype(rows.dtype))
         else:
@@ -469,8 +380,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return total / count
 
     def _total_log_likelihood(self, data: RowData) -> tuple[float, float]:
-        return tree_reduce(data.array, self._rows_module().chunk_log_likelihood, sum_tuples,
-                           self._fitted_parameters(), sample_weight=data.weights)
+        with local_threads(getattr(self, "n_jobs", None)):
+            return tree_reduce(data.array, self._rows_module().chunk_log_likelihood,
+                               sum_tuples, self._fitted_parameters(), sample_weight=data.weights)
 
     def _n_parameters(self) -> int:
         return n_parameters(*self.means_.shape, self.covariance_type)
@@ -495,11 +407,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """mclust's ICL on X: the BIC plus twice the entropy of the most likely
         classification (lower is better), in one pass."""
         data = self._validate_data(X, reset=False, sample_weight=sample_weight)
-        total, count, classification = tree_reduce(
-            data.array, self._rows_module().chunk_likelihood_terms, sum_tuples,
-            self._fitted_parameters(),
-            sample_weight=data.weights,
-        )
+        with local_threads(getattr(self, "n_jobs", None)):
+            total, count, classification = tree_reduce(
+                data.array, self._rows_module().chunk_likelihood_terms, sum_tuples,
+                self._fitted_parameters(), sample_weight=data.weights,
+            )
         return information_criterion("icl", total, count, self._n_parameters(), classification)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -519,8 +431,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
 
     def to_xarray(self):
-        """The fitted parameters as an ``xarray.Dataset`` with dims (component, feature)."""
-        return model_to_dataset(self)
+        """The fitted parameters as an ``xarray.Dataset`` with dims (component,
+        feature); the feature coordinate holds ``feature_names_in_`` when the
+        model has them."""
+        dataset = model_to_dataset(self)
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            return dataset
+        labels = np.asarray([str(name) for name in names])
+        coords = {"feature": labels}
+        if "feature_j" in dataset.coords:
+            coords["feature_j"] = labels
+        return dataset.assign_coords(coords)
 
 
 __all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError"]

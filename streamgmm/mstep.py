@@ -81,3 +81,7 @@ def parameters_from_statistics(
         covariance_type,
     )
     return params, covariances
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -1041,3 +1041,11 @@ def update_from_zarr(
     model._partial_fit(rows, first_row=start)
     model.stream_position_ = stop
     return stop - start
+
+
+__all__ = [
+    "create_stream_array",
+    "append_rows",
+    "update_from_zarr",
+    "step_size",
+]

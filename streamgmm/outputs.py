@@ -40,12 +40,15 @@ from pathlib import Path
 from typing import Any
 
 MODEL_FORMAT = "streamgmm.GaussianMixture"
+MODEL_FORMAT_VERSION = 1
+"""Version of the model-file layout :func:`streamgmm.state.model_to_dataset` writes."""
 PREDICTIONS_FORMAT = "streamgmm.predictions"
 SYNTHETIC_ROWS_FORMAT = "streamgmm.synthetic_rows"
 STREAM_ROWS_FORMAT = "streamgmm.stream_rows"
 CHECKPOINT_FORMAT = "streamgmm.checkpoint"
 PLOT_FORMAT = "streamgmm.plot"
 IMPUTED_FORMAT = "streamgmm.imputed"
+CRITERIA_FORMAT = "streamgmm.criteria"
 
 KIND_NAMES = {
     MODEL_FORMAT: "a streamgmm model file",
@@ -55,6 +58,7 @@ KIND_NAMES = {
     CHECKPOINT_FORMAT: "a streamgmm checkpoint",
     PLOT_FORMAT: "a plot written by streamgmm",
     IMPUTED_FORMAT: "data imputed by streamgmm",
+    CRITERIA_FORMAT: "a table of criteria written by streamgmm select",
 }
 
 NEVER_REPLACED_BY_DEFAULT = frozenset({STREAM_ROWS_FORMAT})
@@ -67,6 +71,9 @@ MARKER_KEY = "streamgmm-format"
 PNG_MARKER_KEY = MARKER_KEY
 """Key of the PNG text chunk holding :data:`PLOT_FORMAT`."""
 PARQUET_MAGIC = b"PAR1"
+CSV_MARKER = b"# " + MARKER_KEY.encode() + b": "
+"""First line of a CSV file streamgmm wrote: ``# streamgmm-format: <kind>``
+(``pandas.read_csv(path, comment="#")`` skips it)."""
 
 USE_RENAME_EXCHANGE = True
 """Swap with ``renameat2(RENAME_EXCHANGE)`` where the system has it; False
@@ -112,7 +119,18 @@ def stored_format(path: str | os.PathLike) -> str | None:
             return _npz_format(path)
         if head.startswith(PARQUET_MAGIC):
             return _parquet_format(path)
+        if head == CSV_MARKER[: len(head)]:
+            return _csv_format(path)
     return None
+
+
+def _csv_format(path: Path) -> str | None:
+    """The kind named by a CSV file's marker line (:data:`CSV_MARKER`), if any."""
+    with open(path, "rb") as file:
+        line = file.readline(200)
+    if not line.startswith(CSV_MARKER):
+        return None
+    return line[len(CSV_MARKER):].strip().decode("utf-8", "replace")
 
 
 def _zarr_format(folder: Path) -> str | None:
@@ -461,11 +479,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
 
 __all__ = [
     "OutputExistsError",
-    "check_output",
-    "describe",
-    "interrupted_replacement",
-    "refuse_inputs",
-    "stored_format",
-    "write_output",
     "write_zarr",
+    "stored_format",
+    "interrupted_replacement",
 ]

@@ -101,10 +101,37 @@ def principal_axes(model: Any) -> np.ndarray:
     return vectors[:, ::-1][:, :2].T
 
 
-def projection(model: Any, features: Sequence[int] | str | None) -> tuple[np.ndarray, list[str]]:
-    """A (2, d) projection matrix and axis labels: two feature indices, or the first
-    two principal axes of the fitted mixture for ``"pca"`` (the default when the
-    model has more than two features)."""
+def feature_labels(model: Any) -> list[str]:
+    """The model's feature names (``feature_names_in_``), else "feature 0", "feature 1", ..."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        return [str(name) for name in names]
+    return [f"feature {j}" for j in range(model.means_.shape[1])]
+
+
+def feature_indices(model: Any, features: Sequence[int | str]) -> list[int]:
+    """Feature indices from indices or the model's feature names (``ValueError``
+    naming the unknown one and the known names)."""
+    fitted = getattr(model, "feature_names_in_", None)
+    names = [] if fitted is None else [str(name) for name in fitted]
+    indices = []
+    for feature in features:
+        if isinstance(feature, str) and not feature.lstrip("-").isdigit():
+            if feature not in names:
+                known = ", ".join(names) if names else "none: the model has no feature names"
+                raise ValueError(f"no feature named {feature!r}; the model's features: {known}")
+            indices.append(names.index(feature))
+        else:
+            indices.append(int(feature))
+    return indices
+
+
+def projection(
+    model: Any, features: Sequence[int | str] | str | None
+) -> tuple[np.ndarray, list[str]]:
+    """A (2, d) projection matrix and axis labels: two features (indices or the
+    model's feature names), or the first two principal axes of the fitted
+    mixture for ``"pca"`` (the default when the model has more than two features)."""
     d = model.means_.shape[1]
     if features is None:
         features = (0, 1) if d == 2 else "pca"
@@ -112,16 +139,17 @@ def projection(model: Any, features: Sequence[int] | str | None) -> tuple[np.nda
         raise ValueError("Ellipses need at least 2 features; the model has 1")
     if isinstance(features, str):
         if features != "pca":
-            raise ValueError(f"features must be two indices or 'pca', got {features!r}")
+            raise ValueError(f"features must be two indices or names, or 'pca', got {features!r}")
         return principal_axes(model), ["principal axis 1", "principal axis 2"]
-    features = [int(index) for index in features]
+    features = feature_indices(model, features)
     if len(features) != 2 or not all(0 <= index < d for index in features):
         raise ValueError(f"features must be two indices in [0, {d}), got {features}")
     if features[0] == features[1]:
         raise ValueError(f"features must be two different indices, got {features}")
     matrix = np.zeros((2, d))
     matrix[0, features[0]] = matrix[1, features[1]] = 1.0
-    return matrix, [f"feature {features[0]}", f"feature {features[1]}"]
+    labels = feature_labels(model)
+    return matrix, [labels[features[0]], labels[features[1]]]
 
 
 def ellipse_outline(mean: np.ndarray, covariance: np.ndarray, sigma: float, n_points: int = 100):
@@ -132,13 +160,22 @@ def ellipse_outline(mean: np.ndarray, covariance: np.ndarray, sigma: float, n_po
     return mean + sigma * (circle * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
 
 
-def sample_for_plot(X: Any, n_rows: int, random_state: Any = 0, sample_dim: str | None = None):
-    """A uniform sample (at most ``n_rows`` rows) of any supported input, read in one pass."""
+def sample_for_plot(
+    X: Any, n_rows: int, random_state: Any = 0, sample_dim: str | None = None, model: Any = None
+):
+    """A uniform sample (at most ``n_rows`` rows) of any supported input, read in
+    one pass; with ``model``, of a table's columns the model was fitted on,
+    after checking that X has the model's number of features."""
     from .hyperparameters import make_rng
     from .initialization import sample_rows
-    from .inputs import as_rows
+    from .inputs import as_rows, model_columns
+    from .validation import check_n_features
 
-    return sample_rows(as_rows(X, sample_dim), n_rows, make_rng(random_state))
+    names = getattr(model, "feature_names_in_", None)
+    data = as_rows(X, sample_dim, columns=model_columns(X, names))
+    if model is not None:
+        check_n_features(model, data.n_features)
+    return sample_rows(data, n_rows, make_rng(random_state))
 
 
 def plot_components(
@@ -182,7 +219,9 @@ def plot_components(
         rows, _ = model.sample(n_points)
         source = "rows drawn from the model"
     else:
-        rows = sample_for_plot(X, n_points, random_state, getattr(model, "sample_dim", None))
+        rows = sample_for_plot(
+            X, n_points, random_state, getattr(model, "sample_dim", None), model
+        )
         source = f"{len(rows):,} sampled rows"
     points = rows @ matrix.T
     ax.scatter(points[:, 0], points[:, 1], s=2, c="0.55", alpha=0.4, linewidths=0, label=source)
@@ -238,7 +277,9 @@ def plot_density(
         rows, _ = model.sample(n_points)
         source = f"{len(rows):,} rows drawn from the model"
     else:
-        rows = sample_for_plot(X, n_points, random_state, getattr(model, "sample_dim", None))
+        rows = sample_for_plot(
+            X, n_points, random_state, getattr(model, "sample_dim", None), model
+        )
         source = f"{len(rows):,} sampled rows"
     values = np.asarray(rows, dtype=np.float64)[:, 0]
     ax.hist(values, bins=bins, density=True, color="0.8", edgecolor="0.6", lw=0.5, label=source)

@@ -108,20 +108,29 @@ class FitProgress:
         self.history["passes"].append(float(passes))
         self.history["log_likelihood"].append(float(log_likelihood))
         self.history["elapsed"].append(elapsed)
-        change = float("nan") if previous is None else log_likelihood - previous
+        change = "" if previous is None else f", change {log_likelihood - previous:+.3g}"
         if self._bar is not None:
-            self._bar.set_postfix_str(
-                f"loglik {log_likelihood:.6g}, change {change:+.3g}", refresh=False
-            )
+            self._bar.set_postfix_str(f"loglik {log_likelihood:.6g}{change}", refresh=False)
             self._bar.update(1)
         elif self._lines and len(self.history["passes"]) % self.verbose_interval == 0:
             print(
                 f"{self.description}: step {len(self.history['passes'])}, "
                 f"passes {passes:.3g}, {elapsed:.2f} s, "
-                f"loglik {log_likelihood:.6g}, change {change:+.3g}",
+                f"loglik {log_likelihood:.6g}{change}",
                 file=self._stream,
                 flush=True,
             )
+
+    def note(self, text: str) -> None:
+        """Advance the bar by one step showing ``text`` (off a terminal, a line
+        every ``verbose_interval`` steps), without adding to the history."""
+        self._notes = getattr(self, "_notes", 0) + 1
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+            self._bar.update(1)
+        elif self._lines and self._notes % self.verbose_interval == 0:
+            elapsed = time.perf_counter() - self._started
+            print(f"{self.description}: {text}, {elapsed:.2f} s", file=self._stream, flush=True)
 
     def close(self, finished: bool = True) -> None:
         """Finish the bar (if any); the history stays available. A run that
@@ -146,6 +155,14 @@ class FitProgress:
         self.close(finished=exc_type is None)
 
 
+def say(message: str, verbose: int) -> None:
+    """One progress line on standard error where a progress display shows
+    (``verbose`` 1 on a terminal, 2 anywhere): e.g. what a fit does before its
+    first iteration, which has no bar yet."""
+    if verbose >= 2 or (verbose >= 1 and is_terminal(sys.stderr)):
+        print(message, file=sys.stderr, flush=True)
+
+
 def readable(description: str) -> str:
     """A run's label for people: the fitting loops number their starts from 0
     ("batch EM, init 0"); the bar says "batch EM, start 1"."""
@@ -153,3 +170,9 @@ def readable(description: str) -> str:
     if separator and index.isdigit():
         return f"{head}, start {int(index) + 1}"
     return description
+
+
+__all__ = [
+    "FitProgress",
+    "HISTORY_KEYS",
+]

@@ -158,3 +158,7 @@ def tree_reduce_each(
         name=funcname(reductions[0][0]),
         sample_weight=sample_weight,
     )
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -18,6 +18,7 @@ same init passes.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from collections.abc import Iterable, Sequence
@@ -30,13 +31,19 @@ import xarray as xr
 from .acceleration import step_strategy
 from .criteria import CRITERIA, information_criterion
 from .engine import EMRun, EMSettings, best_run, run_em
-from .hyperparameters import make_rng
+from .hyperparameters import (
+    fit_config,
+    make_rng,
+    select_default,
+    select_settings,
+)
 from .initialization import KMEANS_PARALLEL_ROUNDS, Start, initial_statistics_grid, start_seeds
 from .inputs import persisted_rows, weighted_rows
 from .missing import prepare_gaps
 from .mixture import ConvergenceWarning, GaussianMixture
 from .mstep import CholeskyError, parameters_from_statistics
-from .threads import blas_threads_for_dask
+from .progress import FitProgress, say
+from .threads import blas_threads_for_dask, local_threads
 
 
 @dataclass
@@ -48,39 +55,41 @@ class GridRun:
     run: EMRun
 
 
-def run_grid_em(
-    data,
-    runs: list[GridRun],
-    tol: float,
-    max_iter: int,
-    reg_covar: float,
-    float32_products: bool = False,
-    acceleration: str | None = None,
-    missing: str = "raise",
-) -> int:
+def run_grid_em(data, runs: list[GridRun], config: Any) -> int:
     """Exact EM (plain or accelerated, :mod:`streamgmm.acceleration`) for every
     run in ``runs`` together (:func:`streamgmm.engine.run_em`, each run scored
-    in the pass after it stops, an M-step that fails stopping only its run);
-    returns the passes taken."""
-    settings = EMSettings(tol, max_iter, reg_covar, float32_products, missing=missing)
-    with blas_threads_for_dask([data.array]):
+    in the pass after it stops, an M-step that fails stopping only its run),
+    with the settings of ``config`` (a :data:`~streamgmm.hyperparameters.FitConfig`);
+    returns the passes taken. ``config.verbose`` shows one progress display for
+    the whole grid (passes, candidates still running)."""
+    settings = EMSettings(config.tol, config.max_iter, config.reg_covar,
+                          config.float32_products, missing=config.missing)
+    progress = GridProgress(config.verbose, config.max_iter, len(runs))
+    with local_threads(config.n_jobs), blas_threads_for_dask([data.array]), progress:
         return run_em(
             data.array, [grid.run for grid in runs], settings,
-            step=step_strategy(acceleration), keep_going=True, score_at_end=True,
-            sample_weight=data.weights,
+            step=step_strategy(config.acceleration), keep_going=True, score_at_end=True,
+            sample_weight=data.weights, on_pass=progress.record,
         )
 
 
-SELECT_INIT_PARAMS = ("hierarchical", "k-means||")
-"""Default starts of :func:`select`: every candidate is started both ways and
-keeps its better run (docs/initialization.md has the measurements: neither
-start alone found the best optimum on all the data sets tried)."""
+class GridProgress:
+    """One progress display for a grid's passes: a bar on a terminal
+    (``verbose >= 1``), else a line per pass (``verbose >= 2``)."""
 
-SELECT_TOL = 1e-5
-"""Default ``tol`` of :func:`select`, tighter than ``GaussianMixture``'s 1e-3:
-criteria compare log-likelihoods across candidates to within a few nats, and at
-1e-3 (and 1e-4) EM stopped short of mclust's optimum on faithful and diabetes
-(docs/initialization.md)."""
+    def __init__(self, verbose: int, max_iter: int, n_runs: int) -> None:
+        self.progress = FitProgress(verbose, max_iter + 1, f"select: {n_runs} runs",
+                                    verbose_interval=1)
+        self.n_runs = n_runs
+
+    def record(self, passes: int, running: int) -> None:
+        self.progress.note(f"pass {passes}: {running} of {self.n_runs} runs still going")
+
+    def __enter__(self) -> GridProgress:
+        return self
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        self.progress.close(finished=exc_type is None)
 
 
 def select(
@@ -89,43 +98,36 @@ def select(
     covariance_types: Sequence[str] = ("full", "diag"),
     criterion: str = "bic",
     *,
-    tol: float = SELECT_TOL,
-    reg_covar: float = 1e-6,
-    max_iter: int = 100,
-    n_init: int = 1,
-    init_params: str | Sequence[str] = SELECT_INIT_PARAMS,
-    random_state: Any = None,
-    init_sample_size: int = 100_000,
-    sample_dim: str | None = None,
-    float32_products: bool = False,
     sample_weight: Any = None,
-    acceleration: str | None = None,
-    missing: str = "raise",
+    **settings: Any,
 ) -> tuple[GaussianMixture, xr.Dataset]:
     """Fit every (n_components, covariance_type) candidate together and keep the
     one with the lowest ``criterion`` (``"bic"``, ``"aic"`` or mclust's ``"icl"``).
 
     The data are read ``init passes + largest n_iter + 1`` times in all (module
-    docs), not once per candidate per iteration. ``init_params`` is one start
-    method or several: every candidate is started ``n_init`` times with each
-    method, from the starts ``GaussianMixture(n_components, covariance_type=...,
-    init_params=method, n_init=n_init, random_state=random_state).fit`` would
-    draw (for an integer ``random_state`` exactly those, so with one method the
-    kept candidate is the model that ``fit`` returns), and its run with the best
-    final lower bound is kept. A candidate whose covariances fail (for example
-    more components than the data support) is reported with a NaN criterion and
-    a warning instead of stopping the grid. The keyword parameters mean what they
-    mean in ``GaussianMixture``, but the defaults of ``tol`` (:data:`SELECT_TOL`)
-    and ``init_params`` (:data:`SELECT_INIT_PARAMS`) differ; ``float32_products``
-    applies to every full-covariance candidate's EM passes (the final scoring
-    pass stays in float64). ``sample_weight`` weighs the rows as in
-    ``GaussianMixture.fit`` (BIC's n is then the sum of the weights);
-    ``acceleration`` (``"daarem"`` or ``"squarem"``) runs every candidate's
-    batch EM accelerated, as ``fit`` does, in the same shared passes
-    (``max_iter`` then counts passes). ``missing="marginalize"`` fits rows
-    with NaN through their observed coordinates, as ``fit`` does (one more
-    pass first; starts from the gaps filled by column means; BIC's n counts
-    the rows with something observed).
+    docs), not once per candidate per iteration. The keyword ``settings`` are
+    ``GaussianMixture``'s that apply to every candidate ({names}), with the same
+    meaning, but the defaults of ``tol`` and ``init_params`` differ
+    (:data:`~streamgmm.hyperparameters.SELECT_TOL`,
+    :data:`~streamgmm.hyperparameters.SELECT_INIT_PARAMS`). ``init_params`` is
+    one start method or several: every candidate is started ``n_init`` times
+    with each method, from the starts ``GaussianMixture(n_components,
+    covariance_type=..., init_params=method, n_init=n_init,
+    random_state=random_state).fit`` would draw (for an integer
+    ``random_state`` exactly those, so with one method the kept candidate is
+    the model that ``fit`` returns), and its run with the best final lower
+    bound is kept. A candidate whose covariances fail (for example more
+    components than the data support) is reported with a NaN criterion and a
+    warning instead of stopping the grid. ``float32_products`` applies to every
+    full-covariance candidate's EM passes (the final scoring pass stays in
+    float64). ``sample_weight`` weighs the rows as in ``GaussianMixture.fit``
+    (BIC's n is then the sum of the weights); ``acceleration`` (``"daarem"``
+    or ``"squarem"``) runs every candidate's batch EM accelerated, as ``fit``
+    does, in the same shared passes (``max_iter`` then counts passes);
+    ``missing="marginalize"`` fits rows with NaN through their observed
+    coordinates, as ``fit`` does (one more pass first; starts from the gaps
+    filled by column means; BIC's n counts the rows with something observed);
+    ``verbose`` shows the grid's progress.
 
     Returns
     -------
@@ -144,6 +146,8 @@ def select(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    options = select_options(settings)
+    init_params = options.pop("init_params")
     methods = (init_params,) if isinstance(init_params, str) else tuple(init_params)
     if not methods or len(set(methods)) != len(methods):
         raise ValueError(f"init_params must name distinct start methods, got {init_params!r}")
@@ -154,22 +158,11 @@ def select(
     if len(set(sizes)) != len(sizes):
         raise ValueError(f"n_components holds repeated values: {sizes}")
     # NumPy input goes to a cluster's workers once, not with every pass (as in fit).
-    data = persisted_rows(weighted_rows(X, sample_weight, sample_dim,
-                                        check_missing=missing != "marginalize"), "auto")
-    settings = dict(
-        tol=tol,
-        reg_covar=reg_covar,
-        max_iter=max_iter,
-        n_init=n_init,
-        random_state=random_state,
-        init_sample_size=init_sample_size,
-        sample_dim=sample_dim,
-        float32_products=float32_products,
-        acceleration=acceleration,
-        missing=missing,
-    )
+    data = persisted_rows(weighted_rows(
+        X, sample_weight, options["sample_dim"],
+        check_missing=options["missing"] != "marginalize"), "auto")
     models = {
-        (K, t): GaussianMixture(K, covariance_type=t, init_params=methods[0], **settings)
+        (K, t): GaussianMixture(K, covariance_type=t, init_params=methods[0], **options)
         for K in sizes
         for t in types
     }
@@ -177,7 +170,7 @@ def select(
         for method in methods:
             model.set_params(init_params=method)._check_parameters(data.n_features)
     start_data, n_empty = None, 0
-    if missing == "marginalize":
+    if options["missing"] == "marginalize":
         start_data, n_empty = prepare_gaps(data, max(sizes))
     if max(sizes) > data.n_counted:
         rows = "n_samples" if data.weights is None else "rows of positive weight"
@@ -185,32 +178,36 @@ def select(
             f"Expected n_samples >= n_components, got {rows}={data.n_counted} "
             f"and n_components={max(sizes)}"
         )
-    seed_source = _seed_source(random_state)
+    config = fit_config(next(iter(models.values())).get_params())
+    seed_source = _seed_source(config.random_state)
     runs = []
     for method in methods:
         keys, starts = [], []
         for K, t in models:
-            for seed in start_seeds(make_rng(seed_source), n_init):
+            for seed in start_seeds(make_rng(seed_source), config.n_init):
                 keys.append((K, t))
                 starts.append(Start(K, t, seed))
-        initial = initial_statistics_grid(start_data or data, starts, method, init_sample_size)
+        say(f"select: starting {len(starts)} runs by {method} "
+            f"({_init_passes(method)} passes over the data)", config.verbose)
+        with local_threads(config.n_jobs):
+            initial = initial_statistics_grid(start_data or data, starts, method,
+                                              config.init_sample_size)
         for key, stats in zip(keys, initial, strict=True):
             run = EMRun(None, None, label=f"select n_components={key[0]} {key[1]!r}")
             try:
-                run.params, _ = parameters_from_statistics(stats, reg_covar, key[1])
+                run.params, _ = parameters_from_statistics(stats, config.reg_covar, key[1])
             except CholeskyError as error:
                 run.error = error
             runs.append(GridRun(key, method, run))
     init_passes = sum(_init_passes(method) for method in methods)
-    em_passes = run_grid_em(data, runs, tol, max_iter, reg_covar, float32_products,
-                            acceleration, missing)
+    em_passes = run_grid_em(data, runs, config)
     table = _table(sizes, types, runs, models, data)
     for model in models.values():
         model.n_empty_rows_ = n_empty
     table.attrs.update(
         criterion=criterion,
         init_params=list(methods),
-        n_passes=init_passes + em_passes + (missing == "marginalize"),
+        n_passes=init_passes + em_passes + (options["missing"] == "marginalize"),
         n_passes_one_by_one=sum(_init_passes(grid.method) + grid.run.n_iter for grid in runs)
         + len(models),
     )
@@ -230,6 +227,36 @@ def select(
             stacklevel=2,
         )
     return best, table
+
+
+def select_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """Every setting :func:`select` takes, from the given ones and the
+    defaults (``TypeError`` for a keyword it does not take)."""
+    known = {setting.name: setting for setting in select_settings()}
+    for name in settings:
+        if name not in known:
+            raise TypeError(f"select() got an unexpected keyword argument {name!r}")
+    return {name: settings.get(name, select_default(setting)) for name, setting in known.items()}
+
+
+def _select_signature() -> inspect.Signature:
+    """:func:`select`'s signature with the settings it takes, for ``help`` and the docs."""
+    head = [
+        parameter for parameter in inspect.signature(select).parameters.values()
+        if parameter.kind != inspect.Parameter.VAR_KEYWORD
+    ]
+    tail = [
+        inspect.Parameter(setting.name, inspect.Parameter.KEYWORD_ONLY,
+                          default=select_default(setting), annotation=setting.annotation)
+        for setting in select_settings()
+    ]
+    return inspect.signature(select).replace(parameters=[*head, *tail])
+
+
+select.__signature__ = _select_signature()
+select.__doc__ = select.__doc__.replace(
+    "{names}", ", ".join(f"``{setting.name}``" for setting in select_settings())
+)
 
 
 def _seed_source(random_state: Any) -> Any:
@@ -298,3 +325,8 @@ def _table(sizes, types, runs, models, data) -> xr.Dataset:
             "start_method": ("start", start_methods),
         },
     )
+
+
+__all__ = [
+    "select",
+]

@@ -30,7 +30,7 @@ from .covariance import DIMS, precisions_from_cholesky
 from .engine import EMRun
 from .estep import GaussianParameters
 from .online import OnlineState, seen_count
-from .outputs import MODEL_FORMAT
+from .outputs import MODEL_FORMAT, MODEL_FORMAT_VERSION
 from .progress import HISTORY_KEYS
 from .statistics import SufficientStatistics
 
@@ -39,8 +39,6 @@ ONLINE_STATISTICS = {"running": "running_statistics_", "averaged": "averaged_sta
 """Name of a stepwise-EM statistics set -> the model attribute holding it."""
 ONLINE_COUNTERS = ("n_steps", "n_samples_seen", "n_averaged")
 """Stepwise-EM counters: scalars here, attributes with a trailing underscore."""
-MODEL_FORMAT_VERSION = 1
-"""Version of the model-file layout :func:`model_to_dataset` writes."""
 RUN_SCALARS = ("lower_bound", "n_iter", "converged")
 """Scalars of every run (:func:`run_to_arrays`): model-file attributes."""
 PARAMETER_ARRAYS = ("weights", "means", "covariances", "precisions", "precisions_cholesky")
@@ -326,3 +324,7 @@ def _json_safe(value: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

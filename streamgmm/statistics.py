@@ -113,3 +113,7 @@ def rescale(stats: SufficientStatistics, factor: float) -> SufficientStatistics:
         log_likelihood=stats.log_likelihood * factor,
         n_samples=stats.n_samples * factor,
     )
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

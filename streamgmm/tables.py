@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,16 +136,41 @@ def table_source(path: str | os.PathLike, columns: Sequence[str] | None = None) 
         frame, lengths, parts = _read_parquet(files)
     else:
         (frame, lengths), parts = _read_csv(files), ()
+    if kind == "csv":
+        text = [name for name, dtype in frame.dtypes.items() if not _is_number(dtype)]
+        wanted = text if columns is None else [name for name in text if name in columns]
+        check_numbers_in_text(files[0], wanted)
     chosen, skipped = choose_columns(frame, columns, path)
     return TableSource(
         path, kind, tuple(files), tuple(chosen), tuple(skipped), frame[chosen], lengths, parts
     )
 
 
-def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> Any:
-    """A lazy ``dask.dataframe.DataFrame`` of the table at ``path`` with
-    ``columns`` (default: every numeric column), as :func:`table_source` reads it."""
-    return table_source(path, columns).frame
+IDENTIFIER_NAMES = re.compile(
+    r"(^|[_\W])(id|ids|key|index|idx|label|labels|class|target|true|truth|y|cluster|group)$",
+    re.IGNORECASE,
+)
+"""Names of integer columns that usually identify or label rows rather than measure them."""
+
+
+def identifier_columns(source: TableSource) -> list[str]:
+    """The chosen integer columns that look like identifiers or labels: a name
+    such as ``id``, ``label``, ``class`` or ``true``, or values that count up by
+    one in the first part of the table (a row number)."""
+    integers = [
+        name for name in source.columns
+        if getattr(source.frame.dtypes[name], "kind", "") in "iu"
+    ]
+    if not integers:
+        return []
+    first = source.frame[integers].partitions[0].compute()
+    suspects = []
+    for name in integers:
+        values = first[name].to_numpy()
+        counting = values.size > 2 and bool(np.all(np.diff(values) == 1))
+        if IDENTIFIER_NAMES.search(name) or counting:
+            suspects.append(name)
+    return suspects
 
 
 def split_weight_column(X: Any, name: str) -> tuple[Any, Any]:
@@ -345,6 +371,34 @@ def _csv_value_error(name: str, text: bytes, dtypes, first_row: int, offset: int
     return TypeError(f"{name}: a value does not fit its column's type near row {first_row}")
 
 
+def check_numbers_in_text(name: str, columns: Sequence[str]) -> None:
+    """Raise ``TypeError`` naming the column, rows and text for a CSV column
+    that the file's first rows make a text column although most of its values
+    there are numbers (a stray ``'oops'`` in row 40 must not make the column
+    disappear from the features, as the same value at row 150,000 is an error:
+    see :func:`_csv_value_error`)."""
+    import pandas as pd
+
+    if not columns:
+        return
+    with open(name, "rb") as file:
+        sample = file.read(256 * 1024)
+    strings = pd.read_csv(io.BytesIO(sample), nrows=1000, dtype=str, keep_default_na=False,
+                          usecols=list(columns))
+    for column in columns:
+        values = strings[column]
+        filled = (values != "").to_numpy()
+        numbers = pd.to_numeric(values.where(values != "", "nan"), errors="coerce")
+        bad = np.flatnonzero(numbers.isna().to_numpy() & filled)
+        if bad.size and bad.size * 2 < filled.sum():
+            raise TypeError(
+                f"column {column!r} of {name} holds text, not a number: "
+                f"{values.iloc[bad[0]]!r} in row {bad[0]} ({bad.size} such value(s) in its "
+                f"first {len(values)} rows, rows {bad[0]} to {bad[-1]}); fix the file or "
+                "leave the column out with --columns"
+            )
+
+
 def _rows_before(name: str, offset: int) -> int:
     """Data rows in a CSV file before the line starting at byte ``offset``."""
     with open(name, "rb") as file:
@@ -491,69 +545,132 @@ def wrap_frame(kind: str, index: Any, result: Any, name: str, columns: list[str]
 
 
 # ------------------------------------------------------------------ outputs
+def prediction_parts(model: Any, X: Any, proba: bool, log_likelihood: bool) -> list:
+    """Delayed pandas frames, one per part of X, of ``label`` (and with ``proba``
+    ``responsibility_<k>``, with ``log_likelihood`` the per-row log-likelihood):
+    on the index of a table or frame, else on row numbers from 0."""
+    import dask
+    import dask.array as da
+    import dask.dataframe as dd
+    import pandas as pd
+
+    if isinstance(X, str | os.PathLike) and table_format(X):
+        names = getattr(model, "feature_names_in_", None)
+        X = table_source(X, None if names is None else [str(name) for name in names])
+    if is_data_frame(X) and not is_dask_frame(X):
+        X = dd.from_pandas(X, npartitions=1)
+    tabular = isinstance(X, TableSource) or is_dask_frame(X)
+    outputs = [model.predict(X)]
+    if proba:
+        outputs.append(model.predict_proba(X))
+    if log_likelihood:
+        outputs.append(model.score_samples(X))
+    if tabular:
+        columns = [output.to_delayed() for output in outputs]
+    else:
+        arrays = [da.asarray(output) for output in outputs]
+        rows = arrays[0].chunks[0]
+        arrays = [array.rechunk((rows, -1)[: array.ndim]) for array in arrays]
+        starts = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(int)
+        names = [LABEL_COLUMN]
+        if proba:
+            names.append(responsibility_columns(model.n_components))
+        if log_likelihood:
+            names.append(LOG_LIKELIHOOD_COLUMN)
+        columns = [
+            [dask.delayed(_numbered)(block, int(start), name)
+             for block, start in zip(array.to_delayed().ravel(), starts, strict=True)]
+            for array, name in zip(arrays, names, strict=True)
+        ]
+    return [
+        dask.delayed(pd.concat)([dask.delayed(_as_frame)(piece) for piece in pieces], axis=1)
+        for pieces in zip(*columns, strict=True)
+    ]
+
+
+def _numbered(values: np.ndarray, start: int, name: Any) -> Any:
+    """A block of per-row results as a pandas object indexed by row number."""
+    import pandas as pd
+
+    index = pd.RangeIndex(start, start + len(values))
+    if values.ndim == 1:
+        return pd.Series(values, index=index, name=name)
+    return pd.DataFrame(values, index=index, columns=name)
+
+
 def save_table_predictions(
     model: Any,
     X: Any,
     path: str | os.PathLike,
     *,
     proba: bool = False,
+    log_likelihood: bool = False,
     overwrite: bool = False,
     inputs: Sequence[Any] = (),
 ) -> int:
-    """Write the label of every row of the table ``X`` (a Dask or pandas frame,
-    or a table path), and with ``proba`` its responsibilities, to one Parquet
-    file at ``path``: the input's index, ``label`` and ``responsibility_<k>``,
-    one row group per partition of the input, computed a few partitions at a
-    time. The file carries ``streamgmm-format=streamgmm.predictions``, so a
-    later call replaces it (atomically) and anything else there is refused
-    unless ``overwrite`` (see :mod:`streamgmm.outputs`). Returns the rows written.
-    """
+    """Write the label of every row of ``X`` (a table, a frame, or any input for
+    CSV), with ``proba`` its responsibilities and with ``log_likelihood`` its
+    log-likelihood (``score_samples``, for outlier scores), to one file at
+    ``path``: Parquet (one row group per part of the input), or CSV when
+    ``path`` ends with ``.csv`` (after a first line ``# streamgmm-format:
+    streamgmm.predictions``, which ``pandas.read_csv(path, comment="#")``
+    skips), with the input's index (row numbers for arrays) and the columns
+    ``label``, ``responsibility_<k>`` and ``log_likelihood``, computed a few
+    parts at a time. A later call replaces the file (atomically); anything else
+    there is refused unless ``overwrite`` (see :mod:`streamgmm.outputs`).
+    Returns the rows written."""
     import dask
-    import dask.dataframe as dd
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .cluster import reducing_threads
-    from .outputs import MARKER_KEY, PREDICTIONS_FORMAT, write_output
+    from .outputs import CSV_MARKER, MARKER_KEY, PREDICTIONS_FORMAT, write_output
 
     sources = list(inputs)
-    if isinstance(X, str | os.PathLike):
-        X = table_source(X)
     if isinstance(X, TableSource):
         sources += list(X.files)
-    if is_data_frame(X) and not is_dask_frame(X):
-        X = dd.from_pandas(X, npartitions=1)
-    labels = model.predict(X).to_delayed()
-    parts = labels
-    if proba:
-        responsibilities = model.predict_proba(X).to_delayed()
-        parts = [
-            dask.delayed(pd.concat)([label.to_frame(), values], axis=1)
-            for label, values in zip(labels, responsibilities, strict=True)
-        ]
+    parts = prediction_parts(model, X, proba, log_likelihood)
     group = reducing_threads()
     marker = {MARKER_KEY.encode(): PREDICTIONS_FORMAT.encode()}
+    as_csv = str(path).lower().endswith(".csv")
+    written = 0
 
-    def write(temporary) -> None:
+    def computed():
+        nonlocal written
+        for start in range(0, len(parts), group):
+            for part in dask.compute(*parts[start : start + group]):
+                written += len(part)
+                yield part
+
+    def write_csv(temporary) -> None:
+        with open(temporary, "w", newline="") as handle:
+            handle.write(f"{CSV_MARKER.decode()}{PREDICTIONS_FORMAT}\n")
+            for number, part in enumerate(computed()):
+                part.to_csv(handle, header=number == 0, index=True)
+
+    def write_parquet(temporary) -> None:
         writer = None
         try:
-            for start in range(0, len(parts), group):
-                for part in dask.compute(*parts[start : start + group]):
-                    table = pa.Table.from_pandas(_as_frame(part), preserve_index=True)
-                    if writer is None:
-                        schema = table.schema.with_metadata(
-                            {**(table.schema.metadata or {}), **marker}
-                        )
-                        writer = pq.ParquetWriter(temporary, schema)
-                    writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
+            for part in computed():
+                table = pa.Table.from_pandas(part, preserve_index=True)
+                if writer is None:
+                    schema = table.schema.with_metadata(
+                        {**(table.schema.metadata or {}), **marker}
+                    )
+                    writer = pq.ParquetWriter(temporary, schema)
+                writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
         finally:
             if writer is not None:
                 writer.close()
 
-    write_output(path, PREDICTIONS_FORMAT, write, overwrite=overwrite, inputs=sources)
-    return int(pq.read_metadata(path).num_rows)
+    write_output(path, PREDICTIONS_FORMAT, write_csv if as_csv else write_parquet,
+                 overwrite=overwrite, inputs=sources)
+    return written
 
 
 def _as_frame(part: Any) -> Any:
     return part.to_frame() if part.ndim == 1 else part
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 
 import dask
+import dask.system
 import dask.threaded
 from threadpoolctl import ThreadpoolController
 
@@ -34,6 +35,19 @@ def blas_threads_for_dask(collections=()) -> Iterator[None]:
         with single_threaded_blas():
             yield
     else:
+        yield
+
+
+@contextlib.contextmanager
+def local_threads(n_jobs: int | None) -> Iterator[None]:
+    """Dask's local (threaded) scheduler with ``n_jobs`` threads inside the
+    block (-1: one per core); None leaves Dask's configuration alone. The
+    workers of a ``dask.distributed`` cluster are not affected."""
+    if n_jobs is None:
+        yield
+        return
+    workers = dask.system.CPU_COUNT if n_jobs == -1 else n_jobs
+    with dask.config.set(num_workers=workers):
         yield
 
 
@@ -80,3 +94,7 @@ def _blas_libraries() -> list:
 def _thread_pools() -> ThreadpoolController:
     """The loaded thread pools, found once (the search costs about 10 ms)."""
     return ThreadpoolController()
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

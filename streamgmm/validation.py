@@ -23,10 +23,17 @@ class InvalidParameterError(ValueError, TypeError):
 
 
 class Rule(NamedTuple):
-    """What a parameter must be, in words, and the test of a value."""
+    """What a parameter must be, in words, and the test of a value; ``kind``,
+    ``bounds`` and ``options`` say the same for a command line's option types
+    (``kind`` "int", "float", "choice", "bool", or "other")."""
 
     description: str
     accepts: Callable[[Any], bool]
+    kind: str = "other"
+    bounds: tuple = ()
+    """``(low, high, low_open, high_open)`` of an int or float."""
+    options: tuple = ()
+    """The allowed values of a choice."""
 
 
 def _is_integer(value: Any) -> bool:
@@ -53,6 +60,8 @@ def integer_in(low: int, high: float = np.inf) -> Rule:
     return Rule(
         f"an int in the range {_bound_text(low, high, False, high == np.inf)}",
         lambda value: _is_integer(value) and _inside(value, low, high, False, False),
+        "int",
+        (low, high, False, False),
     )
 
 
@@ -67,6 +76,8 @@ def real_in(
         lambda value: _is_real(value)
         and bool(np.isfinite(value))
         and _inside(value, low, high, low_open, high_open),
+        "float",
+        (low, high, low_open, high_open),
     )
 
 
@@ -80,12 +91,13 @@ def one_of(*options: Any) -> Rule:
             for option in options
         )
 
-    return Rule(f"one of {list(options)!r}", accepts)
+    return Rule(f"one of {list(options)!r}", accepts, "choice", (), options)
 
 
 BOOLEAN = Rule(
     "an instance of 'bool' or an instance of 'numpy.bool'",
     lambda value: isinstance(value, bool | np.bool_),
+    "bool",
 )
 VERBOSE = Rule(
     "an int in the range [0, inf) or a bool",
@@ -97,6 +109,14 @@ RANDOM_STATE = Rule(
     lambda value: value is None
     or isinstance(value, np.random.RandomState | np.random.Generator)
     or (_is_integer(value) and 0 <= value <= 2**32 - 1),
+    "int",
+    (0, 2**32 - 1, False, False),
+)
+N_JOBS = Rule(
+    "an int in the range [1, inf), -1 or None",
+    lambda value: value is None or (_is_integer(value) and (value >= 1 or value == -1)),
+    "int",
+    (-1, np.inf, False, False),
 )
 OPTIONAL_STRING = Rule(
     "an instance of 'str' or None", lambda value: value is None or isinstance(value, str)
@@ -115,8 +135,16 @@ def check_hyperparameters(estimator: Any, rules: dict[str, Rule]) -> None:
         if not rule.accepts(value):
             raise InvalidParameterError(
                 f"The {name!r} parameter of {type(estimator).__name__} must be "
-                f"{rule.description}. Got {value!r} instead."
+                f"{rule.description}. Got {shown(value)} instead."
             )
+
+
+def shown(value: Any) -> str:
+    """A value as a message shows it: NumPy scalars as plain numbers (``17``,
+    not ``np.int64(17)``), anything else by its ``repr``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
 
 
 PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -150,12 +178,22 @@ def check_changed_hyperparameters(
 
 def check_n_features(estimator: Any, n_features: int) -> None:
     """Raise scikit-learn's ``ValueError`` unless X has the fitted number of
-    features (``estimator.n_features_in_``)."""
-    if n_features != estimator.n_features_in_:
+    features (``estimator.n_features_in_``, or the width of ``means_`` for a
+    model rebuilt by setting its fitted parameters, as scikit-learn allows)."""
+    expected = getattr(estimator, "n_features_in_", None)
+    if expected is None:
+        expected = np.shape(estimator.means_)[1]
+    if n_features != expected:
+        # scikit-learn's words, "1 features" included: check_estimator matches them
         raise ValueError(
             f"X has {n_features} features, but {type(estimator).__name__} "
-            f"is expecting {estimator.n_features_in_} features as input."
+            f"is expecting {expected} features as input."
         )
+
+
+def count(number: int, noun: str) -> str:
+    """``"1 feature"``, ``"3 features"``: a count of a noun in plain English."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def check_n_samples(n_samples: Any) -> None:
@@ -164,3 +202,8 @@ def check_n_samples(n_samples: Any) -> None:
         raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+
+
+__all__ = [
+    "InvalidParameterError",
+]

@@ -518,3 +518,7 @@ def merge_candidates(stats: SufficientStatistics, covariance_type: str, min_weig
         if len(pairs) == n_pairs:
             break
     return pairs
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

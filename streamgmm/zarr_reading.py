@@ -224,3 +224,7 @@ def from_zarr(array: zarr.Array) -> da.Array:
         read_zarr_chunk, files, chunks=chunks, dtype=files.dtype,
         meta=np.empty((0,) * array.ndim, dtype=files.dtype), name=name,
     )
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""

@@ -16,7 +16,7 @@ from streamgmm.checkpoint import read_checkpoint
 from streamgmm.datasets import make_mixture
 from streamgmm.engine import run_em
 from streamgmm.fitting import em_settings, em_step, start_run
-from streamgmm.hyperparameters import make_rng
+from streamgmm.hyperparameters import fit_config, make_rng
 from streamgmm.inputs import as_rows
 from streamgmm.mixture import ConvergenceWarning
 
@@ -107,16 +107,16 @@ def test_accelerated_runs_take_the_same_steps_together_as_alone(data, method, on
     X, _ = data
     model = GaussianMixture(3, tol=1e-8, max_iter=200, acceleration=method,
                             n_online_passes=online_passes)
-    rows = as_rows(X)
+    rows, config = as_rows(X), fit_config(model.get_params())
 
     def starts():
         rng = make_rng(2)
-        return [start_run(model, rows, rng, True, index) for index in range(3)]
+        return [start_run(config, rows, rng, None, index) for index in range(3)]
 
     together, alone = starts(), starts()
-    run_em(rows.array, together, em_settings(model), step=em_step(model))
+    run_em(rows.array, together, em_settings(config), step=em_step(config))
     for run in alone:
-        run_em(rows.array, [run], em_settings(model), step=em_step(model))
+        run_em(rows.array, [run], em_settings(config), step=em_step(config))
     for shared, single in zip(together, alone, strict=True):
         assert shared.converged and shared.n_iter == single.n_iter
         assert shared.history["passes"][online_passes] == online_passes + 1

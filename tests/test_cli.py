@@ -416,7 +416,10 @@ def test_unreachable_scheduler_is_a_one_line_error(store, tmp_path):
         tmp_path / "m.zarr",
         env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"},
     )
-    assert_one_line_error(result, 1, "could not connect", "tcp://127.0.0.1:1")
+    # first what it waits for (issue 29: it waited 30 s silently), then the error
+    note, error = result.stderr.strip().splitlines()
+    assert note.startswith("connecting to the Dask scheduler at tcp://127.0.0.1:1 (giving up")
+    assert result.returncode == 1 and error.startswith("Error: could not connect")
 
 
 def test_fit_on_a_local_cluster_through_scheduler(store, tmp_path):
@@ -473,7 +476,8 @@ def test_verbose_prints_progress_lines_off_a_terminal(store, tmp_path):
     )
     assert result.returncode == 0
     lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith("batch EM, init 0: step 10, passes 10")
+    assert lines[0] == "start 1 of 1: k-means|| on the data"  # what happens before step 1
+    assert lines[1].startswith("batch EM, init 0: step 10, passes 10")
     assert lines[-1].startswith("warning: Best performing initialization did not converge")
 
 

@@ -9,7 +9,7 @@ from streamgmm import GaussianMixture
 from streamgmm.datasets import make_mixture, match_components, random_mixture, sample_mixture
 from streamgmm.engine import run_em
 from streamgmm.fitting import em_settings, start_run
-from streamgmm.hyperparameters import make_rng
+from streamgmm.hyperparameters import fit_config, make_rng
 from streamgmm.inputs import as_rows
 from streamgmm.mstep import CholeskyError
 
@@ -124,9 +124,10 @@ def test_n_init_keeps_the_best_run():
     best = GaussianMixture(6, **settings).fit(X)
     model = GaussianMixture(6, **settings)
     data, rng = as_rows(X), make_rng(2)
-    runs = [start_run(model, data, rng, True, index) for index in range(5)]
+    config = fit_config(model.get_params())
+    runs = [start_run(config, data, rng, None, index) for index in range(5)]
     for run in runs:
-        run_em(data.array, [run], em_settings(model))
+        run_em(data.array, [run], em_settings(config))
     bounds = [run.lower_bound for run in runs]
     kept = int(np.argmax(bounds))
     assert 0 < kept < len(runs) - 1 and len(set(bounds)) == len(runs), bounds

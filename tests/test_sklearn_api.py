@@ -40,8 +40,12 @@ estimator (docs/user-guide.md says so)."""
         (GaussianMixture(), {}),
         (GaussianMixture(2, covariance_type="diag", max_iter=0), RANDOM_START_CHECKS),
         (GaussianMixture(algorithm="online", batch_size=16), {}),
+        (GaussianMixture(2, covariance_type="tied"), {}),
+        (GaussianMixture(2, covariance_type="diag"), {}),
+        (GaussianMixture(2, covariance_type="spherical"), {}),
+        (GaussianMixture(2, max_iter=20), {}),
     ],
-    ids=["default", "diag, max_iter=0", "online"],
+    ids=["default", "diag, max_iter=0", "online", "tied", "diag", "spherical", "max_iter=20"],
 )
 def test_check_estimator_passes(estimator, expected_failed_checks):
     with warnings.catch_warnings():

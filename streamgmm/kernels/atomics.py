@@ -156,3 +156,7 @@ def wait_cycles(flags, index, value, cycles):  # pragma: no cover
             return False
         spin_pause()
     return True
+
+
+__all__: list[str] = []
+"""Nothing here is public API (docs/api.md lists what is)."""
