@@ -145,7 +145,7 @@ def fit_runs(
         raise ValueError(f"checkpoint_every must be >= 1, got {every}")
     resumed = None
     if checkpoint is not None:
-        fingerprint = fit_fingerprint(vars(config), data)
+        fingerprint = fit_fingerprint(config._asdict(), data)
         claim_checkpoint_path(checkpoint, [X])
         resumed = read_fit_checkpoint(
             checkpoint, fingerprint, config.algorithm, config.covariance_type

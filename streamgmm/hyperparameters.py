@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import make_dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -311,11 +310,10 @@ def parameters_doc(settings: tuple[Setting, ...] = SETTINGS, margin: str = "    
 
 
 def fit_config_type(settings: tuple[Setting, ...] = SETTINGS) -> type:
-    """A frozen record type with one field per setting (arrays are compared by
-    identity: ``eq=False``)."""
-    record = make_dataclass(
-        "FitConfig", [(setting.name, setting.annotation) for setting in settings],
-        frozen=True, eq=False,
+    """A record type (a ``NamedTuple``: immutable, cheap to build) with one field
+    per setting."""
+    record = NamedTuple(  # noqa: UP014  (fields from the table)
+        "FitConfig", [(setting.name, Any) for setting in settings]
     )
     record.__module__ = __name__
     record.__doc__ = (
@@ -330,12 +328,12 @@ def fit_config_type(settings: tuple[Setting, ...] = SETTINGS) -> type:
 FitConfig = fit_config_type()
 """The hyper-parameters one fit reads, frozen when it starts: what
 :mod:`streamgmm.fitting` and :mod:`streamgmm.selection` read instead of the
-estimator (``FitConfig(**estimator.get_params())``)."""
+estimator (``fit_config(estimator.get_params())``)."""
 
 
 def fit_config(params: Mapping[str, Any]) -> Any:
     """A :data:`FitConfig` from ``get_params()`` (of a ``GaussianMixture``)."""
-    return FitConfig(**{setting.name: params[setting.name] for setting in SETTINGS})
+    return FitConfig(*[params[name] for name in SETTING_NAMES])
 
 
 def make_rng(random_state: Any) -> np.random.Generator:

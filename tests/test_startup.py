@@ -3,7 +3,7 @@
 
 The module checks are exact (a heavy library imported where it is not needed
 fails them whatever the machine's load); the wall-clock bounds are the targets
-(1 s, 1.5 s, 1.5 s) times a margin for a loaded test machine, on the fastest of
+(1 s, 1.5 s, 1.5 s) times a margin (3) for a loaded test machine, on the fastest of
 three runs. ``benchmarks/startup.py`` prints the figures.
 """
 
@@ -19,7 +19,7 @@ import pytest
 import streamgmm
 
 WORKTREE = Path(__file__).resolve().parents[1]
-MARGIN = 2.0
+MARGIN = 3.0
 """Wall-clock bounds are the targets times this (other processes share the machine)."""
 HEAVY = ("sklearn", "dask", "xarray", "numba", "pandas", "pyarrow", "matplotlib", "distributed")
 
