@@ -54,7 +54,8 @@ def test_verbose_2_prints_a_line_every_interval_off_a_terminal(mixture_data, cap
         3, verbose=2, verbose_interval=2, tol=0.0, max_iter=6, random_state=0
     ), X[:1000])
     out, err = capfd.readouterr()
-    lines = err.strip().splitlines()
+    start, *lines = err.strip().splitlines()
+    assert start == "start 1 of 1: k-means|| on the data"  # said before the first step
     assert out == ""
     assert len(lines) == model.n_iter_ // 2 == 3
     assert lines[0].startswith("batch EM, init 0: step 2, passes 2")
@@ -150,6 +151,7 @@ def test_online_em_records_a_history_and_prints_lines(mixture_data, capfd):
     ), X)
     assert model.history_["passes"] == [1.0, 2.0, 3.0]
     np.testing.assert_array_equal(model.history_["log_likelihood"], model.lower_bounds_)
-    lines = capfd.readouterr().err.strip().splitlines()
+    start, *lines = capfd.readouterr().err.strip().splitlines()
+    assert start.startswith("start 1 of 1: ")  # said before the first step
     assert [line.split(",")[0] for line in lines] == [f"online EM: step {i}" for i in (1, 2, 3)]
     assert lines[0].startswith("online EM: step 1, passes 1")

@@ -11,7 +11,7 @@ def unconverged_fit(model, X, **fit_params):
     fewer iterations than convergence needs): asserts the ConvergenceWarning it
     gives (pyproject.toml makes an unasserted one an error) and returns the model.
     Online EM runs a budget of passes and gives no such warning (issue 29, item 7)."""
-    if model.get_params()["algorithm"] == "online":
+    if model.get_params().get("algorithm") == "online":
         with warnings.catch_warnings():
             warnings.simplefilter("error", ConvergenceWarning)
             return model.fit(X, **fit_params)
@@ -27,7 +27,7 @@ def fit_warning_if_unconverged(model, X, **fit_params):
         warnings.simplefilter("always")
         model.fit(X, **fit_params)
     kinds = [warning.category for warning in caught]
-    online = model.get_params()["algorithm"] == "online"
+    online = model.get_params().get("algorithm") == "online"
     expected = [] if model.converged_ or online else [ConvergenceWarning]
     assert kinds == expected, [str(warning.message) for warning in caught]
     return model
