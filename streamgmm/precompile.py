@@ -44,14 +44,13 @@ def _fit_everything(products_dtype: str) -> None:
             model.score_samples(X)
         model.partial_fit(X[:300])
         if not float32:
-            from .estep import GaussianParameters, statistics_from_responsibilities
+            from .estep import statistics_from_responsibilities
             from .mstep import m_step
 
             stats = statistics_from_responsibilities(X, np.full((len(X), 2), 0.5),
                                                      np.zeros((2, 3)), "full")
             m_step(stats, 1e-6, "full")
             entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
-            del GaussianParameters
 
 
 def compile_kernels(jobs: int = 2) -> list[tuple[str, float, str]]:
