@@ -212,11 +212,6 @@ def _centred_statistics(sums, covariance_type: str, common: np.ndarray,
     )
 
 
-def log_gaussian_density(X: np.ndarray, params: GaussianParameters) -> np.ndarray:
-    """``log N(x_i | mu_k, Sigma_k)`` for rows X of shape (n, d); returns (n, K)."""
-    return (_weighted_log_densities(X, params).T - np.log(params.weights)).astype(np.float64)
-
-
 def shifted_log_sum_exp(log_terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Log-sum-exp over the K rows of ``log_terms`` (K, n), column by column:
     subtracts each column's largest term in place and returns ``(largest,

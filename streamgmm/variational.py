@@ -424,20 +424,6 @@ def check_priors(model_values: dict, covariance_type: str, n_features: int) -> d
     return checked
 
 
-def check_enough_prior(priors: Priors) -> None:
-    """Raise ``ValueError`` if a prior taken from the data is unusable: a data
-    covariance that is not positive definite (constant or collinear features;
-    give ``covariance_prior``)."""
-    covariance = np.asarray(priors.covariance, dtype=np.float64)
-    ok = (np.linalg.eigvalsh(covariance).min() > 0 if covariance.ndim == 2
-          else np.all(covariance > 0))
-    if not np.all(np.isfinite(covariance)) or not ok:
-        raise ValueError(
-            "The data's covariance, the default covariance_prior, is not positive "
-            "definite (constant or collinear features, or a single row); pass "
-            "covariance_prior")
-
-
 def merge_components(stats: SufficientStatistics, pairs, covariance_type: str
                      ) -> SufficientStatistics:
     """Statistics with component ``j`` merged into ``k`` for every ``(j, k)`` of
