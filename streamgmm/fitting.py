@@ -39,9 +39,8 @@ from .online import (
     NextParameters,
     OnlineConfig,
     current_parameters,
-    finish_pass,
-    fold_chunk,
     fold_pass,
+    fold_rows,
     initial_state,
     online_em,
     reported_parameters,
@@ -383,8 +382,7 @@ def partial_fit_run(
             covariances = np.asarray(fitted.covariances, dtype=np.float64)
         carry = FoldCarry(state, params, covariances)
         if rows is not None:
-            carry = fold_chunk(carry, rows, online, config.batch_size, first_row=first_row)
-            carry = finish_pass(carry, online)
+            carry = fold_rows(carry, rows, online, config.batch_size, first_row=first_row)
         else:
             array = array if weighted else data.array
             order = range(array.numblocks[0])
@@ -398,6 +396,7 @@ def partial_fit_run(
     history = empty_history() if first_call else fitted.history
     dtype = fitted_dtype(data.array.dtype if data is not None else rows.dtype)
     lower_bounds = [] if first_call else fitted.lower_bounds[1 - PARTIAL_FIT_RECORD :]
+    lower_bounds.append(fitted_scalar(score, dtype))
     for key, value in zip(HISTORY_KEYS, (float(n_iter), score, float("nan")), strict=True):
         record = history.setdefault(key, [])
         record.append(value)
@@ -406,7 +405,7 @@ def partial_fit_run(
         shown,
         shown_covariances,
         lower_bound=score,
-        lower_bounds=[*lower_bounds, fitted_scalar(score, dtype)],
+        lower_bounds=lower_bounds,
         n_iter=n_iter,
         online_state=carry.state,
         history=history,

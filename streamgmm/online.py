@@ -401,9 +401,11 @@ def _buffers(mixture: Mixture, plan) -> tuple[HalfBuffer, HalfBuffer]:
 
 
 @functools.cache
+@functools.cache
 def _no_buffers() -> tuple[HalfBuffer, HalfBuffer]:
-    """The buffers of a fold without a helper (never read): empty arrays of the
-    dimensions :func:`_buffers` gives, so that the fold has one numba type."""
+    """The buffers of a fold without a helper (never read nor written): empty
+    arrays of the dimensions :func:`_buffers` gives, so that the fold has one
+    numba type; made once."""
     def empty(ndim: int) -> np.ndarray:
         return np.zeros((0,) * ndim)
 
@@ -545,6 +547,19 @@ def _fold_visited(
         carry = _fold_steps(carry, chunk, config, batch_size, order=whole)
     rest = np.array(take(position + n_whole, n_rows))
     return carry._replace(leftover=rest if rest.shape[0] else None)
+
+
+def fold_rows(carry: FoldCarry, rows: np.ndarray, config: OnlineConfig, batch_size: int,
+              *, first_row: int = 0) -> FoldCarry:
+    """``carry`` (with nothing left over) after stepwise EM on all of ``rows``
+    (n, d) in memory, ``batch_size`` rows per step and the last step shorter:
+    the steps of :func:`fold_chunk` then :func:`finish_pass`, in one compiled
+    call (``partial_fit``). Rows are named in errors from ``first_row``."""
+    try:
+        return _fold_steps(carry, rows, config, batch_size)
+    except ValueError:
+        check_visited(rows, None, first_row, None, row_check(config))
+        raise
 
 
 def _fold_steps(
