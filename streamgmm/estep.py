@@ -60,8 +60,13 @@ from .covariance import (
 )
 from .kernels import codes
 from .kernels import entries as kernels
-from .kernels.records import Operands, Plan, rows_record
+from .kernels.records import Operands, Plan, Products, rows_record
 from .statistics import SufficientStatistics
+
+_NOTHING32 = np.empty((0, 0), dtype=np.float32)
+_NO_SINGLE_PRODUCTS = Products(_NOTHING32, _NOTHING32, _NOTHING32, _NOTHING32)
+"""Float32 product operands of responsibilities given from outside (none: their
+sums are taken in float64)."""
 
 BLOCK_ROWS = 8192
 """The most rows processed at once inside a chunk (see :func:`block_rows`)."""
@@ -164,7 +169,7 @@ def kernel_plan(covariance_type: str, n_components: int, n_features: int,
 def _plan(covariance_type: str, n_components: int, n_features: int, dtype: np.dtype,
           expansion_limit: float, shared_shift_limit: float, max_features: int) -> Plan:
     return Plan(KINDS[covariance_type], block_rows(n_components, n_features, covariance_type),
-                np.empty(0, dtype=dtype), expansion_limit, shared_shift_limit, max_features)
+                dtype == np.float32, expansion_limit, shared_shift_limit, max_features)
 
 
 def density_factors(params: GaussianParameters, dtype=np.float64) -> Operands:
@@ -264,7 +269,7 @@ def statistics_from_responsibilities(
     nothing = np.empty((0, 0))
     operands = Operands(
         common, codes.LINEAR, 0 if covariance_type == "full" else product_rows(d, covariance_type),
-        nothing, nothing, nothing, nothing, np.empty(0), own_shift,
+        Products(nothing, nothing, nothing, nothing), _NO_SINGLE_PRODUCTS, np.empty(0), own_shift,
         np.arange(n_components, dtype=np.int64), writeable(shift - common),
     )
     sums = kernels.responsibility_sums(

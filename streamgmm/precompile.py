@@ -7,8 +7,9 @@ process start on the compiled kernels at once. The cache lives beside the
 package (``streamgmm/kernels/__pycache__``) or in ``NUMBA_CACHE_DIR``; it is
 valid for this machine's kind of CPU and this version of streamgmm and numba.
 
-Each kernel is compiled once per products dtype: the fits below reach every
-entry point, and both groups run in parallel processes.
+Each kernel has one compiled version, for both products dtypes. The kernels
+fall into two groups of about equal compile time, each compiled by its own
+process: the batch E-step and M-step, and the online fold with its helper.
 """
 
 from __future__ import annotations
@@ -21,42 +22,39 @@ import warnings
 
 import numpy as np
 
-GROUPS = ("float64", "float32")
-"""The products dtypes; each is compiled by its own process."""
+GROUPS = ("batch", "online")
+"""The groups of kernels; each is compiled by its own process."""
 
 
-def _fit_everything(products_dtype: str) -> None:
-    """Small fits through every entry point, with the kernels compiled."""
+def _fit_everything(group: str) -> None:
+    """Small fits through every entry point of ``group``, with the kernels compiled."""
     from . import GaussianMixture
     from .datasets import make_mixture
-    from .kernels import entries
 
     X, _, _ = make_mixture(2000, n_components=2, n_features=3, random_state=0)
-    float32 = products_dtype == "float32"
-    if float32:
-        X = X.astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for algorithm in ("batch", "online"):
-            model = GaussianMixture(2, covariance_type="full", algorithm=algorithm, max_iter=2,
-                                    batch_size=256, float32_products=float32, random_state=0)
-            model.fit(X, sample_weight=np.ones(len(X)) if algorithm == "batch" else None)
-            model.score_samples(X)
-        model.partial_fit(X[:300])
-        if not float32:
-            from .estep import statistics_from_responsibilities
-            from .mstep import m_step
+        if group == "online":
+            model = GaussianMixture(2, covariance_type="full", algorithm="online", max_iter=2,
+                                    batch_size=256, random_state=0).fit(X)
+            model.partial_fit(X[:300])
+            return
+        from .estep import statistics_from_responsibilities
+        from .kernels import entries
+        from .mstep import m_step
 
-            stats = statistics_from_responsibilities(X, np.full((len(X), 2), 0.5),
-                                                     np.zeros((2, 3)), "full")
-            m_step(stats, 1e-6, "full")
-            entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
+        model = GaussianMixture(2, covariance_type="full", max_iter=2, random_state=0)
+        model.fit(X, sample_weight=np.ones(len(X)))
+        model.score_samples(X)
+        stats = statistics_from_responsibilities(X, np.full((len(X), 2), 0.5),
+                                                 np.zeros((2, 3)), "full")
+        m_step(stats, 1e-6, "full")
+        entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
 
 
 def compile_kernels(jobs: int = 2) -> list[tuple[str, float, str]]:
-    """Compile every kernel for both products dtypes into numba's disk cache,
-    ``jobs`` groups at a time in child processes; returns (group, seconds,
-    error output or "") per group."""
+    """Compile every kernel into numba's disk cache, ``jobs`` groups at a time
+    in child processes; returns (group, seconds, error output or "") per group."""
     environment = dict(os.environ, STREAMGMM_KERNELS="compiled")
     pending = list(GROUPS)
     running: list[tuple[str, float, subprocess.Popen]] = []

@@ -181,7 +181,8 @@ def test_float32_products_keep_float32_accuracy_far_from_the_origin(offset):
     fast = estep.chunk_statistics(X32, params, float32_products=True)
     factors = estep.density_factors(params, estep.compute_dtype(X32, "full", True))
     assert factors.density_mode == codes.LINEAR
-    assert factors.linear_products.dtype == factors.linear_columns.dtype == np.float32
+    single = factors.single
+    assert single.linear_products.dtype == single.linear_columns.dtype == np.float32
     assert fast.scatter.dtype == fast.mean.dtype == fast.weight.dtype == np.float64
     assert _relative_error(fast.weight, exact.weight) < 2e-5
     assert _relative_error(fast.mean - offset, exact.mean - offset) < 2e-5

@@ -14,7 +14,8 @@
   kernel interpreted until it is hot or found in the disk cache, then compiled.
 
 Rows reach every kernel as one type (float64, C-contiguous, read-only) and
-parameters as writeable float64 blocks, so that each kernel compiles once per
-products dtype. Everything compiled is cached on disk (``cache=True``):
-``streamgmm compile`` (:mod:`streamgmm.precompile`) fills the cache ahead.
+parameters as writeable float64 blocks, and the products' dtype is chosen at
+run time (``Plan.float32``), so that each kernel compiles once. Everything
+compiled is cached on disk (``cache=True``): ``streamgmm compile``
+(:mod:`streamgmm.precompile`) fills the cache ahead.
 """

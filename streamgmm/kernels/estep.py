@@ -67,8 +67,9 @@ def fill_products(columns, kind, products):  # pragma: no cover
 
 
 @kernel
-def block_log_density(products, columns, operands):  # pragma: no cover
-    """``log pi_k + log N(x_i | k)`` of a block, (K, b) in the dtype of ``columns``.
+def block_log_density(products, columns, operands, chosen):  # pragma: no cover
+    """``log pi_k + log N(x_i | k)`` of a block, (K, b) in the dtype of ``columns``,
+    with ``chosen`` the :class:`~streamgmm.kernels.records.Products` of that dtype.
 
     LINEAR: ``linear_products @ products + linear_columns @ columns``.
     WHITENED: ``constant_k - 1/2 |w_k|^2`` with ``w = whitening @ columns``
@@ -79,9 +80,9 @@ def block_log_density(products, columns, operands):  # pragma: no cover
     constant = operands.constant
     n_components = constant.shape[0]
     if operands.density_mode == LINEAR:
-        return added(np.dot(operands.linear_products, products),
-                     np.dot(operands.linear_columns, columns))
-    whitened = np.dot(operands.whitening, columns)
+        return added(np.dot(chosen.linear_products, products),
+                     np.dot(chosen.linear_columns, columns))
+    whitened = np.dot(chosen.whitening, columns)
     if operands.density_mode == WHITENED:
         out = np.empty((n_components, b), dtype=columns.dtype)
         d = whitened.shape[0] // n_components
@@ -104,7 +105,7 @@ def block_log_density(products, columns, operands):  # pragma: no cover
         for i in range(b):
             expanded[j + 1, i] = whitened[j, i]
             expanded[0, i] += whitened[j, i] * whitened[j, i]
-    return np.dot(operands.reduce, expanded)
+    return np.dot(chosen.reduce, expanded)
 
 
 @kernel
@@ -238,11 +239,20 @@ def block_weights(rows, start, stop):  # pragma: no cover
 def range_sums(rows, begin, end, operands, plan):  # pragma: no cover
     """E-step and shifted sums of the rows ``begin:end`` of ``rows``, ``plan.block``
     rows at a time; weighted rows count their weight times (:func:`normalise`),
-    so every sum is weighted. Products are in the dtype of ``plan.probe``;
-    sums add up in float64."""
+    so every sum is weighted. Products are in float32 if ``plan.float32``, else
+    in float64; sums add up in float64."""
+    if plan.float32:
+        return typed_range_sums(rows, begin, end, operands, operands.single, plan)
+    return typed_range_sums(rows, begin, end, operands, operands.double, plan)
+
+
+@kernel
+def typed_range_sums(rows, begin, end, operands, chosen, plan):  # pragma: no cover
+    """:func:`range_sums` with products in the dtype of ``chosen`` (the
+    :class:`~streamgmm.kernels.records.Products` of ``operands`` to use)."""
     d = rows.X.shape[1]
     n_components = operands.constant.shape[0]
-    dtype = plan.probe.dtype
+    dtype = chosen.linear_columns.dtype
     n_products = operands.n_products
     sums = zero_sums(n_products, plan.kind, n_components, d)
     log_likelihood = 0.0
@@ -253,7 +263,7 @@ def range_sums(rows, begin, end, operands, plan):  # pragma: no cover
         products = np.empty((n_products, b), dtype=dtype)
         fill_columns(rows, start, stop, operands.shift, columns)
         fill_products(columns, plan.kind, products)
-        log_weighted = block_log_density(products, columns, operands)
+        log_weighted = block_log_density(products, columns, operands, chosen)
         resp_t = np.empty((b, n_components), dtype=dtype)
         log_likelihood += normalise(log_weighted, resp_t, block_weights(rows, start, stop))
         accumulate(products, columns, resp_t, plan.kind, operands.own_index,
@@ -285,11 +295,20 @@ def responsibility_sums(rows, resp, operands, plan):  # pragma: no cover
 
 @kernel
 def log_densities(rows, operands, plan):  # pragma: no cover
-    """``log pi_k + log N(x_i | k)`` of ``rows``, (K, n) float64."""
+    """``log pi_k + log N(x_i | k)`` of ``rows``, (K, n) float64, the products
+    as in :func:`range_sums`."""
+    if plan.float32:
+        return typed_log_densities(rows, operands, operands.single, plan)
+    return typed_log_densities(rows, operands, operands.double, plan)
+
+
+@kernel
+def typed_log_densities(rows, operands, chosen, plan):  # pragma: no cover
+    """:func:`log_densities` with products in the dtype of ``chosen``."""
     n, d = rows.X.shape
     n_components = operands.constant.shape[0]
     out = np.empty((n_components, n))
-    dtype = plan.probe.dtype
+    dtype = chosen.linear_columns.dtype
     for start in range(0, n, plan.block):
         stop = min(start + plan.block, n)
         b = stop - start
@@ -297,5 +316,5 @@ def log_densities(rows, operands, plan):  # pragma: no cover
         products = np.empty((operands.n_products, b), dtype=dtype)
         fill_columns(rows, start, stop, operands.shift, columns)
         fill_products(columns, plan.kind, products)
-        put_columns(out, start, block_log_density(products, columns, operands))
+        put_columns(out, start, block_log_density(products, columns, operands, chosen))
     return out

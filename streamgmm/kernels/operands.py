@@ -11,7 +11,7 @@ import numpy as np
 
 from .codes import LINEAR, LOG_2PI, NONE, PAIRWISE, SQUARES, TIED, WHITENED
 from .jit import kernel
-from .records import Operands
+from .records import Operands, Products
 
 
 @kernel
@@ -158,6 +158,21 @@ def in_dtype(array, probe):  # pragma: no cover
 
 
 @kernel
+def product_operands(linear, m, whitening, reduce, probe):  # pragma: no cover
+    """The :class:`~streamgmm.kernels.records.Products` in the dtype of
+    ``probe`` from ``linear`` (K, m + d + 1), ``whitening`` and ``reduce``."""
+    return Products(in_dtype(linear[:, :m], probe), in_dtype(linear[:, m:], probe),
+                    in_dtype(whitening, probe), in_dtype(reduce, probe))
+
+
+@kernel
+def no_products(probe):  # pragma: no cover
+    """Empty :class:`~streamgmm.kernels.records.Products` in the dtype of ``probe``."""
+    empty = np.empty((0, 0), dtype=probe.dtype)
+    return Products(empty, empty, empty, empty)
+
+
+@kernel
 def density_operands(weights, means, factors, variances, plan):  # pragma: no cover
     """The :class:`~streamgmm.kernels.records.Operands` of one set of parameters:
     ``weights`` (K,), ``means`` (K, d), precision ``factors`` (blocks form) and
@@ -216,11 +231,13 @@ def density_operands(weights, means, factors, variances, plan):  # pragma: no co
         for k in range(n_components):
             squared[k] = factors[k, 0, 0] * factors[k, 0, 0]
         expanded_distance(centred, squared, constant, linear)
-    return Operands(
-        shift, mode, m, in_dtype(linear[:, :m], plan.probe), in_dtype(linear[:, m:], plan.probe),
-        in_dtype(whitening, plan.probe), in_dtype(reduce, plan.probe), constant, own_shift,
-        np.flatnonzero(own_shift), centred,
-    )
+    double, single = np.empty(0), np.empty(0, dtype=np.float32)
+    if plan.float32:
+        chosen = (no_products(double), product_operands(linear, m, whitening, reduce, single))
+    else:
+        chosen = (product_operands(linear, m, whitening, reduce, double), no_products(single))
+    return Operands(shift, mode, m, chosen[0], chosen[1], constant, own_shift,
+                    np.flatnonzero(own_shift), centred)
 
 
 @kernel

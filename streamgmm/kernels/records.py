@@ -33,38 +33,48 @@ class Rows(NamedTuple):
 class Plan(NamedTuple):
     """How a chunk is laid out and which forms the E-step may use.
 
-    ``kind`` the covariance type's code; ``block`` rows per block; ``probe`` an
-    empty array of the products' dtype (float64, or float32 for
-    ``float32_products``); the limits of :mod:`streamgmm.estep`.
+    ``kind`` the covariance type's code; ``block`` rows per block; ``float32``
+    whether the products are in float32 (``float32_products``; else float64: a
+    run-time choice, so that each kernel compiles once for both); the limits of
+    :mod:`streamgmm.estep`.
     """
 
     kind: int
     block: int
-    probe: np.ndarray
+    float32: bool
     expansion_limit: float
     shared_shift_limit: float
     shared_products_max_features: int
+
+
+class Products(NamedTuple):
+    """The operands a block's products meet, in the products' dtype:
+    ``linear_products`` (K, m) and ``linear_columns`` (K, d + 1) the expanded
+    quadratic form; ``whitening`` (K d, d + 1) or (d, d + 1); ``reduce``
+    (K, d + 2) (tied)."""
+
+    linear_products: np.ndarray
+    linear_columns: np.ndarray
+    whitening: np.ndarray
+    reduce: np.ndarray
 
 
 class Operands(NamedTuple):
     """The E-step's operands for one set of parameters (:mod:`streamgmm.estep`).
 
     ``shift`` (d,) the common shift c; ``density_mode`` LINEAR, WHITENED or TIED;
-    ``n_products`` m; ``linear_products`` (K, m) and ``linear_columns`` (K, d + 1)
-    the expanded quadratic form; ``whitening`` (K d, d + 1) or (d, d + 1);
-    ``reduce`` (K, d + 2) (tied); ``constant`` (K,) ``log pi_k + log det P_k -
-    d/2 log 2 pi``; ``own_shift`` (K,) bool, ``own_index`` its indices and
-    ``own_offsets`` (K, d) each component's mean minus ``shift``. The four
-    product operands are in the products' dtype.
+    ``n_products`` m; the :class:`Products` operands in float64 (``double``) and
+    in float32 (``single``), only the plan's dtype filled (the other empty);
+    ``constant`` (K,) ``log pi_k + log det P_k - d/2 log 2 pi``; ``own_shift``
+    (K,) bool, ``own_index`` its indices and ``own_offsets`` (K, d) each
+    component's mean minus ``shift``.
     """
 
     shift: np.ndarray
     density_mode: int
     n_products: int
-    linear_products: np.ndarray
-    linear_columns: np.ndarray
-    whitening: np.ndarray
-    reduce: np.ndarray
+    double: Products
+    single: Products
     constant: np.ndarray
     own_shift: np.ndarray
     own_index: np.ndarray

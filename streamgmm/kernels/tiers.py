@@ -9,8 +9,8 @@ the NumPy versions of :mod:`streamgmm.kernels.vectorized`, which do the same
 floating-point operations in the same order. A kernel is *compiled* (or loaded
 from the disk cache) as soon as
 
-* the disk cache holds it for these argument types (looked up once per
-  process and variant: loading costs milliseconds), or
+* the disk cache holds it (looked up once per process: loading costs
+  milliseconds), or
 * its interpreted calls have taken :data:`COMPILE_AFTER_SECONDS` in this
   process: a fit long enough to gain from compiling pays for it at most once
   more than it had to (the ski-rental bound).
@@ -34,10 +34,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import vectorized
-from .records import Plan
 
 COMPILE_AFTER_SECONDS = 3.0
-"""Interpreted time, per kernel and variant, after which a kernel is compiled."""
+"""Interpreted time, per kernel, after which a kernel is compiled."""
 
 MODES = ("tiered", "compiled", "interpreted")
 """Values of the ``STREAMGMM_KERNELS`` environment variable (default ``tiered``)."""
@@ -87,16 +86,6 @@ def _load_interpreted() -> None:
             setattr(_interpreted[name], function, getattr(vectorized, function))
 
 
-def variant(arguments: tuple) -> str:
-    """What tells a kernel's compiled versions apart: the products' dtype of a
-    :class:`~streamgmm.kernels.records.Plan` among the arguments (every other
-    argument reaches the kernels in one type)."""
-    for argument in arguments:
-        if isinstance(argument, Plan):
-            return argument.probe.dtype.char
-    return ""
-
-
 def load_cached(dispatcher: Any, arguments: tuple) -> bool:
     """Whether ``dispatcher`` has a version for ``arguments``' types, loading it
     from numba's disk cache if it is there; never compiles."""
@@ -130,14 +119,16 @@ def announce_compiling(name: str) -> None:
 
 
 class Tiered:
-    """One kernel in both tiers; calling it runs the tier that is due."""
+    """One kernel in both tiers; calling it runs the tier that is due. Every
+    argument reaches a kernel in one numba type (rows as float64, the products'
+    dtype a field of the plan), so each kernel has one compiled version."""
 
     def __init__(self, module: str, name: str):
         self.module, self.name = module, name
-        self._ready: set[str] = set()
-        self._looked_up: set[str] = set()
-        self._compiling: set[str] = set()
-        self._spent: dict[str, float] = {}
+        self._ready = False
+        self._looked_up = False
+        self._compiling = False
+        self._spent = 0.0
         self._dispatcher: Any = None
 
     def __repr__(self) -> str:
@@ -160,31 +151,30 @@ class Tiered:
         """The function to run for ``arguments`` now: the compiled version if it
         is ready, in the disk cache or due (compiling it then), else the
         interpreted one, timed."""
-        key = variant(arguments)
-        if key in self._ready:
+        if self._ready:
             return self.compiled
         current = mode()
         with _lock:
-            first_look = key not in self._looked_up
-            self._looked_up.add(key)
+            first_look = not self._looked_up
+            self._looked_up = True
             due = current == "compiled" or (
-                current == "tiered" and self._spent.get(key, 0.0) >= COMPILE_AFTER_SECONDS
-                and key not in self._compiling)
+                current == "tiered" and self._spent >= COMPILE_AFTER_SECONDS
+                and not self._compiling)
             if due:
-                self._compiling.add(key)
+                self._compiling = True
         if current != "interpreted" and first_look and load_cached(self.compiled, arguments):
-            self._ready.add(key)
+            self._ready = True
             return self.compiled
         if due:
             if not load_cached(self.compiled, arguments):
                 if current == "tiered":
                     announce_compiling(self.name)
                 self.compiled.compile(tuple(_typeof(argument) for argument in arguments))
-            self._ready.add(key)
+            self._ready = True
             return self.compiled
-        return self._timed(key)
+        return self._timed()
 
-    def _timed(self, key: str) -> Callable:
+    def _timed(self) -> Callable:
         function = self.interpreted
 
         def run(*arguments):
@@ -193,7 +183,7 @@ class Tiered:
                 return function(*arguments)
             finally:
                 with _lock:
-                    self._spent[key] = self._spent.get(key, 0.0) + time.perf_counter() - started
+                    self._spent += time.perf_counter() - started
 
         return run
 

@@ -138,12 +138,13 @@ def fill_products(columns: np.ndarray, kind: int, products: np.ndarray) -> None:
             products[0] += columns[first] * columns[first]
 
 
-def block_log_density(products: np.ndarray, columns: np.ndarray, operands) -> np.ndarray:
+def block_log_density(products: np.ndarray, columns: np.ndarray, operands,
+                      chosen) -> np.ndarray:
     """:func:`streamgmm.kernels.estep.block_log_density` on a whole block."""
     if operands.density_mode == LINEAR:
-        return (np.dot(operands.linear_products, products)
-                + np.dot(operands.linear_columns, columns))
-    whitened = np.dot(operands.whitening, columns)
+        return (np.dot(chosen.linear_products, products)
+                + np.dot(chosen.linear_columns, columns))
+    whitened = np.dot(chosen.whitening, columns)
     b = columns.shape[1]
     if operands.density_mode == WHITENED:
         constant = operands.constant
@@ -163,7 +164,7 @@ def block_log_density(products: np.ndarray, columns: np.ndarray, operands) -> np
     for j in range(d):
         expanded[j + 1] = whitened[j]
         expanded[0] += whitened[j] * whitened[j]
-    return np.dot(operands.reduce, expanded)
+    return np.dot(chosen.reduce, expanded)
 
 
 def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums) -> None:
