@@ -19,12 +19,12 @@ from .codes import (
     SYNC_CLAIMED,
     SYNC_DONE,
 )
-from .estep import add_sums, block_weights
+from .estep import add_sums, block_weights, range_sums
 from .jit import kernel
 from .mathfn import scaled
 from .mstep import centred_statistics, parameters_blocks, stepwise_blocks
-from .operands import mixture_operands
-from .pairing import half_sums, post_half, posted_sums, split_row
+from .operands import density_operands, variances_of
+from .pairing import post_half, posted_sums, rows_usable, split_row
 from .records import Outcome, Running, Statistics
 
 
@@ -81,7 +81,8 @@ def batch_sums(rows, begin, end, operands, plan, settings, pairing, posted):  # 
     the half's generation), else here too."""
     started = cycle_count()
     split = split_row(begin, end)
-    sums, usable = half_sums(rows, begin, split, operands, plan, settings.limit)
+    usable = rows_usable(rows, begin, split, settings.limit)
+    sums = range_sums(rows, begin, split if usable else begin, operands, plan)
     if split == end:
         return sums, usable, False
     claimed = posted > 0 and not compare_exchange(pairing.sync, SYNC_CLAIMED, posted - 1, posted)
@@ -91,7 +92,8 @@ def batch_sums(rows, begin, end, operands, plan, settings, pairing, posted):  # 
     if helped:
         second, second_usable = posted_sums(pairing.buffers[posted % 2])
     else:
-        second, second_usable = half_sums(rows, split, end, operands, plan, settings.limit)
+        second_usable = rows_usable(rows, split, end, settings.limit)
+        second = range_sums(rows, split, end if second_usable else split, operands, plan)
     return add_sums(sums, second), usable and second_usable, claimed
 
 
@@ -117,7 +119,8 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
     statistics, totals = running.statistics, running.totals.copy()
     averaged, averaged_totals = running.averaged, running.averaged_totals.copy()
     n_steps, n_seen, n_averaged = running.n_steps, running.n_seen, running.n_averaged
-    needed = burn_in_mass(kind, mixture.means.shape[1])
+    n_components, n_features = mixture.means.shape
+    needed = burn_in_mass(kind, n_features)
     batch_size = settings.batch_size
     n_batches = (n_rows + batch_size - 1) // batch_size
     batch_log_likelihoods = np.zeros(n_batches)
@@ -135,7 +138,9 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
             helper_holds[parity] = 0
             posted = generation
             post_half(pairing, generation, split_row(begin, end), end, mixture)
-        operands = mixture_operands(mixture, plan)
+        operands = density_operands(
+            mixture.weights, mixture.means, mixture.factors,
+            variances_of(mixture.covariances, kind, n_components, n_features), plan)
         sums, usable, claimed = batch_sums(rows, begin, end, operands, plan, settings, pairing,
                                            posted)
         if claimed:

@@ -238,14 +238,3 @@ def density_operands(weights, means, factors, variances, plan):  # pragma: no co
         chosen = (product_operands(linear, m, whitening, reduce, double), no_products(single))
     return Operands(shift, mode, m, chosen[0], chosen[1], constant, own_shift,
                     np.flatnonzero(own_shift), centred)
-
-
-@kernel
-def mixture_operands(mixture, plan):  # pragma: no cover
-    """:func:`density_operands` of a :class:`~streamgmm.kernels.records.Mixture`,
-    its variances read off its covariances."""
-    n_components, d = mixture.means.shape
-    return density_operands(
-        mixture.weights, mixture.means, mixture.factors,
-        variances_of(mixture.covariances, plan.kind, n_components, d), plan,
-    )

@@ -32,7 +32,7 @@ from .codes import (
 from .estep import range_sums
 from .jit import kernel
 from .mathfn import copy_into
-from .operands import mixture_operands
+from .operands import density_operands, variances_of
 from .records import Sums
 
 
@@ -60,15 +60,6 @@ def rows_usable(rows, begin, end, limit):  # pragma: no cover
 
 
 @kernel
-def half_sums(rows, begin, end, operands, plan, limit):  # pragma: no cover
-    """``(sums, True)``: the E-step sums of the rows ``begin:end`` if all are
-    usable (:func:`rows_usable`), else ``(sums of no rows, False)``."""
-    if rows_usable(rows, begin, end, limit):
-        return range_sums(rows, begin, end, operands, plan), True
-    return range_sums(rows, begin, begin, operands, plan), False
-
-
-@kernel
 def post_half(pairing, generation, begin, end, mixture):  # pragma: no cover
     """Offer the rows ``begin:end`` under ``mixture`` as half ``generation``, in
     the buffer of its parity."""
@@ -84,7 +75,7 @@ def post_half(pairing, generation, begin, end, mixture):  # pragma: no cover
 
 @kernel
 def posted_sums(buffer):  # pragma: no cover
-    """What the helper left in ``buffer``, as :func:`half_sums` returns it."""
+    """What the helper left in ``buffer``: its sums and whether its rows were usable."""
     sums = buffer.sums
     return Sums(sums.products, sums.columns, sums.own_products, sums.own_columns,
                 sums.own_full, sums.pooled, buffer.scalars[0]), buffer.scalars[1] != 0.0
@@ -102,9 +93,14 @@ def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
         if not compare_exchange(sync, SYNC_CLAIMED, seen - 1, seen):
             continue
         buffer = pairing.buffers[seen % 2]
-        operands = mixture_operands(buffer.mixture, plan)
-        ranges = SYNC_RANGES + 2 * (seen % 2)
-        sums, usable = half_sums(rows, sync[ranges], sync[ranges + 1], operands, plan, limit)
+        mixture = buffer.mixture
+        n_components, d = mixture.means.shape
+        operands = density_operands(
+            mixture.weights, mixture.means, mixture.factors,
+            variances_of(mixture.covariances, plan.kind, n_components, d), plan)
+        begin, end = sync[SYNC_RANGES + 2 * (seen % 2)], sync[SYNC_RANGES + 2 * (seen % 2) + 1]
+        usable = rows_usable(rows, begin, end, limit)
+        sums = range_sums(rows, begin, end if usable else begin, operands, plan)
         copy_into(buffer.sums.products, sums.products)
         copy_into(buffer.sums.columns, sums.columns)
         copy_into(buffer.sums.own_products, sums.own_products)

@@ -269,6 +269,6 @@ REPLACEMENTS = {
               "put_columns", "normalise", "add_into", "added"),
     "mstep": ("added", "scaled"),
     "pairing": ("rows_usable", "copy_into"),
-    "online": ("batch_weight", "cycle_count", "scaled"),
+    "online": ("batch_weight", "cycle_count", "scaled", "rows_usable"),
 }
 """Which names of which kernel modules the interpreted tier replaces by these."""
