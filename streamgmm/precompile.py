@@ -23,11 +23,17 @@ import warnings
 import numpy as np
 
 GROUPS = ("batch", "online")
-"""The groups of kernels; each is compiled by its own process."""
+"""The groups of kernels; each is compiled by its own process. The online fold
+calls the batch E-step, so its process first compiles the E-step's float32
+half (which the batch process then loads) and waits for the rest."""
+
+WAIT_SECONDS = 600.0
+"""How long the online group waits for the batch group's E-step before
+compiling it itself."""
 
 
 def _fit_everything(group: str) -> None:
-    """Small fits through every entry point of ``group``, with the kernels compiled."""
+    """Compile every kernel of ``group`` (small fits through its entry points)."""
     from . import GaussianMixture
     from .datasets import make_mixture
 
@@ -35,6 +41,8 @@ def _fit_everything(group: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if group == "online":
+            _compile_float32_e_step(X)
+            _wait_for_e_step(X)
             model = GaussianMixture(2, covariance_type="full", algorithm="online", max_iter=2,
                                     batch_size=256, random_state=0).fit(X)
             model.partial_fit(X[:300])
@@ -50,6 +58,47 @@ def _fit_everything(group: str) -> None:
                                                  np.zeros((2, 3)), "full")
         m_step(stats, 1e-6, "full")
         entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
+
+
+def _e_step_arguments(X: np.ndarray, dtype: type) -> tuple:
+    """``(rows, operands, plan)`` of a two-component mixture on X, products in
+    ``dtype``, made by the interpreted kernels (no compiling)."""
+    from .estep import kernel_plan
+    from .kernels import entries
+    from .kernels.records import rows_record
+
+    d = X.shape[1]
+    plan = kernel_plan("full", 2, d, dtype)
+    factors = np.repeat(np.eye(d)[None], 2, axis=0)
+    operands = entries.density_operands.interpreted(
+        np.full(2, 0.5), np.array(X[:2], dtype=np.float64), factors, np.ones((2, d)), plan)
+    return rows_record(X), operands, plan
+
+
+def _compile_float32_e_step(X: np.ndarray) -> None:
+    """The E-step's kernels for float32 products, compiled on their own."""
+    import numba
+
+    from .kernels import estep
+
+    rows, operands, plan = _e_step_arguments(X, np.float32)
+    for function, arguments in (
+            (estep.typed_range_sums, (rows, 0, 0, operands, operands.single, plan)),
+            (estep.typed_log_densities, (rows, operands, operands.single, plan))):
+        function.compile(tuple(numba.typeof(argument) for argument in arguments))
+
+
+def _wait_for_e_step(X: np.ndarray) -> None:
+    """Wait until another process has put the E-step in the disk cache (at
+    most :data:`WAIT_SECONDS`)."""
+    from .kernels import entries
+    from .kernels.tiers import load_cached
+
+    rows, operands, plan = _e_step_arguments(X, np.float64)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (not load_cached(entries.range_sums.compiled, (rows, 0, 0, operands, plan))
+           and time.monotonic() < deadline):
+        time.sleep(0.25)
 
 
 def compile_kernels(jobs: int = 2) -> list[tuple[str, float, str]]:
