@@ -199,14 +199,18 @@ def test_rows_reach_the_kernels_in_one_type():
 def test_a_kernel_is_compiled_once_hot_and_the_user_is_told_once(tmp_path):
     """In a fresh process with an empty cache: interpreted first, compiled once
     its interpreted time passes the threshold (here 1 ns), with one line on
-    standard error; a second process loads it from the disk cache silently."""
+    standard error; a second process loads it from the disk cache silently
+    once its interpreted time passes that threshold (here 0), and a third, with
+    the default, keeps a call that takes microseconds interpreted."""
     import os
     import subprocess
     import sys
 
     code = (
+        "import sys\n"
         "from streamgmm.kernels import entries, tiers\n"
         "tiers.COMPILE_AFTER_SECONDS = 1e-9\n"
+        "tiers.LOAD_AFTER_SECONDS = float(sys.argv[1])\n"
         "first = entries.step_size.tier(3, 0.6, 2.0, 0.0)\n"
         "value = first(3, 0.6, 2.0, 0.0)\n"
         "second = entries.step_size.tier(4, 0.6, 2.0, 0.0)\n"
@@ -216,9 +220,12 @@ def test_a_kernel_is_compiled_once_hot_and_the_user_is_told_once(tmp_path):
     )
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     environment.pop("STREAMGMM_KERNELS", None)
-    runs = [subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
-                           text=True, check=True) for _ in range(2)]
+    runs = [subprocess.run([sys.executable, "-c", code, load_after], env=environment,
+                           capture_output=True, text=True, check=True)
+            for load_after in ("0", "0", repr(tiers.LOAD_AFTER_SECONDS))]
     assert runs[0].stdout.split() == ["False", "True", "True"]
     assert runs[0].stderr.count("compiling kernels") == 1
     assert runs[1].stdout.split() == ["True", "True", "True"]
     assert "compiling" not in runs[1].stderr
+    assert runs[2].stdout.split()[0] == "False"
+    assert "compiling" not in runs[2].stderr

@@ -9,11 +9,13 @@ the NumPy versions of :mod:`streamgmm.kernels.vectorized`, which do the same
 floating-point operations in the same order. A kernel is *compiled* (or loaded
 from the disk cache) as soon as
 
-* the disk cache holds it (looked up once per process: loading costs
-  milliseconds), or
-* its interpreted calls have taken :data:`COMPILE_AFTER_SECONDS` in this
-  process: a fit long enough to gain from compiling pays for it at most once
-  more than it had to (the ski-rental bound).
+* its interpreted calls have taken :data:`LOAD_AFTER_SECONDS` in this process
+  and the disk cache holds it (looked up once: loading the first kernel of a
+  process costs about half a second, each further one tens of milliseconds,
+  more than a small fit spends in it), or
+* its interpreted calls have taken :data:`COMPILE_AFTER_SECONDS`: a fit long
+  enough to gain from compiling pays for it at most once more than it had to
+  (the ski-rental bound).
 
 Both tiers give the same results to the last bit (``tests/test_kernel_tiers.py``),
 so which one ran never changes a fit. ``STREAMGMM_KERNELS=compiled`` compiles
@@ -37,6 +39,12 @@ from . import vectorized
 
 COMPILE_AFTER_SECONDS = 3.0
 """Interpreted time, per kernel, after which a kernel is compiled."""
+
+LOAD_AFTER_SECONDS = 0.25
+"""Interpreted time, per kernel, after which a kernel is loaded from the disk
+cache if it is there (``benchmarks/cold_start.py --cluster``: loading every
+kernel a fit reaches costs each process about 0.8 s, while a fit of 10^5 rows
+spends under 0.3 s in each kernel interpreted)."""
 
 MODES = ("tiered", "compiled", "interpreted")
 """Values of the ``STREAMGMM_KERNELS`` environment variable (default ``tiered``)."""
@@ -155,14 +163,16 @@ class Tiered:
             return self.compiled
         current = mode()
         with _lock:
-            first_look = not self._looked_up
-            self._looked_up = True
+            look = not self._looked_up and (current == "compiled" or (
+                current == "tiered" and self._spent >= LOAD_AFTER_SECONDS))
+            if look:
+                self._looked_up = True
             due = current == "compiled" or (
                 current == "tiered" and self._spent >= COMPILE_AFTER_SECONDS
                 and not self._compiling)
             if due:
                 self._compiling = True
-        if current != "interpreted" and first_look and load_cached(self.compiled, arguments):
+        if look and load_cached(self.compiled, arguments):
             self._ready = True
             return self.compiled
         if due:
