@@ -24,8 +24,10 @@ import numpy as np
 
 GROUPS = ("batch", "online")
 """The groups of kernels; each is compiled by its own process. The online fold
-calls the batch E-step, so its process first compiles the E-step's float32
-half (which the batch process then loads) and waits for the rest."""
+calls the batch E-step, so its process first compiles what the batch fit
+reaches last or not at all (the E-step's float32 half, the log-densities and
+the sums under given responsibilities; the batch process then loads them)
+and waits for the rest of the E-step."""
 
 WAIT_SECONDS = 600.0
 """How long the online group waits for the batch group's E-step before
@@ -41,7 +43,7 @@ def _fit_everything(group: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if group == "online":
-            _compile_float32_e_step(X)
+            _compile_outside_the_batch_fit(X)
             _wait_for_e_step(X)
             model = GaussianMixture(2, covariance_type="full", algorithm="online", max_iter=2,
                                     batch_size=256, random_state=0).fit(X)
@@ -75,16 +77,21 @@ def _e_step_arguments(X: np.ndarray, dtype: type) -> tuple:
     return rows_record(X), operands, plan
 
 
-def _compile_float32_e_step(X: np.ndarray) -> None:
-    """The E-step's kernels for float32 products, compiled on their own."""
+def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
+    """The E-step's float32 half, the log-densities and the sums under given
+    responsibilities, compiled on their own."""
     import numba
 
-    from .kernels import estep
+    from .kernels import entries, estep
 
-    rows, operands, plan = _e_step_arguments(X, np.float32)
+    rows, single, plan32 = _e_step_arguments(X, np.float32)
+    _, double, plan = _e_step_arguments(X, np.float64)
+    responsibilities = np.full((X.shape[0], 2), 0.5)
     for function, arguments in (
-            (estep.typed_range_sums, (rows, 0, 0, operands, operands.single, plan)),
-            (estep.typed_log_densities, (rows, operands, operands.single, plan))):
+            (estep.typed_range_sums, (rows, 0, 0, single, single.single, plan32)),
+            (estep.typed_log_densities, (rows, single, single.single, plan32)),
+            (entries.log_densities.compiled, (rows, double, plan)),
+            (entries.responsibility_sums.compiled, (rows, responsibilities, double, plan))):
         function.compile(tuple(numba.typeof(argument) for argument in arguments))
 
 
