@@ -142,6 +142,42 @@ def cluster_fit(tree: Path, cache: str, job: str = "fit") -> tuple[float, float]
     return float(ready), float(done)
 
 
+COVERAGE_CHILD = r"""
+import warnings
+import numpy as np
+from numba.core import event
+from streamgmm import GaussianMixture
+from streamgmm.datasets import make_mixture
+from streamgmm.estep import statistics_from_responsibilities
+
+recorder = event.RecordingListener()
+event.register("numba:compile", recorder)
+X = make_mixture(20_000, n_components=3, n_features=4, random_state=0)[0]
+warnings.simplefilter("ignore")
+for cov in ("full", "tied", "diag", "spherical"):
+    for algorithm in ("batch", "online"):
+        model = GaussianMixture(3, covariance_type=cov, algorithm=algorithm, max_iter=3,
+                                random_state=0).fit(X)
+        model.score_samples(X[:100])
+        model.partial_fit(X[:1000])
+GaussianMixture(3, float32_products=True, max_iter=3, random_state=0).fit(X.astype(np.float32))
+GaussianMixture(3, max_iter=3, random_state=0).fit(X, sample_weight=np.ones(len(X)))
+statistics_from_responsibilities(X, np.full((len(X), 3), 1 / 3), np.zeros((3, 4)), "full")
+print(" ".join(sorted({e.data["dispatcher"].py_func.__name__
+                       for _, e in recorder.buffer if e.is_start})) or "none")
+"""
+
+
+def compiled_after_fill(tree: Path, cache: str) -> str:
+    """The kernels a process compiles on a filled cache, running every kind of
+    fit with the compiled tier ("none" when the fill covered them all)."""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(tree),
+                       STREAMGMM_KERNELS="compiled")
+    output = subprocess.run([sys.executable, "-c", COVERAGE_CHILD], env=environment, cwd=tree,
+                            capture_output=True, text=True, check=True)
+    return output.stdout.split("\n")[-2]
+
+
 def fill_cache(tree: Path, cache: str | None = None) -> float:
     """Seconds ``streamgmm compile`` takes on an empty cache (``cache``, or a
     temporary folder)."""
@@ -191,6 +227,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as cache:
             results["fill_s"] = fill_cache(args.tree, cache)
             print(f"streamgmm compile on an empty cache: {results['fill_s']:.1f} s", flush=True)
+            results["compiled_after_fill"] = compiled_after_fill(args.tree, cache)
+            print("kernels a process then compiles for every kind of fit: "
+                  f"{results['compiled_after_fill']}", flush=True)
             if args.cluster:
                 results["cluster_filled_s"] = cluster_fit(args.tree, cache)
                 print("2-worker LocalCluster, 100,000 rows, cache filled by streamgmm "
