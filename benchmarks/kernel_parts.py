@@ -41,6 +41,7 @@ def step_times(X: np.ndarray, params, dtype) -> dict[str, float]:
     """Each step of the block loop of ``kernels.range_sums``, over all blocks of X."""
     n_components, d = params.means.shape
     factors = estep.density_factors(params, np.dtype(dtype))
+    chosen = factors.single if np.dtype(dtype) == np.float32 else factors.double
     kind = estep.PRODUCT_KINDS[params.covariance_type]
     rows = min(estep.block_rows(n_components, d, params.covariance_type), X.shape[0])
     n_blocks = X.shape[0] // rows
@@ -49,7 +50,7 @@ def step_times(X: np.ndarray, params, dtype) -> dict[str, float]:
     products = np.empty((factors.n_products, rows), dtype)
     kernels.fill_columns(record, 0, rows, factors.shift, columns)
     kernels.fill_products(columns, kind, products)
-    log_weighted = kernels.block_log_density(products, columns, factors)
+    log_weighted = kernels.block_log_density(products, columns, factors, chosen)
     resp_t = np.empty((rows, n_components), dtype)
     no_weights = np.empty(0)
     mathfn.normalise(log_weighted, resp_t, no_weights)
@@ -63,7 +64,7 @@ def step_times(X: np.ndarray, params, dtype) -> dict[str, float]:
 
     def densities():
         for _ in range(n_blocks):
-            kernels.block_log_density(products, columns, factors)
+            kernels.block_log_density(products, columns, factors, chosen)
 
     def log_sum_exp():
         for _ in range(n_blocks):
