@@ -33,59 +33,68 @@ from .records import GappySums
 
 
 @kernel
-def observed_rows(rows, start, index):  # pragma: no cover
-    """Fill ``index`` with up to ``index.size`` rows of ``rows``
-    (:class:`~streamgmm.kernels.records.Rows`), from ``start`` on, that have
-    something observed; returns how many and where the next block starts."""
+def gather_block(rows, start, shift, columns, gaps, n_missing, index):  # pragma: no cover
+    """From row ``start`` of ``rows`` (:class:`~streamgmm.kernels.records.Rows`)
+    on, the next rows with something observed, up to ``index.size``: their
+    positions in X (``index``), ``columns`` (d + 1, b) ``[(x - shift)^T; 1]``
+    with 0 where missing, their missing coordinates ``gaps[i, :m_i]`` and
+    ``n_missing[i] = m_i``, in one pass; returns how many and where the next
+    block starts."""
     X, order = rows.X, rows.order
     n, d = X.shape
     count = 0
     row = start
     while row < n and count < index.shape[0]:
         source = row if order.shape[0] == 0 else order[row]
+        m = 0
         for j in range(d):
-            if not math.isnan(X[source, j]):
-                index[count] = source
-                count += 1
-                break
+            value = X[source, j]
+            if math.isnan(value):
+                columns[j, count] = 0.0
+                gaps[count, m] = j
+                m += 1
+            else:
+                columns[j, count] = value - shift[j]
+        if m < d:
+            columns[d, count] = 1.0
+            n_missing[count] = m
+            index[count] = source
+            count += 1
         row += 1
     return count, row
 
 
 @kernel
-def gap_columns(X, index, columns, n_missing):  # pragma: no cover
-    """``columns[i, :m_i]`` the missing coordinates of row ``index[i]`` of X,
-    ``n_missing[i] = m_i``."""
-    d = X.shape[1]
-    for i in range(index.shape[0]):
-        m = 0
-        for j in range(d):
-            if math.isnan(X[index[i], j]):
-                columns[i, m] = j
-                m += 1
-        n_missing[i] = m
+def next_block(rows, start, shift, buffers):  # pragma: no cover
+    """:func:`gather_block` into ``buffers`` (columns, gaps, n_missing, index
+    of ``block`` rows); returns where the next block starts and the gathered
+    rows' columns, gaps, n_missing and index, copies when fewer."""
+    columns, gaps, n_missing, index = buffers
+    count, start = gather_block(rows, start, shift, columns, gaps, n_missing, index)
+    if count == index.shape[0]:
+        return start, columns, gaps, n_missing, index
+    return (start, np.ascontiguousarray(columns[:, :count]), gaps[:count].copy(),
+            n_missing[:count].copy(), index[:count].copy())
 
 
 @kernel
-def fill_values(X, index, values, observed):  # pragma: no cover
-    """``values[j, i] = X[index[i], j]`` (0 where missing) and ``observed[j, i]``
-    1 or 0; (d, b)."""
-    d = X.shape[1]
-    for i in range(index.shape[0]):
-        for j in range(d):
-            value = X[index[i], j]
-            missing = math.isnan(value)
-            values[j, i] = 0.0 if missing else value
-            observed[j, i] = 0.0 if missing else 1.0
+def block_buffers(block, d):  # pragma: no cover
+    """The buffers of :func:`next_block`."""
+    return (np.empty((d + 1, block)), np.empty((block, d), dtype=np.int64),
+            np.empty(block, dtype=np.int64), np.empty(block, dtype=np.int64))
 
 
 @kernel
-def fill_deviations(values, observed, mean, out):  # pragma: no cover
-    """``out = values - mean * observed`` (d, b): the deviations from ``mean``,
-    0 where missing."""
-    for j in range(values.shape[0]):
-        for i in range(values.shape[1]):
-            out[j, i] = values[j, i] - mean[j] * observed[j, i]
+def fill_deviations(columns, gaps, n_missing, mean, out):  # pragma: no cover
+    """``out`` (d, b) the deviations from ``mean`` of the rows of ``columns``
+    (:func:`gather_block`, shifted by 0), 0 where missing."""
+    d, b = out.shape
+    for j in range(d):
+        for i in range(b):
+            out[j, i] = columns[j, i] - mean[j]
+    for i in range(b):
+        for a in range(n_missing[i]):
+            out[gaps[i, a], i] = 0.0
 
 
 @kernel
@@ -99,6 +108,49 @@ def squared_norms(values, out):  # pragma: no cover
 
 
 @kernel
+def ldl_inverse(precision, columns, row, m, scratch, out):  # pragma: no cover
+    """``Lambda_MM^-1`` (M the first m ``columns[row]``), m x m in row order,
+    into ``out``, through ``Lambda_MM = L D L^T`` (L unit lower triangular
+    below the diagonal of ``scratch[0]``, D on it, ``1 / D`` in ``scratch[2,
+    0]``, ``L^-1`` in ``scratch[1]``) as ``L^-T D^-1 L^-1``; returns ``log det
+    Lambda_MM / 2``."""
+    factor, unit, reciprocal = scratch[0], scratch[1], scratch[2, 0]
+    product = 1.0
+    for a in range(m):
+        for c in range(a):
+            value = precision[columns[row, a], columns[row, c]]
+            for e in range(c):
+                value -= factor[a, e] * factor[c, e] * factor[e, e]
+            factor[a, c] = value * reciprocal[c]
+        value = precision[columns[row, a], columns[row, a]]
+        for e in range(a):
+            value -= factor[a, e] * factor[a, e] * factor[e, e]
+        product *= value
+        factor[a, a] = value
+        reciprocal[a] = 1.0 / value
+    half_log_det = 0.5 * math.log(product)
+    if not 1e-150 < product < 1e150:
+        half_log_det = 0.0
+        for a in range(m):
+            half_log_det += 0.5 * math.log(factor[a, a])
+    for c in range(m):
+        unit[c, c] = 1.0
+        for a in range(c + 1, m):
+            value = 0.0
+            for e in range(c, a):
+                value -= factor[a, e] * unit[e, c]
+            unit[a, c] = value
+    for a in range(m):
+        for c in range(a, m):
+            value = 0.0
+            for e in range(c, m):
+                value += unit[e, a] * unit[e, c] * reciprocal[e]
+            out[a * m + c] = value
+            out[c * m + a] = value
+    return half_log_det
+
+
+@kernel
 def row_inverses(precision, columns, n_missing, half_log_diagonal, inverses, scratch,
                  half_log_dets):  # pragma: no cover
     """For each row i, with M its first ``m = n_missing[i]`` missing
@@ -106,11 +158,8 @@ def row_inverses(precision, columns, n_missing, half_log_diagonal, inverses, scr
     order, into the flat ``inverses`` one row after the other
     (:func:`inverses_size`), and ``half_log_dets[i] = log det Lambda_MM / 2``.
     One or two missing values in closed form (one: ``half_log_diagonal[j]``
-    looked up); more through ``Lambda_MM = L D L^T`` (L unit lower triangular,
-    in ``scratch[0]``, its inverse in ``scratch[1]``; (2, d, d)) as ``L^-T D^-1
-    L^-1``."""
+    looked up); more by :func:`ldl_inverse` (``scratch`` (3, d, d))."""
     start = 0
-    factor, unit = scratch[0], scratch[1]
     for i in range(n_missing.shape[0]):
         m = n_missing[i]
         if m == 0:
@@ -128,38 +177,8 @@ def row_inverses(precision, columns, n_missing, half_log_diagonal, inverses, scr
             inverses[start + 3] = precision[a, a] / det
             half_log_dets[i] = 0.5 * math.log(det)
         else:
-            product = 1.0
-            for a in range(m):
-                for c in range(a):
-                    value = precision[columns[i, a], columns[i, c]]
-                    for e in range(c):
-                        value -= factor[a, e] * factor[e, e] * factor[c, e]
-                    factor[a, c] = value / factor[c, c]
-                value = precision[columns[i, a], columns[i, a]]
-                for e in range(a):
-                    value -= factor[a, e] * factor[a, e] * factor[e, e]
-                factor[a, a] = value
-                product *= value
-            if 1e-150 < product < 1e150:
-                half_log_dets[i] = 0.5 * math.log(product)
-            else:
-                half_log_dets[i] = 0.0
-                for a in range(m):
-                    half_log_dets[i] += 0.5 * math.log(factor[a, a])
-            for c in range(m):
-                unit[c, c] = 1.0
-                for a in range(c + 1, m):
-                    value = 0.0
-                    for e in range(c, a):
-                        value -= factor[a, e] * unit[e, c]
-                    unit[a, c] = value
-            for a in range(m):
-                for c in range(a, m):
-                    value = 0.0
-                    for e in range(c, m):
-                        value += unit[e, a] * unit[e, c] / factor[e, e]
-                    inverses[start + a * m + c] = value
-                    inverses[start + c * m + a] = value
+            half_log_dets[i] = ldl_inverse(precision, columns, i, m, scratch,
+                                           inverses[start:start + m * m])
         start += m * m
 
 
@@ -294,22 +313,22 @@ def log_table(marginal):  # pragma: no cover
 
 
 @kernel
-def block_densities(values, observed, marginal, logs, columns, n_missing, deviations,
+def block_densities(values, marginal, logs, columns, n_missing, deviations,
                     inverses):  # pragma: no cover
     """``log pi_k + log N(x_O; mu_k,O, Sigma_k,OO)`` (K, b) of a block (its
-    ``values`` and ``observed`` (d, b) from :func:`fill_values`); fills
+    ``values`` (d + 1, b) from :func:`gather_block`, missing ``columns``); fills
     ``deviations`` (K, d, b) with ``x_hat - mu_k`` and, full and tied,
     ``inverses`` (K, size) with the conditional covariances (:func:`row_inverses`)."""
     n_components, d = marginal.means.shape
     b = values.shape[1]
     full = marginal.precisions.shape[0] > 0
     out = np.empty((n_components, b))
-    scratch = np.empty((2, d, d))
+    scratch = np.empty((3, d, d))
     quadratic = np.empty(b)
     log_det = np.empty(b)
     for k in range(n_components):
         f = k if marginal.factors.shape[0] > 1 else 0
-        fill_deviations(values, observed, marginal.means[k], deviations[k])
+        fill_deviations(values, columns, n_missing, marginal.means[k], deviations[k])
         if full:
             squared_norms(np.dot(marginal.factors[f], deviations[k]), quadratic)
             row_inverses(marginal.precisions[f], columns, n_missing, logs[f], inverses[k],
@@ -343,23 +362,18 @@ def gappy_sums(rows, marginal):  # pragma: no cover
     n_components = marginal.means.shape[0]
     full = marginal.precisions.shape[0] > 0
     sums = zero_gappy_sums(n_components, d, full)
-    index = np.empty(marginal.block, dtype=np.int64)
+    buffers = block_buffers(marginal.block, d)
     logs = log_table(marginal)
+    origin = np.zeros(d)
     start = 0
     while start < n:
-        count, start = observed_rows(rows, start, index)
+        start, values, columns, n_missing, block = next_block(rows, start, origin, buffers)
+        count = block.shape[0]
         if count == 0:
             continue
-        block = index[:count]
-        columns = np.empty((count, d), dtype=np.int64)
-        n_missing = np.empty(count, dtype=np.int64)
-        gap_columns(X, block, columns, n_missing)
-        values = np.empty((d, count))
-        observed = np.empty((d, count))
-        fill_values(X, block, values, observed)
         deviations = np.empty((n_components, d, count))
         inverses = np.empty((n_components if full else 0, inverses_size(n_missing)))
-        log_weighted = block_densities(values, observed, marginal, logs, columns, n_missing,
+        log_weighted = block_densities(values, marginal, logs, columns, n_missing,
                                        deviations, inverses)
         resp_t = np.empty((count, n_components))
         weights = row_weights(rows, block)

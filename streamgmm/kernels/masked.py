@@ -19,6 +19,10 @@ only, at a cost of about ``|M| d`` per row and component (formulas in
   Lambda_MM^-1`` (the conditional covariance), ``log det Sigma_OO = log det
   Sigma + log det Lambda_MM``; the completed row is ``z + e`` with ``e_M =
   delta_M - C u``, so the second sums gain ``z e^T + e z^T + e e^T + C``.
+  C and ``log det Lambda_MM`` depend only on the row's pattern and the
+  component: they are computed once per pattern of the chunk
+  (:func:`pattern_table`, patterns found by hashing each row's mask, d <= 62),
+  and C enters the sums once per pattern, times its summed responsibilities.
 
 Used where the complete kernel takes every component's sums about c (the
 LINEAR form and no own-shifted component, :mod:`streamgmm.estep`): the extra
@@ -27,40 +31,21 @@ terms are then bounded by the same factors that bound the expansion.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .codes import LOG_2PI, PAIRWISE
 from .estep import accumulate, block_log_density, fill_products, zero_sums
-from .gappy import (
-    gap_columns,
-    inverses_size,
-    log_table,
-    observed_rows,
-    row_inverses,
-    row_weights,
-)
+from .gappy import block_buffers, log_table, next_block, row_weights
 from .jit import kernel
 from .mathfn import normalise
+from .patterns import lanes, pattern_covariances, pattern_table
 from .records import GappySums
 
 
 @kernel
-def masked_columns(X, index, shift, columns):  # pragma: no cover
-    """``columns`` (d + 1, b) ``[(x - shift)^T; 1]`` of the rows ``index`` of X,
-    0 where missing."""
-    d = X.shape[1]
-    for i in range(index.shape[0]):
-        for j in range(d):
-            value = X[index[i], j]
-            columns[j, i] = 0.0 if math.isnan(value) else value - shift[j]
-        columns[d, i] = 1.0
-
-
-@kernel
 def transposed(columns, d):  # pragma: no cover
-    """The first d rows of ``columns`` (d + 1, b) as rows (b, d), C-contiguous."""
+    """The first d rows of ``columns`` (d + 1, b) as rows (b, d), C-contiguous
+    (none for d = 0)."""
     b = columns.shape[1]
     out = np.empty((b, d))
     for i in range(b):
@@ -71,152 +56,166 @@ def transposed(columns, d):  # pragma: no cover
 
 @kernel
 def gap_tables(marginal, offsets):  # pragma: no cover
-    """Per component and coordinate (3, K, d): ``delta = mu - c`` (``offsets``);
-    full: ``Lambda delta`` and ``log Lambda_jj / 2``; diag and spherical:
-    ``delta^2 + sigma^2`` and the log-density's term ``log p - 1/2 log 2 pi -
-    1/2 p^2 delta^2``, which a missing coordinate adds and takes away."""
+    """Per coordinate and component (3, d, K): ``delta = mu - c`` (``offsets``
+    (K, d)); full: ``Lambda delta``; diag and spherical: ``delta^2 + sigma^2``
+    and the log-density's term ``log p - 1/2 log 2 pi - 1/2 p^2 delta^2``,
+    which a missing coordinate adds and takes away."""
     n_components, d = offsets.shape
     full = marginal.precisions.shape[0] > 0
     logs = log_table(marginal)
-    tables = np.empty((3, n_components, d))
+    tables = np.zeros((3, d, n_components))
     for k in range(n_components):
         for j in range(d):
-            tables[0, k, j] = offsets[k, j]
+            tables[0, j, k] = offsets[k, j]
             if full:
                 value = 0.0
                 for e in range(d):
                     value += marginal.precisions[k, j, e] * offsets[k, e]
-                tables[1, k, j] = value
-                tables[2, k, j] = logs[k, j]
+                tables[1, j, k] = value
             else:
                 p = marginal.factors[k, 0, 0 if marginal.factors.shape[2] == 1 else j]
                 squared = offsets[k, j] * offsets[k, j]
-                tables[1, k, j] = squared + 1.0 / (p * p)
-                tables[2, k, j] = logs[k, j] - 0.5 * LOG_2PI - 0.5 * p * p * squared
+                tables[1, j, k] = squared + 1.0 / (p * p)
+                tables[2, j, k] = logs[k, j] - 0.5 * LOG_2PI - 0.5 * p * p * squared
     return tables
 
 
 @kernel
 def diagonal_gaps(columns, n_missing, terms, log_weighted):  # pragma: no cover
-    """``log_weighted`` (K, b) less the missing coordinates' ``terms`` (K, d)."""
+    """``log_weighted`` (K, b) less the missing coordinates' ``terms`` (d, K)."""
     for i in range(n_missing.shape[0]):
         for a in range(n_missing[i]):
             j = columns[i, a]
             for k in range(log_weighted.shape[0]):
-                log_weighted[k, i] -= terms[k, j]
+                log_weighted[k, i] -= terms[j, k]
 
 
 @kernel
 def diagonal_mass(columns, n_missing, resp_t, mass):  # pragma: no cover
-    """``mass[k, j] +=`` the responsibilities (b, K) of the rows missing j."""
+    """``mass[j, k] +=`` the responsibilities (b, K) of the rows missing j."""
     for i in range(n_missing.shape[0]):
         for a in range(n_missing[i]):
             j = columns[i, a]
             for k in range(resp_t.shape[1]):
-                mass[k, j] += resp_t[i, k]
+                mass[j, k] += resp_t[i, k]
 
 
 @kernel
-def full_gaps(z, columns, n_missing, precisions, tables, log_weighted, completed,
-              inverses):  # pragma: no cover
+def full_gaps(z, ids, table, precisions, tables, log_weighted, completed):  # pragma: no cover
     """Full: the log-densities (K, b) of the rows of ``z`` (b, d) with gaps
-    made their observed coordinates' (module docs), in place; the rows' ``e_M``
-    one after the other into ``completed[k]`` and their ``C`` into
-    ``inverses[k]`` (:func:`~streamgmm.kernels.gappy.row_inverses`), for the sums."""
+    (pattern numbers ``ids``, -1 for none; ``table`` their
+    :class:`~streamgmm.kernels.records.PatternTable`) made their observed
+    coordinates' (module docs), in place; the rows' ``e_M`` one after the
+    other into ``completed`` (sum m, K), for the sums. ``precisions`` and
+    ``tables`` have the components last (d, d, K), (3, d, K)."""
     n_components, b = log_weighted.shape
     d = z.shape[1]
-    u = np.empty(d)
-    scratch = np.empty((2, d, d))
-    half_log_dets = np.empty(b)
-    for k in range(n_components):
-        precision = precisions[k]
-        offsets = tables[0, k]
-        weighted_offsets = tables[1, k]
-        row_inverses(precision, columns, n_missing, tables[2, k], inverses[k], scratch,
-                     half_log_dets)
-        start = 0
-        square = 0
-        for i in range(b):
-            m = n_missing[i]
-            if m == 0:
-                continue
-            change = 0.0
-            for a in range(m):
-                j = columns[i, a]
-                g = -weighted_offsets[j]
-                for e in range(d):
-                    g += precision[j, e] * z[i, e]
-                h = 0.0
-                for c in range(m):
-                    h += precision[j, columns[i, c]] * offsets[columns[i, c]]
-                u[a] = g + h
-                change += offsets[j] * (2.0 * g + h)
-            for a in range(m):
-                solved = 0.0
-                for c in range(m):
-                    solved += inverses[k, square + a * m + c] * u[c]
-                change -= u[a] * solved
-                completed[k, start + a] = offsets[columns[i, a]] - solved
-            log_weighted[k, i] += 0.5 * m * LOG_2PI - half_log_dets[i] - 0.5 * change
-            start += m
-            square += m * m
+    g = np.empty((d, n_components))
+    u = np.empty((d, n_components))
+    h = np.empty(n_components)
+    change = np.empty(n_components)
+    start = 0
+    for i in range(b):
+        p = ids[i]
+        if p < 0:
+            continue
+        m = table.n_missing[p]
+        square = table.offsets[p]
+        for k in range(n_components):
+            change[k] = 0.0
+        for a in range(m):
+            j = table.columns[p, a]
+            for k in range(n_components):
+                g[a, k] = -tables[1, j, k]
+            for e in range(d):
+                value = z[i, e]
+                for k in range(n_components):
+                    g[a, k] += precisions[j, e, k] * value
+            for k in range(n_components):
+                h[k] = 0.0
+            for c in range(m):
+                column = table.columns[p, c]
+                for k in range(n_components):
+                    h[k] += precisions[j, column, k] * tables[0, column, k]
+            for k in range(n_components):
+                u[a, k] = g[a, k] + h[k]
+                change[k] += tables[0, j, k] * (2.0 * g[a, k] + h[k])
+        for a in range(m):
+            for k in range(n_components):
+                h[k] = 0.0
+            for c in range(m):
+                for k in range(n_components):
+                    h[k] += table.inverses[square + a * m + c, k] * u[c, k]
+            for k in range(n_components):
+                change[k] -= u[a, k] * h[k]
+                completed[start + a, k] = tables[0, table.columns[p, a], k] - h[k]
+        for k in range(n_components):
+            log_weighted[k, i] += 0.5 * m * LOG_2PI - table.half_log_dets[p, k] - 0.5 * change[k]
+        start += m
 
 
 @kernel
-def full_gap_sums(z, columns, n_missing, resp_t, completed, inverses, extra):  # pragma: no cover
-    """Add the rows with gaps' ``g e`` to ``extra.first`` (K, d) and ``g (e z^T
-    + (e e^T + C) / 2)`` to ``extra.second`` (K, d, d), whose symmetric part
-    (``S + S^T``) is then what the gaps add to the second sums; ``z`` (b, d)."""
+def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: no cover
+    """Add the rows with gaps' ``g e`` to ``first`` (d, K) and ``g (e z^T + e
+    e^T / 2)`` to ``second`` (d, d, K), whose symmetric part (``S + S^T``) is
+    then what the gaps add to the second sums (with
+    :func:`~streamgmm.kernels.patterns.pattern_covariances`); their
+    responsibilities to ``table.mass``."""
+    n_components = resp_t.shape[1]
     d = z.shape[1]
-    for k in range(resp_t.shape[1]):
-        first = extra.first[k]
-        second = extra.second[k]
-        start = 0
-        square = 0
-        for i in range(n_missing.shape[0]):
-            m = n_missing[i]
-            gamma = resp_t[i, k]
-            for a in range(m):
-                j = columns[i, a]
-                weighted = gamma * completed[k, start + a]
-                first[j] += weighted
-                for e in range(d):
-                    second[j, e] += weighted * z[i, e]
-                for c in range(m):
-                    second[j, columns[i, c]] += 0.5 * gamma * (
-                        completed[k, start + a] * completed[k, start + c]
-                        + inverses[k, square + a * m + c])
-            start += m
-            square += m * m
+    weighted = np.empty(n_components)
+    start = 0
+    for i in range(ids.shape[0]):
+        p = ids[i]
+        if p < 0:
+            continue
+        m = table.n_missing[p]
+        for k in range(n_components):
+            table.mass[p, k] += resp_t[i, k]
+        for a in range(m):
+            j = table.columns[p, a]
+            for k in range(n_components):
+                weighted[k] = resp_t[i, k] * completed[start + a, k]
+                first[j, k] += weighted[k]
+            for e in range(d):
+                value = z[i, e]
+                for k in range(n_components):
+                    second[j, e, k] += weighted[k] * value
+            for c in range(m):
+                column = table.columns[p, c]
+                for k in range(n_components):
+                    second[j, column, k] += 0.5 * weighted[k] * completed[start + c, k]
+        start += m
 
 
 @kernel
-def about_shift(sums, extra, tables, kind):  # pragma: no cover
+def about_shift(sums, first, second, tables, kind, totals):  # pragma: no cover
     """:class:`~streamgmm.kernels.records.GappySums` about the common shift
-    from the complete layout's ``sums`` and the gaps' ``extra``
-    (:func:`full_gap_sums`; diag and spherical: ``extra.first`` the
-    responsibilities of the rows missing each coordinate). Spherical's second
-    sums are all in the first coordinate (only their total counts)."""
-    n_components, d = extra.first.shape
+    from the complete layout's ``sums`` and what the gaps add: ``first`` (d,
+    K) and ``second`` (d, d, K) of :func:`full_gap_sums`; diag and spherical:
+    ``first`` the responsibilities of the rows missing each coordinate.
+    Spherical's second sums are all in the first coordinate (only their total
+    counts)."""
+    d, n_components = first.shape
     full = kind == PAIRWISE
     out = GappySums(np.empty(n_components), np.empty((n_components, d)),
-                    np.zeros((n_components, d if full else 1, d)), extra.totals)
+                    np.zeros((n_components, d if full else 1, d)), totals)
     for k in range(n_components):
         out.weight[k] = sums.columns[d, k]
         for j in range(d):
-            added = extra.first[k, j] if full else extra.first[k, j] * tables[0, k, j]
+            added = first[j, k] if full else first[j, k] * tables[0, j, k]
             out.first[k, j] = sums.columns[j, k] + added
         if full:
             row = 0
             for a in range(d):
                 for c in range(a, d):
-                    value = sums.products[row, k] + extra.second[k, a, c] + extra.second[k, c, a]
+                    value = sums.products[row, k] + second[a, c, k] + second[c, a, k]
                     out.second[k, a, c] = value
                     out.second[k, c, a] = value
                     row += 1
         else:
             for j in range(d):
-                filled = extra.first[k, j] * tables[1, k, j]
+                filled = first[j, k] * tables[1, j, k]
                 if sums.products.shape[0] == d:
                     out.second[k, 0, j] = sums.products[j, k] + filled
                 else:
@@ -232,47 +231,46 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     of the rows of ``rows`` with something observed, ``plan.block`` rows at a
     time (module docs; float64 products); weighted rows count their weight
     times."""
-    X = rows.X
-    n, d = X.shape
+    n, d = rows.X.shape
     n_components = marginal.means.shape[0]
     kind = plan.kind
     full = kind == PAIRWISE
     sums = zero_sums(operands.n_products, kind, n_components, d)
-    extra = GappySums(np.zeros(n_components), np.zeros((n_components, d)),
-                      np.zeros((n_components, d if full else 0, d if full else 0)), np.zeros(2))
+    first = np.zeros((d, n_components))
+    second = np.zeros((d if full else 0, d if full else 0, n_components))
+    totals = np.zeros(2)
     tables = gap_tables(marginal, operands.own_offsets)
-    index = np.empty(plan.block, dtype=np.int64)
+    precisions = lanes(marginal.precisions)
+    ids, table = pattern_table(rows.X, n if full else 0, precisions)
+    buffers = block_buffers(plan.block, d)
     start = 0
     while start < n:
-        count, start = observed_rows(rows, start, index)
+        start, columns, gaps, n_missing, block = next_block(rows, start, operands.shift,
+                                                            buffers)
+        count = block.shape[0]
         if count == 0:
             continue
-        block = index[:count]
-        columns = np.empty((d + 1, count))
-        masked_columns(X, block, operands.shift, columns)
         products = np.empty((operands.n_products, count))
         fill_products(columns, kind, products)
         log_weighted = block_log_density(products, columns, operands)
-        gaps = np.empty((count, d), dtype=np.int64)
-        n_missing = np.empty(count, dtype=np.int64)
-        gap_columns(X, block, gaps, n_missing)
-        completed = np.empty((n_components if full else 0, n_missing.sum()))
-        inverses = np.empty((n_components if full else 0, inverses_size(n_missing)))
-        z = transposed(columns, d)
+        block_ids = ids[block]
+        completed = np.empty((n_missing.sum() if full else 0, n_components))
+        z = transposed(columns, d if full else 0)
         if full:
-            full_gaps(z, gaps, n_missing, marginal.precisions, tables, log_weighted,
-                      completed, inverses)
+            full_gaps(z, block_ids, table, precisions, tables, log_weighted, completed)
         else:
             diagonal_gaps(gaps, n_missing, tables[2], log_weighted)
         resp_t = np.empty((count, n_components))
         weights = row_weights(rows, block)
-        extra.totals[0] += normalise(log_weighted, resp_t, weights)
+        totals[0] += normalise(log_weighted, resp_t, weights)
         for i in range(count):
-            extra.totals[1] += 1.0 if weights.shape[0] == 0 else weights[i]
+            totals[1] += 1.0 if weights.shape[0] == 0 else weights[i]
         accumulate(products, columns, resp_t, kind, operands.own_index, operands.own_offsets,
                    sums)
         if full:
-            full_gap_sums(z, gaps, n_missing, resp_t, completed, inverses, extra)
+            full_gap_sums(z, block_ids, table, resp_t, completed, first, second)
         else:
-            diagonal_mass(gaps, n_missing, resp_t, extra.first)
-    return about_shift(sums, extra, tables, kind)
+            diagonal_mass(gaps, n_missing, resp_t, first)
+    if full:
+        pattern_covariances(table, second)
+    return about_shift(sums, first, second, tables, kind, totals)

@@ -119,6 +119,23 @@ class GappySums(NamedTuple):
     totals: np.ndarray
 
 
+class PatternTable(NamedTuple):
+    """The missingness patterns of a chunk and what each costs to condition on
+    (:mod:`streamgmm.kernels.patterns`): ``columns`` (P, d) int64, pattern
+    p's missing coordinates in its first ``n_missing[p]`` places; per
+    component (last), the conditional covariances ``Lambda_MM^-1`` (sum m^2,
+    K), pattern p's m x m block from row ``offsets[p]`` (P + 1,), and
+    ``half_log_dets`` (P, K) ``log det Lambda_MM / 2``; ``mass`` (P, K) the
+    responsibilities summed per pattern."""
+
+    columns: np.ndarray
+    n_missing: np.ndarray
+    offsets: np.ndarray
+    inverses: np.ndarray
+    half_log_dets: np.ndarray
+    mass: np.ndarray
+
+
 class Statistics(NamedTuple):
     """Centred statistics in blocks form: ``weight`` (K,), ``mean`` (K, d),
     ``scatter`` about the means."""

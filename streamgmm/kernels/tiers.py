@@ -42,7 +42,9 @@ COMPILE_AFTER_SECONDS = 3.0
 MODES = ("tiered", "compiled", "interpreted")
 """Values of the ``STREAMGMM_KERNELS`` environment variable (default ``tiered``)."""
 
-MODULES = ("mathfn", "estep", "operands", "mstep", "pairing", "online", "gappy", "masked")
+MODULES = (
+    "mathfn", "estep", "operands", "mstep", "pairing", "online", "gappy", "patterns", "masked",
+)
 """The kernel modules, in the order the interpreted tier loads them."""
 
 _INTERPRETED_PACKAGE = "streamgmm.kernels._interpreted"
