@@ -37,7 +37,7 @@ from .codes import LOG_2PI, PAIRWISE
 from .estep import accumulate, block_log_density, fill_products, zero_sums
 from .gappy import block_buffers, log_table, next_block, row_weights
 from .jit import kernel
-from .mathfn import normalise
+from .mathfn import add_into, normalise
 from .patterns import lanes, pattern_covariances, pattern_table
 from .records import GappySums
 
@@ -81,23 +81,24 @@ def gap_tables(marginal, offsets):  # pragma: no cover
 
 
 @kernel
-def diagonal_gaps(columns, n_missing, terms, log_weighted):  # pragma: no cover
-    """``log_weighted`` (K, b) less the missing coordinates' ``terms`` (d, K)."""
-    for i in range(n_missing.shape[0]):
+def missing_indicator(columns, n_missing, d):  # pragma: no cover
+    """(d, b): 1 where a row's coordinate is missing (``columns[i, :m_i]``), 0
+    elsewhere (none for d = 0)."""
+    out = np.zeros((d, n_missing.shape[0]))
+    for i in range(n_missing.shape[0] if d > 0 else 0):
         for a in range(n_missing[i]):
-            j = columns[i, a]
-            for k in range(log_weighted.shape[0]):
-                log_weighted[k, i] -= terms[j, k]
+            out[columns[i, a], i] = 1.0
+    return out
 
 
 @kernel
-def diagonal_mass(columns, n_missing, resp_t, mass):  # pragma: no cover
-    """``mass[j, k] +=`` the responsibilities (b, K) of the rows missing j."""
-    for i in range(n_missing.shape[0]):
-        for a in range(n_missing[i]):
-            j = columns[i, a]
-            for k in range(resp_t.shape[1]):
-                mass[j, k] += resp_t[i, k]
+def negated_rows(table):  # pragma: no cover
+    """``-table.T``: (d, K) to (K, d), C-contiguous."""
+    out = np.empty((table.shape[1], table.shape[0]))
+    for j in range(table.shape[0]):
+        for k in range(table.shape[1]):
+            out[k, j] = -table[j, k]
+    return out
 
 
 @kernel
@@ -242,6 +243,7 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     tables = gap_tables(marginal, operands.own_offsets)
     precisions = lanes(marginal.precisions)
     ids, table = pattern_table(rows.X, n if full else 0, precisions)
+    removed = negated_rows(tables[2])
     buffers = block_buffers(plan.block, d)
     start = 0
     while start < n:
@@ -256,10 +258,11 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
         block_ids = ids[block]
         completed = np.empty((n_missing.sum() if full else 0, n_components))
         z = transposed(columns, d if full else 0)
+        indicator = missing_indicator(gaps, n_missing, 0 if full else d)
         if full:
             full_gaps(z, block_ids, table, precisions, tables, log_weighted, completed)
         else:
-            diagonal_gaps(gaps, n_missing, tables[2], log_weighted)
+            add_into(log_weighted, np.dot(removed, indicator))
         resp_t = np.empty((count, n_components))
         weights = row_weights(rows, block)
         totals[0] += normalise(log_weighted, resp_t, weights)
@@ -270,7 +273,7 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
         if full:
             full_gap_sums(z, block_ids, table, resp_t, completed, first, second)
         else:
-            diagonal_mass(gaps, n_missing, resp_t, first)
+            add_into(first, np.dot(indicator, resp_t))
     if full:
         pattern_covariances(table, second)
     return about_shift(sums, first, second, tables, kind, totals)
