@@ -6,11 +6,11 @@ with missing coordinates M and component k (mean mu, precision factor P,
 
 * full and tied: ``t = P^T r`` (one BLAS product per component for a whole
   block, whatever the rows' patterns) gives ``|t|^2 = r^T Lambda r``; with
-  ``L L^T = Lambda_MM`` (|M| x |M|, factorised per row: |M| is small when few
-  values are missing), ``u = Lambda_MO r_O`` and ``v = L^-1 u``, the marginal's
-  quadratic form is ``|t|^2 - |v|^2``, ``log det Sigma_OO = -2 log det P + 2 log
-  det L``, the conditional mean's deviation ``x_M - mu_M = -L^-T v`` and the
-  conditional covariance ``L^-T L^-1``;
+  ``u = Lambda_MO r_O`` and the conditional covariance ``C = Lambda_MM^-1``
+  (once per pattern of the chunk, :mod:`streamgmm.kernels.patterns`), the
+  marginal's quadratic form is ``|t|^2 - u^T C u``, ``log det Sigma_OO = -2 log
+  det P + log det Lambda_MM`` and the conditional mean's deviation ``x_M - mu_M
+  = -C u``;
 * diag and spherical: the observed coordinates alone (``x_M = mu_M``, the
   conditional covariance ``sigma^2_M``).
 
@@ -29,6 +29,7 @@ import numpy as np
 from .codes import LOG_2PI
 from .jit import kernel
 from .mathfn import normalise
+from .patterns import add_pattern_mass, lanes, pattern_covariances, pattern_table
 from .records import GappySums
 
 
@@ -108,128 +109,33 @@ def squared_norms(values, out):  # pragma: no cover
 
 
 @kernel
-def ldl_inverse(precision, columns, row, m, scratch, out):  # pragma: no cover
-    """``Lambda_MM^-1`` (M the first m ``columns[row]``), m x m in row order,
-    into ``out``, through ``Lambda_MM = L D L^T`` (L unit lower triangular
-    below the diagonal of ``scratch[0]``, D on it, ``1 / D`` in ``scratch[2,
-    0]``, ``L^-1`` in ``scratch[1]``) as ``L^-T D^-1 L^-1``; returns ``log det
-    Lambda_MM / 2``."""
-    factor, unit, reciprocal = scratch[0], scratch[1], scratch[2, 0]
-    product = 1.0
-    for a in range(m):
-        for c in range(a):
-            value = precision[columns[row, a], columns[row, c]]
-            for e in range(c):
-                value -= factor[a, e] * factor[c, e] * factor[e, e]
-            factor[a, c] = value * reciprocal[c]
-        value = precision[columns[row, a], columns[row, a]]
-        for e in range(a):
-            value -= factor[a, e] * factor[a, e] * factor[e, e]
-        product *= value
-        factor[a, a] = value
-        reciprocal[a] = 1.0 / value
-    half_log_det = 0.5 * math.log(product)
-    if not 1e-150 < product < 1e150:
-        half_log_det = 0.0
-        for a in range(m):
-            half_log_det += 0.5 * math.log(factor[a, a])
-    for c in range(m):
-        unit[c, c] = 1.0
-        for a in range(c + 1, m):
-            value = 0.0
-            for e in range(c, a):
-                value -= factor[a, e] * unit[e, c]
-            unit[a, c] = value
-    for a in range(m):
-        for c in range(a, m):
-            value = 0.0
-            for e in range(c, m):
-                value += unit[e, a] * unit[e, c] * reciprocal[e]
-            out[a * m + c] = value
-            out[c * m + a] = value
-    return half_log_det
-
-
-@kernel
-def row_inverses(precision, columns, n_missing, half_log_diagonal, inverses, scratch,
-                 half_log_dets):  # pragma: no cover
-    """For each row i, with M its first ``m = n_missing[i]`` missing
-    ``columns[i]``: ``Lambda_MM^-1`` (the conditional covariance), m x m in row
-    order, into the flat ``inverses`` one row after the other
-    (:func:`inverses_size`), and ``half_log_dets[i] = log det Lambda_MM / 2``.
-    One or two missing values in closed form (one: ``half_log_diagonal[j]``
-    looked up); more by :func:`ldl_inverse` (``scratch`` (3, d, d))."""
-    start = 0
-    for i in range(n_missing.shape[0]):
-        m = n_missing[i]
-        if m == 0:
-            half_log_dets[i] = 0.0
-        elif m == 1:
-            j = columns[i, 0]
-            inverses[start] = 1.0 / precision[j, j]
-            half_log_dets[i] = half_log_diagonal[j]
-        elif m == 2:
-            a, c = columns[i, 0], columns[i, 1]
-            det = precision[a, a] * precision[c, c] - precision[a, c] * precision[a, c]
-            inverses[start] = precision[c, c] / det
-            inverses[start + 1] = -precision[a, c] / det
-            inverses[start + 2] = inverses[start + 1]
-            inverses[start + 3] = precision[a, a] / det
-            half_log_dets[i] = 0.5 * math.log(det)
-        else:
-            half_log_dets[i] = ldl_inverse(precision, columns, i, m, scratch,
-                                           inverses[start:start + m * m])
-        start += m * m
-
-
-@kernel
-def inverses_size(n_missing):  # pragma: no cover
-    """``sum_i m_i^2``: the size of the flat conditional covariances of a
-    block (:func:`row_inverses`)."""
-    size = 0
-    for i in range(n_missing.shape[0]):
-        size += n_missing[i] * n_missing[i]
-    return size
-
-
-@kernel
-def condition_rows(precision, columns, n_missing, inverses, deviations,
-                   quadratic):  # pragma: no cover
-    """For each row i of ``deviations`` (d, b) with ``m = n_missing[i]``
-    missing coordinates ``columns[i, :m]`` and ``Lambda_MM^-1`` in ``inverses``
-    (:func:`row_inverses`): ``u = Lambda_MO r_O``, ``quadratic[i] -= u^T
-    Lambda_MM^-1 u`` and the missing deviations set to ``-Lambda_MM^-1 u``
-    (module docs)."""
+def condition_rows(precision, ids, table, f, deviations, quadratic, log_det):  # pragma: no cover
+    """For each row i of ``deviations`` (d, b) with a gap (its pattern
+    ``ids[i]`` in ``table``, whose conditional covariances ``Lambda_MM^-1`` come
+    from precision ``f``): ``u = Lambda_MO r_O``, ``quadratic[i] -= u^T
+    Lambda_MM^-1 u``, ``log_det[i] = log det Lambda_MM / 2`` and the missing
+    deviations set to ``-Lambda_MM^-1 u`` (module docs)."""
     d, b = deviations.shape
-    u = np.empty(columns.shape[1])
-    start = 0
+    u = np.empty(d)
     for i in range(b):
-        m = n_missing[i]
+        p = ids[i]
+        log_det[i] = 0.0
+        if p < 0:
+            continue
+        m = table.n_missing[p]
+        square = table.offsets[p]
+        log_det[i] = table.half_log_dets[p, f]
         for a in range(m):
             value = 0.0
             for j in range(d):
-                value += precision[columns[i, a], j] * deviations[j, i]
+                value += precision[table.columns[p, a], j] * deviations[j, i]
             u[a] = value
         for a in range(m):
             solved = 0.0
             for c in range(m):
-                solved += inverses[start + a * m + c] * u[c]
+                solved += table.inverses[square + a * m + c, f] * u[c]
             quadratic[i] -= u[a] * solved
-            deviations[columns[i, a], i] = -solved
-        start += m * m
-
-
-@kernel
-def conditional_covariances(columns, n_missing, inverses, weights, second):  # pragma: no cover
-    """``second[M, M] += weights[i] Lambda_MM^-1`` for each row i, the
-    conditional covariances (:func:`row_inverses`)."""
-    start = 0
-    for i in range(n_missing.shape[0]):
-        m = n_missing[i]
-        for a in range(m):
-            for c in range(m):
-                second[columns[i, a], columns[i, c]] += weights[i] * inverses[start + a * m + c]
-        start += m * m
+            deviations[table.columns[p, a], i] = -solved
 
 
 @kernel
@@ -313,17 +219,16 @@ def log_table(marginal):  # pragma: no cover
 
 
 @kernel
-def block_densities(values, marginal, logs, columns, n_missing, deviations,
-                    inverses):  # pragma: no cover
+def block_densities(values, marginal, logs, columns, n_missing, deviations, ids,
+                    table):  # pragma: no cover
     """``log pi_k + log N(x_O; mu_k,O, Sigma_k,OO)`` (K, b) of a block (its
-    ``values`` (d + 1, b) from :func:`gather_block`, missing ``columns``); fills
-    ``deviations`` (K, d, b) with ``x_hat - mu_k`` and, full and tied,
-    ``inverses`` (K, size) with the conditional covariances (:func:`row_inverses`)."""
+    ``values`` (d + 1, b) from :func:`gather_block`, missing ``columns``; full
+    and tied: the rows' patterns ``ids`` in ``table``); fills ``deviations``
+    (K, d, b) with ``x_hat - mu_k``."""
     n_components, d = marginal.means.shape
     b = values.shape[1]
     full = marginal.precisions.shape[0] > 0
     out = np.empty((n_components, b))
-    scratch = np.empty((3, d, d))
     quadratic = np.empty(b)
     log_det = np.empty(b)
     for k in range(n_components):
@@ -331,10 +236,8 @@ def block_densities(values, marginal, logs, columns, n_missing, deviations,
         fill_deviations(values, columns, n_missing, marginal.means[k], deviations[k])
         if full:
             squared_norms(np.dot(marginal.factors[f], deviations[k]), quadratic)
-            row_inverses(marginal.precisions[f], columns, n_missing, logs[f], inverses[k],
-                         scratch, log_det)
-            condition_rows(marginal.precisions[f], columns, n_missing, inverses[k],
-                           deviations[k], quadratic)
+            condition_rows(marginal.precisions[f], ids, table, f, deviations[k], quadratic,
+                           log_det)
         else:
             diagonal_densities(marginal.factors[k], logs[k], columns, n_missing,
                                deviations[k], quadratic, log_det)
@@ -364,6 +267,8 @@ def gappy_sums(rows, marginal):  # pragma: no cover
     sums = zero_gappy_sums(n_components, d, full)
     buffers = block_buffers(marginal.block, d)
     logs = log_table(marginal)
+    ids, table = pattern_table(rows.X, n if full else 0, lanes(marginal.precisions),
+                               n_components)
     origin = np.zeros(d)
     start = 0
     while start < n:
@@ -372,24 +277,26 @@ def gappy_sums(rows, marginal):  # pragma: no cover
         if count == 0:
             continue
         deviations = np.empty((n_components, d, count))
-        inverses = np.empty((n_components if full else 0, inverses_size(n_missing)))
+        block_ids = ids[block]
         log_weighted = block_densities(values, marginal, logs, columns, n_missing,
-                                       deviations, inverses)
+                                       deviations, block_ids, table)
         resp_t = np.empty((count, n_components))
         weights = row_weights(rows, block)
         sums.totals[0] += normalise(log_weighted, resp_t, weights)
         for i in range(count):
             sums.totals[1] += 1.0 if weights.shape[0] == 0 else weights[i]
+        add_pattern_mass(block_ids, resp_t, table.mass)
         for k in range(n_components):
             gamma = np.ascontiguousarray(resp_t[:, k])
             for i in range(count):
                 sums.weight[k] += gamma[i]
             if full:
                 full_sums(deviations[k], gamma, sums.first[k], sums.second[k])
-                conditional_covariances(columns, n_missing, inverses[k], gamma, sums.second[k])
             else:
                 diagonal_sums(deviations[k], gamma, marginal.factors[k], columns, n_missing,
                               sums.first[k], sums.second[k, 0])
+    if full:
+        pattern_covariances(table, sums.second)
     return sums
 
 

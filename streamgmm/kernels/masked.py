@@ -21,7 +21,7 @@ only, at a cost of about ``|M| d`` per row and component (formulas in
   delta_M - C u``, so the second sums gain ``z e^T + e z^T + e e^T + C``.
   C and ``log det Lambda_MM`` depend only on the row's pattern and the
   component: they are computed once per pattern of the chunk
-  (:func:`pattern_table`, patterns found by hashing each row's mask, d <= 62),
+  (:func:`~streamgmm.kernels.patterns.pattern_table`),
   and C enters the sums once per pattern, times its summed responsibilities.
 
 Used where the complete kernel takes every component's sums about c (the
@@ -38,7 +38,7 @@ from .estep import accumulate, block_log_density, fill_products, zero_sums
 from .gappy import block_buffers, log_table, next_block, row_weights
 from .jit import kernel
 from .mathfn import add_into, normalise
-from .patterns import lanes, pattern_covariances, pattern_table
+from .patterns import add_pattern_mass, lanes, pattern_covariances, pattern_table
 from .records import GappySums
 
 
@@ -159,9 +159,8 @@ def full_gaps(z, ids, table, precisions, tables, log_weighted, completed):  # pr
 def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: no cover
     """Add the rows with gaps' ``g e`` to ``first`` (d, K) and ``g (e z^T + e
     e^T / 2)`` to ``second`` (d, d, K), whose symmetric part (``S + S^T``) is
-    then what the gaps add to the second sums (with
-    :func:`~streamgmm.kernels.patterns.pattern_covariances`); their
-    responsibilities to ``table.mass``."""
+    then what the gaps add to the second sums, with the conditional
+    covariances (:func:`~streamgmm.kernels.patterns.pattern_covariances`)."""
     n_components = resp_t.shape[1]
     d = z.shape[1]
     weighted = np.empty(n_components)
@@ -171,8 +170,6 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: n
         if p < 0:
             continue
         m = table.n_missing[p]
-        for k in range(n_components):
-            table.mass[p, k] += resp_t[i, k]
         for a in range(m):
             j = table.columns[p, a]
             for k in range(n_components):
@@ -190,10 +187,11 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: n
 
 
 @kernel
-def about_shift(sums, first, second, tables, kind, totals):  # pragma: no cover
+def about_shift(sums, first, second, covariances, tables, kind, totals):  # pragma: no cover
     """:class:`~streamgmm.kernels.records.GappySums` about the common shift
     from the complete layout's ``sums`` and what the gaps add: ``first`` (d,
-    K) and ``second`` (d, d, K) of :func:`full_gap_sums`; diag and spherical:
+    K) and ``second`` (d, d, K) of :func:`full_gap_sums` and the conditional
+    ``covariances`` (K, d, d); diag and spherical:
     ``first`` the responsibilities of the rows missing each coordinate.
     Spherical's second sums are all in the first coordinate (only their total
     counts)."""
@@ -210,7 +208,8 @@ def about_shift(sums, first, second, tables, kind, totals):  # pragma: no cover
             row = 0
             for a in range(d):
                 for c in range(a, d):
-                    value = sums.products[row, k] + second[a, c, k] + second[c, a, k]
+                    value = (sums.products[row, k] + second[a, c, k] + second[c, a, k]
+                             + covariances[k, a, c])
                     out.second[k, a, c] = value
                     out.second[k, c, a] = value
                     row += 1
@@ -239,10 +238,11 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     sums = zero_sums(operands.n_products, kind, n_components, d)
     first = np.zeros((d, n_components))
     second = np.zeros((d if full else 0, d if full else 0, n_components))
+    covariances = np.zeros((n_components, d if full else 0, d if full else 0))
     totals = np.zeros(2)
     tables = gap_tables(marginal, operands.own_offsets)
     precisions = lanes(marginal.precisions)
-    ids, table = pattern_table(rows.X, n if full else 0, precisions)
+    ids, table = pattern_table(rows.X, n if full else 0, precisions, n_components)
     removed = negated_rows(tables[2])
     buffers = block_buffers(plan.block, d)
     start = 0
@@ -271,9 +271,10 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
         accumulate(products, columns, resp_t, kind, operands.own_index, operands.own_offsets,
                    sums)
         if full:
+            add_pattern_mass(block_ids, resp_t, table.mass)
             full_gap_sums(z, block_ids, table, resp_t, completed, first, second)
         else:
             add_into(first, np.dot(indicator, resp_t))
     if full:
-        pattern_covariances(table, second)
-    return about_shift(sums, first, second, tables, kind, totals)
+        pattern_covariances(table, covariances)
+    return about_shift(sums, first, second, covariances, tables, kind, totals)

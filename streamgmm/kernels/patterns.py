@@ -17,20 +17,34 @@ import numpy as np
 from .jit import kernel
 from .records import PatternTable
 
+HASH_MASK = 2**61 - 1
+"""Pattern hashes are kept below 2^61, so that compiled int64 arithmetic and
+Python's integers give the same hashes."""
+
+
+@kernel
+def same_gaps(X, row, other):  # pragma: no cover
+    """Whether rows ``row`` and ``other`` of X miss the same coordinates."""
+    for j in range(X.shape[1]):
+        if math.isnan(X[row, j]) != math.isnan(X[other, j]):
+            return False
+    return True
+
 
 @kernel
 def chunk_patterns(X, n_rows):  # pragma: no cover
-    """The missingness patterns of the first ``n_rows`` rows of X (d <= 62)
-    with a gap and something observed: each row's pattern number (n,), -1 for
-    the others; the patterns' missing ``columns`` (P, d) and ``n_missing``
-    (P,). Each row's mask, as the bits of one integer, is looked up in an
-    open-addressing table."""
+    """The missingness patterns of the first ``n_rows`` rows of X with a gap
+    and something observed, numbered in the order of their first row: each
+    row's pattern number (n,), -1 for the others; the patterns' missing
+    ``columns`` (P, d) and ``n_missing`` (P,). Each row's pattern is looked up
+    by a hash of its missing coordinates in an open-addressing table of the
+    patterns' first rows."""
     n, d = X.shape
     size = 16
     while size < 2 * n_rows:
         size *= 2
     slots = np.full(size, -1, dtype=np.int64)
-    keys = np.empty(n_rows, dtype=np.int64)
+    first_rows = np.empty(n_rows, dtype=np.int64)
     ids = np.full(n, -1, dtype=np.int64)
     count = 0
     for row in range(n_rows):
@@ -38,27 +52,25 @@ def chunk_patterns(X, n_rows):  # pragma: no cover
         m = 0
         for j in range(d):
             if math.isnan(X[row, j]):
-                key |= 1 << j
+                key = ((key << 5) ^ (key >> 56) ^ (j + 1)) & HASH_MASK
                 m += 1
         if m == 0 or m == d:
             continue
-        slot = (key ^ (key >> 17) ^ (key >> 31)) & (size - 1)
-        while slots[slot] >= 0 and keys[slots[slot]] != key:
+        slot = (key ^ (key >> 17)) & (size - 1)
+        while slots[slot] >= 0 and not same_gaps(X, row, first_rows[slots[slot]]):
             slot = (slot + 1) & (size - 1)
         if slots[slot] < 0:
             slots[slot] = count
-            keys[count] = key
+            first_rows[count] = row
             count += 1
         ids[row] = slots[slot]
     columns = np.empty((count, d), dtype=np.int64)
-    n_missing = np.empty(count, dtype=np.int64)
+    n_missing = np.zeros(count, dtype=np.int64)
     for p in range(count):
-        m = 0
         for j in range(d):
-            if (keys[p] >> j) & 1:
-                columns[p, m] = j
-                m += 1
-        n_missing[p] = m
+            if math.isnan(X[first_rows[p], j]):
+                columns[p, n_missing[p]] = j
+                n_missing[p] += 1
     return ids, columns, n_missing
 
 
@@ -87,7 +99,8 @@ def small_inverses(precisions, columns, m, start, inverses, half_log_dets):  # p
             inverses[start, k] = 1.0 / precisions[a, a, k]
             half_log_dets[k] = 0.5 * math.log(precisions[a, a, k])
         else:
-            det = precisions[a, a, k] * precisions[c, c, k] - precisions[a, c, k] ** 2
+            det = (precisions[a, a, k] * precisions[c, c, k]
+                   - precisions[a, c, k] * precisions[a, c, k])
             inverses[start, k] = precisions[c, c, k] / det
             inverses[start + 1, k] = -precisions[a, c, k] / det
             inverses[start + 2, k] = inverses[start + 1, k]
@@ -152,19 +165,20 @@ def ldl_inverses(precisions, columns, m, start, inverses, half_log_dets,
 
 
 @kernel
-def pattern_table(X, n_rows, precisions):  # pragma: no cover
+def pattern_table(X, n_rows, precisions, n_components):  # pragma: no cover
     """Each row's pattern number (:func:`chunk_patterns`) and the
     :class:`~streamgmm.kernels.records.PatternTable` of the patterns of the
-    first ``n_rows`` rows of X under the precisions (d, d, K) (:func:`lanes`)."""
+    first ``n_rows`` rows of X under the precisions (d, d, F) (:func:`lanes`;
+    F = K, or 1 shared by the ``n_components`` components)."""
     ids, columns, n_missing = chunk_patterns(X, n_rows)
-    d, n_components = precisions.shape[0], precisions.shape[2]
+    d, n_factors = precisions.shape[0], precisions.shape[2]
     n_patterns = n_missing.shape[0]
     offsets = np.zeros(n_patterns + 1, dtype=np.int64)
     for p in range(n_patterns):
         offsets[p + 1] = offsets[p] + n_missing[p] * n_missing[p]
-    inverses = np.empty((offsets[n_patterns], n_components))
-    half_log_dets = np.empty((n_patterns, n_components))
-    scratch = np.empty((3, d, d, n_components))
+    inverses = np.empty((offsets[n_patterns], n_factors))
+    half_log_dets = np.empty((n_patterns, n_factors))
+    scratch = np.empty((3, d, d, n_factors))
     for p in range(n_patterns):
         if n_missing[p] <= 2:
             small_inverses(precisions, columns[p], n_missing[p], offsets[p], inverses,
@@ -178,9 +192,10 @@ def pattern_table(X, n_rows, precisions):  # pragma: no cover
 
 @kernel
 def pattern_covariances(table, second):  # pragma: no cover
-    """Add each pattern's ``mass C / 2`` to ``second`` (d, d, K) (see
-    :func:`streamgmm.kernels.masked.full_gap_sums`)."""
-    n_components = second.shape[2]
+    """Add each pattern's ``mass C`` to ``second`` (K, d, d), the conditional
+    covariances' part of the second sums."""
+    n_components = second.shape[0]
+    shared = table.inverses.shape[1] == 1
     for p in range(table.n_missing.shape[0]):
         m = table.n_missing[p]
         square = table.offsets[p]
@@ -188,5 +203,15 @@ def pattern_covariances(table, second):  # pragma: no cover
             for c in range(m):
                 j, e = table.columns[p, a], table.columns[p, c]
                 for k in range(n_components):
-                    second[j, e, k] += 0.5 * table.mass[p, k] * table.inverses[
-                        square + a * m + c, k]
+                    second[k, j, e] += table.mass[p, k] * table.inverses[
+                        square + a * m + c, 0 if shared else k]
+
+
+@kernel
+def add_pattern_mass(ids, resp_t, mass):  # pragma: no cover
+    """``mass[p] +=`` the responsibilities (b, K) of the rows of pattern p
+    (``ids``, -1 for none), one row after the other."""
+    for i in range(ids.shape[0]):
+        if ids[i] >= 0:
+            for k in range(resp_t.shape[1]):
+                mass[ids[i], k] += resp_t[i, k]

@@ -123,10 +123,10 @@ class PatternTable(NamedTuple):
     """The missingness patterns of a chunk and what each costs to condition on
     (:mod:`streamgmm.kernels.patterns`): ``columns`` (P, d) int64, pattern
     p's missing coordinates in its first ``n_missing[p]`` places; per
-    component (last), the conditional covariances ``Lambda_MM^-1`` (sum m^2,
-    K), pattern p's m x m block from row ``offsets[p]`` (P + 1,), and
-    ``half_log_dets`` (P, K) ``log det Lambda_MM / 2``; ``mass`` (P, K) the
-    responsibilities summed per pattern."""
+    precision (last: F = K, or 1 for tied), the conditional covariances
+    ``Lambda_MM^-1`` (sum m^2, F), pattern p's m x m block from row
+    ``offsets[p]`` (P + 1,), and ``half_log_dets`` (P, F) ``log det Lambda_MM /
+    2``; ``mass`` (P, K) the responsibilities summed per pattern."""
 
     columns: np.ndarray
     n_missing: np.ndarray

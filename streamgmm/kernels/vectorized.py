@@ -261,6 +261,19 @@ def scaled(values: np.ndarray, factor: float) -> np.ndarray:
     return values * float(factor)
 
 
+from .vectorized_gaps import (  # noqa: E402, F401  (REPLACEMENTS names them)
+    add_pattern_mass,
+    chunk_patterns,
+    full_gap_sums,
+    full_gaps,
+    gather_block,
+    ldl_inverses,
+    missing_indicator,
+    pattern_covariances,
+    small_inverses,
+    transposed,
+)
+
 REPLACEMENTS = {
     "mathfn": ("exp_nonpositive", "exp_nonpositive_float32", "normalise", "copy_into",
                "add_into", "added", "scaled"),
@@ -269,5 +282,11 @@ REPLACEMENTS = {
     "mstep": ("added", "scaled"),
     "pairing": ("rows_usable", "copy_into"),
     "online": ("batch_weight", "cycle_count", "scaled"),
+    "gappy": ("gather_block", "normalise", "pattern_covariances", "add_pattern_mass"),
+    "patterns": ("chunk_patterns", "small_inverses", "ldl_inverses", "pattern_covariances",
+                 "add_pattern_mass"),
+    "masked": ("fill_products", "block_log_density", "accumulate", "normalise", "add_into",
+               "transposed", "missing_indicator", "full_gaps", "full_gap_sums",
+               "pattern_covariances", "add_pattern_mass"),
 }
 """Which names of which kernel modules the interpreted tier replaces by these."""
