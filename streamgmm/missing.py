@@ -27,15 +27,20 @@ for all rows of a block at once, whatever their patterns),
   completed row minimises the full quadratic form over x_M);
 * ``log det Sigma_OO = log det Sigma + log det Lambda_MM``.
 
-Diag and spherical need no factorisation and no patterns (x_M = mu_M,
-C = diag(sigma^2_M)): their rows go through two BLAS products about one shift,
-as in the compiled kernel (:func:`diagonal_statistics`). Tied shares one P, so
-one factorisation per pattern. Per-pattern work is vectorised over the patterns
-with the same number of missing coordinates. The per-row work is NumPy over
-blocks of rows, not compiled (docs/benchmarks.md measures what that costs).
+A chunk's statistics are compiled (:func:`gappy_statistics`): every row with
+something observed goes through the complete rows' blocks with zeros in its
+gaps, and what the gaps change is added row by row
+(:mod:`streamgmm.kernels.masked`; diag and spherical: ``x_M = mu_M``, ``C =
+diag(sigma^2_M)``, the missing coordinates' terms taken out); C and ``log det
+Lambda_MM`` are computed once per pattern of the chunk, for all components
+side by side (:mod:`streamgmm.kernels.patterns`). Where the complete kernel
+sums a component about its own mean (tied, own-shifted components, the full
+type's whitened form), the rows go component by component about each mean
+(:mod:`streamgmm.kernels.gappy`). Prediction and :func:`impute` (one pass,
+not the loop of a fit) stay NumPy over blocks of rows (:func:`gappy_terms`).
 
-Complete rows go through :func:`streamgmm.estep.chunk_statistics` unchanged (a
-chunk without NaN costs one sum more than today and gives the same bits); rows
+A chunk without NaN goes through :func:`streamgmm.estep.chunk_statistics`
+unchanged (it costs one sum more than today and gives the same bits); rows
 with nothing observed carry no information and are skipped (counted by
 :func:`missing_summary`).
 """
