@@ -37,8 +37,8 @@ from .records import GappySums
 def gather_block(rows, start, shift, columns, gaps, n_missing, index):  # pragma: no cover
     """From row ``start`` of ``rows`` (:class:`~streamgmm.kernels.records.Rows`)
     on, the next rows with something observed, up to ``index.size``: their
-    positions in X (``index``), ``columns`` (d + 1, b) ``[(x - shift)^T; 1]``
-    with 0 where missing, their missing coordinates ``gaps[i, :m_i]`` and
+    positions in X (``index``), the first d + 1 rows of ``columns`` ``[(x -
+    shift)^T; 1]`` with 0 where missing, their missing coordinates ``gaps[i, :m_i]`` and
     ``n_missing[i] = m_i``, in one pass; returns how many and where the next
     block starts."""
     X, order = rows.X, rows.order
@@ -79,9 +79,9 @@ def next_block(rows, start, shift, buffers):  # pragma: no cover
 
 
 @kernel
-def block_buffers(block, d):  # pragma: no cover
-    """The buffers of :func:`next_block`."""
-    return (np.empty((d + 1, block)), np.empty((block, d), dtype=np.int64),
+def block_buffers(block, d, extra):  # pragma: no cover
+    """The buffers of :func:`next_block` (``extra`` more rows of columns)."""
+    return (np.empty((d + 1 + extra, block)), np.empty((block, d), dtype=np.int64),
             np.empty(block, dtype=np.int64), np.empty(block, dtype=np.int64))
 
 
@@ -265,7 +265,7 @@ def gappy_sums(rows, marginal):  # pragma: no cover
     n_components = marginal.means.shape[0]
     full = marginal.precisions.shape[0] > 0
     sums = zero_gappy_sums(n_components, d, full)
-    buffers = block_buffers(marginal.block, d)
+    buffers = block_buffers(marginal.block, d, 0)
     logs = log_table(marginal)
     ids, table = pattern_table(rows.X, n if full else 0, lanes(marginal.precisions),
                                n_components)

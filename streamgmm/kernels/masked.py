@@ -37,9 +37,9 @@ from .codes import LOG_2PI, PAIRWISE
 from .estep import accumulate, block_log_density, fill_products, zero_sums
 from .gappy import block_buffers, log_table, next_block, row_weights
 from .jit import kernel
-from .mathfn import add_into, normalise
+from .mathfn import normalise
 from .patterns import add_pattern_mass, lanes, pattern_covariances, pattern_table
-from .records import GappySums
+from .records import GappySums, Operands, Sums
 
 
 @kernel
@@ -81,24 +81,35 @@ def gap_tables(marginal, offsets):  # pragma: no cover
 
 
 @kernel
-def missing_indicator(columns, n_missing, d):  # pragma: no cover
-    """(d, b): 1 where a row's coordinate is missing (``columns[i, :m_i]``), 0
-    elsewhere (none for d = 0)."""
-    out = np.zeros((d, n_missing.shape[0]))
-    for i in range(n_missing.shape[0] if d > 0 else 0):
+def mark_missing(gaps, n_missing, columns):  # pragma: no cover
+    """Rows d + 1 to 2d of ``columns`` (2d + 1, b): 1 where a row's coordinate
+    is missing (``gaps[i, :m_i]``), 0 elsewhere."""
+    d = gaps.shape[1]
+    for j in range(d + 1, 2 * d + 1):
+        for i in range(columns.shape[1]):
+            columns[j, i] = 0.0
+    for i in range(n_missing.shape[0]):
         for a in range(n_missing[i]):
-            out[columns[i, a], i] = 1.0
-    return out
+            columns[d + 1 + gaps[i, a], i] = 1.0
 
 
 @kernel
-def negated_rows(table):  # pragma: no cover
-    """``-table.T``: (d, K) to (K, d), C-contiguous."""
-    out = np.empty((table.shape[1], table.shape[0]))
-    for j in range(table.shape[0]):
-        for k in range(table.shape[1]):
-            out[k, j] = -table[j, k]
-    return out
+def with_gap_terms(operands, terms):  # pragma: no cover
+    """Diag and spherical: ``operands`` whose linear map also takes the
+    missing coordinates' ``terms`` (d, K) away, through the rows of
+    :func:`mark_missing` appended to the columns."""
+    n_components, width = operands.linear_columns.shape
+    d = terms.shape[0]
+    linear = np.empty((n_components, width + d))
+    for k in range(n_components):
+        for j in range(width):
+            linear[k, j] = operands.linear_columns[k, j]
+        for j in range(d):
+            linear[k, width + j] = -terms[j, k]
+    return Operands(operands.shift, operands.density_mode, operands.n_products,
+                    operands.linear_products, linear, operands.whitening, operands.reduce,
+                    operands.constant, operands.own_shift, operands.own_index,
+                    operands.own_offsets)
 
 
 @kernel
@@ -191,10 +202,9 @@ def about_shift(sums, first, second, covariances, tables, kind, totals):  # prag
     """:class:`~streamgmm.kernels.records.GappySums` about the common shift
     from the complete layout's ``sums`` and what the gaps add: ``first`` (d,
     K) and ``second`` (d, d, K) of :func:`full_gap_sums` and the conditional
-    ``covariances`` (K, d, d); diag and spherical:
-    ``first`` the responsibilities of the rows missing each coordinate.
-    Spherical's second sums are all in the first coordinate (only their total
-    counts)."""
+    ``covariances`` (K, d, d); diag and spherical: the responsibilities of the
+    rows missing each coordinate, ``sums.columns[d + 1:]``. Spherical's second
+    sums are all in the first coordinate (only their total counts)."""
     d, n_components = first.shape
     full = kind == PAIRWISE
     out = GappySums(np.empty(n_components), np.empty((n_components, d)),
@@ -202,7 +212,7 @@ def about_shift(sums, first, second, covariances, tables, kind, totals):  # prag
     for k in range(n_components):
         out.weight[k] = sums.columns[d, k]
         for j in range(d):
-            added = first[j, k] if full else first[j, k] * tables[0, j, k]
+            added = first[j, k] if full else sums.columns[d + 1 + j, k] * tables[0, j, k]
             out.first[k, j] = sums.columns[j, k] + added
         if full:
             row = 0
@@ -215,7 +225,7 @@ def about_shift(sums, first, second, covariances, tables, kind, totals):  # prag
                     row += 1
         else:
             for j in range(d):
-                filled = first[j, k] * tables[1, j, k]
+                filled = sums.columns[d + 1 + j, k] * tables[1, j, k]
                 if sums.products.shape[0] == d:
                     out.second[k, 0, j] = sums.products[j, k] + filled
                 else:
@@ -230,12 +240,18 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     """Sums about ``operands.shift`` (:class:`~streamgmm.kernels.records.GappySums`)
     of the rows of ``rows`` with something observed, ``plan.block`` rows at a
     time (module docs; float64 products); weighted rows count their weight
-    times."""
+    times. Diag and spherical append the missing-value indicators to the
+    columns (:func:`mark_missing`), so that the complete rows' two products
+    also take the gaps' terms away and sum the responsibilities per missing
+    coordinate."""
     n, d = rows.X.shape
     n_components = marginal.means.shape[0]
     kind = plan.kind
     full = kind == PAIRWISE
+    extra = 0 if full else d
     sums = zero_sums(operands.n_products, kind, n_components, d)
+    sums = Sums(sums.products, np.zeros((d + 1 + extra, n_components)), sums.own_products,
+                sums.own_columns, sums.own_full, sums.pooled, sums.log_likelihood)
     first = np.zeros((d, n_components))
     second = np.zeros((d if full else 0, d if full else 0, n_components))
     covariances = np.zeros((n_components, d if full else 0, d if full else 0))
@@ -243,8 +259,8 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     tables = gap_tables(marginal, operands.own_offsets)
     precisions = lanes(marginal.precisions)
     ids, table = pattern_table(rows.X, n if full else 0, precisions, n_components)
-    removed = negated_rows(tables[2])
-    buffers = block_buffers(plan.block, d)
+    density = operands if full else with_gap_terms(operands, tables[2])
+    buffers = block_buffers(plan.block, d, extra)
     start = 0
     while start < n:
         start, columns, gaps, n_missing, block = next_block(rows, start, operands.shift,
@@ -252,17 +268,16 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
         count = block.shape[0]
         if count == 0:
             continue
+        if not full:
+            mark_missing(gaps, n_missing, columns)
         products = np.empty((operands.n_products, count))
-        fill_products(columns, kind, products)
-        log_weighted = block_log_density(products, columns, operands)
-        block_ids = ids[block]
+        fill_products(columns[:d + 1], kind, products)
+        log_weighted = block_log_density(products, columns, density)
+        block_ids = ids[block] if full else ids[:0]
         completed = np.empty((n_missing.sum() if full else 0, n_components))
         z = transposed(columns, d if full else 0)
-        indicator = missing_indicator(gaps, n_missing, 0 if full else d)
         if full:
             full_gaps(z, block_ids, table, precisions, tables, log_weighted, completed)
-        else:
-            add_into(log_weighted, np.dot(removed, indicator))
         resp_t = np.empty((count, n_components))
         weights = row_weights(rows, block)
         totals[0] += normalise(log_weighted, resp_t, weights)
@@ -273,8 +288,6 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
         if full:
             add_pattern_mass(block_ids, resp_t, table.mass)
             full_gap_sums(z, block_ids, table, resp_t, completed, first, second)
-        else:
-            add_into(first, np.dot(indicator, resp_t))
     if full:
         pattern_covariances(table, covariances)
     return about_shift(sums, first, second, covariances, tables, kind, totals)

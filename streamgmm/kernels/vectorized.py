@@ -268,7 +268,7 @@ from .vectorized_gaps import (  # noqa: E402, F401  (REPLACEMENTS names them)
     full_gaps,
     gather_block,
     ldl_inverses,
-    missing_indicator,
+    mark_missing,
     pattern_covariances,
     small_inverses,
     transposed,
@@ -285,8 +285,8 @@ REPLACEMENTS = {
     "gappy": ("gather_block", "normalise", "pattern_covariances", "add_pattern_mass"),
     "patterns": ("chunk_patterns", "small_inverses", "ldl_inverses", "pattern_covariances",
                  "add_pattern_mass"),
-    "masked": ("fill_products", "block_log_density", "accumulate", "normalise", "add_into",
-               "transposed", "missing_indicator", "full_gaps", "full_gap_sums",
+    "masked": ("fill_products", "block_log_density", "accumulate", "normalise",
+               "transposed", "mark_missing", "full_gaps", "full_gap_sums",
                "pattern_covariances", "add_pattern_mass"),
 }
 """Which names of which kernel modules the interpreted tier replaces by these."""

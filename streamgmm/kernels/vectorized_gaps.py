@@ -145,14 +145,13 @@ def transposed(columns, d):
     return np.ascontiguousarray(columns[:d].T)
 
 
-def missing_indicator(columns, n_missing, d):
-    """:func:`streamgmm.kernels.masked.missing_indicator`."""
-    out = np.zeros((d, n_missing.shape[0]))
-    if d > 0:
-        which = np.repeat(np.arange(n_missing.shape[0]), n_missing)
-        out[columns[which, np.arange(which.size) - (np.cumsum(n_missing) - n_missing)[which]],
-            which] = 1.0
-    return out
+def mark_missing(gaps, n_missing, columns):
+    """:func:`streamgmm.kernels.masked.mark_missing`."""
+    d = gaps.shape[1]
+    columns[d + 1:] = 0.0
+    which = np.repeat(np.arange(n_missing.shape[0]), n_missing)
+    place = np.arange(which.size) - (np.cumsum(n_missing) - n_missing)[which]
+    columns[d + 1 + gaps[which, place], which] = 1.0
 
 
 def _gappy_rows(ids, table):
