@@ -18,6 +18,12 @@
    from 1 to one per row: rows of 65,536 (patterns drawn among the 2,516 masks
    with 1 to 4 of the 16 values missing) and, for one pattern per row, 2,516
    rows; and of the same chunk complete.
+3. CPU time of one 250,000-row chunk's statistics (one BLAS thread, R + 4
+   alternating turns, the best of each): complete rows, the chunk with 10%
+   missing in one pass (every row through the kernel for rows with gaps, as
+   :func:`streamgmm.missing.chunk_statistics` does), and split (complete rows
+   copied out to the complete kernel, the others to the gaps' kernel, the two
+   statistics merged).
 
 Kernels compiled (``STREAMGMM_KERNELS=compiled``, warm). Prints one JSON
 object (also written to ``--json``) with the load average.
@@ -37,12 +43,13 @@ os.environ.setdefault("STREAMGMM_KERNELS", "compiled")
 from run import starting_point  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from streamgmm import missing  # noqa: E402
+from streamgmm import estep, missing  # noqa: E402
 from streamgmm.covariance import precision_cholesky_from_precisions  # noqa: E402
 from streamgmm.datasets import make_mixture  # noqa: E402
 from streamgmm.engine import EMRun, EMSettings, run_em  # noqa: E402
 from streamgmm.estep import GaussianParameters  # noqa: E402
 from streamgmm.inputs import as_rows  # noqa: E402
+from streamgmm.statistics import merge_all  # noqa: E402
 
 
 def parameters(start: dict) -> GaussianParameters:
@@ -102,6 +109,37 @@ def chunk_cpu(chunk: np.ndarray, params: GaussianParameters, repeats: int) -> fl
     return best
 
 
+def split_statistics(chunk: np.ndarray, params: GaussianParameters):
+    """The other organisation: complete rows and rows with gaps copied apart,
+    through their own kernels, merged."""
+    gaps = np.isnan(chunk)
+    complete = ~gaps.any(axis=1)
+    with_gaps = ~complete & ~gaps.all(axis=1)
+    return merge_all([estep.chunk_statistics(chunk[complete], params),
+                      missing.gappy_statistics(chunk[with_gaps], params)],
+                     params.covariance_type)
+
+
+def organisations(X: np.ndarray, gappy: np.ndarray, params: GaussianParameters,
+                  repeats: int) -> dict:
+    """Best CPU times (one BLAS thread) of a chunk's statistics: complete, with
+    gaps in one pass, with gaps split; in alternating turns."""
+    variants = {"complete": lambda: estep.chunk_statistics(X, params),
+                "one_pass": lambda: missing.chunk_statistics(gappy, params),
+                "split": lambda: split_statistics(gappy, params)}
+    best = dict.fromkeys(variants, np.inf)
+    with threadpool_limits(1):
+        for turn in range(repeats + 5):
+            for name, run in variants.items():
+                began = time.process_time()
+                run()
+                if turn > 0:
+                    best[name] = min(best[name], time.process_time() - began)
+    return {f"{name}_cpu_seconds": value for name, value in best.items()} | {
+        "one_pass_ratio": best["one_pass"] / best["complete"],
+        "split_ratio": best["split"] / best["complete"]}
+
+
 def pattern_cpu(X: np.ndarray, params: GaussianParameters, n_patterns: int, rows: int,
                 rng: np.random.Generator, repeats: int) -> dict:
     """CPU time per row of a chunk of ``rows`` rows whose gaps follow
@@ -143,6 +181,9 @@ def main(argv=None) -> None:
             pattern_cpu(X, params, n, rows, rng, args.repeats)
             for n in (1, 10, 100, 1000, 2516) if n <= rows
         ] + [pattern_cpu(X, params, 2516, 2516, rng, args.repeats)]
+        chunk = min(250_000, args.rows)
+        report[f"organisations_{cov}"] = organisations(X[:chunk], gappy[:chunk], params,
+                                                        args.repeats)
     report["load_after"] = os.getloadavg()
     text = json.dumps(report, indent=1)
     print(text)
