@@ -241,11 +241,18 @@ def block_densities(values, marginal, logs, columns, n_missing, deviations, ids,
         else:
             diagonal_densities(marginal.factors[k], logs[k], columns, n_missing,
                                deviations[k], quadratic, log_det)
-        constant = marginal.log_weights[k] + marginal.log_det[f]
-        for i in range(b):
-            out[k, i] = constant - log_det[i] - 0.5 * (
-                (d - n_missing[i]) * LOG_2PI + quadratic[i])
+        marginal_densities(marginal.log_weights[k] + marginal.log_det[f], log_det, n_missing,
+                           quadratic, d, out[k])
     return out
+
+
+@kernel
+def marginal_densities(constant, log_det, n_missing, quadratic, d, out):  # pragma: no cover
+    """``out[i] = constant - log_det[i] - ((d - m_i) log 2 pi + quadratic[i]) / 2``
+    (b,): one component's log-densities of the rows' observed coordinates
+    (:func:`block_densities`)."""
+    for i in range(out.shape[0]):
+        out[i] = constant - log_det[i] - 0.5 * ((d - n_missing[i]) * LOG_2PI + quadratic[i])
 
 
 @kernel

@@ -216,3 +216,89 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):
     order = np.argsort(owners, kind="stable")
     np.add.at(second, (j[owners[order]][:, None], targets[order][:, None], components),
               values[order])
+
+
+def _row_places(n_missing):
+    """Each gap's row and place among its row's gaps, in the rows' order."""
+    which = np.repeat(np.arange(n_missing.shape[0]), n_missing)
+    return which, np.arange(which.size) - (np.cumsum(n_missing) - n_missing)[which]
+
+
+def _sequential(values):
+    """``0.0 + v_0 + v_1 + ...`` in order, as a compiled loop adds."""
+    return float(np.cumsum(values)[-1]) if values.size else 0.0
+
+
+def fill_deviations(columns, gaps, n_missing, mean, out):
+    """:func:`streamgmm.kernels.gappy.fill_deviations`."""
+    out[:] = columns[: out.shape[0]] - mean[:, None]
+    which, place = _row_places(n_missing)
+    out[gaps[which, place], which] = 0.0
+
+
+def squared_norms(values, out):
+    """:func:`streamgmm.kernels.gappy.squared_norms`."""
+    out[:] = 0.0
+    for j in range(values.shape[0]):
+        out += values[j] * values[j]
+
+
+def condition_rows(precision, ids, table, f, deviations, quadratic, log_det):
+    """:func:`streamgmm.kernels.gappy.condition_rows`, the rows with as many
+    missing values together."""
+    rows = np.flatnonzero(ids >= 0)
+    log_det[:] = 0.0
+    log_det[rows] = table.half_log_dets[ids[rows], f]
+    counts = table.n_missing[ids[rows]]
+    for m in np.unique(counts).tolist():
+        r = rows[counts == m]
+        p = ids[r]
+        square = table.offsets[p]
+        columns = table.columns[p, :m]
+        u = np.empty((m, r.size))
+        for a in range(m):
+            u[a] = np.cumsum(precision[columns[:, a]] * deviations[:, r].T, axis=1)[:, -1]
+        for a in range(m):
+            solved = np.zeros(r.size)
+            for c in range(m):
+                solved += table.inverses[square + a * m + c, f] * u[c]
+            quadratic[r] -= u[a] * solved
+            deviations[columns[:, a], r] = -solved
+
+
+def diagonal_densities(factors, log_factors, columns, n_missing, deviations, quadratic,
+                       log_det):
+    """:func:`streamgmm.kernels.gappy.diagonal_densities`."""
+    quadratic[:] = 0.0
+    log_det[:] = 0.0
+    for j in range(deviations.shape[0]):
+        whitened = deviations[j] * factors[0, 0 if factors.shape[1] == 1 else j]
+        quadratic += whitened * whitened
+    for a in range(int(n_missing.max(initial=0))):
+        rows = np.flatnonzero(n_missing > a)
+        log_det[rows] += log_factors[columns[rows, a]]
+
+
+def diagonal_sums(deviations, weights, factors, columns, n_missing, first, second):
+    """:func:`streamgmm.kernels.gappy.diagonal_sums`."""
+    for j in range(deviations.shape[0]):
+        weighted = weights * deviations[j]
+        first[j] += _sequential(weighted)
+        second[j] += _sequential(weighted * deviations[j])
+    which, place = _row_places(n_missing)
+    gaps = columns[which, place]
+    p = factors[0, 0] if factors.shape[1] == 1 else factors[0, gaps]
+    np.add.at(second, gaps, weights[which] / (p * p))
+
+
+def full_sums(deviations, weights, first, second):
+    """:func:`streamgmm.kernels.gappy.full_sums`."""
+    weighted = deviations * weights
+    for j in range(deviations.shape[0]):
+        first[j] += _sequential(weighted[j])
+    second += np.dot(weighted, deviations.T)
+
+
+def marginal_densities(constant, log_det, n_missing, quadratic, d, out):
+    """:func:`streamgmm.kernels.gappy.marginal_densities`."""
+    out[:] = constant - log_det - 0.5 * ((d - n_missing) * LOG_2PI + quadratic)
