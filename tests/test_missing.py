@@ -565,3 +565,27 @@ def test_gappy_kernels_equal_the_reference(cov_type, separated):
     theirs = estep.chunk_statistics(complete, params)
     for name in ("weight", "mean", "scatter", "log_likelihood", "n_samples"):
         np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+
+
+def test_gappy_kernel_on_wide_rows():
+    """More than 64 features (the full type's whitened form, patterns wider than
+    one machine word): the statistics equal the reference's to 1e-10."""
+    from streamgmm import estep, missing
+    from streamgmm.estep import statistics_from_responsibilities
+    from streamgmm.mstep import parameters_from_statistics
+
+    rng = np.random.default_rng(8)
+    centres = rng.normal(size=(2, 70)) * 2
+    X = np.concatenate([c + rng.normal(size=(200, 70)) for c in centres])
+    resp = np.eye(2)[np.repeat(np.arange(2), 200)]
+    stats = statistics_from_responsibilities(X, resp, centres, "full")
+    params, covariances = parameters_from_statistics(stats, 1e-6, "full")
+    X = gappy(X, 0.05, seed=9, n_empty=2)
+    assert estep.density_factors(params).n_products == 0
+    expected = reference_statistics(X, params.weights, params.means, covariances, "full",
+                                    np.ones(X.shape[0]))
+    found = missing.chunk_statistics(X, params)
+    for name, value in zip(("weight", "mean", "scatter", "log_likelihood", "n_samples"),
+                           expected, strict=True):
+        np.testing.assert_allclose(getattr(found, name), value, rtol=1e-10,
+                                   atol=1e-10 * np.abs(value).max(), err_msg=name)
