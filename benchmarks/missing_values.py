@@ -7,16 +7,26 @@
    scheduler, the chunks of in-memory NumPy input) over N rows (default 10^6),
    d = 16, K = 8 (``run.py``'s data and start), complete
    (``missing="raise"``) and with 10% of values missing completely at random
-   (``missing="marginalize"``), for the diag and full types: the best of R
-   wall times and CPU times (both threads) each, and their ratios (targets:
-   1.5 diag, 3 full); on a loaded machine the CPU ratio is the one that holds.
+   (``missing="marginalize"``), for the diag and full types, in R alternating
+   turns (complete, then with gaps, so that both meet the same load): the
+   best wall time and CPU time (both threads) of each, and their ratios
+   (targets: 1.5 diag, 3 full); on a loaded machine the CPU ratio is the one
+   that holds.
 2. CPU time per row of one chunk's statistics
-   (:func:`streamgmm.missing.chunk_statistics`, one BLAS thread) as the number
-   of distinct missingness patterns in the chunk grows from 1 to one per row:
-   rows of 65,536 (patterns drawn among the 2,516 masks with 1 to 4 of the 16
-   values missing) and, for one pattern per row, 2,516 rows.
+   (:func:`streamgmm.missing.chunk_statistics`, one BLAS thread), diag and
+   full, as the number of distinct missingness patterns in the chunk grows
+   from 1 to one per row: rows of 65,536 (patterns drawn among the 2,516 masks
+   with 1 to 4 of the 16 values missing) and, for one pattern per row, 2,516
+   rows; and of the same chunk complete.
+3. CPU time of one 250,000-row chunk's statistics (one BLAS thread, R + 4
+   alternating turns, the best of each): complete rows, the chunk with 10%
+   missing in one pass (every row through the kernel for rows with gaps, as
+   :func:`streamgmm.missing.chunk_statistics` does), and split (complete rows
+   copied out to the complete kernel, the others to the gaps' kernel, the two
+   statistics merged).
 
-Prints one JSON object (also written to ``--json``) with the load average.
+Kernels compiled (``STREAMGMM_KERNELS=compiled``, warm). Prints one JSON
+object (also written to ``--json``) with the load average.
 """
 
 from __future__ import annotations
@@ -28,15 +38,18 @@ import os
 import time
 
 import numpy as np
-from run import starting_point
-from threadpoolctl import threadpool_limits
 
-from streamgmm import missing
-from streamgmm.covariance import precision_cholesky_from_precisions
-from streamgmm.datasets import make_mixture
-from streamgmm.engine import EMRun, EMSettings, run_em
-from streamgmm.estep import GaussianParameters
-from streamgmm.inputs import as_rows
+os.environ.setdefault("STREAMGMM_KERNELS", "compiled")
+from run import starting_point  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from streamgmm import estep, missing  # noqa: E402
+from streamgmm.covariance import precision_cholesky_from_precisions  # noqa: E402
+from streamgmm.datasets import make_mixture  # noqa: E402
+from streamgmm.engine import EMRun, EMSettings, run_em  # noqa: E402
+from streamgmm.estep import GaussianParameters  # noqa: E402
+from streamgmm.inputs import as_rows  # noqa: E402
+from streamgmm.statistics import merge_all  # noqa: E402
 
 
 def parameters(start: dict) -> GaussianParameters:
@@ -47,20 +60,30 @@ def parameters(start: dict) -> GaussianParameters:
     )
 
 
-def iteration_seconds(X: np.ndarray, params: GaussianParameters, option: str,
-                      repeats: int) -> tuple[float, float]:
-    """Best wall time and best process CPU time (both threads) of one batch EM
-    pass over X."""
-    array = as_rows(X).array
+def one_iteration(array, params: GaussianParameters, option: str) -> tuple[float, float]:
+    """Wall and process CPU time (both threads) of one batch EM pass."""
     settings = EMSettings(tol=0.0, max_iter=1, reg_covar=1e-6, missing=option)
-    wall = cpu = np.inf
-    for _ in range(repeats):
-        run = EMRun(params, None)
-        began, cpu_began = time.perf_counter(), time.process_time()
-        run_em(array, [run], settings)
-        wall = min(wall, time.perf_counter() - began)
-        cpu = min(cpu, time.process_time() - cpu_began)
-    return wall, cpu
+    began, cpu_began = time.perf_counter(), time.process_time()
+    run_em(array, [EMRun(params, None)], settings)
+    return time.perf_counter() - began, time.process_time() - cpu_began
+
+
+def iteration_turns(X: np.ndarray, gappy: np.ndarray, params: GaussianParameters,
+                    repeats: int) -> dict:
+    """Best wall and CPU times of a pass over the complete rows X and over the
+    rows with gaps, in ``repeats`` alternating turns (after one warm-up each)."""
+    arrays = {"complete": (as_rows(X).array, "raise"),
+              "gappy": (as_rows(gappy).array, "marginalize")}
+    best = {name: [np.inf, np.inf] for name in arrays}
+    for turn in range(repeats + 1):
+        for name, (array, option) in arrays.items():
+            wall, cpu = one_iteration(array, params, option)
+            if turn > 0:
+                best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
+    return {"complete_seconds": best["complete"][0], "gappy_seconds": best["gappy"][0],
+            "ratio": best["gappy"][0] / best["complete"][0],
+            "complete_cpu_seconds": best["complete"][1], "gappy_cpu_seconds": best["gappy"][1],
+            "cpu_ratio": best["gappy"][1] / best["complete"][1]}
 
 
 def small_masks(d: int, most: int) -> np.ndarray:
@@ -74,8 +97,53 @@ def small_masks(d: int, most: int) -> np.ndarray:
     return np.array(masks)
 
 
+def chunk_cpu(chunk: np.ndarray, params: GaussianParameters, repeats: int) -> float:
+    """Best CPU time of one chunk's statistics, one BLAS thread."""
+    best = np.inf
+    with threadpool_limits(1):
+        missing.chunk_statistics(chunk, params)
+        for _ in range(repeats):
+            began = time.process_time()
+            missing.chunk_statistics(chunk, params)
+            best = min(best, time.process_time() - began)
+    return best
+
+
+def split_statistics(chunk: np.ndarray, params: GaussianParameters):
+    """The other organisation: complete rows and rows with gaps copied apart,
+    through their own kernels, merged."""
+    gaps = np.isnan(chunk)
+    complete = ~gaps.any(axis=1)
+    with_gaps = ~complete & ~gaps.all(axis=1)
+    return merge_all([estep.chunk_statistics(chunk[complete], params),
+                      missing.gappy_statistics(chunk[with_gaps], params)],
+                     params.covariance_type)
+
+
+def organisations(X: np.ndarray, gappy: np.ndarray, params: GaussianParameters,
+                  repeats: int) -> dict:
+    """Best CPU times (one BLAS thread) of a chunk's statistics: complete, with
+    gaps in one pass, with gaps split; in alternating turns."""
+    variants = {"complete": lambda: estep.chunk_statistics(X, params),
+                "one_pass": lambda: missing.chunk_statistics(gappy, params),
+                "split": lambda: split_statistics(gappy, params)}
+    best = dict.fromkeys(variants, np.inf)
+    with threadpool_limits(1):
+        for turn in range(repeats + 5):
+            for name, run in variants.items():
+                began = time.process_time()
+                run()
+                if turn > 0:
+                    best[name] = min(best[name], time.process_time() - began)
+    return {f"{name}_cpu_seconds": value for name, value in best.items()} | {
+        "one_pass_ratio": best["one_pass"] / best["complete"],
+        "split_ratio": best["split"] / best["complete"]}
+
+
 def pattern_cpu(X: np.ndarray, params: GaussianParameters, n_patterns: int, rows: int,
                 rng: np.random.Generator, repeats: int) -> dict:
+    """CPU time per row of a chunk of ``rows`` rows whose gaps follow
+    ``n_patterns`` masks with 1 to 4 missing values."""
     masks = small_masks(X.shape[1], 4)
     chosen = masks[rng.permutation(masks.shape[0])[:n_patterns]]
     if rows == n_patterns:
@@ -84,13 +152,7 @@ def pattern_cpu(X: np.ndarray, params: GaussianParameters, n_patterns: int, rows
         which = rng.integers(0, n_patterns, size=rows)
     chunk = X[:rows].copy()
     chunk[chosen[which]] = np.nan
-    best = np.inf
-    with threadpool_limits(1):
-        missing.chunk_statistics(chunk, params)
-        for _ in range(repeats):
-            began = time.process_time()
-            missing.chunk_statistics(chunk, params)
-            best = min(best, time.process_time() - began)
+    best = chunk_cpu(chunk, params, repeats)
     return {"patterns": int(np.unique(np.isnan(chunk), axis=0).shape[0]), "rows": rows,
             "cpu_seconds": best, "microseconds_per_row": 1e6 * best / rows}
 
@@ -108,22 +170,20 @@ def main(argv=None) -> None:
     gappy[rng.random(X.shape) < 0.1] = np.nan
     report = {"rows": args.rows, "features": 16, "components": 8, "missing_fraction":
               float(np.isnan(gappy).mean()), "load_before": os.getloadavg(), "iteration": {}}
+    rows = min(65_536, args.rows)
     for cov in ("diag", "full"):
         params = parameters(starting_point(X, 8, cov))
-        complete, complete_cpu = iteration_seconds(X, params, "raise", args.repeats)
-        with_gaps, gaps_cpu = iteration_seconds(gappy, params, "marginalize", args.repeats)
-        report["iteration"][cov] = {"complete_seconds": complete, "gappy_seconds": with_gaps,
-                                    "ratio": with_gaps / complete,
-                                    "complete_cpu_seconds": complete_cpu,
-                                    "gappy_cpu_seconds": gaps_cpu,
-                                    "cpu_ratio": gaps_cpu / complete_cpu,
-                                    "target": 1.5 if cov == "diag" else 3.0}
-    params = parameters(starting_point(X, 8, "full"))
-    rows = min(65_536, args.rows)
-    report["patterns_full"] = [
-        pattern_cpu(X, params, n, rows, rng, args.repeats) for n in (1, 10, 100, 1000, 2516)
-        if n <= rows
-    ] + [pattern_cpu(X, params, 2516, 2516, rng, args.repeats)]
+        report["iteration"][cov] = dict(iteration_turns(X, gappy, params, args.repeats),
+                                        target=1.5 if cov == "diag" else 3.0)
+        complete = chunk_cpu(X[:rows], params, args.repeats)
+        report[f"patterns_{cov}"] = [{"patterns": 0, "rows": rows, "cpu_seconds": complete,
+                                      "microseconds_per_row": 1e6 * complete / rows}] + [
+            pattern_cpu(X, params, n, rows, rng, args.repeats)
+            for n in (1, 10, 100, 1000, 2516) if n <= rows
+        ] + [pattern_cpu(X, params, 2516, 2516, rng, args.repeats)]
+        chunk = min(250_000, args.rows)
+        report[f"organisations_{cov}"] = organisations(X[:chunk], gappy[:chunk], params,
+                                                        args.repeats)
     report["load_after"] = os.getloadavg()
     text = json.dumps(report, indent=1)
     print(text)

@@ -27,15 +27,20 @@ for all rows of a block at once, whatever their patterns),
   completed row minimises the full quadratic form over x_M);
 * ``log det Sigma_OO = log det Sigma + log det Lambda_MM``.
 
-Diag and spherical need no factorisation and no patterns (x_M = mu_M,
-C = diag(sigma^2_M)): their rows go through two BLAS products about one shift,
-as in the compiled kernel (:func:`diagonal_statistics`). Tied shares one P, so
-one factorisation per pattern. Per-pattern work is vectorised over the patterns
-with the same number of missing coordinates. The per-row work is NumPy over
-blocks of rows, not compiled (docs/benchmarks.md measures what that costs).
+A chunk's statistics are compiled (:func:`gappy_statistics`): every row with
+something observed goes through the complete rows' blocks with zeros in its
+gaps, and what the gaps change is added row by row
+(:mod:`streamgmm.kernels.masked`; diag and spherical: ``x_M = mu_M``, ``C =
+diag(sigma^2_M)``, the missing coordinates' terms taken out); C and ``log det
+Lambda_MM`` are computed once per pattern of the chunk, for all components
+side by side (:mod:`streamgmm.kernels.patterns`). Where the complete kernel
+sums a component about its own mean (tied, own-shifted components, the full
+type's whitened form), the rows go component by component about each mean
+(:mod:`streamgmm.kernels.gappy`). Prediction and :func:`impute` (one pass,
+not the loop of a fit) stay NumPy over blocks of rows (:func:`gappy_terms`).
 
-Complete rows go through :func:`streamgmm.estep.chunk_statistics` unchanged (a
-chunk without NaN costs one sum more than today and gives the same bits); rows
+A chunk without NaN goes through :func:`streamgmm.estep.chunk_statistics`
+unchanged (it costs one sum more than today and gives the same bits); rows
 with nothing observed carry no information and are skipped (counted by
 :func:`missing_summary`).
 """
@@ -49,12 +54,22 @@ import numpy as np
 
 from . import estep
 from .choices import MISSING_OPTIONS  # noqa: F401  (re-exported; it lives in choices.py)
+from .covariance import as_blocks, writeable
 from .estep import LOG_2PI, GaussianParameters, shifted_log_sum_exp
+from .kernels import codes
+from .kernels import entries as kernels
+from .kernels.records import Marginal, rows_record
 from .reduction import sum_tuples, tree_reduce
-from .statistics import SufficientStatistics, empty_statistics, merge_all
+from .statistics import SufficientStatistics
+
+GAPPY_KERNEL_ROWS = 256
+"""Rows the compiled E-step of a chunk with gaps processes at once
+(:func:`gappy_statistics`): 128 to 256 measured fastest for d = 16, K = 8
+(512 and more: 10 to 20 % slower)."""
 
 GAPPY_BLOCK_ROWS = 2048
-"""Rows with gaps processed at once: the K deviation blocks of 2048 x d float64
+"""Rows with gaps whose log-densities and conditional means (prediction,
+:func:`impute`) are computed at once in NumPy: the K deviation blocks of 2048 x d float64
 (1 MiB for K = 8, d = 16) stay near the cache; 1024 to 2048 rows measured
 fastest (512: 1.3 times slower for full, 8192: 1.5 times)."""
 
@@ -374,19 +389,6 @@ def _log_responsibilities(log_weighted: np.ndarray) -> tuple[np.ndarray, np.ndar
     return largest + log_norm, log_weighted
 
 
-def _weighted_responsibilities(
-    log_weighted: np.ndarray, sample_weight: np.ndarray | None, rows: slice
-) -> tuple[np.ndarray, float]:
-    """Responsibilities (K, n) of a block from its ``log pi + log N`` (K, n),
-    times the rows' weights if any, and the block's (weighted) log-likelihood."""
-    row_ll, log_resp = _log_responsibilities(log_weighted)
-    resp = np.exp(log_resp)
-    if sample_weight is None:
-        return resp, float(row_ll.sum())
-    resp *= sample_weight[rows]
-    return resp, float(sample_weight[rows] @ row_ll)
-
-
 def _prepared(X: np.ndarray, params: GaussianParameters):
     """Missing mask, patterns, chunk factors and pattern groups of rows X
     (patterns and groups None for diag and spherical, which need neither)."""
@@ -408,137 +410,52 @@ def _blocks(n_rows: int):
 
 
 # --------------------------------------------------------------- statistics
+def marginal_record(params: GaussianParameters) -> Marginal:
+    """The :class:`~streamgmm.kernels.records.Marginal` of ``params``."""
+    cov_type = params.covariance_type
+    means = writeable(params.means)
+    d = means.shape[1]
+    factors = as_blocks(params.precisions_cholesky, cov_type)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(writeable(params.weights))
+    if cov_type in ("full", "tied"):
+        precisions = np.ascontiguousarray(factors @ factors.transpose(0, 2, 1))
+        log_det = np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
+        factors = np.ascontiguousarray(factors.transpose(0, 2, 1))
+    else:
+        precisions = np.zeros((0, d, d))
+        log_det = np.log(factors).sum(axis=(1, 2)) * (d if cov_type == "spherical" else 1)
+    return Marginal(log_weights, means, factors, precisions, log_det, GAPPY_KERNEL_ROWS)
+
+
 def gappy_statistics(
     X: np.ndarray, params: GaussianParameters, sample_weight: np.ndarray | None = None
 ) -> SufficientStatistics:
-    """Centred statistics of rows X (n, d), each with at least one observed and
-    one missing value: ``sum g``, ``sum g x_hat`` and ``sum g (x_hat x_hat^T + C)``
-    (module docs): :func:`diagonal_statistics` for diag and spherical where its
-    shared shift loses little, else :func:`component_statistics`."""
-    X = np.asarray(X, dtype=np.float64)
-    if sample_weight is not None:
-        sample_weight = estep.kernel_weights(sample_weight)
-    if params.covariance_type in ("diag", "spherical"):
-        found = diagonal_statistics(X, params, sample_weight)
-        if found is not None:
-            return found
-    return component_statistics(X, params, sample_weight)
-
-
-def diagonal_statistics(
-    X: np.ndarray, params: GaussianParameters, sample_weight: np.ndarray | None = None,
-    shared_shift_limit: float = estep.SHARED_SHIFT_LIMIT,
-) -> SufficientStatistics | None:
-    """:func:`gappy_statistics` of diag and spherical mixtures, every component
-    at once, as the compiled kernel does: rows shifted by c (the mean of the
-    means), with zeros where missing, laid out as columns ``[z^2, z, observed]``
-    (n, 3d); one product with (3d, K) coefficients gives the log-densities
-    ``sum_j obs_j (-1/2 log 2 pi + log p_kj - 1/2 p_kj^2 (z_j - delta_kj)^2)``
-    (delta = mu - c) and one with the responsibilities the sums about c, to
-    which the missing coordinates add ``delta`` and ``delta^2 + sigma^2``.
-    Moving sums about c to the components' means loses about ``log10 A_k``
-    digits, ``A_k = max_j delta_kj^2 / sigma^2_kj``: None (use
-    :func:`component_statistics`) when some ``A_k`` exceeds
-    ``shared_shift_limit`` (the kernel's limit)."""
-    factors = chunk_factors(params)
-    means = factors.means
-    n_components, d = means.shape
-    p = np.broadcast_to(np.reshape(factors.factors, (n_components, -1)), (n_components, d))
-    precision = p**2
-    shift = means.mean(axis=0)
-    delta = means - shift
-    if (delta**2 * precision).max() > shared_shift_limit:
-        return None
-    coefficients = np.concatenate(
-        [-0.5 * precision, precision * delta,
-         np.log(p) - 0.5 * (LOG_2PI + precision * delta**2)], axis=1).T
-    sums = np.zeros((n_components, 3 * d))
-    weight = np.zeros(n_components)
-    log_likelihood = 0.0
-    for rows in _blocks(X.shape[0]):
-        block = X[rows]
-        observed = ~np.isnan(block)
-        z = np.where(observed, block - shift, 0.0)
-        columns = np.concatenate([z * z, z, observed.astype(np.float64)], axis=1)
-        log_weighted = (columns @ coefficients).T
-        log_weighted += factors.log_weights[:, None]
-        resp, block_ll = _weighted_responsibilities(log_weighted, sample_weight, rows)
-        log_likelihood += block_ll
-        weight += resp.sum(axis=1)
-        sums += resp @ columns
-    unobserved = weight[:, None] - sums[:, 2 * d:]
-    first = sums[:, d : 2 * d] + delta * unobserved
-    second = sums[:, :d] + (delta**2 + 1.0 / precision) * unobserved
-    n_samples = X.shape[0] if sample_weight is None else float(sample_weight.sum())
-    return centred(weight, first, second, np.broadcast_to(shift, means.shape),
-                   factors.covariance_type, log_likelihood, n_samples)
-
-
-def component_statistics(
-    X: np.ndarray, params: GaussianParameters, sample_weight: np.ndarray | None = None
-) -> SufficientStatistics:
-    """:func:`gappy_statistics` component by component from :func:`gappy_terms`,
-    summed about every component's own mean and centred once per chunk."""
-    missing, patterns, factors, groups = _prepared(X, params)
-    cov_type, means = factors.covariance_type, factors.means
-    n_components, d = means.shape
-    weight = np.zeros(n_components)
-    first = np.zeros((n_components, d))
-    second = np.zeros((n_components, d, d) if cov_type in ("full", "tied")
-                      else (n_components, d))
-    shared = cov_type in ("full", "tied")
-    mass = np.zeros((patterns.masks.shape[0], n_components) if shared else (n_components, d))
-    log_likelihood = 0.0
-    for rows in _blocks(X.shape[0]):
-        block_patterns = _block_patterns(patterns, rows)
-        terms = gappy_terms(X[rows], missing[rows], factors, groups, block_patterns)
-        resp, block_ll = _weighted_responsibilities(terms.log_weighted, sample_weight, rows)
-        log_likelihood += block_ll
-        weight += resp.sum(axis=1)
-        first += (resp[:, None, :] @ terms.deviations)[:, 0]
-        if shared:
-            weighted = terms.deviations * resp[:, :, None]
-            second += weighted.transpose(0, 2, 1) @ terms.deviations
-        else:
-            second += (resp[:, None, :] @ np.square(terms.deviations))[:, 0]
-        if shared:
-            for k in range(n_components):
-                mass[:, k] += np.bincount(block_patterns.index, weights=resp[k],
-                                          minlength=mass.shape[0])
-        else:
-            mass += resp @ missing[rows]
-    second += conditional_covariance_sums(mass, factors, groups)
-    n_samples = X.shape[0] if sample_weight is None else float(sample_weight.sum())
-    return centred(weight, first, second, means, cov_type, log_likelihood, n_samples)
-
-
-def conditional_covariance_sums(
-    mass: np.ndarray, factors: ChunkFactors, groups: list[PatternGroup] | None,
-) -> np.ndarray:
-    """``sum_i g_ik C_ik`` per component: (K, d, d) full and tied from
-    ``mass`` (P, K), the responsibilities summed per pattern (C depends only
-    on the pattern and component); (K, d) diag and spherical (the diagonal;
-    spherical's is summed later) from ``mass`` (K, d), the responsibilities
-    summed per missing coordinate."""
-    cov_type = factors.covariance_type
-    n_components, d = factors.means.shape
-    if cov_type == "diag":
-        return mass / factors.factors**2
-    if cov_type == "spherical":
-        return mass / factors.factors[:, None] ** 2
-    sums = np.zeros((n_components, d, d))
-    for group in groups:
-        inverse = group.inverse_factor  # (P_m, F, m, m)
-        covariance = np.swapaxes(inverse, 2, 3) @ inverse  # L^-T L^-1
-        group_mass = mass[group.patterns]  # (P_m, K)
-        if cov_type == "tied":
-            covariance = np.broadcast_to(covariance, (group_mass.shape[0], n_components,
-                                                      *covariance.shape[2:]))
-        weighted = covariance * group_mass[:, :, None, None]
-        cols = group.columns
-        k = np.arange(n_components)[None, :, None, None]
-        np.add.at(sums, (k, cols[:, None, :, None], cols[:, None, None, :]), weighted)
-    return sums
+    """Centred statistics of the rows of X (n, d) with something observed:
+    ``sum g``, ``sum g x_hat`` and ``sum g (x_hat x_hat^T + C)`` (module docs),
+    compiled. Where the complete rows' kernel takes every component's sums
+    about one shift in its expanded form (full, diag, spherical; no
+    own-shifted component), the rows go through its layout with the gaps'
+    terms added (:func:`streamgmm.kernels.masked.masked_sums`); otherwise
+    component by component about each mean
+    (:func:`streamgmm.kernels.gappy.gappy_sums`)."""
+    cov_type = params.covariance_type
+    n_components, d = params.means.shape
+    rows = rows_record(X, weights=None if sample_weight is None else estep.kernel_weights(
+        sample_weight))
+    marginal = marginal_record(params)
+    operands = estep.density_factors(params)
+    if (cov_type != "tied" and operands.density_mode == codes.LINEAR
+            and operands.own_index.size == 0):
+        plan = estep.kernel_plan(cov_type, n_components, d)._replace(block=GAPPY_KERNEL_ROWS)
+        sums = kernels.masked_sums(rows, marginal, operands, plan)
+        shifts = np.broadcast_to(operands.shift, (n_components, d))
+    else:
+        sums = kernels.gappy_sums(rows, marginal)
+        shifts = marginal.means
+    second = sums.second if cov_type in ("full", "tied") else sums.second[:, 0, :]
+    return centred(sums.weight, sums.first, second, shifts, cov_type, sums.totals[0],
+                   sums.totals[1])
 
 
 def centred(weight, first, second, shifts, covariance_type, log_likelihood, n_samples):
@@ -567,8 +484,13 @@ def _split(X: np.ndarray):
     return complete, gappy
 
 
-def _weights_of(sample_weight, rows):
-    return None if sample_weight is None else estep.kernel_weights(sample_weight)[rows]
+def _check_observed_quickly(X: np.ndarray, row_offset: int) -> None:
+    """:func:`check_observed` by two reductions that skip NaN, without
+    temporaries; the full check only when they find a value out of range."""
+    limit = estep.usable_limit(X.dtype)
+    flat = X.reshape(-1)
+    if not (np.fmin.reduce(flat) >= -limit and np.fmax.reduce(flat) <= limit):
+        check_observed(X, row_offset)
 
 
 def chunk_statistics(
@@ -579,24 +501,15 @@ def chunk_statistics(
     float32_products: bool = False,
     sample_weight: np.ndarray | None = None,
 ) -> SufficientStatistics:
-    """:func:`streamgmm.estep.chunk_statistics` for rows that may hold NaN:
-    complete rows through it, rows with gaps through :func:`gappy_statistics`,
-    rows with nothing observed skipped; the parts merged."""
+    """:func:`streamgmm.estep.chunk_statistics` for rows that may hold NaN: a
+    chunk without NaN through it (the same bits as ``missing="raise"``), a chunk
+    with NaN through :func:`gappy_statistics` (rows with nothing observed
+    skipped; float64 products)."""
     if not has_gaps(X):
         return estep.chunk_statistics(X, params, row_offset, float32_products=float32_products,
                                       sample_weight=sample_weight)
-    check_observed(X, row_offset)
-    complete, gappy = _split(X)
-    parts = []
-    if complete.any():
-        parts.append(estep.chunk_statistics(
-            X[complete], params, float32_products=float32_products,
-            sample_weight=_weights_of(sample_weight, complete)))
-    if gappy.any():
-        parts.append(gappy_statistics(X[gappy], params, _weights_of(sample_weight, gappy)))
-    if not parts:
-        return empty_statistics(*params.means.shape, params.covariance_type)
-    return merge_all(parts, params.covariance_type)
+    _check_observed_quickly(X, row_offset)
+    return gappy_statistics(X, params, sample_weight)
 
 
 # ------------------------------------------------------- prediction, scores

@@ -60,6 +60,11 @@ def _fit_everything(group: str) -> None:
                                                  np.zeros((2, 3)), "full")
         m_step(stats, 1e-6, "full")
         entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
+        gappy = X.copy()
+        gappy[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+        for covariance_type in ("full", "tied"):
+            GaussianMixture(2, covariance_type=covariance_type, max_iter=2,
+                            missing="marginalize", random_state=0).fit(gappy)
 
 
 def _e_step_arguments(X: np.ndarray, dtype: type) -> tuple:

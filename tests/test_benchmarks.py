@@ -146,3 +146,19 @@ def test_peers_benchmark_runs_without_the_peers_at_a_tiny_size(tmp_path):
     # Same start and the same stopping rule: the same iterations and likelihood.
     assert ours["n_iter"] == theirs["n_iter"] >= 1
     assert abs(ours["mean_log_likelihood"] - theirs["mean_log_likelihood"]) < 1e-8
+
+
+def test_missing_values_benchmark_runs_at_a_tiny_size(tmp_path):
+    out = tmp_path / "missing.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")]))
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "missing_values.py"), "--rows", "3000",
+         "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600, check=True,
+    )
+    report = json.loads(out.read_text())
+    assert set(report["iteration"]) == {"diag", "full"}
+    for cov in ("diag", "full"):
+        assert report["iteration"][cov]["cpu_ratio"] > 0
+        assert [case["patterns"] for case in report[f"patterns_{cov}"]][-1] == 2516
+        assert report[f"organisations_{cov}"]["split_ratio"] > 0

@@ -149,6 +149,33 @@ def test_online_fold_is_identical_in_both_tiers(covariance_type, weighted, avera
         assert_identical(*outcomes, "online_steps")
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("separated", [False, True])
+def test_gappy_kernels_are_identical_in_both_tiers(covariance_type, separated):
+    """The E-step of rows with gaps (missing values): both kernels, weighted and
+    unweighted rows, rows with nothing observed."""
+    from streamgmm.missing import GAPPY_KERNEL_ROWS, marginal_record
+
+    rng = np.random.default_rng(13)
+    X, params, _, _ = mixture_case(covariance_type, separated, rng)
+    X = X.copy()
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[[5, 70, 400]] = np.nan
+    n, d = X.shape
+    K = params.means.shape[0]
+    marginal = marginal_record(params)._replace(block=97)
+    operands = estep.density_factors(params)
+    plan = kernel_plan(covariance_type, K, d)._replace(block=97)
+    assert GAPPY_KERNEL_ROWS > 97
+    for rows in (rows_record(X), rows_record(X, None, rng.random(n) * 3)):
+        assert_identical(*(f(rows, marginal) for f in both("gappy", "gappy_sums")),
+                         "gappy_sums")
+        if (covariance_type != "tied" and operands.density_mode == 0
+                and operands.own_index.size == 0):
+            assert_identical(*(f(rows, marginal, operands, plan)
+                               for f in both("masked", "masked_sums")), "masked_sums")
+
+
 def test_exponentials_are_identical_in_both_tiers():
     rng = np.random.default_rng(5)
     values = np.concatenate([-rng.exponential(30, 5000), [0.0, -708.0, -708.5, -1e30, -745.2]])

@@ -499,23 +499,93 @@ def test_accelerated_and_float32_fits_on_gappy_rows(gappy_data):
     np.testing.assert_allclose(single.means_, plain.means_, atol=1e-4)
 
 
-@pytest.mark.parametrize("cov_type", ["diag", "spherical"])
-def test_diagonal_products_equal_the_component_sums(gappy_data, cov_type):
-    """The products about one shift (diag, spherical) give the statistics the
-    component-by-component sums about each mean give, and stand aside when the
-    shift would lose digits."""
-    from streamgmm.estep import GaussianParameters
-    from streamgmm.missing import component_statistics, diagonal_statistics
+def reference_statistics(X, weights, means, covariances, cov_type, sample_weight):
+    """Weight, mean, scatter (the type's shape), log-likelihood and count of
+    the rows of X with something observed, from :func:`reference_log_terms`."""
+    keep = ~np.isnan(X).all(axis=1)
+    X, sample_weight = X[keep], sample_weight[keep]
+    full = full_covariances(covariances, cov_type, *means.shape)
+    log_terms, x_hat, cond = reference_log_terms(X, weights, means, full)
+    log_norm = logsumexp(log_terms, axis=1)
+    resp = np.exp(log_terms - log_norm[:, None]) * sample_weight[:, None]
+    nk = resp.sum(axis=0)
+    mean = np.einsum("nk,nkd->kd", resp, x_hat) / nk[:, None]
+    dev = x_hat - mean[None]
+    scatter = np.einsum("nk,nki,nkj->kij", resp, dev, dev) + np.einsum("nk,nkij->kij", resp,
+                                                                       cond)
+    scatter = {"full": scatter, "tied": scatter.sum(axis=0),
+               "diag": np.einsum("kii->ki", scatter),
+               "spherical": np.einsum("kii->k", scatter)}[cov_type]
+    return nk, mean, scatter, sample_weight @ log_norm, sample_weight.sum()
 
-    model = GaussianMixture(3, covariance_type=cov_type, missing="marginalize",
-                            random_state=0).fit(gappy_data)
-    params = GaussianParameters(model.weights_, model.means_, model.precisions_cholesky_,
-                                cov_type)
-    rows = gappy_data[np.isnan(gappy_data).any(axis=1) & ~np.isnan(gappy_data).all(axis=1)]
-    weights = np.random.default_rng(0).uniform(0, 2, rows.shape[0])
-    products = diagonal_statistics(rows, params, weights)
-    components = component_statistics(rows, params, weights)
+
+def kernel_case(cov_type, separated, seed=5):
+    """Rows with 25% of values missing, 9 of them with nothing observed, and a
+    fitted-looking mixture; ``separated`` puts one component far away and tight
+    (summed about its own mean, so the rows go through the component-by-component
+    kernel)."""
+    from streamgmm.estep import statistics_from_responsibilities
+    from streamgmm.mstep import parameters_from_statistics
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 5)) * 3
+    if separated:
+        centres[2] += 1e3
+    X = np.concatenate([c + rng.normal(size=(150, 5)) @ rng.normal(size=(5, 5)) * (
+        0.01 if separated and k == 2 else 1) for k, c in enumerate(centres)])
+    resp = np.eye(3)[np.repeat(np.arange(3), 150)]
+    stats = statistics_from_responsibilities(X, resp, centres, cov_type)
+    params, covariances = parameters_from_statistics(stats, 1e-6, cov_type)
+    return gappy(X, 0.25, seed=seed, n_empty=9), params, covariances
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("separated", [False, True])
+def test_gappy_kernels_equal_the_reference(cov_type, separated):
+    """The compiled E-step of rows with gaps gives the NumPy reference's
+    statistics to 1e-10: both kernels (one shift and the complete rows' layout,
+    or each component's own mean), weighted rows, rows with nothing observed,
+    float32 rows; and a chunk without NaN is the complete kernel's."""
+    from streamgmm import estep, missing
+
+    X, params, covariances = kernel_case(cov_type, separated)
+    operands = estep.density_factors(params)
+    assert (operands.own_index.size > 0) == separated
+    sample_weight = np.random.default_rng(1).uniform(0, 2, X.shape[0])
+    for rows in (X, X.astype(np.float32)):
+        expected = reference_statistics(rows.astype(np.float64), params.weights, params.means,
+                                        covariances, cov_type, sample_weight)
+        found = missing.chunk_statistics(rows, params, sample_weight=sample_weight)
+        for name, value in zip(("weight", "mean", "scatter", "log_likelihood", "n_samples"),
+                               expected, strict=True):
+            np.testing.assert_allclose(getattr(found, name), value, rtol=1e-10,
+                                       atol=1e-10 * np.abs(value).max(), err_msg=name)
+    complete = X[~np.isnan(X).any(axis=1)]
+    ours = missing.chunk_statistics(complete, params)
+    theirs = estep.chunk_statistics(complete, params)
     for name in ("weight", "mean", "scatter", "log_likelihood", "n_samples"):
-        np.testing.assert_allclose(getattr(products, name), getattr(components, name),
-                                   rtol=1e-11, err_msg=name)
-    assert diagonal_statistics(rows, params, weights, shared_shift_limit=0.0) is None
+        np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+
+
+def test_gappy_kernel_on_wide_rows():
+    """More than 64 features (the full type's whitened form, patterns wider than
+    one machine word): the statistics equal the reference's to 1e-10."""
+    from streamgmm import estep, missing
+    from streamgmm.estep import statistics_from_responsibilities
+    from streamgmm.mstep import parameters_from_statistics
+
+    rng = np.random.default_rng(8)
+    centres = rng.normal(size=(2, 70)) * 2
+    X = np.concatenate([c + rng.normal(size=(200, 70)) for c in centres])
+    resp = np.eye(2)[np.repeat(np.arange(2), 200)]
+    stats = statistics_from_responsibilities(X, resp, centres, "full")
+    params, covariances = parameters_from_statistics(stats, 1e-6, "full")
+    X = gappy(X, 0.05, seed=9, n_empty=2)
+    assert estep.density_factors(params).n_products == 0
+    expected = reference_statistics(X, params.weights, params.means, covariances, "full",
+                                    np.ones(X.shape[0]))
+    found = missing.chunk_statistics(X, params)
+    for name, value in zip(("weight", "mean", "scatter", "log_likelihood", "n_samples"),
+                           expected, strict=True):
+        np.testing.assert_allclose(getattr(found, name), value, rtol=1e-10,
+                                   atol=1e-10 * np.abs(value).max(), err_msg=name)

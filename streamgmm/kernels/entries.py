@@ -23,8 +23,11 @@ step_size = Tiered("online", "step_size")
 burn_in_mass = Tiered("online", "burn_in_mass")
 burn_in_complete = Tiered("online", "burn_in_complete")
 help_online_steps = Tiered("pairing", "help_online_steps")
+gappy_sums = Tiered("gappy", "gappy_sums")
+masked_sums = Tiered("masked", "masked_sums")
 
 ALL = (density_operands, n_product_rows, range_sums, responsibility_sums, log_densities,
        zero_sums, centred_statistics, merge_blocks, m_step_blocks, parameters_blocks,
-       online_steps, step_size, burn_in_mass, burn_in_complete, help_online_steps)
+       online_steps, step_size, burn_in_mass, burn_in_complete, help_online_steps, gappy_sums,
+       masked_sums)
 """Every entry point, for ``streamgmm compile`` and the tests."""

@@ -100,6 +100,52 @@ class Sums(NamedTuple):
     log_likelihood: float
 
 
+class Marginal(NamedTuple):
+    """What the E-step of rows with gaps needs of a mixture
+    (:mod:`streamgmm.kernels.gappy`): ``log_weights`` (K,), ``means`` (K, d),
+    ``factors``: the precision factors' transposes ``P^T`` (K, d, d) full,
+    (1, d, d) tied, or the factors (K, 1, d) diag, (K, 1, 1) spherical;
+    ``precisions`` ``P P^T`` (F, d, d), empty (0, d, d) for diag and
+    spherical; ``log_det`` ``log det P`` per factor (F,) or component; and the
+    ``block`` of rows processed at once."""
+
+    log_weights: np.ndarray
+    means: np.ndarray
+    factors: np.ndarray
+    precisions: np.ndarray
+    log_det: np.ndarray
+    block: int
+
+
+class GappySums(NamedTuple):
+    """Sums of rows with gaps about each component's mean: ``weight`` (K,),
+    ``first`` (K, d) of ``x_hat - mu_k``, ``second`` of ``(x_hat - mu_k)(x_hat
+    - mu_k)^T + C`` (K, d, d), or its diagonal (K, 1, d) for diag and
+    spherical; ``totals`` [log_likelihood, rows (their weights) counted]."""
+
+    weight: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    totals: np.ndarray
+
+
+class PatternTable(NamedTuple):
+    """The missingness patterns of a chunk and what each costs to condition on
+    (:mod:`streamgmm.kernels.patterns`): ``columns`` (P, d) int64, pattern
+    p's missing coordinates in its first ``n_missing[p]`` places; per
+    precision (last: F = K, or 1 for tied), the conditional covariances
+    ``Lambda_MM^-1`` (sum m^2, F), pattern p's m x m block from row
+    ``offsets[p]`` (P + 1,), and ``half_log_dets`` (P, F) ``log det Lambda_MM /
+    2``; ``mass`` (P, K) the responsibilities summed per pattern."""
+
+    columns: np.ndarray
+    n_missing: np.ndarray
+    offsets: np.ndarray
+    inverses: np.ndarray
+    half_log_dets: np.ndarray
+    mass: np.ndarray
+
+
 class Statistics(NamedTuple):
     """Centred statistics in blocks form: ``weight`` (K,), ``mean`` (K, d),
     ``scatter`` about the means."""

@@ -49,7 +49,9 @@ spends under 0.3 s in each kernel interpreted)."""
 MODES = ("tiered", "compiled", "interpreted")
 """Values of the ``STREAMGMM_KERNELS`` environment variable (default ``tiered``)."""
 
-MODULES = ("mathfn", "estep", "operands", "mstep", "pairing", "online")
+MODULES = (
+    "mathfn", "estep", "operands", "mstep", "pairing", "online", "gappy", "patterns", "masked",
+)
 """The kernel modules, in the order the interpreted tier loads them."""
 
 _INTERPRETED_PACKAGE = "streamgmm.kernels._interpreted"

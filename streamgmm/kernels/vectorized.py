@@ -262,6 +262,26 @@ def scaled(values: np.ndarray, factor: float) -> np.ndarray:
     return values * float(factor)
 
 
+from .vectorized_gaps import (  # noqa: E402, F401  (REPLACEMENTS names them)
+    add_pattern_mass,
+    chunk_patterns,
+    condition_rows,
+    diagonal_densities,
+    diagonal_sums,
+    fill_deviations,
+    full_gap_sums,
+    full_gaps,
+    full_sums,
+    gather_block,
+    ldl_inverses,
+    marginal_densities,
+    mark_missing,
+    pattern_covariances,
+    small_inverses,
+    squared_norms,
+    transposed,
+)
+
 REPLACEMENTS = {
     "mathfn": ("exp_nonpositive", "exp_nonpositive_float32", "normalise", "copy_into",
                "add_into", "added", "scaled"),
@@ -270,5 +290,13 @@ REPLACEMENTS = {
     "mstep": ("added", "scaled"),
     "pairing": ("rows_usable", "copy_into"),
     "online": ("batch_weight", "cycle_count", "scaled", "rows_usable"),
+    "gappy": ("gather_block", "normalise", "pattern_covariances", "add_pattern_mass",
+              "fill_deviations", "squared_norms", "condition_rows", "diagonal_densities",
+              "diagonal_sums", "full_sums", "marginal_densities"),
+    "patterns": ("chunk_patterns", "small_inverses", "ldl_inverses", "pattern_covariances",
+                 "add_pattern_mass"),
+    "masked": ("fill_products", "block_log_density", "accumulate", "normalise",
+               "transposed", "mark_missing", "full_gaps", "full_gap_sums",
+               "pattern_covariances", "add_pattern_mass"),
 }
 """Which names of which kernel modules the interpreted tier replaces by these."""

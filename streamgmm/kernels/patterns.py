@@ -1,0 +1,217 @@
+"""The missingness patterns of a chunk, and their conditional covariances.
+
+A row's conditional covariance ``C = Lambda_MM^-1`` and ``log det
+Lambda_MM`` depend only on its pattern M and the component
+(:mod:`streamgmm.kernels.masked`): they are computed once per pattern of a
+chunk, for all K components at once, the components innermost (``lanes``),
+so that the small factorisations of the K components run side by side
+instead of one after another.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .jit import kernel
+from .records import PatternTable
+
+HASH_MASK = 2**61 - 1
+"""Pattern hashes are kept below 2^61, so that compiled int64 arithmetic and
+Python's integers give the same hashes."""
+
+
+@kernel
+def same_gaps(X, row, other):  # pragma: no cover
+    """Whether rows ``row`` and ``other`` of X miss the same coordinates."""
+    for j in range(X.shape[1]):
+        if math.isnan(X[row, j]) != math.isnan(X[other, j]):
+            return False
+    return True
+
+
+@kernel
+def chunk_patterns(X, n_rows):  # pragma: no cover
+    """The missingness patterns of the first ``n_rows`` rows of X with a gap
+    and something observed, numbered in the order of their first row: each
+    row's pattern number (n,), -1 for the others; the patterns' missing
+    ``columns`` (P, d) and ``n_missing`` (P,). Each row's pattern is looked up
+    by a hash of its missing coordinates in an open-addressing table of the
+    patterns' first rows."""
+    n, d = X.shape
+    size = 16
+    while size < 2 * n_rows:
+        size *= 2
+    slots = np.full(size, -1, dtype=np.int64)
+    first_rows = np.empty(n_rows, dtype=np.int64)
+    ids = np.full(n, -1, dtype=np.int64)
+    count = 0
+    for row in range(n_rows):
+        key = 0
+        m = 0
+        for j in range(d):
+            if math.isnan(X[row, j]):
+                key = ((key << 5) ^ (key >> 56) ^ (j + 1)) & HASH_MASK
+                m += 1
+        if m == 0 or m == d:
+            continue
+        slot = (key ^ (key >> 17)) & (size - 1)
+        while slots[slot] >= 0 and not same_gaps(X, row, first_rows[slots[slot]]):
+            slot = (slot + 1) & (size - 1)
+        if slots[slot] < 0:
+            slots[slot] = count
+            first_rows[count] = row
+            count += 1
+        ids[row] = slots[slot]
+    columns = np.empty((count, d), dtype=np.int64)
+    n_missing = np.zeros(count, dtype=np.int64)
+    for p in range(count):
+        for j in range(d):
+            if math.isnan(X[first_rows[p], j]):
+                columns[p, n_missing[p]] = j
+                n_missing[p] += 1
+    return ids, columns, n_missing
+
+
+@kernel
+def lanes(precisions):  # pragma: no cover
+    """``precisions`` (K, d, d) with the components last (d, d, K)."""
+    n_components, d = precisions.shape[0], precisions.shape[1]
+    out = np.empty((d, d, n_components))
+    for k in range(n_components):
+        for i in range(d):
+            for j in range(d):
+                out[i, j, k] = precisions[k, i, j]
+    return out
+
+
+@kernel
+def small_inverses(precisions, columns, m, start, inverses, half_log_dets):  # pragma: no cover
+    """One or two missing values (``columns[:m]``): ``Lambda_MM^-1`` into
+    ``inverses[start:start + m^2]`` and ``log det Lambda_MM / 2`` into
+    ``half_log_dets`` (K,), per component, in closed form; ``precisions``
+    (d, d, K)."""
+    a = columns[0]
+    c = columns[m - 1]
+    for k in range(precisions.shape[2]):
+        if m == 1:
+            inverses[start, k] = 1.0 / precisions[a, a, k]
+            half_log_dets[k] = 0.5 * math.log(precisions[a, a, k])
+        else:
+            det = (precisions[a, a, k] * precisions[c, c, k]
+                   - precisions[a, c, k] * precisions[a, c, k])
+            inverses[start, k] = precisions[c, c, k] / det
+            inverses[start + 1, k] = -precisions[a, c, k] / det
+            inverses[start + 2, k] = inverses[start + 1, k]
+            inverses[start + 3, k] = precisions[a, a, k] / det
+            half_log_dets[k] = 0.5 * math.log(det)
+
+
+@kernel
+def ldl_inverses(precisions, columns, m, start, inverses, half_log_dets,
+                 scratch):  # pragma: no cover
+    """:func:`small_inverses` for any m, through ``Lambda_MM = L D L^T`` (L
+    unit lower triangular below the diagonal of ``scratch[0]``, D on it; ``L^-1``
+    in ``scratch[1]``; ``1 / D`` in ``scratch[2, 0]``, the running product of
+    D in ``scratch[2, 1]``, a running value in ``scratch[2, 2]``; each (d, d,
+    K)) as ``L^-T D^-1 L^-1``."""
+    n_components = precisions.shape[2]
+    factor, unit = scratch[0], scratch[1]
+    reciprocal, product, value = scratch[2, 0], scratch[2, 1, 0], scratch[2, 2, 0]
+    for k in range(n_components):
+        product[k] = 1.0
+    for a in range(m):
+        for c in range(a + 1):
+            for k in range(n_components):
+                value[k] = precisions[columns[a], columns[c], k]
+            for e in range(c):
+                for k in range(n_components):
+                    value[k] -= factor[a, e, k] * factor[c, e, k] * factor[e, e, k]
+            for k in range(n_components):
+                if c < a:
+                    factor[a, c, k] = value[k] * reciprocal[c, k]
+                else:
+                    factor[a, a, k] = value[k]
+                    reciprocal[a, k] = 1.0 / value[k]
+                    product[k] *= value[k]
+    for k in range(n_components):
+        half_log_dets[k] = 0.5 * math.log(product[k])
+        if not 1e-150 < product[k] < 1e150:
+            half_log_dets[k] = 0.0
+            for a in range(m):
+                half_log_dets[k] += 0.5 * math.log(factor[a, a, k])
+    for c in range(m):
+        for k in range(n_components):
+            unit[c, c, k] = 1.0
+        for a in range(c + 1, m):
+            for k in range(n_components):
+                value[k] = 0.0
+            for e in range(c, a):
+                for k in range(n_components):
+                    value[k] -= factor[a, e, k] * unit[e, c, k]
+            for k in range(n_components):
+                unit[a, c, k] = value[k]
+    for a in range(m):
+        for c in range(a, m):
+            for k in range(n_components):
+                value[k] = 0.0
+            for e in range(c, m):
+                for k in range(n_components):
+                    value[k] += unit[e, a, k] * unit[e, c, k] * reciprocal[e, k]
+            for k in range(n_components):
+                inverses[start + a * m + c, k] = value[k]
+                inverses[start + c * m + a, k] = value[k]
+
+
+@kernel
+def pattern_table(X, n_rows, precisions, n_components):  # pragma: no cover
+    """Each row's pattern number (:func:`chunk_patterns`) and the
+    :class:`~streamgmm.kernels.records.PatternTable` of the patterns of the
+    first ``n_rows`` rows of X under the precisions (d, d, F) (:func:`lanes`;
+    F = K, or 1 shared by the ``n_components`` components)."""
+    ids, columns, n_missing = chunk_patterns(X, n_rows)
+    d, n_factors = precisions.shape[0], precisions.shape[2]
+    n_patterns = n_missing.shape[0]
+    offsets = np.zeros(n_patterns + 1, dtype=np.int64)
+    for p in range(n_patterns):
+        offsets[p + 1] = offsets[p] + n_missing[p] * n_missing[p]
+    inverses = np.empty((offsets[n_patterns], n_factors))
+    half_log_dets = np.empty((n_patterns, n_factors))
+    scratch = np.empty((3, d, d, n_factors))
+    for p in range(n_patterns):
+        if n_missing[p] <= 2:
+            small_inverses(precisions, columns[p], n_missing[p], offsets[p], inverses,
+                           half_log_dets[p])
+        else:
+            ldl_inverses(precisions, columns[p], n_missing[p], offsets[p], inverses,
+                         half_log_dets[p], scratch)
+    return ids, PatternTable(columns, n_missing, offsets, inverses, half_log_dets,
+                             np.zeros((n_patterns, n_components)))
+
+
+@kernel
+def pattern_covariances(table, second):  # pragma: no cover
+    """Add each pattern's ``mass C`` to ``second`` (K, d, d), the conditional
+    covariances' part of the second sums."""
+    n_components = second.shape[0]
+    shared = table.inverses.shape[1] == 1
+    for p in range(table.n_missing.shape[0]):
+        m = table.n_missing[p]
+        square = table.offsets[p]
+        for a in range(m):
+            for c in range(m):
+                j, e = table.columns[p, a], table.columns[p, c]
+                for k in range(n_components):
+                    second[k, j, e] += table.mass[p, k] * table.inverses[
+                        square + a * m + c, 0 if shared else k]
+
+
+@kernel
+def add_pattern_mass(ids, resp_t, mass):  # pragma: no cover
+    """``mass[p] +=`` the responsibilities (b, K) of the rows of pattern p
+    (``ids``, -1 for none), one row after the other."""
+    for i in range(ids.shape[0]):
+        if ids[i] >= 0:
+            for k in range(resp_t.shape[1]):
+                mass[ids[i], k] += resp_t[i, k]
