@@ -1,9 +1,9 @@
 """``python -m streamgmm``: the ``streamgmm`` command."""
 
-from .cli import main
+from .cli import console
 
 __all__: list[str] = []
 """Nothing here is public API (docs/api.md lists what is)."""
 
 if __name__ == "__main__":
-    main(prog_name="streamgmm")
+    console()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 import time
 import warnings
@@ -164,6 +165,13 @@ def one_line(error: BaseException) -> str:
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT, as shells report it)."""
 
+EXIT_AT_ONCE = "exit_at_once"
+"""Key of the context object under which the command line (:func:`console`)
+asks to exit on Ctrl-C without waiting for the worker threads of Dask's local
+scheduler: one may be compiling a kernel, tens of seconds that Ctrl-C should
+not have to wait for. Everything streamgmm writes is replaced atomically, so
+nothing is left half-written."""
+
 INTERRUPT_HINT = "streamgmm.interrupt_hint"
 """Key of ``click.Context.meta`` under which a command leaves what to say if it
 is interrupted (e.g. how to resume)."""
@@ -178,6 +186,10 @@ class CommandGroup(click.Group):
         except KeyboardInterrupt:
             hint = ctx.meta.get(INTERRUPT_HINT, "")
             click.echo(f"\ninterrupted{'; ' + hint if hint else ''}", err=True)
+            if (ctx.obj or {}).get(EXIT_AT_ONCE):
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(INTERRUPTED)
             raise click.exceptions.Exit(INTERRUPTED) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -1347,6 +1359,12 @@ def recovery_errors(model: GaussianMixture, truth: MixtureTruth) -> dict[str, fl
 
 if __name__ == "__main__":
     main()
+
+
+def console() -> None:
+    """The ``streamgmm`` command (console script and ``python -m streamgmm``):
+    :func:`main`, exiting at once on Ctrl-C (:data:`EXIT_AT_ONCE`)."""
+    main(prog_name="streamgmm", obj={EXIT_AT_ONCE: True})
 
 
 __all__: list[str] = []
