@@ -48,8 +48,7 @@ from .estep import (
     statistics_from_responsibilities,
 )
 from .fitting import check_enough_rows
-from .hyperparameters import BATCH_SIZE, LEARNING_DECAY, LEARNING_OFFSET, make_rng
-from .hyperparameters import HYPERPARAMETER_RULES as MIXTURE_RULES
+from .hyperparameters import BAYESIAN_SETTINGS, estimator_init, make_rng, parameters_doc
 from .initialization import Start, initial_statistics_grid, start_seeds
 from .inputs import RowData, persisted_rows
 from .mixture import GaussianMixture
@@ -57,42 +56,10 @@ from .reduction import tree_reduce_each
 from .state import MODEL_FORMAT_VERSION
 from .statistics import SufficientStatistics, merge_all, rescale
 from .validation import (
-    BOOLEAN,
-    OPTIONAL_ARRAY,
-    Rule,
     check_hyperparameters,
-    one_of,
-    real_in,
 )
 
-OPTIONAL_REAL = Rule(
-    "a real number or None",
-    lambda value: value is None or (np.isscalar(value) and not isinstance(value, str | bool)),
-)
-
-SHARED_RULES = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                "init_params", "random_state", "warm_start", "verbose", "verbose_interval",
-                "algorithm", "batch_size", "learning_decay", "learning_offset", "shuffle",
-                "init_sample_size", "sample_dim", "persist")
-
-HYPERPARAMETER_RULES = {
-    **{name: MIXTURE_RULES[name] for name in SHARED_RULES},
-    "labels_init": OPTIONAL_ARRAY,
-    "weight_concentration_prior_type": one_of(*vb.WEIGHT_PRIOR_TYPES),
-    "weight_concentration_prior": OPTIONAL_REAL,
-    "mean_precision_prior": OPTIONAL_REAL,
-    "mean_prior": OPTIONAL_ARRAY,
-    "degrees_of_freedom_prior": OPTIONAL_REAL,
-    "covariance_prior": Rule(
-        "an array-like, a real number or None",
-        lambda value: value is None or not isinstance(value, str | bool)),
-    "total_samples": Rule("a positive real number or None",
-                          lambda v: v is None or (np.isscalar(v) and not isinstance(v, str | bool)
-                                                  and v > 0)),
-    "weight_threshold": real_in(0.0, 1.0),
-    "drop_unused": BOOLEAN,
-    "moves": BOOLEAN,
-}
+HYPERPARAMETER_RULES = {setting.name: setting.rule for setting in BAYESIAN_SETTINGS}
 """What every constructor parameter must be, checked when fitting starts."""
 
 PRIOR_NAMES = ("weight_concentration_prior", "mean_precision_prior", "mean_prior",
@@ -249,63 +216,7 @@ class BayesianGaussianMixture(GaussianMixture):
 
     Parameters
     ----------
-    n_components : int, default=1
-        Upper bound on the number of components; those the data do not need
-        end with negligible weight (``n_components_effective_``).
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
-    tol : float, default=1e-3
-        Stop when the lower bound (a sum over rows) moves by less.
-    reg_covar : float, default=1e-6
-        Added to the diagonal of every component's scatter per row of weight
-        (scikit-learn's meaning).
-    max_iter : int, default=100
-        Batch: iterations (one pass each). Online ``fit``: passes of
-        mini-batch steps.
-    n_init : int, default=1
-        Starts, advanced together in shared passes; the best lower bound wins.
-    init_params : str, default="k-means||"
-        How starts are drawn (:mod:`streamgmm.initialization`), unless
-        ``labels_init`` is given.
-    labels_init : array-like of shape (n_samples,), default=None
-        A component for every row of the data ``fit`` gets (NumPy or Dask,
-        integers in ``[0, n_components)``): the start is the update from this
-        one-hot assignment, as scikit-learn's start from its k-means labels.
-        Used by every start (give ``n_init=1``); not kept in model files.
-    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
-    weight_concentration_prior : float, default=None (``1 / n_components``)
-    mean_precision_prior : float, default=None (1)
-    mean_prior : array-like of shape (n_features,), default=None (the data's mean)
-    degrees_of_freedom_prior : float, default=None (``n_features``)
-    covariance_prior : float or array-like, default=None (the data's covariance)
-        (d, d) full and tied, (d,) diag, a float spherical.
-    random_state, warm_start, verbose, verbose_interval
-        As scikit-learn's.
-    algorithm : {"batch", "online"}, default="batch"
-    batch_size : int, default=512
-        Rows per stochastic variational step (online).
-    learning_decay, learning_offset : float, default=0.6, 0.0
-        The step ``(t + learning_offset) ** -learning_decay`` of the t-th
-        mini-batch (t = 1, 2, ...); decay in (0.5, 1].
-    total_samples : float, default=None
-        The data's size N that scales a mini-batch (online): ``fit`` uses the
-        data's rows (or weight); ``partial_fit`` the rows seen so far when None.
-    shuffle : bool, default=True
-        Online: visit chunks, and rows inside each chunk, in a random order.
-    weight_threshold : float, default=0.01
-        Components with a smaller ``weights_`` are unused
-        (``n_components_effective_``, ``drop_unused``).
-    drop_unused : bool, default=False
-        ``predict`` and ``predict_proba`` consider only the used components
-        (labels keep their component numbers; unused columns are 0).
-    moves : bool, default=False
-        Batch: merge moves between passes (Hughes & Sudderth 2013): some
-        passes also evaluate the most redundant pairs of components merged
-        (the lighter emptied into the other, which is also a delete), and
-        keep a merge only if the lower bound rises above the plain
-        iteration's; a fit ends only after a round of proposals found no
-        gain. Off by default (scikit-learn's iterations).
-    init_sample_size, sample_dim, persist
-        As for :class:`~streamgmm.GaussianMixture`.
+{parameters}
 
     Attributes
     ----------
@@ -327,53 +238,8 @@ class BayesianGaussianMixture(GaussianMixture):
     n_steps_, n_samples_seen_ : online counters
     """
 
-    def __init__(
-        self,
-        n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
-        reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
-        init_params: str = "k-means||", labels_init: Any = None,
-        weight_concentration_prior_type: str = "dirichlet_process",
-        weight_concentration_prior: float | None = None,
-        mean_precision_prior: float | None = None, mean_prior: Any = None,
-        degrees_of_freedom_prior: float | None = None, covariance_prior: Any = None,
-        random_state: Any = None, warm_start: bool = False, verbose: int = 0,
-        verbose_interval: int = 10, algorithm: str = "batch", batch_size: int = BATCH_SIZE,
-        learning_decay: float = LEARNING_DECAY, learning_offset: float = LEARNING_OFFSET,
-        total_samples: float | None = None, shuffle: bool = True,
-        weight_threshold: float = 0.01, drop_unused: bool = False, moves: bool = False,
-        init_sample_size: int = 100_000, sample_dim: str | None = None,
-        persist: bool | str = "auto",
-    ) -> None:
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.labels_init = labels_init
-        self.weight_concentration_prior_type = weight_concentration_prior_type
-        self.weight_concentration_prior = weight_concentration_prior
-        self.mean_precision_prior = mean_precision_prior
-        self.mean_prior = mean_prior
-        self.degrees_of_freedom_prior = degrees_of_freedom_prior
-        self.covariance_prior = covariance_prior
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.algorithm = algorithm
-        self.batch_size = batch_size
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
-        self.total_samples = total_samples
-        self.shuffle = shuffle
-        self.weight_threshold = weight_threshold
-        self.drop_unused = drop_unused
-        self.moves = moves
-        self.init_sample_size = init_sample_size
-        self.sample_dim = sample_dim
-        self.persist = persist
+    __doc__ = __doc__.replace("{parameters}", parameters_doc(BAYESIAN_SETTINGS))
+    __init__ = estimator_init(BAYESIAN_SETTINGS)
 
     # ------------------------------------------------------------- checks
     def _check_hyperparameters(self) -> None:

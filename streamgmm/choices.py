@@ -18,6 +18,10 @@ ACCELERATION_METHODS = ("daarem", "squarem")
 MISSING_OPTIONS = ("raise", "marginalize")
 """Values of the ``missing`` hyper-parameter (:mod:`streamgmm.missing`)."""
 
+WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+"""The priors on a Bayesian mixture's weights (scikit-learn's
+``weight_concentration_prior_type``)."""
+
 
 
 def check_covariance_type(covariance_type: str) -> None:

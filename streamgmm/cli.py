@@ -24,10 +24,10 @@ import click
 import numpy as np
 
 from . import tables
-from .choices import ALGORITHMS, COVARIANCE_TYPES, INIT_METHODS, variance_totals
+from .choices import COVARIANCE_TYPES, variance_totals
 from .criteria import CRITERIA
 from .hyperparameters import (
-    BATCH_SIZE,
+    BAYESIAN_SETTINGS,
     BOTH,
     ONLINE_CHECKPOINT_BATCHES,
     SETTINGS,
@@ -78,7 +78,10 @@ def click_type(rule: Any) -> click.ParamType | None:
     """The option type of a rule's plain values (None for a flag or free text)."""
     if rule.kind in ("int", "float"):
         low, high, low_open, high_open = rule.bounds
+        low = None if low == -np.inf else low
         high = None if high == np.inf else high
+        if low is None and high is None:
+            return click.INT if rule.kind == "int" else click.FLOAT
         if rule.kind == "int":
             return click.IntRange(min=low, max=high)
         return click.FloatRange(min=low, max=high, min_open=low_open, max_open=high_open)
@@ -88,7 +91,7 @@ def click_type(rule: Any) -> click.ParamType | None:
 
 
 def setting_option(setting: Setting, command: str):
-    """The click option of one setting for ``command`` ("fit" or "select")."""
+    """The click option of one setting for ``command`` ("fit", "bayes" or "select")."""
     names = (setting.cli or f"--{setting.name.replace('_', '-')}").split()
     default = select_default(setting) if command == "select" else setting.default
     keywords: dict[str, Any] = {"help": option_help(setting)}
@@ -104,7 +107,7 @@ def setting_option(setting: Setting, command: str):
             f": one or several of {', '.join(labels)}, separated by commas.")
         return click.option(*names, setting.name, default=",".join(default), show_default=True,
                             metavar="METHODS", callback=_choices_callback(labels), **keywords)
-    if setting.name == "n_components" and command == "fit":
+    if setting.name == "n_components" and command != "select":
         return click.option(*names, setting.name, type=click_type(setting.rule), required=True,
                             **keywords)
     kind = click_type(setting.rule)
@@ -132,13 +135,14 @@ def _choices_callback(labels: list[str]):
     return parse
 
 
-def settings_options(command: str):
-    """Every setting of the table (:data:`streamgmm.hyperparameters.SETTINGS`) that
-    has an option, as options of ``command`` ("fit", or "select": those that
-    :func:`streamgmm.select` takes), in the table's order."""
+def settings_options(command: str, settings: tuple[Setting, ...] = SETTINGS):
+    """Every setting of a table (:data:`streamgmm.hyperparameters.SETTINGS`, or
+    :data:`~streamgmm.hyperparameters.BAYESIAN_SETTINGS` for "bayes") that has an
+    option, as options of ``command`` ("fit" and "bayes": all of them; "select":
+    those that :func:`streamgmm.select` takes), in the table's order."""
     chosen = [
-        setting for setting in SETTINGS
-        if setting.cli is not None and (command == "fit" or setting.select)
+        setting for setting in settings
+        if setting.cli is not None and (command != "select" or setting.select)
     ]
 
     def decorate(function):
@@ -147,6 +151,7 @@ def settings_options(command: str):
         return function
 
     return decorate
+
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 
@@ -543,34 +548,7 @@ def fit(
 # ----------------------------------------------------------------- bayes
 @main.command()
 @click.argument("data")
-@click.option("-k", "--n-components", type=click.IntRange(min=1), required=True,
-              help="Most components; those the data do not need end with no weight.")
-@click.option("--covariance-type", type=click.Choice(COVARIANCE_TYPES), default="full",
-              show_default=True, help="Shape of the component covariances.")
-@click.option("--weight-prior", "weight_concentration_prior_type",
-              type=click.Choice(["dirichlet_process", "dirichlet_distribution"]),
-              default="dirichlet_process", show_default=True,
-              help="Prior on the weights (scikit-learn's weight_concentration_prior_type).")
-@click.option("--weight-concentration", "weight_concentration_prior", type=float,
-              default=None, help="Its concentration (default 1 / K).")
-@click.option("--moves", is_flag=True,
-              help="Merge moves between passes, kept only if the lower bound rises (batch).")
-@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="batch", show_default=True,
-              help="batch: variational EM, one pass per iteration; online: stochastic "
-              "variational inference over mini-batches (--max-iter counts passes).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE,
-              show_default=True, help="Rows per mini-batch (online).")
-@click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Most iterations (passes over DATA).")
-@click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
-              help="Stop when the lower bound (a sum over rows) changes by less.")
-@click.option("--reg-covar", type=click.FloatRange(min=0), default=1e-6, show_default=True,
-              help="Added to every scatter's diagonal per row.")
-@click.option("--init-params", type=click.Choice(INIT_METHODS), default="k-means||",
-              metavar="METHOD", show_default=True, help="How the start is found.")
-@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Starts to try; the best lower bound is kept.")
-@click.option("--random-state", type=int, default=None, help="Seed (default: unseeded).")
+@settings_options("bayes", BAYESIAN_SETTINGS)
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint file, written after every pass; a rerun resumes from it.")
 @data_options
@@ -579,30 +557,20 @@ def fit(
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
               help="Where to write the model (a Zarr store).")
 @overwrite_option
-def bayes(data: str, n_components: int, covariance_type: str,
-          weight_concentration_prior_type: str, weight_concentration_prior: float | None,
-          moves: bool, algorithm: str, batch_size: int, max_iter: int, tol: float,
-          reg_covar: float, init_params: str, n_init: int, random_state: int | None,
-          checkpoint: Path | None, columns: str | None, variable: str | None,
+def bayes(data: str, checkpoint: Path | None, columns: str | None, variable: str | None,
           sample_dim: str | None, weights: str | None, scheduler: str | None, out: Path,
-          overwrite: bool) -> None:
+          overwrite: bool, **settings: Any) -> None:
     """Fit a variational Bayesian mixture (BayesianGaussianMixture) to DATA: it
     chooses how many of the K components it needs; save the model to --out."""
     from .bayesian import BayesianGaussianMixture
 
     X = checked_fit_paths(data, out, checkpoint, overwrite, variable, sample_dim, columns,
                           weights)
-    model = BayesianGaussianMixture(
-        n_components, covariance_type=covariance_type,
-        weight_concentration_prior_type=weight_concentration_prior_type,
-        weight_concentration_prior=weight_concentration_prior, moves=moves,
-        algorithm=algorithm, batch_size=batch_size, max_iter=max_iter, tol=tol,
-        reg_covar=reg_covar, init_params=init_params, n_init=n_init, random_state=random_state,
-    )
+    model = BayesianGaussianMixture(**settings)
     elapsed = fitted_and_saved(model, X, data, out, overwrite, scheduler, sample_weight=weights,
                                checkpoint=checkpoint)
     click.echo(
-        f"fitted up to {n_components} components ({covariance_type}) to {data} in "
+        f"fitted up to {model.n_components} components ({model.covariance_type}) to {data} in "
         f"{elapsed:.1f} s: {model.n_components_effective_} hold at least "
         f"{model.weight_threshold:g} of the weight; {model.n_iter_} iterations, "
         f"converged={model.converged_}, lower bound "

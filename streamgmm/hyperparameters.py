@@ -21,6 +21,7 @@ from .choices import (
     COVARIANCE_TYPES,
     INIT_METHODS,
     MISSING_OPTIONS,
+    WEIGHT_PRIOR_TYPES,
     parameter_shape,
 )
 from .validation import (
@@ -228,6 +229,96 @@ order (the first is positional, the rest keyword-only)."""
 SETTING = {setting.name: setting for setting in SETTINGS}
 SETTING_NAMES = tuple(SETTING)
 
+OPTIONAL_REAL = Rule(
+    "a real number or None",
+    lambda value: value is None or (np.isscalar(value) and not isinstance(value, str | bool)),
+    kind="float", bounds=(-np.inf, np.inf, False, False),
+)
+
+
+def _shared(name: str, help: str | None = None, cli: str | None = "") -> Setting:
+    """A setting of :class:`~streamgmm.GaussianMixture`'s table, with this
+    estimator's help text where its meaning differs, and its option of
+    ``streamgmm bayes`` ("" spelt from the name, None for none)."""
+    setting = SETTING[name]
+    return setting._replace(help=help or setting.help, cli=setting.cli if cli == "" else cli)
+
+
+BAYESIAN_SETTINGS: tuple[Setting, ...] = (
+    _shared("n_components", "Upper bound on the number of components; those the data do not "
+            "need end with negligible weight (``n_components_effective_``)."),
+    _shared("covariance_type"),
+    _shared("tol", "Stop when the lower bound (a sum over rows) moves by less."),
+    _shared("reg_covar", "Added to the diagonal of every component's scatter per row of "
+            "weight (scikit-learn's meaning)."),
+    _shared("max_iter", "Batch: iterations (one pass each). Online ``fit``: passes of "
+            "mini-batch steps."),
+    _shared("n_init", "Starts, advanced together in shared passes; the best lower bound wins."),
+    _shared("init_params", "How starts are drawn (:mod:`streamgmm.initialization`), unless "
+            "``labels_init`` is given."),
+    Setting("labels_init", "Any", None, OPTIONAL_ARRAY,
+            "A component for every row of the data ``fit`` gets (NumPy or Dask, integers in "
+            "``[0, n_components)``, shape (n_samples,)): the start is the update from this "
+            "one-hot assignment, as scikit-learn's start from its k-means labels. Used by "
+            "every start (give ``n_init=1``); not kept in model files.", cli=None),
+    Setting("weight_concentration_prior_type", "str", "dirichlet_process",
+            one_of(*WEIGHT_PRIOR_TYPES), "The prior on the weights: a Dirichlet process "
+            "(stick-breaking) or a Dirichlet distribution.", cli="--weight-prior"),
+    Setting("weight_concentration_prior", "float | None", None, OPTIONAL_REAL,
+            "The prior's concentration (default ``1 / n_components``).",
+            cli="--weight-concentration"),
+    Setting("mean_precision_prior", "float | None", None, OPTIONAL_REAL,
+            "Precision of the prior on the means (default 1)."),
+    Setting("mean_prior", "Any", None, OPTIONAL_ARRAY,
+            "Prior mean of the means, shape (n_features,) (default the data's mean).", cli=None),
+    Setting("degrees_of_freedom_prior", "float | None", None, OPTIONAL_REAL,
+            "Degrees of freedom of the Wishart prior (default ``n_features``)."),
+    Setting("covariance_prior", "array-like | float | None", None, Rule(
+        "an array-like, a real number or None",
+        lambda value: value is None or not isinstance(value, str | bool)),
+            "Prior covariance (default the data's covariance): (d, d) full and tied, (d,) "
+            "diag, a float spherical.", cli=None),
+    _shared("random_state"),
+    _shared("warm_start"),
+    _shared("verbose"),
+    _shared("verbose_interval"),
+    _shared("algorithm", "batch: variational EM, one pass over the data per iteration; online: "
+            "stochastic variational inference over mini-batches (``max_iter`` counts passes)."),
+    _shared("batch_size", "Rows per stochastic variational step (online)."),
+    _shared("learning_decay", "``kappa`` of the step ``(t + learning_offset) ** -kappa`` of the "
+            "t-th mini-batch (t = 1, 2, ...), in (0.5, 1]."),
+    _shared("learning_offset", "``tau`` of the online step size."),
+    Setting("total_samples", "float | None", None, Rule(
+        "a positive real number or None",
+        lambda v: v is None or (np.isscalar(v) and not isinstance(v, str | bool) and v > 0),
+        kind="float", bounds=(0.0, np.inf, True, False)),
+            "The data's size N that scales a mini-batch (online): ``fit`` uses the data's "
+            "rows (or weight); ``partial_fit`` the rows seen so far when None.",
+            modes=("online",)),
+    _shared("shuffle", "Online: visit chunks, and rows inside each chunk, in a random order."),
+    Setting("weight_threshold", "float", 0.01, real_in(0.0, 1.0),
+            "Components with a smaller ``weights_`` are unused (``n_components_effective_``, "
+            "``drop_unused``)."),
+    Setting("drop_unused", "bool", False, BOOLEAN,
+            "``predict`` and ``predict_proba`` consider only the used components (labels keep "
+            "their component numbers; unused columns are 0)."),
+    Setting("moves", "bool", False, BOOLEAN,
+            "Batch: merge moves between passes (Hughes & Sudderth 2013): some passes also "
+            "evaluate the most redundant pairs of components merged (the lighter emptied into "
+            "the other, which is also a delete), and keep a merge only if the lower bound rises "
+            "above the plain iteration's; a fit ends only after a round of proposals found no "
+            "gain. Off by default (scikit-learn's iterations).", modes=("batch",)),
+    _shared("init_sample_size"),
+    _shared("sample_dim"),
+    _shared("persist"),
+)
+"""Every hyper-parameter of :class:`BayesianGaussianMixture`, in signature order:
+those it shares with :class:`~streamgmm.GaussianMixture` from that table
+(:data:`streamgmm.hyperparameters.SETTINGS`), with this estimator's help where
+the meaning differs, and the priors and options of its own. The estimator's
+signature, docstring and checks and the options of ``streamgmm bayes`` are
+made from it."""
+
 HYPERPARAMETER_RULES = {setting.name: setting.rule for setting in SETTINGS}
 """What every constructor parameter must be, checked when fitting starts."""
 
@@ -274,7 +365,7 @@ def doc_type(setting: Setting) -> str:
     if rule.kind == "choice":
         kind = "{" + ", ".join(_doc_value(option) for option in rule.options) + "}"
     elif rule.kind in ("int", "float") and setting.annotation != "Any":
-        kind = f"{setting.annotation} {_range_text(*rule.bounds)}"
+        kind = f"{setting.annotation.replace(' | ', ' or ')} {_range_text(*rule.bounds)}".rstrip()
     elif rule.kind == "bool":
         kind = setting.annotation
     else:
@@ -286,7 +377,9 @@ def doc_type(setting: Setting) -> str:
 
 
 def _range_text(low: float, high: float, low_open: bool, high_open: bool) -> str:
-    """``>= 1``, ``> 0.5`` or ``in (0.5, 1.0]``."""
+    """``>= 1``, ``> 0.5`` or ``in (0.5, 1.0]``; nothing for every real."""
+    if low == -np.inf and high == np.inf:
+        return ""
     if high == np.inf:
         return f"{'>' if low_open else '>='} {low}"
     return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"

@@ -51,10 +51,9 @@ import numpy as np
 from scipy.linalg import lapack
 from scipy.special import betaln, digamma, gammaln
 
+from .choices import WEIGHT_PRIOR_TYPES  # noqa: F401  (re-exported)
 from .estep import GaussianParameters
 from .statistics import SufficientStatistics
-
-WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 
 EMPTY_WEIGHT = 10 * np.finfo(np.float64).eps
 """Added to every ``N_k`` before the update (scikit-learn's guard, kept so that

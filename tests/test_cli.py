@@ -697,3 +697,20 @@ def test_fit_score_and_info_print_the_same_precision(model_path, store):
     info = invoke("info", model_path).output
     assert f"mean log-likelihood {model.lower_bound_:.10g}" in info
     assert "its EM iterations took" in info and "fit's own time is longer" in info
+
+
+def test_the_fit_and_bayes_options_and_the_estimators_come_from_the_tables():
+    """Issue 29: one table of settings per estimator; its entries are the
+    estimator's signature and the command's options."""
+    import inspect
+
+    from streamgmm import BayesianGaussianMixture, GaussianMixture
+    from streamgmm.hyperparameters import BAYESIAN_SETTINGS, SETTINGS
+
+    for command, settings, estimator in (("fit", SETTINGS, GaussianMixture),
+                                         ("bayes", BAYESIAN_SETTINGS, BayesianGaussianMixture)):
+        options = {parameter.name for parameter in main.commands[command].params}
+        assert {setting.name for setting in settings if setting.cli is not None} <= options
+        signature = inspect.signature(estimator).parameters
+        assert list(signature) == [setting.name for setting in settings]
+        assert [p.default for p in signature.values()] == [s.default for s in settings]
