@@ -163,6 +163,11 @@ for cov in ("full", "tied", "diag", "spherical"):
 GaussianMixture(3, float32_products=True, max_iter=3, random_state=0).fit(X.astype(np.float32))
 GaussianMixture(3, max_iter=3, random_state=0).fit(X, sample_weight=np.ones(len(X)))
 statistics_from_responsibilities(X, np.full((len(X), 3), 1 / 3), np.zeros((3, 4)), "full")
+gappy = X.copy()
+gappy[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+for cov in ("full", "tied", "diag", "spherical"):
+    GaussianMixture(3, covariance_type=cov, missing="marginalize", max_iter=3,
+                    random_state=0).fit(gappy)
 print(" ".join(sorted({e.data["dispatcher"].py_func.__name__
                        for _, e in recorder.buffer if e.is_start})) or "none")
 """
