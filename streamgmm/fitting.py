@@ -43,6 +43,7 @@ from .online import (
     fold_rows,
     initial_state,
     online_em,
+    remembered_running,
     reported_parameters,
     with_weight_column,
 )
@@ -380,7 +381,8 @@ def partial_fit_run(
                 state, float64_parameters(fitted.params), online, next_parameters
             )
             covariances = np.asarray(fitted.covariances, dtype=np.float64)
-        carry = FoldCarry(state, params, covariances)
+        carry = FoldCarry(state, params, covariances, running=None if first_call else
+                          remembered_running(state, covariances, online, next_parameters))
         if rows is not None:
             carry = fold_rows(carry, rows, online, config.batch_size, first_row=first_row)
         else:
@@ -410,7 +412,8 @@ def partial_fit_run(
         online_state=carry.state,
         history=history,
     )
-    return run, NextParameters(carry.state.statistics, online, carry.params)
+    return run, NextParameters(carry.state.statistics, online, carry.params, carry.running,
+                               carry.state.averaged)
 
 
 __all__: list[str] = []

@@ -19,6 +19,7 @@ merge_blocks = Tiered("mstep", "merge_blocks")
 m_step_blocks = Tiered("mstep", "m_step_blocks")
 parameters_blocks = Tiered("mstep", "parameters_blocks")
 online_steps = Tiered("online", "online_steps")
+online_steps_alone = Tiered("online", "online_steps_alone")
 step_size = Tiered("online", "step_size")
 burn_in_mass = Tiered("online", "burn_in_mass")
 burn_in_complete = Tiered("online", "burn_in_complete")
@@ -26,5 +27,6 @@ help_online_steps = Tiered("pairing", "help_online_steps")
 
 ALL = (density_operands, n_product_rows, range_sums, responsibility_sums, log_densities,
        zero_sums, centred_statistics, merge_blocks, m_step_blocks, parameters_blocks,
-       online_steps, step_size, burn_in_mass, burn_in_complete, help_online_steps)
+       online_steps, online_steps_alone, step_size, burn_in_mass, burn_in_complete,
+       help_online_steps)
 """Every entry point, for ``streamgmm compile`` and the tests."""

@@ -19,6 +19,8 @@ processor's pause hint, the helper yielding its core after a few microseconds
 
 from __future__ import annotations
 
+import numpy as np
+
 from .atomics import compare_exchange, load_acquire, store_release, wait_at_least
 from .codes import (
     SPLIT_MIN_ROWS,
@@ -27,13 +29,14 @@ from .codes import (
     SYNC_HELPED,
     SYNC_POSTED,
     SYNC_RANGES,
+    SYNC_SLOTS,
     SYNC_STOP,
 )
 from .estep import range_sums
 from .jit import kernel
 from .mathfn import copy_into
 from .operands import mixture_operands
-from .records import Sums
+from .records import HalfBuffer, Mixture, Pairing, Sums
 
 
 @kernel
@@ -41,6 +44,17 @@ def split_row(begin, end):  # pragma: no cover
     """Where the batch ``begin:end`` is split (``end``: not split)."""
     size = end - begin
     return begin + size // 2 if size >= SPLIT_MIN_ROWS else end
+
+
+@kernel
+def unpaired():  # pragma: no cover
+    """The pairing of a fold without a helper thread: not ``paired``, its sync
+    slots zero and its buffers empty arrays (never read nor written) of the
+    types a paired fold's buffers have, so that the fold has one numba type."""
+    vector, matrix, blocks = np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0, 0))
+    buffer = HalfBuffer(Mixture(vector, matrix, blocks, blocks),
+                        Sums(matrix, matrix, matrix, matrix, blocks, matrix, 0.0), np.zeros(2))
+    return Pairing(False, np.zeros(SYNC_SLOTS, dtype=np.int64), (buffer, buffer))
 
 
 @kernel
