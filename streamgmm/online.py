@@ -239,12 +239,12 @@ def remembered_running(
             or remembered.statistics is not state.statistics
             or remembered.averaged is not state.averaged or remembered.config != config):
         return None
-    running = remembered.running
-    return running._replace(
-        mixture=running.mixture._replace(
-            covariances=as_blocks(covariances, config.covariance_type)),
-        n_steps=int(state.n_steps), n_seen=float(state.n_samples_seen),
-        n_averaged=int(state.n_averaged))
+    running, mixture = remembered.running, remembered.running.mixture
+    return Running(
+        Mixture(mixture.weights, mixture.means, as_blocks(covariances, config.covariance_type),
+                mixture.factors),
+        running.statistics, running.totals, int(state.n_steps), float(state.n_samples_seen),
+        running.averaged, running.averaged_totals, int(state.n_averaged))
 
 
 def reported_parameters(
@@ -676,11 +676,8 @@ def _fold_steps(
     total = carry.total
     for log_likelihood in log_likelihoods.tolist():
         total += log_likelihood
-    return carry._replace(
-        state=state, params=params, covariances=covariances, total=total,
-        count=carry.count + n_rows, batches_done=carry.batches_done + log_likelihoods.shape[0],
-        running=running,
-    )
+    return FoldCarry(state, params, covariances, carry.leftover, total, carry.count + n_rows,
+                     carry.batches_done + log_likelihoods.shape[0], running)
 
 
 def finish_pass(carry: FoldCarry, config: OnlineConfig) -> FoldCarry:

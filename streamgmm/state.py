@@ -66,10 +66,11 @@ def set_fitted(model: Any, run: EMRun, n_features: int, dtype: np.dtype) -> None
     model.means_ = params.means.astype(dtype)
     model.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
     model.covariances_ = np.asarray(run.covariances).astype(dtype)
-    precisions = run.precisions
-    if precisions is None:
-        precisions = precisions_from_cholesky(params.precisions_cholesky, params.covariance_type)
-    model.precisions_ = precisions.astype(dtype)
+    if run.precisions is None:  # a new array: no copy needed
+        model.precisions_ = precisions_from_cholesky(
+            params.precisions_cholesky, params.covariance_type).astype(dtype, copy=False)
+    else:
+        model.precisions_ = run.precisions.astype(dtype)
     model.converged_ = run.converged
     model.n_iter_ = run.n_iter
     model.lower_bound_ = fitted_scalar(run.lower_bound, dtype)
@@ -84,9 +85,8 @@ def set_fitted(model: Any, run: EMRun, n_features: int, dtype: np.dtype) -> None
 
 def _set_online_state(model: Any, state: OnlineState | None) -> None:
     """Store (or, for ``None``, remove) the stepwise-EM state as attributes."""
-    names = [*ONLINE_STATISTICS.values(), *(f"{name}_" for name in ONLINE_COUNTERS)]
     if state is None:
-        for name in names:
+        for name in [*ONLINE_STATISTICS.values(), *(f"{name}_" for name in ONLINE_COUNTERS)]:
             model.__dict__.pop(name, None)
         return
     model.running_statistics_ = state.statistics
