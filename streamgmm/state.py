@@ -45,11 +45,14 @@ PARAMETER_ARRAYS = ("weights", "means", "covariances", "precisions", "precisions
 """Parameter arrays of every model file (:func:`model_to_dataset`)."""
 
 
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def fitted_dtype(input_dtype: np.dtype) -> np.dtype:
     """The dtype of fitted attributes for input of ``input_dtype``: float32
     stays float32, everything else (float64, integers, booleans) gives float64,
     as scikit-learn converts it."""
-    return np.dtype(np.float32 if np.dtype(input_dtype) == np.float32 else np.float64)
+    return _FLOAT32 if _FLOAT32 == input_dtype else _FLOAT64
 
 
 def fitted_scalar(value: float, dtype: np.dtype) -> float:
@@ -74,8 +77,8 @@ def set_fitted(model: Any, run: EMRun, n_features: int, dtype: np.dtype) -> None
     model.converged_ = run.converged
     model.n_iter_ = run.n_iter
     model.lower_bound_ = fitted_scalar(run.lower_bound, dtype)
-    bounds = run.lower_bounds
-    if not all(type(value) is dtype.type for value in bounds[-1:] + bounds[:1]):
+    bounds, scalar = run.lower_bounds, np.dtype(dtype).type
+    if bounds and (type(bounds[-1]) is not scalar or type(bounds[0]) is not scalar):
         bounds = [fitted_scalar(value, dtype) for value in bounds]
     model.lower_bounds_ = bounds
     _set_online_state(model, run.online_state)
