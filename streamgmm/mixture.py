@@ -53,7 +53,13 @@ from .inputs import (
     wrap_rows,
 )
 from .reduction import sum_tuples, tree_reduce
-from .state import fitted_dtype, model_to_dataset, run_from_model, set_fitted
+from .state import (
+    deferred_attribute,
+    fitted_dtype,
+    model_to_dataset,
+    run_from_model,
+    set_fitted,
+)
 from .threads import local_threads
 from .validation import (
     check_changed_hyperparameters,
@@ -119,6 +125,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     __doc__ = __doc__.replace("{parameters}", parameters_doc(SETTINGS))
     __init__ = estimator_init(SETTINGS)
+    DEFERS_PRECISIONS = True
+    """``precisions_`` is computed when first read (:func:`streamgmm.state.set_fitted`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        """Attributes not set: ``precisions_`` computed on its first reading
+        after a fit (:func:`streamgmm.state.deferred_attribute`), else none."""
+        return deferred_attribute(self, name)
 
     def __sklearn_tags__(self):
         """scikit-learn's tags: a density estimator (``DensityMixin``) of dense 2-D
@@ -257,7 +270,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self, PARTIAL_FIT_RULES, self.__dict__.get("_accepted_hyperparameters"))
         run, self._next_parameters = partial_fit_run(
             self._config(), rows, data, first_row,
-            None if first_call else run_from_model(self),
+            None if first_call else run_from_model(self, precisions=False),
             self.__dict__.get("_next_parameters"),
         )
         if data is None:

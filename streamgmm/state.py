@@ -69,9 +69,8 @@ def set_fitted(model: Any, run: EMRun, n_features: int, dtype: np.dtype) -> None
     model.means_ = params.means.astype(dtype)
     model.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
     model.covariances_ = np.asarray(run.covariances).astype(dtype)
-    if run.precisions is None:  # a new array: no copy needed
-        model.precisions_ = precisions_from_cholesky(
-            params.precisions_cholesky, params.covariance_type).astype(dtype, copy=False)
+    if run.precisions is None:
+        _defer_precisions(model, params.precisions_cholesky, params.covariance_type, dtype)
     else:
         model.precisions_ = run.precisions.astype(dtype)
     model.converged_ = run.converged
@@ -84,6 +83,42 @@ def set_fitted(model: Any, run: EMRun, n_features: int, dtype: np.dtype) -> None
     _set_online_state(model, run.online_state)
     model.history_ = run.full_history()
     model.n_features_in_ = n_features
+
+
+DEFERRED_PRECISIONS = "_deferred_precisions"
+"""Attribute of a model whose ``precisions_`` is computed when first read: the
+precision factors, covariance type and dtype it is computed from."""
+
+
+def _defer_precisions(model: Any, factors: np.ndarray, covariance_type: str,
+                      dtype: np.dtype) -> None:
+    """``precisions_`` of ``factors`` in ``dtype``: kept to be computed when
+    first read (:func:`deferred_attribute`) if the model's class reads deferred
+    attributes (``DEFERS_PRECISIONS``; a ``partial_fit`` then does not spend
+    a twentieth of its time on a product its caller may never read), else now.
+    ``factors`` are the run's own float64 array, which nothing writes to."""
+    if not getattr(type(model), "DEFERS_PRECISIONS", False):
+        model.precisions_ = _precisions(factors, covariance_type, dtype)
+        return
+    model.__dict__.pop("precisions_", None)
+    setattr(model, DEFERRED_PRECISIONS, (factors, covariance_type, dtype))
+
+
+def _precisions(factors: np.ndarray, covariance_type: str, dtype: np.dtype) -> np.ndarray:
+    """Precision matrices of float64 precision factors, in ``dtype``."""
+    return precisions_from_cholesky(factors, covariance_type).astype(dtype, copy=False)
+
+
+def deferred_attribute(model: Any, name: str) -> Any:
+    """A fitted attribute of ``model`` computed on first reading and kept
+    (``precisions_`` after :func:`set_fitted`); ``AttributeError`` for any other
+    name, as for an attribute that is not there (``__getattr__``)."""
+    if name == "precisions_":
+        source = model.__dict__.pop(DEFERRED_PRECISIONS, None)
+        if source is not None:
+            model.precisions_ = _precisions(*source)
+            return model.precisions_
+    raise AttributeError(f"{type(model).__name__!r} object has no attribute {name!r}")
 
 
 def _set_online_state(model: Any, state: OnlineState | None) -> None:
@@ -112,8 +147,10 @@ def online_state_of(model: Any) -> OnlineState | None:
     )
 
 
-def run_from_model(model: Any) -> EMRun:
-    """The fitted state of ``model`` as a run, arrays as they are (not copied)."""
+def run_from_model(model: Any, precisions: bool = True) -> EMRun:
+    """The fitted state of ``model`` as a run, arrays as they are (not copied);
+    without ``precisions``, the run's precisions are None (not read: computed
+    from its parameters if needed)."""
     params = GaussianParameters(
         model.weights_, model.means_, model.precisions_cholesky_, model.covariance_type
     )
@@ -126,7 +163,7 @@ def run_from_model(model: Any) -> EMRun:
         converged=model.converged_,
         history=getattr(model, "history_", None),
         online_state=online_state_of(model),
-        precisions=model.precisions_,
+        precisions=model.precisions_ if precisions else None,
     )
 
 
