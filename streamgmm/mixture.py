@@ -256,7 +256,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self, X: Any, first_row: int = 0, sample_weight: Any = None
     ) -> GaussianMixture:
         first_call = not hasattr(self, "means_")
-        plain = not first_call and not hasattr(self, "feature_names_in_")
+        # feature names are only ever an instance attribute: no __getattr__ call
+        plain = not first_call and "feature_names_in_" not in self.__dict__
         if plain and sample_weight is None and plain_rows(X):
             check_matrix(X.shape, X.dtype)
             check_n_features(self, X.shape[1])

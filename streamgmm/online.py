@@ -269,9 +269,10 @@ def _statistics_record(stats: SufficientStatistics | None, n_components: int,
 
 def _statistics_result(statistics: Statistics, totals: np.ndarray,
                        covariance_type: str) -> SufficientStatistics:
+    log_likelihood, n_samples = totals.tolist()
     return SufficientStatistics(statistics.weight, statistics.mean,
                                 from_blocks(statistics.scatter, covariance_type),
-                                float(totals[0]), float(totals[1]))
+                                log_likelihood, n_samples)
 
 
 def running_record(state: OnlineState, params: GaussianParameters, covariances: np.ndarray,
