@@ -147,6 +147,9 @@ def test_online_fold_is_identical_in_both_tiers(covariance_type, weighted, avera
                                                                             "online_steps")]
         assert outcomes[0].status == 0
         assert_identical(*outcomes, "online_steps")
+        for alone in both("online", "online_steps_alone"):  # the entry without a pairing
+            assert_identical(outcomes[0], alone(rows, running, settings, plan),
+                             "online_steps_alone")
 
 
 def test_exponentials_are_identical_in_both_tiers():
