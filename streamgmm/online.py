@@ -410,7 +410,7 @@ def stepped_state(
         _statistics_result(result.statistics, result.totals, cov_type),
         int(result.n_steps),
         seen_count(result.n_seen if config.weighted or isinstance(
-            state.n_samples_seen, float | np.floating) else int(result.n_seen)),
+            state.n_samples_seen, _FLOATS) else int(result.n_seen)),
         (_statistics_result(result.averaged, result.averaged_totals, cov_type)
          if result.n_averaged else None),
         int(result.n_averaged),
@@ -420,10 +420,15 @@ def stepped_state(
     return new_state, new_params, from_blocks(result.mixture.covariances, cov_type)
 
 
+_FLOATS = (float, np.floating)
+"""What a sum of weights is (a tuple: ``float | np.floating`` builds a union at
+every call)."""
+
+
 def seen_count(n_seen: float, weighted: bool = False) -> int | float:
     """``n_samples_seen`` as a state keeps it: a float for a sum of weights
     (``weighted``, or a state that summed weights before), else an int."""
-    if weighted or isinstance(n_seen, float | np.floating):
+    if weighted or isinstance(n_seen, _FLOATS):
         return float(n_seen)
     return int(n_seen)
 
