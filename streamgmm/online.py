@@ -234,7 +234,9 @@ def remembered_running(
     takes from ``remembered`` and ``covariances``: the record the steps ended
     with, its covariances replaced by ``covariances`` and its counters by the
     state's, if ``remembered`` holds one made from the very statistics objects
-    of ``state`` under the same ``config`` after the burn-in; else None."""
+    of ``state`` under the same ``config`` after the burn-in (its parameters
+    are then ``remembered.params``, which :func:`current_parameters` gives);
+    else None."""
     if (remembered is None or remembered.running is None or state.n_steps == 0
             or remembered.statistics is not state.statistics
             or remembered.averaged is not state.averaged or remembered.config != config):
