@@ -69,6 +69,7 @@ def set_fitted(model: Any, run: EMRun, n_features: int, dtype: np.dtype) -> None
     model.means_ = params.means.astype(dtype)
     model.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
     model.covariances_ = np.asarray(run.covariances).astype(dtype)
+    model.__dict__.pop(DEFERRED_PRECISIONS, None)  # a previous fit's, if any
     if run.precisions is None:
         _defer_precisions(model, params.precisions_cholesky, params.covariance_type, dtype)
     else:
