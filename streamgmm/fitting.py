@@ -43,6 +43,7 @@ from .online import (
     fold_rows,
     initial_state,
     online_em,
+    remembered_running,
     reported_parameters,
     with_weight_column,
 )
@@ -376,11 +377,13 @@ def partial_fit_run(
             state = initial_state(config.n_components, n_features, config.covariance_type)
         else:
             state = _online_state(config, fitted, n_features)
-            params = current_parameters(
+            covariances = np.asarray(fitted.covariances, dtype=np.float64)
+            running = remembered_running(state, covariances, online, next_parameters)
+            # a remembered record implies the remembered parameters (current_parameters)
+            params = next_parameters.params if running is not None else current_parameters(
                 state, float64_parameters(fitted.params), online, next_parameters
             )
-            covariances = np.asarray(fitted.covariances, dtype=np.float64)
-        carry = FoldCarry(state, params, covariances)
+        carry = FoldCarry(state, params, covariances, running=None if first_call else running)
         if rows is not None:
             carry = fold_rows(carry, rows, online, config.batch_size, first_row=first_row)
         else:
@@ -410,7 +413,8 @@ def partial_fit_run(
         online_state=carry.state,
         history=history,
     )
-    return run, NextParameters(carry.state.statistics, online, carry.params)
+    return run, NextParameters(carry.state.statistics, online, carry.params, carry.running,
+                               carry.state.averaged)
 
 
 __all__: list[str] = []

@@ -8,6 +8,7 @@ parameters, input checks, prediction, scoring and sampling.
 
 from __future__ import annotations
 
+import operator
 import os
 from typing import Any
 
@@ -52,7 +53,13 @@ from .inputs import (
     wrap_rows,
 )
 from .reduction import sum_tuples, tree_reduce
-from .state import fitted_dtype, model_to_dataset, run_from_model, set_fitted
+from .state import (
+    deferred_attribute,
+    fitted_dtype,
+    model_to_dataset,
+    run_from_model,
+    set_fitted,
+)
 from .threads import local_threads
 from .validation import (
     check_changed_hyperparameters,
@@ -60,6 +67,9 @@ from .validation import (
     check_n_features,
     check_n_samples,
 )
+
+_settings_of = operator.attrgetter(*SETTING_NAMES)
+"""The values of the settings of an estimator, in their order."""
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -115,6 +125,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     __doc__ = __doc__.replace("{parameters}", parameters_doc(SETTINGS))
     __init__ = estimator_init(SETTINGS)
+    DEFERS_PRECISIONS = True
+    """``precisions_`` is computed when first read (:func:`streamgmm.state.set_fitted`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        """Attributes not set: ``precisions_`` computed on its first reading
+        after a fit (:func:`streamgmm.state.deferred_attribute`), else none."""
+        return deferred_attribute(self, name)
 
     def __sklearn_tags__(self):
         """scikit-learn's tags: a density estimator (``DensityMixin``) of dense 2-D
@@ -189,7 +206,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         the values ``get_params()`` gives, read as it reads them (attributes of
         the settings' names) without its signature inspection (0.1 to 0.4 ms,
         more than a 512-row ``partial_fit``)."""
-        return FitConfig(*[getattr(self, name) for name in SETTING_NAMES])
+        return FitConfig(*_settings_of(self))
 
     def _is_fitted(self) -> bool:
         return hasattr(self, "converged_")
@@ -239,7 +256,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self, X: Any, first_row: int = 0, sample_weight: Any = None
     ) -> GaussianMixture:
         first_call = not hasattr(self, "means_")
-        plain = not first_call and not hasattr(self, "feature_names_in_")
+        # feature names are only ever an instance attribute: no __getattr__ call
+        plain = not first_call and "feature_names_in_" not in self.__dict__
         if plain and sample_weight is None and plain_rows(X):
             check_matrix(X.shape, X.dtype)
             check_n_features(self, X.shape[1])
@@ -253,7 +271,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self, PARTIAL_FIT_RULES, self.__dict__.get("_accepted_hyperparameters"))
         run, self._next_parameters = partial_fit_run(
             self._config(), rows, data, first_row,
-            None if first_call else run_from_model(self),
+            None if first_call else run_from_model(self, precisions=False),
             self.__dict__.get("_next_parameters"),
         )
         if data is None:

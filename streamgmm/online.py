@@ -75,7 +75,10 @@ from .kernels.records import (
     HalfBuffer,
     Mixture,
     OnlineSettings,
+    Outcome,
     Pairing,
+    Plan,
+    Rows,
     Running,
     Statistics,
     Sums,
@@ -191,11 +194,15 @@ def burn_in_complete(statistics: SufficientStatistics, n_rows: int, covariance_t
 class NextParameters(NamedTuple):
     """The parameters a run of steps ended with: the M-step of ``statistics``
     (the object the state holds) under ``config``, which the next call's first
-    E-step uses (:func:`current_parameters`)."""
+    E-step uses (:func:`current_parameters`); ``running``, the kernels' record
+    the steps ended with, and ``averaged``, the state's averaged statistics
+    object (:func:`remembered_running`)."""
 
     statistics: SufficientStatistics
     config: OnlineConfig
     params: GaussianParameters
+    running: Running | None = None
+    averaged: SufficientStatistics | None = None
 
 
 def current_parameters(
@@ -217,6 +224,29 @@ def current_parameters(
         state.statistics, config.reg_covar, config.covariance_type
     )
     return params
+
+
+def remembered_running(
+    state: OnlineState, covariances: np.ndarray, config: OnlineConfig,
+    remembered: NextParameters | None,
+) -> Running | None:
+    """The kernels' record of ``state``, the parameters :func:`current_parameters`
+    takes from ``remembered`` and ``covariances``: the record the steps ended
+    with, its covariances replaced by ``covariances`` and its counters by the
+    state's, if ``remembered`` holds one made from the very statistics objects
+    of ``state`` under the same ``config`` after the burn-in (its parameters
+    are then ``remembered.params``, which :func:`current_parameters` gives);
+    else None."""
+    if (remembered is None or remembered.running is None or state.n_steps == 0
+            or remembered.statistics is not state.statistics
+            or remembered.averaged is not state.averaged or remembered.config != config):
+        return None
+    running, mixture = remembered.running, remembered.running.mixture
+    return Running(
+        Mixture(mixture.weights, mixture.means, as_blocks(covariances, config.covariance_type),
+                mixture.factors),
+        running.statistics, running.totals, int(state.n_steps), float(state.n_samples_seen),
+        running.averaged, running.averaged_totals, int(state.n_averaged))
 
 
 def reported_parameters(
@@ -241,15 +271,49 @@ def _statistics_record(stats: SufficientStatistics | None, n_components: int,
 
 def _statistics_result(statistics: Statistics, totals: np.ndarray,
                        covariance_type: str) -> SufficientStatistics:
+    log_likelihood, n_samples = totals.tolist()
     return SufficientStatistics(statistics.weight, statistics.mean,
                                 from_blocks(statistics.scatter, covariance_type),
-                                float(totals[0]), float(totals[1]))
+                                log_likelihood, n_samples)
+
+
+def running_record(state: OnlineState, params: GaussianParameters, covariances: np.ndarray,
+                   config: OnlineConfig) -> Running:
+    """The kernels' :class:`~streamgmm.kernels.records.Running` record of
+    ``state``, the parameters of the next E-step and their covariances."""
+    cov_type = config.covariance_type
+    n_components, n_features = params.means.shape
+    mixture = Mixture(writeable(params.weights), writeable(params.means),
+                      as_blocks(covariances, cov_type),
+                      as_blocks(params.precisions_cholesky, cov_type))
+    statistics, totals = _statistics_record(state.statistics, n_components, n_features, cov_type)
+    averaged, averaged_totals = _statistics_record(state.averaged, n_components, n_features,
+                                                   cov_type)
+    return Running(mixture, statistics, totals, int(state.n_steps),
+                   float(state.n_samples_seen), averaged, averaged_totals,
+                   int(state.n_averaged))
 
 
 def online_steps(
-    state: OnlineState,
-    params: GaussianParameters,
-    covariances: np.ndarray,
+    state: OnlineState, params: GaussianParameters, covariances: np.ndarray, rows: np.ndarray,
+    config: OnlineConfig, batch_size: int, **where: Any,
+) -> tuple[OnlineState, GaussianParameters, np.ndarray, np.ndarray]:
+    """Stepwise-EM updates from ``rows`` (n, d), ``batch_size`` rows per step (the
+    last batch may be shorter), in one compiled call without the GIL
+    (:func:`kernel_steps`, whose keywords ``where`` takes: ``row_offset``,
+    ``row_numbers``, ``order``, ``helper``).
+
+    Returns the new state, the parameters and covariances for the next E-step,
+    and each batch's summed log-likelihood under the parameters it met (n_batches,).
+    Raises as :func:`kernel_steps`; nothing is changed then.
+    """
+    outcome = kernel_steps(running_record(state, params, covariances, config), rows, config,
+                           batch_size, **where)
+    return (*stepped_state(outcome.running, state, config), outcome.batch_log_likelihoods)
+
+
+def kernel_steps(
+    running: Running,
     rows: np.ndarray,
     config: OnlineConfig,
     batch_size: int,
@@ -258,91 +322,115 @@ def online_steps(
     row_numbers: np.ndarray | None = None,
     order: np.ndarray | None = None,
     helper: bool = True,
-) -> tuple[OnlineState, GaussianParameters, np.ndarray, np.ndarray]:
-    """Stepwise-EM updates from ``rows`` (n, d), ``batch_size`` rows per step (the
-    last batch may be shorter), in one compiled call without the GIL
-    (:func:`streamgmm.kernels.online.online_steps`); with a non-empty ``order``
-    (int), the rows ``rows[order]`` in that order, without copying them. With
-    ``helper`` (and more than one core), a second thread takes the second
-    halves of the batches when it can (:mod:`streamgmm.kernels.pairing`); the
-    results are the same to the last bit either way.
+) -> Outcome:
+    """The :class:`~streamgmm.kernels.records.Outcome` of the compiled steps
+    (:func:`streamgmm.kernels.online.online_steps`) from the kernels' record
+    ``running`` over ``rows`` (n, d), ``batch_size`` rows per step (the last
+    batch may be shorter); with a non-empty ``order`` (int), the rows
+    ``rows[order]`` in that order, without copying them. With ``helper`` (and
+    more than one core), a second thread takes the second halves of the batches
+    when it can (:mod:`streamgmm.kernels.pairing`); the results are the same
+    to the last bit either way.
 
-    Returns the new state, the parameters and covariances for the next E-step,
-    and each batch's summed log-likelihood under the parameters it met (n_batches,).
     Raises ``ValueError`` naming the rows if a row it visits is NaN, infinite or
     too large (the compiled steps check every row they read; rows are named as
     in :func:`~streamgmm.estep.check_finite`: ``row_offset`` plus their index in
     ``rows``, or ``row_numbers[index]``), and ``ValueError`` or
     :class:`~streamgmm.mstep.CholeskyError` if a step's statistics give no valid
-    parameters; nothing is changed then.
+    parameters.
     """
     cov_type = config.covariance_type
-    n_components, n_features = params.means.shape
+    mixture = running.mixture
+    n_components, n_features = mixture.means.shape
     values, weights = (rows[:, :-1], rows[:, -1]) if config.weighted else (rows, None)
     kernel_rows = rows_record(values, order, weights)
     n_rows = kernel_rows.X.shape[0] if kernel_rows.order.shape[0] == 0 else len(order)
     plan = kernel_plan(cov_type, n_components, n_features,
                        compute_dtype(values, cov_type, config.float32_products))
-    settings = OnlineSettings(
-        int(batch_size), float(config.reg_covar), float(config.learning_decay),
-        float(config.learning_offset), float(config.step_floor), bool(config.averaging),
-        burn_in_cap(n_components, n_features),
-        usable_limit(np.dtype(np.float32 if values.dtype == np.float32 else np.float64)),
-    )
-    mixture = Mixture(writeable(params.weights), writeable(params.means),
-                      as_blocks(covariances, cov_type),
-                      as_blocks(params.precisions_cholesky, cov_type))
-    statistics, totals = _statistics_record(state.statistics, n_components, n_features, cov_type)
-    averaged, averaged_totals = _statistics_record(state.averaged, n_components, n_features,
-                                                   cov_type)
-    running = Running(mixture, statistics, totals, int(state.n_steps),
-                      float(state.n_samples_seen), averaged, averaged_totals,
-                      int(state.n_averaged))
-    sync = np.zeros(codes.SYNC_SLOTS, dtype=np.int64)
-    pairing = Pairing(False, sync, _no_buffers())
-    fold = kernels.online_steps.tier(kernel_rows, running, settings, plan, pairing)
-    paired = (helper and fold is kernels.online_steps.compiled
-              and _worth_a_helper(n_rows, batch_size))
-    if paired:
-        pairing = Pairing(True, sync, _buffers(mixture, plan))
-        helper_arguments = (kernel_rows, plan, settings.limit, pairing)
-        helper_fold = kernels.help_online_steps.compiled
-        compiled_here(helper_fold, helper_arguments)
-        helping = _helper_thread().submit(helper_fold, *helper_arguments)
-    try:
-        outcome = fold(kernel_rows, running, settings, plan, pairing)
-    finally:
-        pairing.sync[codes.SYNC_STOP] = 1
-        if paired:
-            helping.result()
+    settings = _settings(config, int(batch_size), n_components, n_features,
+                         values.dtype == np.float32)
+    if helper and _worth_a_helper(n_rows, batch_size):
+        outcome = _paired_steps(kernel_rows, running, settings, plan)
+    else:
+        outcome = kernels.online_steps(kernel_rows, running, settings, plan, _unpaired())
     if outcome.status == codes.STEPS_UNUSABLE_ROWS:
         check_visited(rows, order, row_offset, row_numbers)
         raise ValueError("Input contains NaN, infinity or values too large before fitting.")
     if outcome.status == codes.STEPS_OVERFLOWED:
         raise ValueError(OVERFLOW_MESSAGE)
-    result = outcome.running
     if outcome.status == codes.STEPS_NOT_POSITIVE_DEFINITE:
-        raise cholesky_error(from_blocks(result.mixture.covariances, cov_type), cov_type,
-                             outcome.failed_component)
+        raise cholesky_error(from_blocks(outcome.running.mixture.covariances, cov_type),
+                             cov_type, outcome.failed_component)
+    return outcome
+
+
+def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: Plan) -> Outcome:
+    """The compiled steps with a helper thread offered the second halves of the
+    batches, once the compiled tier is due; the interpreted steps alone before."""
+    fold = kernels.online_steps.tier(rows, running, settings, plan, _unpaired())
+    if fold is not kernels.online_steps.compiled:
+        return fold(rows, running, settings, plan, _unpaired())
+    pairing = Pairing(True, np.zeros(codes.SYNC_SLOTS, dtype=np.int64),
+                      _buffers(running.mixture, plan))
+    helper_arguments = (rows, plan, settings.limit, pairing)
+    helper_fold = kernels.help_online_steps.compiled
+    compiled_here(helper_fold, helper_arguments)
+    helping = _helper_thread().submit(helper_fold, *helper_arguments)
+    try:
+        return fold(rows, running, settings, plan, pairing)
+    finally:
+        pairing.sync[codes.SYNC_STOP] = 1
+        helping.result()
+
+
+def _unpaired() -> Pairing:
+    """The pairing of steps without a helper thread."""
+    return Pairing(False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64), _no_buffers())
+
+
+@functools.cache
+def _settings(config: OnlineConfig, batch_size: int, n_components: int, n_features: int,
+              float32: bool) -> OnlineSettings:
+    """The kernels' :class:`~streamgmm.kernels.records.OnlineSettings` (made
+    once per set of arguments)."""
+    return OnlineSettings(
+        batch_size, float(config.reg_covar), float(config.learning_decay),
+        float(config.learning_offset), float(config.step_floor), bool(config.averaging),
+        burn_in_cap(n_components, n_features),
+        usable_limit(np.dtype(np.float32 if float32 else np.float64)),
+    )
+
+
+def stepped_state(
+    result: Running, state: OnlineState, config: OnlineConfig
+) -> tuple[OnlineState, GaussianParameters, np.ndarray]:
+    """The state after steps that started from ``state`` and ended with the
+    kernels' record ``result``, the parameters of the next E-step and their
+    covariances."""
+    cov_type = config.covariance_type
     new_state = OnlineState(
         _statistics_result(result.statistics, result.totals, cov_type),
         int(result.n_steps),
         seen_count(result.n_seen if config.weighted or isinstance(
-            state.n_samples_seen, float | np.floating) else int(result.n_seen)),
+            state.n_samples_seen, _FLOATS) else int(result.n_seen)),
         (_statistics_result(result.averaged, result.averaged_totals, cov_type)
          if result.n_averaged else None),
         int(result.n_averaged),
     )
     new_params = GaussianParameters(result.mixture.weights, result.mixture.means,
                                     from_blocks(result.mixture.factors, cov_type), cov_type)
-    return (new_state, new_params, from_blocks(result.mixture.covariances, cov_type),
-            outcome.batch_log_likelihoods)
+    return new_state, new_params, from_blocks(result.mixture.covariances, cov_type)
+
+
+_FLOATS = (float, np.floating)
+"""What a sum of weights is (a tuple: ``float | np.floating`` builds a union at
+every call)."""
 
 
 def seen_count(n_seen: float, weighted: bool = False) -> int | float:
     """``n_samples_seen`` as a state keeps it: a float for a sum of weights
     (``weighted``, or a state that summed weights before), else an int."""
-    if weighted or isinstance(n_seen, float | np.floating):
+    if weighted or isinstance(n_seen, _FLOATS):
         return float(n_seen)
     return int(n_seen)
 
@@ -400,7 +488,6 @@ def _buffers(mixture: Mixture, plan) -> tuple[HalfBuffer, HalfBuffer]:
     return buffer(), buffer()
 
 
-@functools.cache
 @functools.cache
 def _no_buffers() -> tuple[HalfBuffer, HalfBuffer]:
     """The buffers of a fold without a helper (never read nor written): empty
@@ -464,6 +551,8 @@ class FoldCarry(NamedTuple):
         Rows in those batches.
     batches_done : int
         Batches of the pass applied so far.
+    running : Running or None
+        See below.
     """
 
     state: OnlineState
@@ -473,6 +562,9 @@ class FoldCarry(NamedTuple):
     total: float = 0.0
     count: int = 0
     batches_done: int = 0
+    running: Running | None = None
+    """The kernels' record of ``state``, ``params`` and ``covariances`` when the
+    last fold made them (the next fold then passes it on as it is), else None."""
 
 
 def visiting_order(n_rows: int, shuffle_seed: tuple[int, int]) -> np.ndarray:
@@ -569,8 +661,10 @@ def _fold_steps(
     batch_size: int,
     order: np.ndarray | None = None,
 ) -> FoldCarry:
-    """``carry`` after :func:`online_steps` on ``rows`` (``rows[order]``), its
-    batches' log-likelihoods added to the total one by one."""
+    """``carry`` after the steps of :func:`online_steps` on ``rows``
+    (``rows[order]``), its batches' log-likelihoods added to the total one by
+    one; the kernels' record of the carry is made only if it holds none."""
+    running = None
     with single_threaded_blas():
         if config.missing == "marginalize":
             fields, params, covariances, log_likelihoods, n_rows = missing.stepwise_steps(
@@ -578,20 +672,20 @@ def _fold_steps(
                 update=stepwise_update, step_size=step_size, burn_in_complete=burn_in_complete)
             state = OnlineState(*fields)
         else:
-            state, params, covariances, log_likelihoods = online_steps(
-                carry.state, carry.params, carry.covariances, rows, config, batch_size,
-                order=order,
-            )
+            running = carry.running
+            if running is None:
+                running = running_record(carry.state, carry.params, carry.covariances, config)
+            outcome = kernel_steps(running, rows, config, batch_size, order=order)
+            running, log_likelihoods = outcome.running, outcome.batch_log_likelihoods
+            state, params, covariances = stepped_state(running, carry.state, config)
             n_rows = rows.shape[0] if order is None else order.shape[0]
             if config.weighted:
                 n_rows = float(rows[:, -1].sum() if order is None else rows[order, -1].sum())
     total = carry.total
     for log_likelihood in log_likelihoods.tolist():
         total += log_likelihood
-    return carry._replace(
-        state=state, params=params, covariances=covariances, total=total,
-        count=carry.count + n_rows, batches_done=carry.batches_done + log_likelihoods.shape[0],
-    )
+    return FoldCarry(state, params, covariances, carry.leftover, total, carry.count + n_rows,
+                     carry.batches_done + log_likelihoods.shape[0], running)
 
 
 def finish_pass(carry: FoldCarry, config: OnlineConfig) -> FoldCarry:

@@ -45,11 +45,14 @@ PARAMETER_ARRAYS = ("weights", "means", "covariances", "precisions", "precisions
 """Parameter arrays of every model file (:func:`model_to_dataset`)."""
 
 
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def fitted_dtype(input_dtype: np.dtype) -> np.dtype:
     """The dtype of fitted attributes for input of ``input_dtype``: float32
     stays float32, everything else (float64, integers, booleans) gives float64,
     as scikit-learn converts it."""
-    return np.dtype(np.float32 if np.dtype(input_dtype) == np.float32 else np.float64)
+    return _FLOAT32 if _FLOAT32 == input_dtype else _FLOAT64
 
 
 def fitted_scalar(value: float, dtype: np.dtype) -> float:
@@ -66,15 +69,16 @@ def set_fitted(model: Any, run: EMRun, n_features: int, dtype: np.dtype) -> None
     model.means_ = params.means.astype(dtype)
     model.precisions_cholesky_ = params.precisions_cholesky.astype(dtype)
     model.covariances_ = np.asarray(run.covariances).astype(dtype)
-    precisions = run.precisions
-    if precisions is None:
-        precisions = precisions_from_cholesky(params.precisions_cholesky, params.covariance_type)
-    model.precisions_ = precisions.astype(dtype)
+    model.__dict__.pop(DEFERRED_PRECISIONS, None)  # a previous fit's, if any
+    if run.precisions is None:
+        _defer_precisions(model, params.precisions_cholesky, params.covariance_type, dtype)
+    else:
+        model.precisions_ = run.precisions.astype(dtype)
     model.converged_ = run.converged
     model.n_iter_ = run.n_iter
     model.lower_bound_ = fitted_scalar(run.lower_bound, dtype)
-    bounds = run.lower_bounds
-    if not all(type(value) is dtype.type for value in bounds[-1:] + bounds[:1]):
+    bounds, scalar = run.lower_bounds, np.dtype(dtype).type
+    if bounds and (type(bounds[-1]) is not scalar or type(bounds[0]) is not scalar):
         bounds = [fitted_scalar(value, dtype) for value in bounds]
     model.lower_bounds_ = bounds
     _set_online_state(model, run.online_state)
@@ -82,11 +86,46 @@ def set_fitted(model: Any, run: EMRun, n_features: int, dtype: np.dtype) -> None
     model.n_features_in_ = n_features
 
 
+DEFERRED_PRECISIONS = "_deferred_precisions"
+"""Attribute of a model whose ``precisions_`` is computed when first read: the
+precision factors, covariance type and dtype it is computed from."""
+
+
+def _defer_precisions(model: Any, factors: np.ndarray, covariance_type: str,
+                      dtype: np.dtype) -> None:
+    """``precisions_`` of ``factors`` in ``dtype``: kept to be computed when
+    first read (:func:`deferred_attribute`) if the model's class reads deferred
+    attributes (``DEFERS_PRECISIONS``; a ``partial_fit`` then does not spend
+    a twentieth of its time on a product its caller may never read), else now.
+    ``factors`` are the run's own float64 array, which nothing writes to."""
+    if not getattr(type(model), "DEFERS_PRECISIONS", False):
+        model.precisions_ = _precisions(factors, covariance_type, dtype)
+        return
+    model.__dict__.pop("precisions_", None)
+    setattr(model, DEFERRED_PRECISIONS, (factors, covariance_type, dtype))
+
+
+def _precisions(factors: np.ndarray, covariance_type: str, dtype: np.dtype) -> np.ndarray:
+    """Precision matrices of float64 precision factors, in ``dtype``."""
+    return precisions_from_cholesky(factors, covariance_type).astype(dtype, copy=False)
+
+
+def deferred_attribute(model: Any, name: str) -> Any:
+    """A fitted attribute of ``model`` computed on first reading and kept
+    (``precisions_`` after :func:`set_fitted`); ``AttributeError`` for any other
+    name, as for an attribute that is not there (``__getattr__``)."""
+    if name == "precisions_":
+        source = model.__dict__.pop(DEFERRED_PRECISIONS, None)
+        if source is not None:
+            model.precisions_ = _precisions(*source)
+            return model.precisions_
+    raise AttributeError(f"{type(model).__name__!r} object has no attribute {name!r}")
+
+
 def _set_online_state(model: Any, state: OnlineState | None) -> None:
     """Store (or, for ``None``, remove) the stepwise-EM state as attributes."""
-    names = [*ONLINE_STATISTICS.values(), *(f"{name}_" for name in ONLINE_COUNTERS)]
     if state is None:
-        for name in names:
+        for name in [*ONLINE_STATISTICS.values(), *(f"{name}_" for name in ONLINE_COUNTERS)]:
             model.__dict__.pop(name, None)
         return
     model.running_statistics_ = state.statistics
@@ -109,8 +148,10 @@ def online_state_of(model: Any) -> OnlineState | None:
     )
 
 
-def run_from_model(model: Any) -> EMRun:
-    """The fitted state of ``model`` as a run, arrays as they are (not copied)."""
+def run_from_model(model: Any, precisions: bool = True) -> EMRun:
+    """The fitted state of ``model`` as a run, arrays as they are (not copied);
+    without ``precisions``, the run's precisions are None (not read: computed
+    from its parameters if needed)."""
     params = GaussianParameters(
         model.weights_, model.means_, model.precisions_cholesky_, model.covariance_type
     )
@@ -123,7 +164,7 @@ def run_from_model(model: Any) -> EMRun:
         converged=model.converged_,
         history=getattr(model, "history_", None),
         online_state=online_state_of(model),
-        precisions=model.precisions_,
+        precisions=model.precisions_ if precisions else None,
     )
 
 

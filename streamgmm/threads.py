@@ -51,31 +51,43 @@ def local_threads(n_jobs: int | None) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
+def single_threaded_blas() -> SingleThreadedBlas:
     """A context in which BLAS uses one thread.
 
     Also for work too small to share between threads: stepwise EM's mini-batch
     products and the K small Cholesky factorisations of an M-step, where on a
     busy machine OpenBLAS threads waiting for work made a step about 50 times
     slower (docs/online.md). Sets and restores the libraries' thread counts
-    directly: about 5 us, where ``ThreadpoolController.limit`` took 60 us, a
+    directly (through threadpoolctl's controllers, their thread-control logic
+    included): about 5 us, where ``ThreadpoolController.limit`` took 60 us, a
     quarter of a ``partial_fit`` of 512 rows; nested inside another, it costs
     nothing.
     """
-    if getattr(_inside, "single_threaded", False):
-        yield
-        return
-    libraries = _blas_libraries()
-    previous = [library.num_threads for library in libraries]
-    for library in libraries:
-        library.set_num_threads(1)
-    _inside.single_threaded = True
-    try:
-        yield
-    finally:
+    return SingleThreadedBlas()
+
+
+class SingleThreadedBlas:
+    """The context of :func:`single_threaded_blas` (a class rather than a
+    generator: a ``partial_fit`` enters two, and a generator's context cost
+    a microsecond more each)."""
+
+    __slots__ = ("previous",)
+
+    def __enter__(self) -> None:
+        if getattr(_inside, "single_threaded", False):
+            self.previous = None
+            return
+        libraries = _blas_libraries()
+        self.previous = [library.num_threads for library in libraries]
+        for library in libraries:
+            library.set_num_threads(1)
+        _inside.single_threaded = True
+
+    def __exit__(self, *exception: object) -> None:
+        if self.previous is None:
+            return
         _inside.single_threaded = False
-        for library, threads in zip(libraries, previous, strict=True):
+        for library, threads in zip(_blas_libraries(), self.previous, strict=True):
             library.set_num_threads(threads)
 
 

@@ -150,6 +150,7 @@ def shown(value: Any) -> str:
 PLAIN_TYPES = (str, int, float, bool, type(None))
 """Types of hyper-parameter values whose rule outcome depends on nothing but
 their type and value (:func:`checked_values_key`)."""
+_PLAIN_TYPE_SET = frozenset(PLAIN_TYPES)
 
 
 def checked_values_key(estimator: Any, rules: dict[str, Rule]) -> tuple | None:
@@ -157,10 +158,11 @@ def checked_values_key(estimator: Any, rules: dict[str, Rule]) -> tuple | None:
     for skipping a check of the same values again: equal keys give the same
     outcome of :func:`check_hyperparameters` (NaN never equals itself, so it is
     checked again). None when a value is not of a plain Python type."""
-    values = tuple(getattr(estimator, name) for name in rules)
-    if not all(type(value) in PLAIN_TYPES for value in values):
+    values = tuple([getattr(estimator, name) for name in rules])
+    types = tuple(map(type, values))
+    if not _PLAIN_TYPE_SET.issuperset(types):
         return None
-    return tuple((type(value), value) for value in values)
+    return types, values
 
 
 def check_changed_hyperparameters(

@@ -291,3 +291,24 @@ def test_many_features_match_the_definition(covariance_type):
     np.testing.assert_allclose(stats.mean, mean, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(stats.scatter, scatter, rtol=1e-9,
                                atol=1e-12 * len(X) * X.var(axis=0).max())
+
+
+def test_the_whitened_form_is_chosen_early_only_when_the_full_test_chooses_it():
+    """``surely_whitened`` (the diagonal terms of the expansion error) answers
+    True only where ``expansion_error`` exceeds the limit, so the full type's
+    form, and every result, is the one the full test picks (issue 26)."""
+    from streamgmm.kernels import operands
+
+    rng = np.random.default_rng(26)
+    early = 0
+    for case in range(300):
+        n_components, d = int(rng.integers(1, 6)), int(rng.integers(1, 20))
+        factors = np.triu(rng.normal(size=(n_components, d, d))) * 10.0 ** rng.uniform(-3, 3)
+        centred = rng.normal(size=(n_components, d)) * 10.0 ** rng.uniform(-3, 3)
+        variances = rng.random((n_components, d)) * 10.0 ** rng.uniform(-3, 3)
+        error = operands.expansion_error(centred, variances, operands.full_precisions(factors))
+        for limit in (error * rng.uniform(0.01, 1.2), error, np.nextafter(error, 0), 1e4):
+            if operands.surely_whitened(centred, variances, factors, limit):
+                early += 1
+                assert error > limit, (case, limit, error)
+    assert early > 100

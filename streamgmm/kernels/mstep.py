@@ -105,33 +105,53 @@ def merge_blocks(a, b, kind):  # pragma: no cover
     ``W = W_a + W_b``, ``m = m_a + (W_b / W)(m_b - m_a)``,
     ``M = M_a + M_b + (W_a W_b / W)(m_b - m_a)(m_b - m_a)^T``; a component with
     no weight on either side keeps the mean halfway."""
-    n_components, d = a.mean.shape
-    weight = added(a.weight, b.weight)
-    mean = np.empty_like(a.mean)
-    delta = np.empty_like(a.mean)
+    return merged(a.weight, a.mean, b.weight, b.mean, added(a.scatter, b.scatter), kind)
+
+
+@kernel
+def merged(weight_a, mean_a, weight_b, mean_b, scatter, kind):  # pragma: no cover
+    """:func:`merge_blocks` of the sets of weights ``weight_a``, ``weight_b`` and
+    means ``mean_a``, ``mean_b`` whose scatters sum to ``scatter`` (a new
+    array, completed in place)."""
+    n_components, d = mean_a.shape
+    weight = added(weight_a, weight_b)
+    mean = np.empty_like(mean_a)
+    delta = np.empty_like(mean_a)
     cross = np.empty_like(weight)
     for k in range(n_components):
         total = weight[k]
         positive = total > 0
         safe = total if positive else 1.0
-        share_b = b.weight[k] / safe if positive else 0.5
-        cross[k] = a.weight[k] * b.weight[k] / safe if positive else 0.0
+        share_b = weight_b[k] / safe if positive else 0.5
+        cross[k] = weight_a[k] * weight_b[k] / safe if positive else 0.0
         for j in range(d):
-            delta[k, j] = b.mean[k, j] - a.mean[k, j]
-            mean[k, j] = a.mean[k, j] + share_b * delta[k, j]
-    scatter = added(a.scatter, b.scatter)
+            delta[k, j] = mean_b[k, j] - mean_a[k, j]
+            mean[k, j] = mean_a[k, j] + share_b * delta[k, j]
     outer_add(cross, delta, kind, scatter)
     return Statistics(weight, mean, scatter)
 
 
 @kernel
 def stepwise_blocks(a, b, step, kind):  # pragma: no cover
-    """``(1 - step) a + step b``: the merge of the two sets rescaled."""
+    """``(1 - step) a + step b``: the merge of the two sets rescaled (the
+    scatters rescaled and added in one pass)."""
     keep = 1.0 - step
-    return merge_blocks(
-        Statistics(scaled(a.weight, keep), a.mean, scaled(a.scatter, keep)),
-        Statistics(scaled(b.weight, step), b.mean, scaled(b.scatter, step)), kind,
-    )
+    return merged(scaled(a.weight, keep), a.mean, scaled(b.weight, step), b.mean,
+                  sum_of_scaled(a.scatter, keep, b.scatter, step), kind)
+
+
+@kernel
+def sum_of_scaled(first, first_factor, second, second_factor):  # pragma: no cover
+    """``first * first_factor + second * second_factor`` (C-contiguous arrays of
+    one shape), each product rounded before the sum, as a new array: what
+    :func:`~streamgmm.kernels.mathfn.scaled` twice and
+    :func:`~streamgmm.kernels.mathfn.added` give, in one pass."""
+    out = np.empty_like(first)
+    flat_out, flat_first = out.reshape(out.size), first.reshape(first.size)
+    flat_second = second.reshape(second.size)
+    for i in range(flat_out.size):
+        flat_out[i] = flat_first[i] * first_factor + flat_second[i] * second_factor
+    return out
 
 
 @kernel

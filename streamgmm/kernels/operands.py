@@ -110,6 +110,32 @@ def expansion_error(centred, variances, precisions):  # pragma: no cover
 
 
 @kernel
+def surely_whitened(centred, variances, factors, expansion_limit):  # pragma: no cover
+    """Whether :func:`expansion_error` of the full type's ``factors`` is sure to
+    exceed ``expansion_limit`` from its diagonal terms alone (each formed with
+    the same operations), so that the whitened form is chosen without forming
+    the precisions. Its ``d^2`` terms are at least 0, so a component's rounded
+    sum is at least the rounded sum of its ``d`` diagonal terms times
+    ``1 - (d^2 + d) 2^-53``; the margin asked here is ten times that. Every term
+    is then a number (no infinity times 0) if every spread is at most ``1e50``
+    and every diagonal precision at most ``1e200``; else False (decide in full)."""
+    n_components, d = centred.shape
+    sure = False
+    for k in range(n_components):
+        size = 0.0
+        for i in range(d):
+            spread = abs(centred[k, i]) + math.sqrt(variances[k, i])
+            diagonal = 0.0
+            for p in range(d):
+                diagonal += factors[k, i, p] * factors[k, i, p]
+            if not (diagonal <= 1e200 and spread <= 1e50):
+                return False
+            size += spread * abs(diagonal) * spread
+        sure = sure or size > expansion_limit * (1.0 + 1e-15 * (d * d + d))
+    return sure
+
+
+@kernel
 def full_whitening(factors, centred):  # pragma: no cover
     """Stacked ``[P_k^T | -P_k^T (mu_k - c)]`` (K d, d + 1)."""
     n_components, d = centred.shape
@@ -201,14 +227,16 @@ def density_operands(weights, means, factors, variances, plan):  # pragma: no co
     whitening = np.zeros((0, d + 1))
     reduce = np.zeros((0, d + 2))
     if kind == PAIRWISE:
-        precisions = full_precisions(factors)
         if m == 0:
             own_shift[:] = True
-        if m == 0 or expansion_error(centred, variances, precisions) > plan.expansion_limit:
-            mode = WHITENED
+        mode = WHITENED
+        if m > 0 and not surely_whitened(centred, variances, factors, plan.expansion_limit):
+            precisions = full_precisions(factors)
+            if not expansion_error(centred, variances, precisions) > plan.expansion_limit:
+                mode = LINEAR
+                full_linear(precisions, centred, constant, m, linear)
+        if mode == WHITENED:
             whitening = full_whitening(factors, centred)
-        else:
-            full_linear(precisions, centred, constant, m, linear)
     elif kind == NONE:
         mode = TIED
         whitening = np.zeros((d, d + 1))

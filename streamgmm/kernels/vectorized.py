@@ -262,6 +262,12 @@ def scaled(values: np.ndarray, factor: float) -> np.ndarray:
     return values * float(factor)
 
 
+def sum_of_scaled(first: np.ndarray, first_factor: float, second: np.ndarray,
+                  second_factor: float) -> np.ndarray:
+    """:func:`streamgmm.kernels.mstep.sum_of_scaled`: each product rounded, then summed."""
+    return first * first_factor + second * second_factor
+
+
 from .vectorized_gaps import (  # noqa: E402, F401  (REPLACEMENTS names them)
     add_pattern_mass,
     chunk_patterns,
@@ -287,7 +293,7 @@ REPLACEMENTS = {
                "add_into", "added", "scaled"),
     "estep": ("fill_columns", "fill_products", "block_log_density", "accumulate", "row_block",
               "put_columns", "normalise", "add_into", "added"),
-    "mstep": ("added", "scaled"),
+    "mstep": ("added", "scaled", "sum_of_scaled"),
     "pairing": ("rows_usable", "copy_into"),
     "online": ("batch_weight", "cycle_count", "scaled", "rows_usable"),
     "gappy": ("gather_block", "normalise", "pattern_covariances", "add_pattern_mass",
