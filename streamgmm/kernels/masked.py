@@ -170,7 +170,8 @@ def full_gaps(z, ids, table, precisions, tables, log_weighted, completed):  # pr
 @kernel
 def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: no cover
     """Add the rows with gaps' ``g e`` to ``first`` (d, K) and ``g (e z^T + e
-    e^T / 2)`` to ``second`` (d, d, K), whose symmetric part (``S + S^T``) is
+    e^T / 2)`` to ``second`` (d, K, d: the coordinates of z innermost, so that
+    the loop over them vectorises), whose symmetric part (``S + S^T``) is
     then what the gaps add to the second sums, with the conditional
     covariances (:func:`~streamgmm.kernels.patterns.pattern_covariances`)."""
     n_components = resp_t.shape[1]
@@ -187,14 +188,14 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: n
             for k in range(n_components):
                 weighted[k] = resp_t[i, k] * completed[start + a, k]
                 first[j, k] += weighted[k]
-            for e in range(d):
-                value = z[i, e]
-                for k in range(n_components):
-                    second[j, e, k] += weighted[k] * value
+            for k in range(n_components):
+                value = weighted[k]
+                for e in range(d):
+                    second[j, k, e] += value * z[i, e]
             for c in range(m):
                 column = table.columns[p, c]
                 for k in range(n_components):
-                    second[j, column, k] += 0.5 * weighted[k] * completed[start + c, k]
+                    second[j, k, column] += 0.5 * weighted[k] * completed[start + c, k]
         start += m
 
 
@@ -202,7 +203,7 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: n
 def about_shift(sums, first, second, covariances, tables, kind, totals):  # pragma: no cover
     """:class:`~streamgmm.kernels.records.GappySums` about the common shift
     from the complete layout's ``sums`` and what the gaps add: ``first`` (d,
-    K) and ``second`` (d, d, K) of :func:`full_gap_sums` and the conditional
+    K) and ``second`` (d, K, d) of :func:`full_gap_sums` and the conditional
     ``covariances`` (K, d, d); diag and spherical: the responsibilities of the
     rows missing each coordinate, ``sums.columns[d + 1:]``. Spherical's second
     sums are all in the first coordinate (only their total counts)."""
@@ -219,7 +220,7 @@ def about_shift(sums, first, second, covariances, tables, kind, totals):  # prag
             row = 0
             for a in range(d):
                 for c in range(a, d):
-                    value = (sums.products[row, k] + second[a, c, k] + second[c, a, k]
+                    value = (sums.products[row, k] + second[a, k, c] + second[c, k, a]
                              + covariances[k, a, c])
                     out.second[k, a, c] = value
                     out.second[k, c, a] = value
@@ -254,9 +255,9 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     sums = Sums(sums.products, np.zeros((d + 1 + extra, n_components)), sums.own_products,
                 sums.own_columns, sums.own_full, sums.pooled, sums.log_likelihood)
     first = np.zeros((d, n_components))
-    second = np.zeros((d if full else 0, d if full else 0, n_components))
+    second = np.zeros((d if full else 0, n_components, d if full else 0))
     covariances = np.zeros((n_components, d if full else 0, d if full else 0))
-    totals = np.zeros(2)
+    totals = np.zeros(3)
     tables = gap_tables(marginal, operands.own_offsets)
     precisions = lanes(marginal.precisions)
     ids, table = pattern_table(rows.X, n if full else 0, precisions, n_components)
@@ -265,7 +266,7 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     start = 0
     while start < n:
         start, columns, gaps, n_missing, block = next_block(rows, start, operands.shift,
-                                                            buffers)
+                                                            buffers, totals)
         count = block.shape[0]
         if count == 0:
             continue

@@ -27,7 +27,7 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):
     """:func:`streamgmm.kernels.gappy.gather_block` on whole blocks."""
     X, order = rows.X, rows.order
     n, d = X.shape
-    count, row = 0, start
+    count, row, largest = 0, start, 0.0
     while row < n and count < index.shape[0]:
         stop = min(n, row + index.shape[0] - count)
         sources = np.arange(row, stop) if order.shape[0] == 0 else order[row:stop]
@@ -44,9 +44,10 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):
         which, column = np.nonzero(missing[keep])
         first = np.cumsum(m[keep]) - m[keep]
         gaps[count + which, np.arange(which.size) - first[which]] = column
+        largest = max(largest, float(np.abs(values[~missing]).max(initial=0.0)))
         count += kept
         row = stop
-    return count, row
+    return count, row, largest
 
 
 def chunk_patterns(X, n_rows):
@@ -214,7 +215,7 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):
     owners = np.concatenate([np.repeat(np.arange(pair.size), d), inner])
     values = np.concatenate([cross.reshape(-1, n_components), within])
     order = np.argsort(owners, kind="stable")
-    np.add.at(second, (j[owners[order]][:, None], targets[order][:, None], components),
+    np.add.at(second, (j[owners[order]][:, None], components, targets[order][:, None]),
               values[order])
 
 
