@@ -64,8 +64,17 @@ from .statistics import SufficientStatistics
 
 GAPPY_KERNEL_ROWS = 256
 """Rows the compiled E-step of a chunk with gaps processes at once
-(:func:`gappy_statistics`): 128 to 256 measured fastest for d = 16, K = 8
-(512 and more: 10 to 20 % slower)."""
+(:func:`gappy_statistics`; diag and spherical through the complete rows'
+layout: :data:`GAPPY_DIAGONAL_ROWS`): 128 to 256 measured fastest for the
+full type, d = 16, K = 8 (512 and more: 10 to 20 % slower)."""
+
+GAPPY_DIAGONAL_ROWS = 1000
+"""Rows per block of the diag and spherical types' compiled E-step with gaps
+(:func:`streamgmm.kernels.masked.masked_sums`), whose block holds 2d + 1
+rows of columns (values, 1, missing-value indicators): 744 to 1,992 rows
+measured alike for d = 16, K = 8; not a power of two, whose row stride (256
+rows: 2 KiB) put the columns that one row of X fills in the same few cache
+sets (256 rows: 1.4 to 2 times slower)."""
 
 GAPPY_BLOCK_ROWS = 2048
 """Rows with gaps whose log-densities and conditional means (prediction,
@@ -456,7 +465,7 @@ def gappy_statistics(
         with np.errstate(all="ignore"):
             if expanded:
                 plan = estep.kernel_plan(cov_type, n_components, d)._replace(
-                    block=GAPPY_KERNEL_ROWS)
+                    block=GAPPY_KERNEL_ROWS if cov_type == "full" else GAPPY_DIAGONAL_ROWS)
                 sums = kernels.masked_sums(rows, marginal, operands, plan)
             else:
                 sums = kernels.gappy_sums(rows, marginal)

@@ -39,11 +39,14 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):  # pragma
     on, the next rows with something observed, up to ``index.size``: their
     positions in X (``index``), the first d + 1 rows of ``columns`` ``[(x -
     shift)^T; 1]`` with 0 where missing, their missing coordinates ``gaps[i, :m_i]`` and
-    ``n_missing[i] = m_i``, in one pass; returns how many, where the next
+    ``n_missing[i] = m_i`` and, if ``columns`` has 2d + 1 rows, the
+    missing-value indicators in rows d + 1 to 2d (1 where missing), in one
+    pass; returns how many, where the next
     block starts and the largest magnitude of an observed value read (so that
     the values need no check of their own before)."""
     X, order = rows.X, rows.order
     n, d = X.shape
+    marks = columns.shape[0] > d + 1
     count = 0
     row = start
     largest = 0.0
@@ -54,10 +57,14 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):  # pragma
             value = X[source, j]
             if math.isnan(value):
                 columns[j, count] = 0.0
+                if marks:
+                    columns[d + 1 + j, count] = 1.0
                 gaps[count, m] = j
                 m += 1
             else:
                 columns[j, count] = value - shift[j]
+                if marks:
+                    columns[d + 1 + j, count] = 0.0
                 largest = max(largest, abs(value))
         if m < d:
             columns[d, count] = 1.0

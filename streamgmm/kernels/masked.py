@@ -81,23 +81,11 @@ def gap_tables(marginal, offsets):  # pragma: no cover
 
 
 @kernel
-def mark_missing(gaps, n_missing, columns):  # pragma: no cover
-    """Rows d + 1 to 2d of ``columns`` (2d + 1, b): 1 where a row's coordinate
-    is missing (``gaps[i, :m_i]``), 0 elsewhere."""
-    d = gaps.shape[1]
-    for j in range(d + 1, 2 * d + 1):
-        for i in range(columns.shape[1]):
-            columns[j, i] = 0.0
-    for i in range(n_missing.shape[0]):
-        for a in range(n_missing[i]):
-            columns[d + 1 + gaps[i, a], i] = 1.0
-
-
-@kernel
 def with_gap_terms(operands, terms):  # pragma: no cover
     """Diag and spherical: ``operands`` whose linear map also takes the
-    missing coordinates' ``terms`` (d, K) away, through the rows of
-    :func:`mark_missing` appended to the columns."""
+    missing coordinates' ``terms`` (d, K) away, through the missing-value
+    indicators appended to the columns
+    (:func:`~streamgmm.kernels.gappy.gather_block`)."""
     double = operands.double
     n_components, width = double.linear_columns.shape
     d = terms.shape[0]
@@ -243,7 +231,8 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     of the rows of ``rows`` with something observed, ``plan.block`` rows at a
     time (module docs; float64 products); weighted rows count their weight
     times. Diag and spherical append the missing-value indicators to the
-    columns (:func:`mark_missing`), so that the complete rows' two products
+    columns (:func:`~streamgmm.kernels.gappy.gather_block` writes them with
+    the values), so that the complete rows' two products
     also take the gaps' terms away and sum the responsibilities per missing
     coordinate."""
     n, d = rows.X.shape
@@ -270,8 +259,6 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
         count = block.shape[0]
         if count == 0:
             continue
-        if not full:
-            mark_missing(gaps, n_missing, columns)
         products = np.empty((operands.n_products, count))
         fill_products(columns[:d + 1], kind, products)
         log_weighted = block_log_density(products, columns, density, density.double)

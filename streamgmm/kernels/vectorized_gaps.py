@@ -39,6 +39,8 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):
         block = slice(count, count + kept)
         columns[:d, block] = np.where(missing[keep], 0.0, values[keep] - shift).T
         columns[d, block] = 1.0
+        if columns.shape[0] > d + 1:
+            columns[d + 1:, block] = missing[keep].T
         n_missing[block] = m[keep]
         index[block] = sources[keep]
         which, column = np.nonzero(missing[keep])
@@ -144,15 +146,6 @@ def add_pattern_mass(ids, resp_t, mass):
 def transposed(columns, d):
     """:func:`streamgmm.kernels.masked.transposed`."""
     return np.ascontiguousarray(columns[:d].T)
-
-
-def mark_missing(gaps, n_missing, columns):
-    """:func:`streamgmm.kernels.masked.mark_missing`."""
-    d = gaps.shape[1]
-    columns[d + 1:] = 0.0
-    which = np.repeat(np.arange(n_missing.shape[0]), n_missing)
-    place = np.arange(which.size) - (np.cumsum(n_missing) - n_missing)[which]
-    columns[d + 1 + gaps[which, place], which] = 1.0
 
 
 def _gappy_rows(ids, table):
