@@ -64,8 +64,17 @@ from .statistics import SufficientStatistics
 
 GAPPY_KERNEL_ROWS = 256
 """Rows the compiled E-step of a chunk with gaps processes at once
-(:func:`gappy_statistics`): 128 to 256 measured fastest for d = 16, K = 8
-(512 and more: 10 to 20 % slower)."""
+(:func:`gappy_statistics`; diag and spherical through the complete rows'
+layout: :data:`GAPPY_DIAGONAL_ROWS`): 128 to 256 measured fastest for the
+full type, d = 16, K = 8 (512 and more: 10 to 20 % slower)."""
+
+GAPPY_DIAGONAL_ROWS = 1000
+"""Rows per block of the diag and spherical types' compiled E-step with gaps
+(:func:`streamgmm.kernels.masked.masked_sums`), whose block holds 2d + 1
+rows of columns (values, 1, missing-value indicators): 744 to 1,992 rows
+measured alike for d = 16, K = 8; not a power of two, whose row stride (256
+rows: 2 KiB) put the columns that one row of X fills in the same few cache
+sets (256 rows: 1.4 to 2 times slower)."""
 
 GAPPY_BLOCK_ROWS = 2048
 """Rows with gaps whose log-densities and conditional means (prediction,
@@ -429,7 +438,8 @@ def marginal_record(params: GaussianParameters) -> Marginal:
 
 
 def gappy_statistics(
-    X: np.ndarray, params: GaussianParameters, sample_weight: np.ndarray | None = None
+    X: np.ndarray, params: GaussianParameters, sample_weight: np.ndarray | None = None,
+    row_offset: int = 0,
 ) -> SufficientStatistics:
     """Centred statistics of the rows of X (n, d) with something observed:
     ``sum g``, ``sum g x_hat`` and ``sum g (x_hat x_hat^T + C)`` (module docs),
@@ -438,21 +448,33 @@ def gappy_statistics(
     own-shifted component), the rows go through its layout with the gaps'
     terms added (:func:`streamgmm.kernels.masked.masked_sums`); otherwise
     component by component about each mean
-    (:func:`streamgmm.kernels.gappy.gappy_sums`)."""
+    (:func:`streamgmm.kernels.gappy.gappy_sums`). The kernels return the
+    largest magnitude of an observed value they read: above
+    ``MAX_ABS_VALUE`` (or infinite), :func:`check_observed` names the rows
+    (numbered from ``row_offset``) and raises, so X needs no pass of its own
+    for the check."""
     cov_type = params.covariance_type
     n_components, d = params.means.shape
     rows = rows_record(X, weights=None if sample_weight is None else estep.kernel_weights(
         sample_weight))
     marginal = marginal_record(params)
     operands = estep.density_factors(params)
-    if (cov_type != "tied" and operands.density_mode == codes.LINEAR
-            and operands.own_index.size == 0):
-        plan = estep.kernel_plan(cov_type, n_components, d)._replace(block=GAPPY_KERNEL_ROWS)
-        sums = kernels.masked_sums(rows, marginal, operands, plan)
-        shifts = np.broadcast_to(operands.shift, (n_components, d))
-    else:
-        sums = kernels.gappy_sums(rows, marginal)
-        shifts = marginal.means
+    expanded = (cov_type != "tied" and operands.density_mode == codes.LINEAR
+                and operands.own_index.size == 0)
+    try:  # interpreted kernels may warn or stop at a bad value, compiled ones do neither
+        with np.errstate(all="ignore"):
+            if expanded:
+                plan = estep.kernel_plan(cov_type, n_components, d)._replace(
+                    block=GAPPY_KERNEL_ROWS if cov_type == "full" else GAPPY_DIAGONAL_ROWS)
+                sums = kernels.masked_sums(rows, marginal, operands, plan)
+            else:
+                sums = kernels.gappy_sums(rows, marginal)
+    except (ArithmeticError, ValueError):
+        check_observed(X, row_offset)
+        raise
+    if not sums.totals[2] <= estep.usable_limit(X.dtype):
+        check_observed(X, row_offset)
+    shifts = np.broadcast_to(operands.shift, (n_components, d)) if expanded else marginal.means
     second = sums.second if cov_type in ("full", "tied") else sums.second[:, 0, :]
     return centred(sums.weight, sums.first, second, shifts, cov_type, sums.totals[0],
                    sums.totals[1])
@@ -484,15 +506,6 @@ def _split(X: np.ndarray):
     return complete, gappy
 
 
-def _check_observed_quickly(X: np.ndarray, row_offset: int) -> None:
-    """:func:`check_observed` by two reductions that skip NaN, without
-    temporaries; the full check only when they find a value out of range."""
-    limit = estep.usable_limit(X.dtype)
-    flat = X.reshape(-1)
-    if not (np.fmin.reduce(flat) >= -limit and np.fmax.reduce(flat) <= limit):
-        check_observed(X, row_offset)
-
-
 def chunk_statistics(
     X: np.ndarray,
     params: GaussianParameters,
@@ -508,8 +521,7 @@ def chunk_statistics(
     if not has_gaps(X):
         return estep.chunk_statistics(X, params, row_offset, float32_products=float32_products,
                                       sample_weight=sample_weight)
-    _check_observed_quickly(X, row_offset)
-    return gappy_statistics(X, params, sample_weight)
+    return gappy_statistics(X, params, sample_weight, row_offset)
 
 
 # ------------------------------------------------------- prediction, scores

@@ -39,12 +39,17 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):  # pragma
     on, the next rows with something observed, up to ``index.size``: their
     positions in X (``index``), the first d + 1 rows of ``columns`` ``[(x -
     shift)^T; 1]`` with 0 where missing, their missing coordinates ``gaps[i, :m_i]`` and
-    ``n_missing[i] = m_i``, in one pass; returns how many and where the next
-    block starts."""
+    ``n_missing[i] = m_i`` and, if ``columns`` has 2d + 1 rows, the
+    missing-value indicators in rows d + 1 to 2d (1 where missing), in one
+    pass; returns how many, where the next
+    block starts and the largest magnitude of an observed value read (so that
+    the values need no check of their own before)."""
     X, order = rows.X, rows.order
     n, d = X.shape
+    marks = columns.shape[0] > d + 1
     count = 0
     row = start
+    largest = 0.0
     while row < n and count < index.shape[0]:
         source = row if order.shape[0] == 0 else order[row]
         m = 0
@@ -52,26 +57,33 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):  # pragma
             value = X[source, j]
             if math.isnan(value):
                 columns[j, count] = 0.0
+                if marks:
+                    columns[d + 1 + j, count] = 1.0
                 gaps[count, m] = j
                 m += 1
             else:
                 columns[j, count] = value - shift[j]
+                if marks:
+                    columns[d + 1 + j, count] = 0.0
+                largest = max(largest, abs(value))
         if m < d:
             columns[d, count] = 1.0
             n_missing[count] = m
             index[count] = source
             count += 1
         row += 1
-    return count, row
+    return count, row, largest
 
 
 @kernel
-def next_block(rows, start, shift, buffers):  # pragma: no cover
+def next_block(rows, start, shift, buffers, totals):  # pragma: no cover
     """:func:`gather_block` into ``buffers`` (columns, gaps, n_missing, index
     of ``block`` rows); returns where the next block starts and the gathered
-    rows' columns, gaps, n_missing and index, copies when fewer."""
+    rows' columns, gaps, n_missing and index, copies when fewer; ``totals[2]``
+    becomes the largest magnitude of an observed value so far."""
     columns, gaps, n_missing, index = buffers
-    count, start = gather_block(rows, start, shift, columns, gaps, n_missing, index)
+    count, start, largest = gather_block(rows, start, shift, columns, gaps, n_missing, index)
+    totals[2] = max(totals[2], largest)
     if count == index.shape[0]:
         return start, columns, gaps, n_missing, index
     return (start, np.ascontiguousarray(columns[:, :count]), gaps[:count].copy(),
@@ -259,7 +271,7 @@ def marginal_densities(constant, log_det, n_missing, quadratic, d, out):  # prag
 def zero_gappy_sums(n_components, d, full):  # pragma: no cover
     """The :class:`~streamgmm.kernels.records.GappySums` of no rows."""
     return GappySums(np.zeros(n_components), np.zeros((n_components, d)),
-                     np.zeros((n_components, d if full else 1, d)), np.zeros(2))
+                     np.zeros((n_components, d if full else 1, d)), np.zeros(3))
 
 
 @kernel
@@ -279,7 +291,8 @@ def gappy_sums(rows, marginal):  # pragma: no cover
     origin = np.zeros(d)
     start = 0
     while start < n:
-        start, values, columns, n_missing, block = next_block(rows, start, origin, buffers)
+        start, values, columns, n_missing, block = next_block(rows, start, origin, buffers,
+                                                              sums.totals)
         count = block.shape[0]
         if count == 0:
             continue

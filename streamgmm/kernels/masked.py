@@ -81,23 +81,11 @@ def gap_tables(marginal, offsets):  # pragma: no cover
 
 
 @kernel
-def mark_missing(gaps, n_missing, columns):  # pragma: no cover
-    """Rows d + 1 to 2d of ``columns`` (2d + 1, b): 1 where a row's coordinate
-    is missing (``gaps[i, :m_i]``), 0 elsewhere."""
-    d = gaps.shape[1]
-    for j in range(d + 1, 2 * d + 1):
-        for i in range(columns.shape[1]):
-            columns[j, i] = 0.0
-    for i in range(n_missing.shape[0]):
-        for a in range(n_missing[i]):
-            columns[d + 1 + gaps[i, a], i] = 1.0
-
-
-@kernel
 def with_gap_terms(operands, terms):  # pragma: no cover
     """Diag and spherical: ``operands`` whose linear map also takes the
-    missing coordinates' ``terms`` (d, K) away, through the rows of
-    :func:`mark_missing` appended to the columns."""
+    missing coordinates' ``terms`` (d, K) away, through the missing-value
+    indicators appended to the columns
+    (:func:`~streamgmm.kernels.gappy.gather_block`)."""
     double = operands.double
     n_components, width = double.linear_columns.shape
     d = terms.shape[0]
@@ -170,7 +158,8 @@ def full_gaps(z, ids, table, precisions, tables, log_weighted, completed):  # pr
 @kernel
 def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: no cover
     """Add the rows with gaps' ``g e`` to ``first`` (d, K) and ``g (e z^T + e
-    e^T / 2)`` to ``second`` (d, d, K), whose symmetric part (``S + S^T``) is
+    e^T / 2)`` to ``second`` (d, K, d: the coordinates of z innermost, so that
+    the loop over them vectorises), whose symmetric part (``S + S^T``) is
     then what the gaps add to the second sums, with the conditional
     covariances (:func:`~streamgmm.kernels.patterns.pattern_covariances`)."""
     n_components = resp_t.shape[1]
@@ -187,14 +176,14 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: n
             for k in range(n_components):
                 weighted[k] = resp_t[i, k] * completed[start + a, k]
                 first[j, k] += weighted[k]
-            for e in range(d):
-                value = z[i, e]
-                for k in range(n_components):
-                    second[j, e, k] += weighted[k] * value
+            for k in range(n_components):
+                value = weighted[k]
+                for e in range(d):
+                    second[j, k, e] += value * z[i, e]
             for c in range(m):
                 column = table.columns[p, c]
                 for k in range(n_components):
-                    second[j, column, k] += 0.5 * weighted[k] * completed[start + c, k]
+                    second[j, k, column] += 0.5 * weighted[k] * completed[start + c, k]
         start += m
 
 
@@ -202,7 +191,7 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: n
 def about_shift(sums, first, second, covariances, tables, kind, totals):  # pragma: no cover
     """:class:`~streamgmm.kernels.records.GappySums` about the common shift
     from the complete layout's ``sums`` and what the gaps add: ``first`` (d,
-    K) and ``second`` (d, d, K) of :func:`full_gap_sums` and the conditional
+    K) and ``second`` (d, K, d) of :func:`full_gap_sums` and the conditional
     ``covariances`` (K, d, d); diag and spherical: the responsibilities of the
     rows missing each coordinate, ``sums.columns[d + 1:]``. Spherical's second
     sums are all in the first coordinate (only their total counts)."""
@@ -219,7 +208,7 @@ def about_shift(sums, first, second, covariances, tables, kind, totals):  # prag
             row = 0
             for a in range(d):
                 for c in range(a, d):
-                    value = (sums.products[row, k] + second[a, c, k] + second[c, a, k]
+                    value = (sums.products[row, k] + second[a, k, c] + second[c, k, a]
                              + covariances[k, a, c])
                     out.second[k, a, c] = value
                     out.second[k, c, a] = value
@@ -242,7 +231,8 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     of the rows of ``rows`` with something observed, ``plan.block`` rows at a
     time (module docs; float64 products); weighted rows count their weight
     times. Diag and spherical append the missing-value indicators to the
-    columns (:func:`mark_missing`), so that the complete rows' two products
+    columns (:func:`~streamgmm.kernels.gappy.gather_block` writes them with
+    the values), so that the complete rows' two products
     also take the gaps' terms away and sum the responsibilities per missing
     coordinate."""
     n, d = rows.X.shape
@@ -254,9 +244,9 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     sums = Sums(sums.products, np.zeros((d + 1 + extra, n_components)), sums.own_products,
                 sums.own_columns, sums.own_full, sums.pooled, sums.log_likelihood)
     first = np.zeros((d, n_components))
-    second = np.zeros((d if full else 0, d if full else 0, n_components))
+    second = np.zeros((d if full else 0, n_components, d if full else 0))
     covariances = np.zeros((n_components, d if full else 0, d if full else 0))
-    totals = np.zeros(2)
+    totals = np.zeros(3)
     tables = gap_tables(marginal, operands.own_offsets)
     precisions = lanes(marginal.precisions)
     ids, table = pattern_table(rows.X, n if full else 0, precisions, n_components)
@@ -265,12 +255,10 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     start = 0
     while start < n:
         start, columns, gaps, n_missing, block = next_block(rows, start, operands.shift,
-                                                            buffers)
+                                                            buffers, totals)
         count = block.shape[0]
         if count == 0:
             continue
-        if not full:
-            mark_missing(gaps, n_missing, columns)
         products = np.empty((operands.n_products, count))
         fill_products(columns[:d + 1], kind, products)
         log_weighted = block_log_density(products, columns, density, density.double)

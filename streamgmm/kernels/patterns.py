@@ -17,61 +17,139 @@ import numpy as np
 from .jit import kernel
 from .records import PatternTable
 
-HASH_MASK = 2**61 - 1
-"""Pattern hashes are kept below 2^61, so that compiled int64 arithmetic and
-Python's integers give the same hashes."""
-
-
-@kernel
-def same_gaps(X, row, other):  # pragma: no cover
-    """Whether rows ``row`` and ``other`` of X miss the same coordinates."""
-    for j in range(X.shape[1]):
-        if math.isnan(X[row, j]) != math.isnan(X[other, j]):
-            return False
-    return True
-
 
 @kernel
 def chunk_patterns(X, n_rows):  # pragma: no cover
     """The missingness patterns of the first ``n_rows`` rows of X with a gap
     and something observed, numbered in the order of their first row: each
     row's pattern number (n,), -1 for the others; the patterns' missing
-    ``columns`` (P, d) and ``n_missing`` (P,). Each row's pattern is looked up
-    by a hash of its missing coordinates in an open-addressing table of the
-    patterns' first rows."""
+    ``columns`` (P, d) and ``n_missing`` (P,).
+
+    Each row's pattern is looked up by its key in an open-addressing table of
+    (pattern, key) pairs, kept at most a quarter full (it grows with the
+    patterns, so that it stays in cache). Up to 62 features the key is the
+    mask of the missing coordinates itself, so equal keys are equal patterns;
+    with more, it is a sum of the columns' hashes, and a pattern found under
+    the row's key is checked against its column list. The rows go through
+    :func:`find_patterns` until the table or the pattern arrays are full,
+    which are then grown outside the loop over rows (arrays reassigned
+    inside a compiled loop made it three times slower)."""
     n, d = X.shape
-    size = 16
-    while size < 2 * n_rows:
-        size *= 2
-    slots = np.full(size, -1, dtype=np.int64)
-    first_rows = np.empty(n_rows, dtype=np.int64)
+    hashes = np.empty(d, dtype=np.int64)
+    for j in range(d):
+        hashes[j] = (1 << j) if d <= 62 else column_hash(j)
+    table = np.full((64, 2), -1, dtype=np.int64)
+    columns = np.empty((16, d), dtype=np.int64)
+    n_missing = np.empty(16, dtype=np.int64)
     ids = np.full(n, -1, dtype=np.int64)
-    count = 0
-    for row in range(n_rows):
+    place = np.zeros(2, dtype=np.int64)
+    while place[0] < n_rows:
+        find_patterns(X, n_rows, hashes, ids, table, columns, n_missing, place)
+        if place[1] == n_missing.shape[0]:
+            columns, n_missing = grown(columns), grown(n_missing)
+        if 4 * (place[1] + 1) > table.shape[0]:
+            table = grown_table(table)
+    count = place[1]
+    return ids, columns[:count].copy(), n_missing[:count].copy()
+
+
+@kernel
+def find_patterns(X, n_rows, hashes, ids, table, columns, n_missing,
+                  place):  # pragma: no cover
+    """:func:`chunk_patterns`' loop over the rows, from row ``place[0]`` with
+    ``place[1]`` patterns found, until ``n_rows`` or a new pattern that would
+    fill ``table`` past a quarter or overflow ``columns``; ``place`` then
+    holds the next row and the patterns found. Keys are computed without
+    branching on the values (a row's NaN are unpredictable)."""
+    d = X.shape[1]
+    exact = d <= 62
+    mask = table.shape[0] - 1
+    count = place[1]
+    row = place[0]
+    while row < n_rows:
         key = 0
         m = 0
         for j in range(d):
-            if math.isnan(X[row, j]):
-                key = ((key << 5) ^ (key >> 56) ^ (j + 1)) & HASH_MASK
-                m += 1
+            gap = math.isnan(X[row, j])
+            key += hashes[j] if gap else 0
+            m += 1 if gap else 0
         if m == 0 or m == d:
+            row += 1
             continue
-        slot = (key ^ (key >> 17)) & (size - 1)
-        while slots[slot] >= 0 and not same_gaps(X, row, first_rows[slots[slot]]):
-            slot = (slot + 1) & (size - 1)
-        if slots[slot] < 0:
-            slots[slot] = count
-            first_rows[count] = row
+        slot = key_slot(key) & mask
+        p = table[slot, 0]
+        while p >= 0 and not (table[slot, 1] == key and (exact or same_columns(
+                X, row, columns[p], n_missing[p], m))):
+            slot = (slot + 1) & mask
+            p = table[slot, 0]
+        if p < 0:
+            if count == n_missing.shape[0] or 4 * (count + 1) > table.shape[0]:
+                break
+            p = count
+            table[slot, 0] = p
+            table[slot, 1] = key
+            n_missing[p] = m
+            a = 0
+            for j in range(d):
+                if math.isnan(X[row, j]):
+                    columns[p, a] = j
+                    a += 1
             count += 1
-        ids[row] = slots[slot]
-    columns = np.empty((count, d), dtype=np.int64)
-    n_missing = np.zeros(count, dtype=np.int64)
-    for p in range(count):
-        for j in range(d):
-            if math.isnan(X[first_rows[p], j]):
-                columns[p, n_missing[p]] = j
-                n_missing[p] += 1
-    return ids, columns, n_missing
+        ids[row] = p
+        row += 1
+    place[0] = row
+    place[1] = count
+
+
+@kernel
+def same_columns(X, row, columns, n_columns, m):  # pragma: no cover
+    """Whether row ``row`` of X, missing m values, misses ``columns[:n_columns]``."""
+    if n_columns != m:
+        return False
+    for a in range(m):
+        if not math.isnan(X[row, columns[a]]):
+            return False
+    return True
+
+
+@kernel
+def key_slot(key):  # pragma: no cover
+    """A key's first slot (the table's size masks it): its bits mixed by two
+    multiplications that stay below 2^62."""
+    return ((key & 0x7FFFFFFF) * 0x2C1B3C6D + (key >> 31) * 0x297A2D39) >> 7
+
+
+@kernel
+def grown_table(table):  # pragma: no cover
+    """The (pattern, key) table of :func:`chunk_patterns` four times as large."""
+    size = 4 * table.shape[0]
+    out = np.full((size, 2), -1, dtype=np.int64)
+    for old in range(table.shape[0]):
+        if table[old, 0] >= 0:
+            slot = key_slot(table[old, 1]) & (size - 1)
+            while out[slot, 0] >= 0:
+                slot = (slot + 1) & (size - 1)
+            out[slot, 0] = table[old, 0]
+            out[slot, 1] = table[old, 1]
+    return out
+
+
+@kernel
+def column_hash(j):  # pragma: no cover
+    """A 31-bit hash of column j (multiplications and shifts that stay below
+    2^62); a pattern's key is the sum of its columns' hashes."""
+    x = ((j + 1) * 0x2C1B3C6D) & 0x7FFFFFFF
+    x ^= x >> 12
+    x = (x * 0x297A2D39) & 0x7FFFFFFF
+    return x ^ (x >> 15)
+
+
+@kernel
+def grown(values):  # pragma: no cover
+    """``values`` (c, ...) copied into an array of twice as many rows."""
+    out = np.empty((2 * values.shape[0],) + values.shape[1:], dtype=values.dtype)
+    out[:values.shape[0]] = values
+    return out
 
 
 @kernel

@@ -121,7 +121,8 @@ class GappySums(NamedTuple):
     """Sums of rows with gaps about each component's mean: ``weight`` (K,),
     ``first`` (K, d) of ``x_hat - mu_k``, ``second`` of ``(x_hat - mu_k)(x_hat
     - mu_k)^T + C`` (K, d, d), or its diagonal (K, 1, d) for diag and
-    spherical; ``totals`` [log_likelihood, rows (their weights) counted]."""
+    spherical; ``totals`` [log_likelihood, rows (their weights) counted,
+    largest magnitude of an observed value]."""
 
     weight: np.ndarray
     first: np.ndarray

@@ -281,7 +281,6 @@ from .vectorized_gaps import (  # noqa: E402, F401  (REPLACEMENTS names them)
     gather_block,
     ldl_inverses,
     marginal_densities,
-    mark_missing,
     pattern_covariances,
     small_inverses,
     squared_norms,
@@ -302,7 +301,7 @@ REPLACEMENTS = {
     "patterns": ("chunk_patterns", "small_inverses", "ldl_inverses", "pattern_covariances",
                  "add_pattern_mass"),
     "masked": ("fill_products", "block_log_density", "accumulate", "normalise",
-               "transposed", "mark_missing", "full_gaps", "full_gap_sums",
+               "transposed", "full_gaps", "full_gap_sums",
                "pattern_covariances", "add_pattern_mass"),
 }
 """Which names of which kernel modules the interpreted tier replaces by these."""

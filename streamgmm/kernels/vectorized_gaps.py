@@ -27,7 +27,7 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):
     """:func:`streamgmm.kernels.gappy.gather_block` on whole blocks."""
     X, order = rows.X, rows.order
     n, d = X.shape
-    count, row = 0, start
+    count, row, largest = 0, start, 0.0
     while row < n and count < index.shape[0]:
         stop = min(n, row + index.shape[0] - count)
         sources = np.arange(row, stop) if order.shape[0] == 0 else order[row:stop]
@@ -39,14 +39,17 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):
         block = slice(count, count + kept)
         columns[:d, block] = np.where(missing[keep], 0.0, values[keep] - shift).T
         columns[d, block] = 1.0
+        if columns.shape[0] > d + 1:
+            columns[d + 1:, block] = missing[keep].T
         n_missing[block] = m[keep]
         index[block] = sources[keep]
         which, column = np.nonzero(missing[keep])
         first = np.cumsum(m[keep]) - m[keep]
         gaps[count + which, np.arange(which.size) - first[which]] = column
+        largest = max(largest, float(np.abs(values[~missing]).max(initial=0.0)))
         count += kept
         row = stop
-    return count, row
+    return count, row, largest
 
 
 def chunk_patterns(X, n_rows):
@@ -145,15 +148,6 @@ def transposed(columns, d):
     return np.ascontiguousarray(columns[:d].T)
 
 
-def mark_missing(gaps, n_missing, columns):
-    """:func:`streamgmm.kernels.masked.mark_missing`."""
-    d = gaps.shape[1]
-    columns[d + 1:] = 0.0
-    which = np.repeat(np.arange(n_missing.shape[0]), n_missing)
-    place = np.arange(which.size) - (np.cumsum(n_missing) - n_missing)[which]
-    columns[d + 1 + gaps[which, place], which] = 1.0
-
-
 def _gappy_rows(ids, table):
     """The rows with gaps, their patterns, numbers of missing values and
     first places among the completed values."""
@@ -214,7 +208,7 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):
     owners = np.concatenate([np.repeat(np.arange(pair.size), d), inner])
     values = np.concatenate([cross.reshape(-1, n_components), within])
     order = np.argsort(owners, kind="stable")
-    np.add.at(second, (j[owners[order]][:, None], targets[order][:, None], components),
+    np.add.at(second, (j[owners[order]][:, None], components, targets[order][:, None]),
               values[order])
 
 
