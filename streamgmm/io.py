@@ -249,17 +249,25 @@ def _expected_shapes(covariance_type: str, n_components: int, n_features: int) -
     }
 
 
+def _checked_attrs(path: str, attrs: Any) -> str:
+    """The covariance type of a model's attributes, after checking that none of
+    the required ones is missing (``ValueError`` naming them) and that the type
+    is known."""
+    missing = [name for name in _REQUIRED_ATTRS if name not in attrs]
+    if missing:
+        raise ValueError(f"{path!r} is truncated: attribute(s) {missing} are missing")
+    covariance_type = attrs["covariance_type"]
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"{path!r} has an unknown covariance_type {covariance_type!r}")
+    return covariance_type
+
+
 def _check_dataset(path: str, dataset: xr.Dataset) -> None:
     """Raise ``ValueError`` naming what is missing, misshapen or corrupted."""
     from .state import ARRAY_HYPERPARAMETERS, PARAMETER_ARRAYS
 
     attrs = dataset.attrs
-    missing_attrs = [name for name in _REQUIRED_ATTRS if name not in attrs]
-    if missing_attrs:
-        raise ValueError(f"{path!r} is truncated: attribute(s) {missing_attrs} are missing")
-    covariance_type = attrs["covariance_type"]
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"{path!r} has an unknown covariance_type {covariance_type!r}")
+    covariance_type = _checked_attrs(path, attrs)
     missing = [name for name in (*PARAMETER_ARRAYS, "lower_bounds") if name not in dataset]
     if missing:
         raise ValueError(f"{path!r} is truncated: variable(s) {missing} are missing")
@@ -327,12 +335,7 @@ def read_summary(path: str | os.PathLike) -> Any:
     attrs = dict(group.attrs)
     if attrs.get("estimator", "GaussianMixture") != "GaussianMixture":
         return load(path)  # another estimator's layout: read it whole
-    missing = [name for name in _REQUIRED_ATTRS if name not in attrs]
-    if missing:
-        raise ValueError(f"{path!r} is truncated: attribute(s) {missing} are missing")
-    covariance_type = attrs["covariance_type"]
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"{path!r} has an unknown covariance_type {covariance_type!r}")
+    covariance_type = _checked_attrs(path, attrs)
     checksums = json.loads(attrs.get("checksums", "{}"))
     arrays = {}
     for name in SUMMARY_ARRAYS:
