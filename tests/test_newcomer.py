@@ -206,6 +206,22 @@ def test_6_the_first_progress_record_shows_no_nan_change():
     assert "nan" not in text and "change +0.5" in text
 
 
+def interrupted_after(process: subprocess.Popen, text: str) -> tuple[int, str]:
+    """Send SIGINT to ``process`` once a line of its standard error holds
+    ``text`` (within 240 s, while it runs); its exit status and standard error."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    deadline = time.time() + 240
+    while not any(text in line for line in lines):
+        assert time.time() < deadline and process.poll() is None, lines
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    reader.join(timeout=10)
+    return process.returncode, "".join(lines)
+
+
 def test_6_ctrl_c_exits_130_pointing_at_checkpoint_and_a_rerun_says_it_resumed(tmp_path):
     rows = np.random.default_rng(2).normal(size=(40_000, 4))
     np.save(tmp_path / "rows.npy", rows)
@@ -230,17 +246,8 @@ def test_6_ctrl_c_exits_130_pointing_at_checkpoint_and_a_rerun_says_it_resumed(t
     assert refused.returncode == 1
     resumed = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=environment())
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(resumed.stderr), daemon=True)
-    reader.start()
-    deadline = time.time() + 240
-    while not any("resumed from checkpoint" in line for line in lines):
-        assert time.time() < deadline and resumed.poll() is None, lines
-        time.sleep(0.2)
-    resumed.send_signal(signal.SIGINT)
-    resumed.wait(timeout=120)
-    reader.join(timeout=10)
-    assert resumed.returncode == 130
+    returncode, _ = interrupted_after(resumed, "resumed from checkpoint")
+    assert returncode == 130
 
 
 def test_6_ctrl_c_without_a_checkpoint_mentions_checkpoint(tmp_path):
@@ -250,18 +257,8 @@ def test_6_ctrl_c_without_a_checkpoint_mentions_checkpoint(tmp_path):
          "--max-iter", "100000", "-v", "--out", str(tmp_path / "m.zarr")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
     )
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
-    reader.start()
-    deadline = time.time() + 240
-    while not any("step" in line for line in lines):
-        assert time.time() < deadline and process.poll() is None, lines
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=120)
-    reader.join(timeout=10)
-    text = "".join(lines)
-    assert process.returncode == 130, text
+    returncode, text = interrupted_after(process, "step")
+    assert returncode == 130, text
     assert "with --checkpoint FILE" in text and "Traceback" not in text
 
 
