@@ -14,6 +14,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import dask
 import dask.system
@@ -110,12 +111,13 @@ def _switches() -> list[tuple[Callable[[], int], Callable[[int], object]]]:
     return switches
 
 
-def _getter(library) -> Callable[[], int]:
+def _getter(library: Any) -> Callable[[], int]:
+    """threadpoolctl's reading of ``library``'s thread count."""
     return lambda: library.num_threads
 
 
 @functools.cache
-def _direct_switches() -> list[tuple]:
+def _direct_switches() -> list[tuple[Any, tuple | None]]:
     """Each BLAS controller with its OpenBLAS functions ``(get, set)`` when it
     is an OpenBLAS that does not thread with OpenMP, else None; found once."""
     found = []
