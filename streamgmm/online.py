@@ -383,8 +383,10 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
         helping.result()
 
 
+@functools.cache
 def _unpaired() -> Pairing:
-    """The pairing of steps without a helper thread."""
+    """The pairing of steps without a helper thread, made once: its flags and
+    buffers are never read nor written (every step's ``posted`` is 0)."""
     return Pairing(False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64), _no_buffers())
 
 
@@ -507,7 +509,10 @@ def _worth_a_helper(n_rows: int, batch_size: int) -> bool:
     of :func:`online_steps`: when there are batches to split and more than one
     core."""
     return (min(batch_size, n_rows) >= codes.SPLIT_MIN_ROWS and n_rows > batch_size
-            and (os.cpu_count() or 1) > 1)
+            and _CORES > 1)
+
+
+_CORES = os.cpu_count() or 1
 
 
 def compiled_here(function: Any, arguments: Sequence[Any]) -> None:

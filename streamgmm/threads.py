@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import dask
 import dask.system
@@ -59,9 +60,10 @@ def single_threaded_blas() -> SingleThreadedBlas:
     busy machine OpenBLAS threads waiting for work made a step about 50 times
     slower (docs/online.md). Sets and restores the libraries' thread counts
     directly (through threadpoolctl's controllers, their thread-control logic
-    included): about 5 us, where ``ThreadpoolController.limit`` took 60 us, a
-    quarter of a ``partial_fit`` of 512 rows; nested inside another, it costs
-    nothing.
+    included, or, for an OpenBLAS whose threads this thread controls, its own
+    two functions, :func:`_switches`): about 2 us, where
+    ``ThreadpoolController.limit`` took 60 us, a quarter of a ``partial_fit``
+    of 512 rows; nested inside another, it costs nothing.
     """
     return SingleThreadedBlas()
 
@@ -71,24 +73,67 @@ class SingleThreadedBlas:
     generator: a ``partial_fit`` enters two, and a generator's context cost
     a microsecond more each)."""
 
-    __slots__ = ("previous",)
+    __slots__ = ("previous", "switches")
 
     def __enter__(self) -> None:
         if getattr(_inside, "single_threaded", False):
             self.previous = None
             return
-        libraries = _blas_libraries()
-        self.previous = [library.num_threads for library in libraries]
-        for library in libraries:
-            library.set_num_threads(1)
+        self.switches = switches = _switches()
+        self.previous = [get() for get, _ in switches]
+        for _, put in switches:
+            put(1)
         _inside.single_threaded = True
 
     def __exit__(self, *exception: object) -> None:
         if self.previous is None:
             return
         _inside.single_threaded = False
-        for library, threads in zip(_blas_libraries(), self.previous, strict=True):
-            library.set_num_threads(threads)
+        for (_, put), threads in zip(self.switches, self.previous, strict=True):
+            put(threads)
+
+
+def _switches() -> list[tuple[Callable[[], int], Callable[[int], object]]]:
+    """``(get, set)`` of the thread count of every loaded BLAS library: an
+    OpenBLAS without OpenMP whose thread count this thread controls (the only
+    thread threadpoolctl lets set it) is switched through its own
+    ``openblas_get_num_threads`` and ``openblas_set_num_threads`` (0.3 us a
+    call, threadpoolctl's path about 1.5 us); any other library, or a thread
+    that does not control the count, through threadpoolctl's controller."""
+    this_thread = threading.current_thread()
+    switches = []
+    for library, direct in _direct_switches():
+        shared = getattr(type(library), "_SHARED_STATE", None)
+        if direct is not None and shared.controlling_thread is this_thread:
+            switches.append(direct)
+        else:
+            switches.append((_getter(library), library.set_num_threads))
+    return switches
+
+
+def _getter(library: Any) -> Callable[[], int]:
+    """threadpoolctl's reading of ``library``'s thread count."""
+    return lambda: library.num_threads
+
+
+@functools.cache
+def _direct_switches() -> list[tuple[Any, tuple | None]]:
+    """Each BLAS controller with its OpenBLAS functions ``(get, set)`` when it
+    is an OpenBLAS that does not thread with OpenMP, else None; found once."""
+    found = []
+    for library in _blas_libraries():
+        direct = None
+        if (library.internal_api == "openblas" and library.threading_layer != "openmp"
+                and hasattr(type(library), "_SHARED_STATE")):
+            try:
+                get = library._get_symbol("openblas_get_num_threads")
+                put = library._get_symbol("openblas_set_num_threads")
+            except AttributeError:  # another threadpoolctl: its public methods then
+                get = put = None
+            if get is not None and put is not None:
+                direct = (get, put)
+        found.append((library, direct))
+    return found
 
 
 _inside = threading.local()

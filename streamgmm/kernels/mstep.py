@@ -185,48 +185,60 @@ def m_step_blocks(stats, reg_covar, kind):  # pragma: no cover
 
 
 @kernel
-def cholesky_factor(covariance, lower):  # pragma: no cover
-    """``Sigma = L L^T`` into ``lower`` (d, d; its upper part is left as it was);
-    returns False if ``covariance`` is not positive definite. Formed column by
-    column, each column updating the rows below it (inner loops along rows,
-    which vectorise): the operations of the textbook form, in its order."""
-    d = covariance.shape[0]
-    for i in range(d):
-        for j in range(d):
-            lower[i, j] = covariance[i, j]
+def cholesky_blocks(covariances, lower):  # pragma: no cover
+    """``Sigma_b = L_b L_b^T`` of every block of ``covariances`` (B, d, d) into
+    the lower triangles of ``lower`` (d, d, B), the blocks along the last axis;
+    returns the first block whose covariance is not positive definite (its
+    factor and those of later blocks are then meaningless), or -1. Formed column
+    by column, each column updating the rows below it, all blocks at once (the
+    inner loops run along blocks, which vectorise): per block, the operations
+    of the textbook form, in its order."""
+    n_blocks, d = covariances.shape[0], covariances.shape[1]
+    for block in range(n_blocks):
+        for i in range(d):
+            for j in range(i + 1):
+                lower[i, j, block] = covariances[block, i, j]
+    failed = n_blocks
     for j in range(d):
-        pivot = lower[j, j]
-        if not (pivot > 0 and pivot < np.inf):
-            return False
-        root = math.sqrt(pivot)
-        lower[j, j] = root
+        for block in range(n_blocks):
+            pivot = lower[j, j, block]
+            if not (pivot > 0 and pivot < np.inf):
+                failed = min(failed, block)
+                lower[j, j, block] = 1.0  # a harmless pivot: the block has failed
+        for block in range(n_blocks):
+            lower[j, j, block] = math.sqrt(lower[j, j, block])
         for i in range(j + 1, d):
-            lower[i, j] = lower[i, j] / root
+            for block in range(n_blocks):
+                lower[i, j, block] = lower[i, j, block] / lower[j, j, block]
         for i in range(j + 1, d):
-            scale = lower[i, j]
             for column in range(j + 1, i + 1):
-                lower[i, column] -= scale * lower[column, j]
-    return True
+                for block in range(n_blocks):
+                    lower[i, column, block] -= lower[i, j, block] * lower[column, j, block]
+    return failed if failed < n_blocks else -1
 
 
 @kernel
-def inverse_transpose_into(lower, factor):  # pragma: no cover
-    """``factor = (L^-1)^T`` (upper triangular) of a lower Cholesky factor."""
-    d = lower.shape[0]
-    inverse = np.zeros((d, d))
+def inverse_transposes_into(lower, factors):  # pragma: no cover
+    """``factors[b] = (L_b^-1)^T`` (upper triangular) of the lower Cholesky
+    factors in ``lower`` (d, d, B), all blocks at once as in
+    :func:`cholesky_blocks`."""
+    d, n_blocks = lower.shape[0], lower.shape[2]
+    inverse = np.zeros((d, d, n_blocks))
     for i in range(d):
-        inverse[i, i] = 1.0
+        for block in range(n_blocks):
+            inverse[i, i, block] = 1.0
     for j in range(d):
-        diagonal = lower[j, j]
         for column in range(j + 1):
-            inverse[j, column] = inverse[j, column] / diagonal
+            for block in range(n_blocks):
+                inverse[j, column, block] = inverse[j, column, block] / lower[j, j, block]
         for i in range(j + 1, d):
-            scale = lower[i, j]
             for column in range(j + 1):
-                inverse[i, column] -= scale * inverse[j, column]
-    for i in range(d):
-        for j in range(d):
-            factor[i, j] = inverse[j, i]
+                for block in range(n_blocks):
+                    inverse[i, column, block] -= lower[i, j, block] * inverse[j, column, block]
+    for block in range(n_blocks):
+        for i in range(d):
+            for j in range(d):
+                factors[block, i, j] = inverse[j, i, block]
 
 
 @kernel
@@ -234,16 +246,20 @@ def precision_cholesky_blocks(covariances, kind):  # pragma: no cover
     """Cholesky factors ``P`` of the precisions (``Sigma^-1 = P P^T``; blocks form):
     upper-triangular ``P = (L^-1)^T`` from ``Sigma = L L^T`` (full, tied), inverse
     square roots (diag, spherical). Returns ``(P, failed)`` with ``failed`` the
-    first component whose covariance is not positive definite, or -1."""
+    first component whose covariance is not positive definite, or -1; the
+    factors of that block and later ones are then 0."""
     factors = np.zeros_like(covariances)
     if kind == PAIRWISE or kind == NONE:
         d = covariances.shape[1]
-        lower = np.empty((d, d))
-        for block in range(covariances.shape[0]):
-            if not cholesky_factor(covariances[block], lower):
-                return factors, block
-            inverse_transpose_into(lower, factors[block])
-        return factors, -1
+        lower = np.empty((d, d, covariances.shape[0]))
+        failed = cholesky_blocks(covariances, lower)
+        inverse_transposes_into(lower, factors)
+        for block in range(covariances.shape[0] if failed == -1 else failed,
+                           covariances.shape[0]):
+            for i in range(d):
+                for j in range(d):
+                    factors[block, i, j] = 0.0
+        return factors, failed
     for block in range(covariances.shape[0]):
         for j in range(covariances.shape[2]):
             value = covariances[block, 0, j]
