@@ -110,7 +110,7 @@ def test_no_kernel_takes_more_than_eight_arguments():
             decorators = [ast.unparse(decorator) for decorator in
                           getattr(node, "decorator_list", ())]
             if isinstance(node, ast.FunctionDef) and any(
-                    name == "kernel" or name.startswith("njit") for name in decorators):
+                    name in ("kernel", "part") or name.startswith("njit") for name in decorators):
                 checked += 1
                 assert len(node.args.args) <= 8, f"{path.name}:{node.name}"
     assert checked > 30
@@ -205,3 +205,38 @@ def test_no_function_or_class_of_the_package_is_used_only_outside_it():
             "streamgmm" if module == "__init__" else f"streamgmm.{module}"), "__all__", ())
     }
     assert not unused, sorted(unused)
+
+
+def _compiled_functions() -> dict[str, tuple[str, set[str]]]:
+    """Every compiled function of kernels/: its name, decorator and the names it calls."""
+    functions = {}
+    for path in KERNELS.glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            decorators = [ast.unparse(decorator) for decorator in node.decorator_list] if (
+                isinstance(node, ast.FunctionDef)) else []
+            if "kernel" in decorators or "part" in decorators:
+                calls = {call.func.id if isinstance(call.func, ast.Name) else call.func.attr
+                         for call in ast.walk(node) if isinstance(call, ast.Call)
+                         and isinstance(call.func, ast.Name | ast.Attribute)}
+                functions[node.name] = ("part" if "part" in decorators else "kernel", calls)
+    return functions
+
+
+def test_a_kernel_with_one_compiled_caller_is_inlined_into_it():
+    """numba compiles each ``kernel`` into a library of its own, then links and
+    optimises it again inside every compiled caller; a function with a single
+    caller pays that twice for nothing, so it is a ``part``, inlined into its
+    caller (issue 26's compile budget). Entries (called from Python) stay kernels."""
+    import re
+
+    entries = set(re.findall(r'Tiered\("\w+", "(\w+)"\)', (KERNELS / "entries.py").read_text()))
+    entries |= {"typed_range_sums", "typed_log_densities"}  # compiled by streamgmm compile
+    functions = _compiled_functions()
+    callers = {name: {caller for caller, (_, calls) in functions.items() if name in calls}
+               for name in functions}
+    for name, (decorator, _) in functions.items():
+        if decorator == "part":
+            assert len(callers[name]) == 1 and name not in entries, (name, callers[name])
+        elif name not in entries:
+            assert len(callers[name]) > 1, (name, callers[name])
+    assert sum(decorator == "part" for decorator, _ in functions.values()) > 30

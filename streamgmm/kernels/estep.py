@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import LINEAR, NONE, NORM, PAIRWISE, SQUARES, WHITENED
-from .jit import kernel
+from .jit import kernel, part
 from .mathfn import add_into, added, normalise
 from .records import Sums
 
@@ -122,7 +122,7 @@ def zero_sums(n_products, kind, n_components, d):  # pragma: no cover
     )
 
 
-@kernel
+@part
 def add_sums(first, second):  # pragma: no cover
     """The sums of two disjoint sets of rows."""
     return Sums(
@@ -205,7 +205,7 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  
                 sums.own_columns[j, k] += own_columns[j]
 
 
-@kernel
+@part
 def row_block(values, start, stop):  # pragma: no cover
     """A C-contiguous copy of the rows ``start:stop`` of ``values`` (n, K)."""
     out = np.empty((stop - start, values.shape[1]))
@@ -215,7 +215,7 @@ def row_block(values, start, stop):  # pragma: no cover
     return out
 
 
-@kernel
+@part
 def put_columns(out, start, block):  # pragma: no cover
     """``out[:, start:start + b] = block`` (K, b)."""
     for k in range(block.shape[0]):

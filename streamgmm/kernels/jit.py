@@ -1,10 +1,12 @@
-"""The decorator every kernel is compiled with, in one place.
+"""The decorators every kernel is compiled with, in one place.
 
 :func:`kernel` compiles a function with numba, without the GIL (so that Dask's
 threads and the online helper thread run kernels truly in parallel) and cached
-on disk. The interpreted tier (:mod:`streamgmm.kernels.tiers`) loads the kernel
-modules with another ``jit`` module in this one's place, whose ``kernel``
-leaves each function as it is.
+on disk. :func:`part` marks a function that has a single compiled caller: numba
+inlines it into that caller instead of compiling it on its own. The interpreted
+tier (:mod:`streamgmm.kernels.tiers`) loads the kernel modules with another
+``jit`` module in this one's place, whose decorators leave each function as it
+is.
 """
 
 from __future__ import annotations
@@ -17,3 +19,17 @@ from numba import njit
 def kernel(function: Callable) -> Callable:
     """``function`` compiled by numba on its first call (``nogil``, ``cache``)."""
     return njit(nogil=True, cache=True)(function)
+
+
+def part(function: Callable) -> Callable:
+    """``function`` inlined by numba into its one compiled caller.
+
+    numba compiles each :func:`kernel` into a library of its own, then links
+    that library's code into every compiled caller and optimises it again
+    there; for a function with a single caller the first compile buys nothing.
+    Inlined, it is typed and optimised only inside its caller (about a fifth
+    less CPU for ``streamgmm compile``, the same machine arithmetic: see
+    docs/benchmarks.md). ``tests/test_architecture.py`` keeps every function
+    with one caller a part and every part with one caller.
+    """
+    return njit(nogil=True, cache=True, inline="always")(function)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .jit import kernel
+from .jit import kernel, part
 
 LOG2_E = 1.4426950408889634
 LN2_HIGH = 6.93147180369123816490e-01
@@ -31,7 +31,7 @@ _F32_HALF = np.float32(0.5)
 _F32_C = tuple(np.float32(1.0 / math.factorial(n)) for n in range(8))
 
 
-@kernel
+@part
 def exp_nonpositive(values, out):  # pragma: no cover
     """``out = exp(values)`` for values <= 0 (flat float64 arrays), within a few
     ulp of ``np.exp``, 0 below ``EXP_SMALLEST``.
@@ -68,7 +68,7 @@ def exp_nonpositive(values, out):  # pragma: no cover
         out[i] = out[i] * scale[i] if values[i] >= EXP_SMALLEST else 0.0
 
 
-@kernel
+@part
 def exp_nonpositive_float32(values, out):  # pragma: no cover
     """:func:`exp_nonpositive` in float32 arithmetic (float32 ``values`` and
     ``out``): ln 2 in two parts whose high part has 9 significant bits, so

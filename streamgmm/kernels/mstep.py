@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .codes import NONE, NORM, OVERFLOWED, PAIRWISE, SQUARES, WEIGHT_FLOOR
-from .jit import kernel
+from .jit import kernel, part
 from .mathfn import added, scaled
 from .records import Mixture, MStep, Statistics
 
@@ -131,7 +131,7 @@ def merged(weight_a, mean_a, weight_b, mean_b, scatter, kind):  # pragma: no cov
     return Statistics(weight, mean, scatter)
 
 
-@kernel
+@part
 def stepwise_blocks(a, b, step, kind):  # pragma: no cover
     """``(1 - step) a + step b``: the merge of the two sets rescaled (the
     scatters rescaled and added in one pass)."""
@@ -140,7 +140,7 @@ def stepwise_blocks(a, b, step, kind):  # pragma: no cover
                   sum_of_scaled(a.scatter, keep, b.scatter, step), kind)
 
 
-@kernel
+@part
 def sum_of_scaled(first, first_factor, second, second_factor):  # pragma: no cover
     """``first * first_factor + second * second_factor`` (C-contiguous arrays of
     one shape), each product rounded before the sum, as a new array: what
@@ -184,7 +184,7 @@ def m_step_blocks(stats, reg_covar, kind):  # pragma: no cover
     return Mixture(weights, stats.mean.copy(), covariances, np.empty((0, 0, 0)))
 
 
-@kernel
+@part
 def cholesky_blocks(covariances, lower):  # pragma: no cover
     """``Sigma_b = L_b L_b^T`` of every block of ``covariances`` (B, d, d) into
     the lower triangles of ``lower`` (d, d, B), the blocks along the last axis;
@@ -217,7 +217,7 @@ def cholesky_blocks(covariances, lower):  # pragma: no cover
     return failed if failed < n_blocks else -1
 
 
-@kernel
+@part
 def inverse_transposes_into(lower, factors):  # pragma: no cover
     """``factors[b] = (L_b^-1)^T`` (upper triangular) of the lower Cholesky
     factors in ``lower`` (d, d, B), all blocks at once as in
@@ -241,7 +241,7 @@ def inverse_transposes_into(lower, factors):  # pragma: no cover
                 factors[block, i, j] = inverse[j, i, block]
 
 
-@kernel
+@part
 def precision_cholesky_blocks(covariances, kind):  # pragma: no cover
     """Cholesky factors ``P`` of the precisions (``Sigma^-1 = P P^T``; blocks form):
     upper-triangular ``P = (L^-1)^T`` from ``Sigma = L L^T`` (full, tied), inverse
@@ -269,7 +269,7 @@ def precision_cholesky_blocks(covariances, kind):  # pragma: no cover
     return factors, -1
 
 
-@kernel
+@part
 def all_finite(stats):  # pragma: no cover
     """Whether every value of a set of statistics is finite."""
     for array in (stats.weight.ravel(), stats.mean.ravel(), stats.scatter.ravel()):

@@ -20,7 +20,7 @@ from .codes import (
     SYNC_DONE,
 )
 from .estep import add_sums, block_weights, range_sums
-from .jit import kernel
+from .jit import kernel, part
 from .mathfn import scaled
 from .mstep import centred_statistics, parameters_blocks, stepwise_blocks
 from .operands import density_operands, variances_of
@@ -55,7 +55,7 @@ def burn_in_complete(weight, n_rows, needed, cap):  # pragma: no cover
     return True
 
 
-@kernel
+@part
 def batch_weight(rows, begin, end):  # pragma: no cover
     """What the rows ``begin:end`` count for: their number, or the sum of their
     weights."""
@@ -64,7 +64,7 @@ def batch_weight(rows, begin, end):  # pragma: no cover
     return block_weights(rows, begin, end).sum()
 
 
-@kernel
+@part
 def blended(old, new, step):  # pragma: no cover
     """``old (1 - step) + new step`` of two totals (2,)."""
     out = np.empty(2)
@@ -73,7 +73,7 @@ def blended(old, new, step):  # pragma: no cover
     return out
 
 
-@kernel
+@part
 def batch_sums(rows, begin, end, operands, plan, settings, pairing, posted):  # pragma: no cover
     """The E-step sums of the batch ``begin:end``, whether its rows were usable,
     and whether the helper claimed its second half: the first half is computed

@@ -10,11 +10,11 @@ import math
 import numpy as np
 
 from .codes import LINEAR, LOG_2PI, NONE, PAIRWISE, SQUARES, TIED, WHITENED
-from .jit import kernel
+from .jit import kernel, part
 from .records import Operands, Products
 
 
-@kernel
+@part
 def expanded_distance(centres, scale, constant, out):  # pragma: no cover
     """``out`` (K, d + 2) turns ``[|z|^2; z; 1]`` into
     ``constant_k - scale_k / 2 |z - centre_k|^2``."""
@@ -55,7 +55,7 @@ def variances_of(covariances, kind, n_components, d):  # pragma: no cover
     return variances
 
 
-@kernel
+@part
 def log_constants(weights, factors, kind, d):  # pragma: no cover
     """``log pi_k + log det P_k - d/2 log 2 pi`` (K,)."""
     n_components = weights.shape[0]
@@ -75,7 +75,7 @@ def log_constants(weights, factors, kind, d):  # pragma: no cover
     return constant
 
 
-@kernel
+@part
 def full_precisions(factors):  # pragma: no cover
     """``Lambda_k = P_k P_k^T`` (K, d, d) from the full type's factors."""
     n_components, d = factors.shape[0], factors.shape[1]
@@ -91,7 +91,7 @@ def full_precisions(factors):  # pragma: no cover
     return precisions
 
 
-@kernel
+@part
 def expansion_error(centred, variances, precisions):  # pragma: no cover
     """``max_k u_k^T |Lambda_k| u_k`` with ``u_k = |mu_k - c| + sqrt(Sigma_k,jj)``:
     how large the expanded quadratic form's terms get relative to its value."""
@@ -109,7 +109,7 @@ def expansion_error(centred, variances, precisions):  # pragma: no cover
     return error_factor
 
 
-@kernel
+@part
 def surely_whitened(centred, variances, factors, expansion_limit):  # pragma: no cover
     """Whether :func:`expansion_error` of the full type's ``factors`` is sure to
     exceed ``expansion_limit`` from its diagonal terms alone (each formed with
@@ -135,7 +135,7 @@ def surely_whitened(centred, variances, factors, expansion_limit):  # pragma: no
     return sure
 
 
-@kernel
+@part
 def full_whitening(factors, centred):  # pragma: no cover
     """Stacked ``[P_k^T | -P_k^T (mu_k - c)]`` (K d, d + 1)."""
     n_components, d = centred.shape
@@ -151,7 +151,7 @@ def full_whitening(factors, centred):  # pragma: no cover
     return whitening
 
 
-@kernel
+@part
 def full_linear(precisions, centred, constant, m, linear):  # pragma: no cover
     """The expanded quadratic form of the full type into ``linear`` (K, m + d + 1)."""
     n_components, d = centred.shape
@@ -173,7 +173,7 @@ def full_linear(precisions, centred, constant, m, linear):  # pragma: no cover
         linear[k, m + d] = constant[k] - 0.5 * quadratic
 
 
-@kernel
+@part
 def in_dtype(array, probe):  # pragma: no cover
     """A C-contiguous copy of ``array`` (2-D) in the dtype of ``probe``."""
     out = np.empty(array.shape, dtype=probe.dtype)
@@ -183,7 +183,7 @@ def in_dtype(array, probe):  # pragma: no cover
     return out
 
 
-@kernel
+@part
 def product_operands(linear, m, whitening, reduce, probe):  # pragma: no cover
     """The :class:`~streamgmm.kernels.records.Products` in the dtype of
     ``probe`` from ``linear`` (K, m + d + 1), ``whitening`` and ``reduce``."""
@@ -191,7 +191,7 @@ def product_operands(linear, m, whitening, reduce, probe):  # pragma: no cover
                     in_dtype(whitening, probe), in_dtype(reduce, probe))
 
 
-@kernel
+@part
 def no_products(probe):  # pragma: no cover
     """Empty :class:`~streamgmm.kernels.records.Products` in the dtype of ``probe``."""
     empty = np.empty((0, 0), dtype=probe.dtype)

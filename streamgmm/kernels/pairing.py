@@ -30,7 +30,7 @@ from .codes import (
     SYNC_STOP,
 )
 from .estep import range_sums
-from .jit import kernel
+from .jit import kernel, part
 from .mathfn import copy_into
 from .operands import density_operands, variances_of
 from .records import Sums
@@ -59,7 +59,7 @@ def rows_usable(rows, begin, end, limit):  # pragma: no cover
     return True
 
 
-@kernel
+@part
 def post_half(pairing, generation, begin, end, mixture):  # pragma: no cover
     """Offer the rows ``begin:end`` under ``mixture`` as half ``generation``, in
     the buffer of its parity."""
@@ -73,7 +73,7 @@ def post_half(pairing, generation, begin, end, mixture):  # pragma: no cover
     store_release(pairing.sync, SYNC_POSTED, generation)
 
 
-@kernel
+@part
 def posted_sums(buffer):  # pragma: no cover
     """What the helper left in ``buffer``: its sums and whether its rows were usable."""
     sums = buffer.sums
