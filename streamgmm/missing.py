@@ -461,14 +461,19 @@ def gappy_statistics(
     operands = estep.density_factors(params)
     expanded = (cov_type != "tied" and operands.density_mode == codes.LINEAR
                 and operands.own_index.size == 0)
+    precisions = np.ascontiguousarray(np.moveaxis(marginal.precisions, 0, -1))
     try:  # interpreted kernels may warn or stop at a bad value, compiled ones do neither
         with np.errstate(all="ignore"):
+            ids, table = kernels.pattern_table(
+                rows.X, X.shape[0] if cov_type in ("full", "tied") else 0, precisions,
+                n_components)
             if expanded:
                 plan = estep.kernel_plan(cov_type, n_components, d)._replace(
                     block=GAPPY_KERNEL_ROWS if cov_type == "full" else GAPPY_DIAGONAL_ROWS)
-                sums = kernels.masked_sums(rows, marginal, operands, plan)
+                sums = kernels.masked_sums(rows, marginal, operands, plan, ids, table,
+                                           precisions)
             else:
-                sums = kernels.gappy_sums(rows, marginal)
+                sums = kernels.gappy_sums(rows, marginal, ids, table)
     except (ArithmeticError, ValueError):
         check_observed(X, row_offset)
         raise
