@@ -40,12 +40,12 @@ def chunk_patterns(X, n_rows):  # pragma: no cover
     hashes = np.empty(d, dtype=np.int64)
     for j in range(d):
         hashes[j] = (1 << j) if d <= 62 else column_hash(j)
-    table = grown_table(np.empty((16, 2), dtype=np.int64), 0)
+    place = np.zeros(2, dtype=np.int64)
+    table = grown_table(np.empty((16, 2), dtype=np.int64), place[1])
     found = np.zeros((16, d + 1), dtype=np.int64)
     ids = np.empty(n, dtype=np.int64)
     for row in range(n):
         ids[row] = -1
-    place = np.zeros(2, dtype=np.int64)
     while place[0] < n_rows:
         find_patterns(X, n_rows, hashes, ids, table, found, place)
         if place[1] == found.shape[0]:
