@@ -448,7 +448,12 @@ def gappy_statistics(
     own-shifted component), the rows go through its layout with the gaps'
     terms added (:func:`streamgmm.kernels.masked.masked_sums`); otherwise
     component by component about each mean
-    (:func:`streamgmm.kernels.gappy.gappy_sums`). The kernels return the
+    (:func:`streamgmm.kernels.gappy.gappy_sums`). Full and tied: the chunk's
+    missingness patterns and their conditional covariances come first, from
+    their own kernel (:func:`streamgmm.kernels.patterns.pattern_table`, the
+    precisions laid out (d, d, K)), so that neither kernel compiles it again
+    inside itself (numba optimises a kernel with every function it calls).
+    The kernels return the
     largest magnitude of an observed value they read: above
     ``MAX_ABS_VALUE`` (or infinite), :func:`check_observed` names the rows
     (numbered from ``row_offset``) and raises, so X needs no pass of its own
