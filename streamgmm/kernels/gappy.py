@@ -289,7 +289,7 @@ def gappy_sums(rows, marginal, ids, table):  # pragma: no cover
     buffers = block_buffers(marginal.block, d, 0)
     logs = log_table(marginal)
     origin = np.zeros(d)
-    start = 0
+    start = np.int64(0)  # not the literal 0: next_block would compile twice
     while start < n:
         start, values, columns, n_missing, block = next_block(rows, start, origin, buffers,
                                                               sums.totals)

@@ -252,7 +252,7 @@ def masked_sums(rows, marginal, operands, plan, ids, table, precisions):  # prag
     tables = gap_tables(marginal, operands.own_offsets)
     density = operands if full else with_gap_terms(operands, tables[2])
     buffers = block_buffers(plan.block, d, extra)
-    start = 0
+    start = np.int64(0)  # not the literal 0: next_block would compile twice
     while start < n:
         start, columns, gaps, n_missing, block = next_block(rows, start, operands.shift,
                                                             buffers, totals)
