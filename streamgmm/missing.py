@@ -448,7 +448,12 @@ def gappy_statistics(
     own-shifted component), the rows go through its layout with the gaps'
     terms added (:func:`streamgmm.kernels.masked.masked_sums`); otherwise
     component by component about each mean
-    (:func:`streamgmm.kernels.gappy.gappy_sums`). The kernels return the
+    (:func:`streamgmm.kernels.gappy.gappy_sums`). Full and tied: the chunk's
+    missingness patterns and their conditional covariances come first, from
+    their own kernel (:func:`streamgmm.kernels.patterns.pattern_table`, the
+    precisions laid out (d, d, K)), so that neither kernel compiles it again
+    inside itself (numba optimises a kernel with every function it calls).
+    The kernels return the
     largest magnitude of an observed value they read: above
     ``MAX_ABS_VALUE`` (or infinite), :func:`check_observed` names the rows
     (numbered from ``row_offset``) and raises, so X needs no pass of its own
@@ -461,14 +466,19 @@ def gappy_statistics(
     operands = estep.density_factors(params)
     expanded = (cov_type != "tied" and operands.density_mode == codes.LINEAR
                 and operands.own_index.size == 0)
+    precisions = np.ascontiguousarray(np.moveaxis(marginal.precisions, 0, -1))
     try:  # interpreted kernels may warn or stop at a bad value, compiled ones do neither
         with np.errstate(all="ignore"):
+            ids, table = kernels.pattern_table(
+                rows.X, X.shape[0] if cov_type in ("full", "tied") else 0, precisions,
+                n_components)
             if expanded:
                 plan = estep.kernel_plan(cov_type, n_components, d)._replace(
                     block=GAPPY_KERNEL_ROWS if cov_type == "full" else GAPPY_DIAGONAL_ROWS)
-                sums = kernels.masked_sums(rows, marginal, operands, plan)
+                sums = kernels.masked_sums(rows, marginal, operands, plan, ids, table,
+                                           precisions)
             else:
-                sums = kernels.gappy_sums(rows, marginal)
+                sums = kernels.gappy_sums(rows, marginal, ids, table)
     except (ArithmeticError, ValueError):
         check_observed(X, row_offset)
         raise

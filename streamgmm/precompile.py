@@ -29,8 +29,9 @@ reaches last or not at all (the E-step's float32 half, the log-densities and
 the sums under given responsibilities; the batch process then loads them)
 and waits for the rest of the E-step. Of the kernels for rows with missing
 values, the batch process compiles the masked one (full, diag, spherical) and
-the online process the component-by-component one (tied), which balances the
-two (about 19 s and 8 s of CPU at load 3)."""
+the online process the component-by-component one (tied); each compiles the
+pattern table, an entry of its own (docs/benchmarks.md, "Missing values":
+about 15 s of CPU each for the gap kernels, from about 23 s)."""
 
 WAIT_SECONDS = 600.0
 """How long the online group waits for the batch group's E-step before

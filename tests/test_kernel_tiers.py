@@ -167,13 +167,21 @@ def test_gappy_kernels_are_identical_in_both_tiers(covariance_type, separated):
     operands = estep.density_factors(params)
     plan = kernel_plan(covariance_type, K, d)._replace(block=97)
     assert GAPPY_KERNEL_ROWS > 97
+    precisions = np.ascontiguousarray(np.moveaxis(marginal.precisions, 0, -1))
+    n_rows = n if covariance_type in ("full", "tied") else 0
+    tables = both("patterns", "pattern_table")
+    assert_identical(*(f(X, n_rows, precisions, K) for f in tables), "pattern_table")
     for rows in (rows_record(X), rows_record(X, None, rng.random(n) * 3)):
-        assert_identical(*(f(rows, marginal) for f in both("gappy", "gappy_sums")),
-                         "gappy_sums")
+        # each call its own table: the kernels add the patterns' masses into it
+        assert_identical(*(f(rows, marginal, *table(rows.X, n_rows, precisions, K))
+                           for f, table in zip(both("gappy", "gappy_sums"), tables,
+                                               strict=True)), "gappy_sums")
         if (covariance_type != "tied" and operands.density_mode == 0
                 and operands.own_index.size == 0):
-            assert_identical(*(f(rows, marginal, operands, plan)
-                               for f in both("masked", "masked_sums")), "masked_sums")
+            assert_identical(*(f(rows, marginal, operands, plan,
+                                 *table(rows.X, n_rows, precisions, K), precisions)
+                               for f, table in zip(both("masked", "masked_sums"), tables,
+                                                   strict=True)), "masked_sums")
 
 
 def test_exponentials_are_identical_in_both_tiers():

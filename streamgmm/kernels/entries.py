@@ -25,9 +25,10 @@ burn_in_complete = Tiered("online", "burn_in_complete")
 help_online_steps = Tiered("pairing", "help_online_steps")
 gappy_sums = Tiered("gappy", "gappy_sums")
 masked_sums = Tiered("masked", "masked_sums")
+pattern_table = Tiered("patterns", "pattern_table")
 
 ALL = (density_operands, n_product_rows, range_sums, responsibility_sums, log_densities,
        zero_sums, centred_statistics, merge_blocks, m_step_blocks, parameters_blocks,
        online_steps, step_size, burn_in_mass, burn_in_complete, help_online_steps, gappy_sums,
-       masked_sums)
+       masked_sums, pattern_table)
 """Every entry point, for ``streamgmm compile`` and the tests."""

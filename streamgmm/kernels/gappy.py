@@ -29,7 +29,7 @@ import numpy as np
 from .codes import LOG_2PI
 from .jit import kernel
 from .mathfn import normalise
-from .patterns import add_pattern_mass, lanes, pattern_covariances, pattern_table
+from .patterns import add_pattern_mass, pattern_covariances
 from .records import GappySums
 
 
@@ -275,10 +275,12 @@ def zero_gappy_sums(n_components, d, full):  # pragma: no cover
 
 
 @kernel
-def gappy_sums(rows, marginal):  # pragma: no cover
+def gappy_sums(rows, marginal, ids, table):  # pragma: no cover
     """Sums about each component's mean of the rows of ``rows`` with something
     observed (:class:`~streamgmm.kernels.records.GappySums`), ``marginal.block``
-    rows at a time; weighted rows count their weight times."""
+    rows at a time; weighted rows count their weight times. Full and tied:
+    ``ids`` and ``table`` the rows' patterns
+    (:func:`~streamgmm.kernels.patterns.pattern_table`)."""
     X = rows.X
     n, d = X.shape
     n_components = marginal.means.shape[0]
@@ -286,10 +288,8 @@ def gappy_sums(rows, marginal):  # pragma: no cover
     sums = zero_gappy_sums(n_components, d, full)
     buffers = block_buffers(marginal.block, d, 0)
     logs = log_table(marginal)
-    ids, table = pattern_table(rows.X, n if full else 0, lanes(marginal.precisions),
-                               n_components)
     origin = np.zeros(d)
-    start = 0
+    start = np.int64(0)  # not the literal 0: next_block would compile twice
     while start < n:
         start, values, columns, n_missing, block = next_block(rows, start, origin, buffers,
                                                               sums.totals)

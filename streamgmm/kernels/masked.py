@@ -38,7 +38,7 @@ from .estep import accumulate, block_log_density, fill_products, zero_sums
 from .gappy import block_buffers, log_table, next_block, row_weights
 from .jit import kernel
 from .mathfn import normalise
-from .patterns import add_pattern_mass, lanes, pattern_covariances, pattern_table
+from .patterns import add_pattern_mass, pattern_covariances
 from .records import GappySums, Operands, Products, Sums
 
 
@@ -226,7 +226,7 @@ def about_shift(sums, first, second, covariances, tables, kind, totals):  # prag
 
 
 @kernel
-def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
+def masked_sums(rows, marginal, operands, plan, ids, table, precisions):  # pragma: no cover
     """Sums about ``operands.shift`` (:class:`~streamgmm.kernels.records.GappySums`)
     of the rows of ``rows`` with something observed, ``plan.block`` rows at a
     time (module docs; float64 products); weighted rows count their weight
@@ -234,7 +234,9 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     columns (:func:`~streamgmm.kernels.gappy.gather_block` writes them with
     the values), so that the complete rows' two products
     also take the gaps' terms away and sum the responsibilities per missing
-    coordinate."""
+    coordinate. Full: ``ids`` and ``table`` the rows' patterns
+    (:func:`~streamgmm.kernels.patterns.pattern_table`) under the
+    ``precisions`` laid out (d, d, K)."""
     n, d = rows.X.shape
     n_components = marginal.means.shape[0]
     kind = plan.kind
@@ -248,11 +250,9 @@ def masked_sums(rows, marginal, operands, plan):  # pragma: no cover
     covariances = np.zeros((n_components, d if full else 0, d if full else 0))
     totals = np.zeros(3)
     tables = gap_tables(marginal, operands.own_offsets)
-    precisions = lanes(marginal.precisions)
-    ids, table = pattern_table(rows.X, n if full else 0, precisions, n_components)
     density = operands if full else with_gap_terms(operands, tables[2])
     buffers = block_buffers(plan.block, d, extra)
-    start = 0
+    start = np.int64(0)  # not the literal 0: next_block would compile twice
     while start < n:
         start, columns, gaps, n_missing, block = next_block(rows, start, operands.shift,
                                                             buffers, totals)

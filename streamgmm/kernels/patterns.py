@@ -3,7 +3,8 @@
 A row's conditional covariance ``C = Lambda_MM^-1`` and ``log det
 Lambda_MM`` depend only on its pattern M and the component
 (:mod:`streamgmm.kernels.masked`): they are computed once per pattern of a
-chunk, for all K components at once, the components innermost (``lanes``),
+chunk, for all K components at once, the components innermost (the
+precisions laid out (d, d, K)),
 so that the small factorisations of the K components run side by side
 instead of one after another.
 """
@@ -31,34 +32,42 @@ def chunk_patterns(X, n_rows):  # pragma: no cover
     mask of the missing coordinates itself, so equal keys are equal patterns;
     with more, it is a sum of the columns' hashes, and a pattern found under
     the row's key is checked against its column list. The rows go through
-    :func:`find_patterns` until the table or the pattern arrays are full,
+    :func:`find_patterns` until the table or the patterns found are full,
     which are then grown outside the loop over rows (arrays reassigned
-    inside a compiled loop made it three times slower)."""
+    inside a compiled loop made it three times slower). Plain loops
+    throughout: NumPy's slice assignments and fills cost seconds to compile."""
     n, d = X.shape
     hashes = np.empty(d, dtype=np.int64)
     for j in range(d):
         hashes[j] = (1 << j) if d <= 62 else column_hash(j)
-    table = np.full((64, 2), -1, dtype=np.int64)
-    columns = np.empty((16, d), dtype=np.int64)
-    n_missing = np.empty(16, dtype=np.int64)
-    ids = np.full(n, -1, dtype=np.int64)
     place = np.zeros(2, dtype=np.int64)
+    table = grown_table(np.empty((16, 2), dtype=np.int64), place[1])
+    found = np.zeros((16, d + 1), dtype=np.int64)
+    ids = np.empty(n, dtype=np.int64)
+    for row in range(n):
+        ids[row] = -1
     while place[0] < n_rows:
-        find_patterns(X, n_rows, hashes, ids, table, columns, n_missing, place)
-        if place[1] == n_missing.shape[0]:
-            columns, n_missing = grown(columns), grown(n_missing)
+        find_patterns(X, n_rows, hashes, ids, table, found, place)
+        if place[1] == found.shape[0]:
+            found = grown(found)
         if 4 * (place[1] + 1) > table.shape[0]:
-            table = grown_table(table)
+            table = grown_table(table, place[1])
     count = place[1]
-    return ids, columns[:count].copy(), n_missing[:count].copy()
+    columns = np.empty((count, d), dtype=np.int64)
+    n_missing = np.empty(count, dtype=np.int64)
+    for p in range(count):
+        n_missing[p] = found[p, 0]
+        for j in range(d):
+            columns[p, j] = found[p, 1 + j]
+    return ids, columns, n_missing
 
 
 @kernel
-def find_patterns(X, n_rows, hashes, ids, table, columns, n_missing,
-                  place):  # pragma: no cover
+def find_patterns(X, n_rows, hashes, ids, table, found, place):  # pragma: no cover
     """:func:`chunk_patterns`' loop over the rows, from row ``place[0]`` with
-    ``place[1]`` patterns found, until ``n_rows`` or a new pattern that would
-    fill ``table`` past a quarter or overflow ``columns``; ``place`` then
+    ``place[1]`` patterns found (``found[p]``: pattern p's number of missing
+    values, then its missing columns), until ``n_rows`` or a new pattern that
+    would fill ``table`` past a quarter or overflow ``found``; ``place`` then
     holds the next row and the patterns found. Keys are computed without
     branching on the values (a row's NaN are unpredictable)."""
     d = X.shape[1]
@@ -79,20 +88,20 @@ def find_patterns(X, n_rows, hashes, ids, table, columns, n_missing,
         slot = key_slot(key) & mask
         p = table[slot, 0]
         while p >= 0 and not (table[slot, 1] == key and (exact or same_columns(
-                X, row, columns[p], n_missing[p], m))):
+                X, row, found[p], m))):
             slot = (slot + 1) & mask
             p = table[slot, 0]
         if p < 0:
-            if count == n_missing.shape[0] or 4 * (count + 1) > table.shape[0]:
+            if count == found.shape[0] or 4 * (count + 1) > table.shape[0]:
                 break
             p = count
             table[slot, 0] = p
             table[slot, 1] = key
-            n_missing[p] = m
-            a = 0
+            found[p, 0] = m
+            a = 1
             for j in range(d):
                 if math.isnan(X[row, j]):
-                    columns[p, a] = j
+                    found[p, a] = j
                     a += 1
             count += 1
         ids[row] = p
@@ -102,12 +111,13 @@ def find_patterns(X, n_rows, hashes, ids, table, columns, n_missing,
 
 
 @kernel
-def same_columns(X, row, columns, n_columns, m):  # pragma: no cover
-    """Whether row ``row`` of X, missing m values, misses ``columns[:n_columns]``."""
-    if n_columns != m:
+def same_columns(X, row, pattern, m):  # pragma: no cover
+    """Whether row ``row`` of X, missing m values, misses the columns of
+    ``pattern`` (its number of missing values, then its columns)."""
+    if pattern[0] != m:
         return False
     for a in range(m):
-        if not math.isnan(X[row, columns[a]]):
+        if not math.isnan(X[row, pattern[1 + a]]):
             return False
     return True
 
@@ -120,11 +130,15 @@ def key_slot(key):  # pragma: no cover
 
 
 @kernel
-def grown_table(table):  # pragma: no cover
-    """The (pattern, key) table of :func:`chunk_patterns` four times as large."""
+def grown_table(table, count):  # pragma: no cover
+    """The (pattern, key) table of :func:`chunk_patterns` four times as large,
+    with the entries of its first ``count`` patterns (empty slots -1)."""
     size = 4 * table.shape[0]
-    out = np.full((size, 2), -1, dtype=np.int64)
-    for old in range(table.shape[0]):
+    out = np.empty((size, 2), dtype=np.int64)
+    for slot in range(size):
+        out[slot, 0] = -1
+        out[slot, 1] = -1
+    for old in range(table.shape[0] if count > 0 else 0):
         if table[old, 0] >= 0:
             slot = key_slot(table[old, 1]) & (size - 1)
             while out[slot, 0] >= 0:
@@ -146,21 +160,11 @@ def column_hash(j):  # pragma: no cover
 
 @kernel
 def grown(values):  # pragma: no cover
-    """``values`` (c, ...) copied into an array of twice as many rows."""
-    out = np.empty((2 * values.shape[0],) + values.shape[1:], dtype=values.dtype)
-    out[:values.shape[0]] = values
-    return out
-
-
-@kernel
-def lanes(precisions):  # pragma: no cover
-    """``precisions`` (K, d, d) with the components last (d, d, K)."""
-    n_components, d = precisions.shape[0], precisions.shape[1]
-    out = np.empty((d, d, n_components))
-    for k in range(n_components):
-        for i in range(d):
-            for j in range(d):
-                out[i, j, k] = precisions[k, i, j]
+    """``values`` (c, w) copied into an array of twice as many rows (zeros)."""
+    out = np.zeros((2 * values.shape[0], values.shape[1]), dtype=values.dtype)
+    for row in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            out[row, j] = values[row, j]
     return out
 
 
@@ -246,8 +250,11 @@ def ldl_inverses(precisions, columns, m, start, inverses, half_log_dets,
 def pattern_table(X, n_rows, precisions, n_components):  # pragma: no cover
     """Each row's pattern number (:func:`chunk_patterns`) and the
     :class:`~streamgmm.kernels.records.PatternTable` of the patterns of the
-    first ``n_rows`` rows of X under the precisions (d, d, F) (:func:`lanes`;
-    F = K, or 1 shared by the ``n_components`` components)."""
+    first ``n_rows`` rows of X under the precisions (d, d, F) (the components
+    last; F = K, or 1 shared by the ``n_components`` components). Called
+    once per chunk from Python (:func:`streamgmm.missing.gappy_statistics`),
+    outside the kernels that use the table, so that they do not compile
+    it again inside themselves."""
     ids, columns, n_missing = chunk_patterns(X, n_rows)
     d, n_factors = precisions.shape[0], precisions.shape[2]
     n_patterns = n_missing.shape[0]
