@@ -27,13 +27,13 @@ import math
 import numpy as np
 
 from .codes import LOG_2PI
-from .jit import kernel
+from .jit import kernel, part
 from .mathfn import normalise
 from .patterns import add_pattern_mass, pattern_covariances
 from .records import GappySums
 
 
-@kernel
+@part
 def gather_block(rows, start, shift, columns, gaps, n_missing, index):  # pragma: no cover
     """From row ``start`` of ``rows`` (:class:`~streamgmm.kernels.records.Rows`)
     on, the next rows with something observed, up to ``index.size``: their
@@ -97,7 +97,7 @@ def block_buffers(block, d, extra):  # pragma: no cover
             np.empty(block, dtype=np.int64), np.empty(block, dtype=np.int64))
 
 
-@kernel
+@part
 def fill_deviations(columns, gaps, n_missing, mean, out):  # pragma: no cover
     """``out`` (d, b) the deviations from ``mean`` of the rows of ``columns``
     (:func:`gather_block`, shifted by 0), 0 where missing."""
@@ -110,7 +110,7 @@ def fill_deviations(columns, gaps, n_missing, mean, out):  # pragma: no cover
             out[gaps[i, a], i] = 0.0
 
 
-@kernel
+@part
 def squared_norms(values, out):  # pragma: no cover
     """``out[i] = sum_j values[j, i]^2`` (d, b), adding j in order."""
     for i in range(values.shape[1]):
@@ -120,7 +120,7 @@ def squared_norms(values, out):  # pragma: no cover
             out[i] += values[j, i] * values[j, i]
 
 
-@kernel
+@part
 def condition_rows(precision, ids, table, f, deviations, quadratic, log_det):  # pragma: no cover
     """For each row i of ``deviations`` (d, b) with a gap (its pattern
     ``ids[i]`` in ``table``, whose conditional covariances ``Lambda_MM^-1`` come
@@ -150,7 +150,7 @@ def condition_rows(precision, ids, table, f, deviations, quadratic, log_det):  #
             deviations[table.columns[p, a], i] = -solved
 
 
-@kernel
+@part
 def diagonal_densities(factors, log_factors, columns, n_missing, deviations, quadratic,
                        log_det):  # pragma: no cover
     """Diag and spherical, one component (``factors`` (1, d) or (1, 1), their
@@ -172,7 +172,7 @@ def diagonal_densities(factors, log_factors, columns, n_missing, deviations, qua
             log_det[i] += log_factors[columns[i, a]]
 
 
-@kernel
+@part
 def diagonal_sums(deviations, weights, factors, columns, n_missing, first,
                   second):  # pragma: no cover
     """Add ``sum_i g_i r_i`` to ``first`` (d,) and ``sum_i g_i r_i^2``, with
@@ -195,7 +195,7 @@ def diagonal_sums(deviations, weights, factors, columns, n_missing, first,
             second[columns[i, a]] += weights[i] / (p * p)
 
 
-@kernel
+@part
 def full_sums(deviations, weights, first, second):  # pragma: no cover
     """Add ``sum_i g_i r_i`` to ``first`` (d,) and ``sum_i g_i r_i r_i^T`` to
     ``second`` (d, d) (one product)."""
@@ -230,7 +230,7 @@ def log_table(marginal):  # pragma: no cover
     return table
 
 
-@kernel
+@part
 def block_densities(values, marginal, logs, columns, n_missing, deviations, ids,
                     table):  # pragma: no cover
     """``log pi_k + log N(x_O; mu_k,O, Sigma_k,OO)`` (K, b) of a block (its
@@ -258,7 +258,7 @@ def block_densities(values, marginal, logs, columns, n_missing, deviations, ids,
     return out
 
 
-@kernel
+@part
 def marginal_densities(constant, log_det, n_missing, quadratic, d, out):  # pragma: no cover
     """``out[i] = constant - log_det[i] - ((d - m_i) log 2 pi + quadratic[i]) / 2``
     (b,): one component's log-densities of the rows' observed coordinates
@@ -267,7 +267,7 @@ def marginal_densities(constant, log_det, n_missing, quadratic, d, out):  # prag
         out[i] = constant - log_det[i] - 0.5 * ((d - n_missing[i]) * LOG_2PI + quadratic[i])
 
 
-@kernel
+@part
 def zero_gappy_sums(n_components, d, full):  # pragma: no cover
     """The :class:`~streamgmm.kernels.records.GappySums` of no rows."""
     return GappySums(np.zeros(n_components), np.zeros((n_components, d)),

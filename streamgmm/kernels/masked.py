@@ -36,13 +36,13 @@ import numpy as np
 from .codes import LOG_2PI, PAIRWISE
 from .estep import accumulate, block_log_density, fill_products, zero_sums
 from .gappy import block_buffers, log_table, next_block, row_weights
-from .jit import kernel
+from .jit import kernel, part
 from .mathfn import normalise
 from .patterns import add_pattern_mass, pattern_covariances
 from .records import GappySums, Operands, Products, Sums
 
 
-@kernel
+@part
 def transposed(columns, d):  # pragma: no cover
     """The first d rows of ``columns`` (d + 1, b) as rows (b, d), C-contiguous
     (none for d = 0)."""
@@ -54,7 +54,7 @@ def transposed(columns, d):  # pragma: no cover
     return out
 
 
-@kernel
+@part
 def gap_tables(marginal, offsets):  # pragma: no cover
     """Per coordinate and component (3, d, K): ``delta = mu - c`` (``offsets``
     (K, d)); full: ``Lambda delta``; diag and spherical: ``delta^2 + sigma^2``
@@ -80,7 +80,7 @@ def gap_tables(marginal, offsets):  # pragma: no cover
     return tables
 
 
-@kernel
+@part
 def with_gap_terms(operands, terms):  # pragma: no cover
     """Diag and spherical: ``operands`` whose linear map also takes the
     missing coordinates' ``terms`` (d, K) away, through the missing-value
@@ -101,7 +101,7 @@ def with_gap_terms(operands, terms):  # pragma: no cover
                     operands.own_index, operands.own_offsets)
 
 
-@kernel
+@part
 def full_gaps(z, ids, table, precisions, tables, log_weighted, completed):  # pragma: no cover
     """Full: the log-densities (K, b) of the rows of ``z`` (b, d) with gaps
     (pattern numbers ``ids``, -1 for none; ``table`` their
@@ -155,7 +155,7 @@ def full_gaps(z, ids, table, precisions, tables, log_weighted, completed):  # pr
         start += m
 
 
-@kernel
+@part
 def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: no cover
     """Add the rows with gaps' ``g e`` to ``first`` (d, K) and ``g (e z^T + e
     e^T / 2)`` to ``second`` (d, K, d: the coordinates of z innermost, so that
@@ -187,7 +187,7 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: n
         start += m
 
 
-@kernel
+@part
 def about_shift(sums, first, second, covariances, tables, kind, totals):  # pragma: no cover
     """:class:`~streamgmm.kernels.records.GappySums` about the common shift
     from the complete layout's ``sums`` and what the gaps add: ``first`` (d,

@@ -15,11 +15,11 @@ import math
 
 import numpy as np
 
-from .jit import kernel
+from .jit import kernel, part
 from .records import PatternTable
 
 
-@kernel
+@part
 def chunk_patterns(X, n_rows):  # pragma: no cover
     """The missingness patterns of the first ``n_rows`` rows of X with a gap
     and something observed, numbered in the order of their first row: each
@@ -62,7 +62,7 @@ def chunk_patterns(X, n_rows):  # pragma: no cover
     return ids, columns, n_missing
 
 
-@kernel
+@part
 def find_patterns(X, n_rows, hashes, ids, table, found, place):  # pragma: no cover
     """:func:`chunk_patterns`' loop over the rows, from row ``place[0]`` with
     ``place[1]`` patterns found (``found[p]``: pattern p's number of missing
@@ -110,7 +110,7 @@ def find_patterns(X, n_rows, hashes, ids, table, found, place):  # pragma: no co
     place[1] = count
 
 
-@kernel
+@part
 def same_columns(X, row, pattern, m):  # pragma: no cover
     """Whether row ``row`` of X, missing m values, misses the columns of
     ``pattern`` (its number of missing values, then its columns)."""
@@ -129,7 +129,7 @@ def key_slot(key):  # pragma: no cover
     return ((key & 0x7FFFFFFF) * 0x2C1B3C6D + (key >> 31) * 0x297A2D39) >> 7
 
 
-@kernel
+@part
 def grown_table(table, count):  # pragma: no cover
     """The (pattern, key) table of :func:`chunk_patterns` four times as large,
     with the entries of its first ``count`` patterns (empty slots -1)."""
@@ -148,7 +148,7 @@ def grown_table(table, count):  # pragma: no cover
     return out
 
 
-@kernel
+@part
 def column_hash(j):  # pragma: no cover
     """A 31-bit hash of column j (multiplications and shifts that stay below
     2^62); a pattern's key is the sum of its columns' hashes."""
@@ -158,7 +158,7 @@ def column_hash(j):  # pragma: no cover
     return x ^ (x >> 15)
 
 
-@kernel
+@part
 def grown(values):  # pragma: no cover
     """``values`` (c, w) copied into an array of twice as many rows (zeros)."""
     out = np.zeros((2 * values.shape[0], values.shape[1]), dtype=values.dtype)
@@ -168,7 +168,7 @@ def grown(values):  # pragma: no cover
     return out
 
 
-@kernel
+@part
 def small_inverses(precisions, columns, m, start, inverses, half_log_dets):  # pragma: no cover
     """One or two missing values (``columns[:m]``): ``Lambda_MM^-1`` into
     ``inverses[start:start + m^2]`` and ``log det Lambda_MM / 2`` into
@@ -190,7 +190,7 @@ def small_inverses(precisions, columns, m, start, inverses, half_log_dets):  # p
             half_log_dets[k] = 0.5 * math.log(det)
 
 
-@kernel
+@part
 def ldl_inverses(precisions, columns, m, start, inverses, half_log_dets,
                  scratch):  # pragma: no cover
     """:func:`small_inverses` for any m, through ``Lambda_MM = L D L^T`` (L
