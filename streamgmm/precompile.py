@@ -19,19 +19,21 @@ import subprocess
 import sys
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
 GROUPS = ("batch", "online")
 """The groups of kernels; each is compiled by its own process. The online fold
-calls the batch E-step, so its process first compiles what the batch fit
-reaches last or not at all (the E-step's float32 half, the log-densities and
-the sums under given responsibilities; the batch process then loads them)
-and waits for the rest of the E-step. Of the kernels for rows with missing
-values, the batch process compiles the masked one (full, diag, spherical) and
-the online process the component-by-component one (tied); each compiles the
-pattern table, an entry of its own (docs/benchmarks.md, "Missing values":
-about 15 s of CPU each for the gap kernels, from about 23 s)."""
+calls the batch E-step, so the batch process compiles the float64 E-step and
+its operands before anything else, while the online process compiles the
+E-step's float32 half and the M-step's kernels (each process loads what the
+other cached); the online process then waits for the E-step and compiles the
+fold and its helper. Of the kernels for rows with missing values, the batch
+process compiles the masked one (full, diag, spherical) and the pattern table,
+the online process the component-by-component one (tied). In that order
+neither process waits long and they seldom compile the same kernel
+(docs/benchmarks.md, "Session 12")."""
 
 WAIT_SECONDS = 600.0
 """How long the online group waits for the batch group's E-step before
@@ -58,6 +60,7 @@ def _fit_everything(group: str) -> None:
         from .kernels import entries
         from .mstep import m_step
 
+        _compile_e_step_first(X)
         model = GaussianMixture(2, covariance_type="full", max_iter=2, random_state=0)
         model.fit(X, sample_weight=np.ones(len(X)))
         model.score_samples(X)
@@ -87,42 +90,72 @@ def _e_step_arguments(X: np.ndarray, dtype: type) -> tuple:
     from .kernels import entries
     from .kernels.records import rows_record
 
-    d = X.shape[1]
-    plan = kernel_plan("full", 2, d, dtype)
-    factors = np.repeat(np.eye(d)[None], 2, axis=0)
-    operands = entries.density_operands.interpreted(
-        np.full(2, 0.5), np.array(X[:2], dtype=np.float64), factors, np.ones((2, d)), plan)
+    plan = kernel_plan("full", 2, X.shape[1], dtype)
+    operands = entries.density_operands.interpreted(*_density_arguments(X, plan))
     return rows_record(X), operands, plan
 
 
+def _density_arguments(X: np.ndarray, plan: Any) -> tuple:
+    """Arguments of ``density_operands`` for a two-component mixture on X."""
+    d = X.shape[1]
+    factors = np.repeat(np.eye(d)[None], 2, axis=0)
+    return np.full(2, 0.5), np.array(X[:2], dtype=np.float64), factors, np.ones((2, d)), plan
+
+
 def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
-    """The E-step's float32 half, the log-densities and the sums under given
-    responsibilities, compiled on their own."""
+    """The E-step's float32 half and the M-step's kernels (statistics under
+    given responsibilities, merge, parameters), compiled on their own while the
+    batch process compiles the float64 E-step."""
+    import numba
+
+    from .estep import statistics_from_responsibilities
+    from .kernels import estep
+    from .mstep import parameters_from_statistics
+    from .statistics import merge
+
+    rows, single, plan32 = _e_step_arguments(X, np.float32)
+    estep.typed_range_sums.compile(
+        tuple(numba.typeof(argument) for argument in (rows, 0, 0, single, single.single, plan32)))
+    statistics = statistics_from_responsibilities(X, np.full((len(X), 2), 0.5),
+                                                  np.zeros((2, X.shape[1])), "full")
+    parameters_from_statistics(merge(statistics, statistics, "full"), 1e-6, "full")
+
+
+def _compile_e_step_first(X: np.ndarray) -> None:
+    """The float64 E-step and its operands, before anything else of the batch
+    group: the online group waits for them. ``range_sums`` also links the
+    float32 half, which the online group compiles meanwhile: it is waited for
+    and loaded, not compiled twice."""
     import numba
 
     from .kernels import entries, estep
 
-    rows, single, plan32 = _e_step_arguments(X, np.float32)
-    _, double, plan = _e_step_arguments(X, np.float64)
-    responsibilities = np.full((X.shape[0], 2), 0.5)
+    rows, operands, plan = _e_step_arguments(X, np.float64)
+    _, single, plan32 = _e_step_arguments(X, np.float32)
     for function, arguments in (
-            (estep.typed_range_sums, (rows, 0, 0, single, single.single, plan32)),
-            (estep.typed_log_densities, (rows, single, single.single, plan32)),
-            (entries.log_densities.compiled, (rows, double, plan)),
-            (entries.responsibility_sums.compiled, (rows, responsibilities, double, plan))):
+            (estep.typed_range_sums, (rows, 0, 0, operands, operands.double, plan)),
+            (entries.density_operands.compiled, _density_arguments(X, plan))):
         function.compile(tuple(numba.typeof(argument) for argument in arguments))
+    _wait_for(estep.typed_range_sums, (rows, 0, 0, single, single.single, plan32))
+    entries.range_sums.compiled.compile(
+        tuple(numba.typeof(argument) for argument in (rows, 0, 0, operands, plan)))
 
 
 def _wait_for_e_step(X: np.ndarray) -> None:
-    """Wait until another process has put the E-step in the disk cache (at
-    most :data:`WAIT_SECONDS`)."""
+    """Wait until the batch group has put the E-step in the disk cache."""
     from .kernels import entries
-    from .kernels.tiers import load_cached
 
     rows, operands, plan = _e_step_arguments(X, np.float64)
+    _wait_for(entries.range_sums.compiled, (rows, 0, 0, operands, plan))
+
+
+def _wait_for(dispatcher: Any, arguments: tuple) -> None:
+    """Wait until another process has put ``dispatcher``'s version for
+    ``arguments`` in the disk cache (at most :data:`WAIT_SECONDS`)."""
+    from .kernels.tiers import load_cached
+
     deadline = time.monotonic() + WAIT_SECONDS
-    while (not load_cached(entries.range_sums.compiled, (rows, 0, 0, operands, plan))
-           and time.monotonic() < deadline):
+    while not load_cached(dispatcher, arguments) and time.monotonic() < deadline:
         time.sleep(0.25)
 
 
