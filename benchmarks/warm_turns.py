@@ -26,8 +26,8 @@ import json, os, sys
 os.environ.setdefault("STREAMGMM_KERNELS", "compiled")
 from run import SIZES, in_memory_case
 n, _, extra, _ = SIZES["default"]
-case = in_memory_case("full d=16 K=8 float64", n, 16, 8, "full", "float64", extra,
-                      int(sys.argv[1]))
+case, _, _ = in_memory_case("full d=16 K=8 float64", n, 16, 8, "full", "float64", extra,
+                              int(sys.argv[1]))
 print(json.dumps({"streamgmm": case.seconds["streamgmm"], "sklearn": case.seconds["sklearn"],
                   "load": os.getloadavg()[0]}))
 """
@@ -37,7 +37,9 @@ def one_turn(tree: Path, repeats: int) -> dict:
     """Seconds per iteration of streamgmm and scikit-learn in a fresh process on ``tree``."""
     environment = dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'benchmarks'}")
     output = subprocess.run([sys.executable, "-c", CHILD, str(repeats)], env=environment,
-                            cwd=tree, capture_output=True, text=True, check=True)
+                            cwd=tree, capture_output=True, text=True)
+    if output.returncode:
+        raise RuntimeError(f"{tree}: {output.stderr[-2000:]}")
     return json.loads(output.stdout.splitlines()[-1])
 
 

@@ -24,7 +24,7 @@ import xarray as xr
 import zarr
 
 from . import tables
-from .cluster import active_client, reducing_threads
+from .cluster import active_client, prepare_workers, reducing_threads
 from .zarr_reading import from_zarr
 
 TARGET_CHUNK_BYTES = 32 * 2**20
@@ -467,8 +467,11 @@ def should_persist(data: RowData, option: bool | str) -> bool:
 
 
 def persisted_rows(data: RowData, option: bool | str) -> RowData:
-    """``data`` with its Dask array persisted (on the workers under a distributed
-    client, else in local memory) when :func:`should_persist` says so."""
+    """``data`` ready for a fit's passes: its Dask array persisted (on the
+    workers under a distributed client, else in local memory) when
+    :func:`should_persist` says so, and a distributed client's workers ready to
+    run the fit's tasks (:func:`streamgmm.cluster.prepare_workers`)."""
+    prepare_workers()
     if not should_persist(data, option):
         return data
     if data.weights is None:

@@ -507,6 +507,30 @@ def test_fresh_workers_fit_without_compiling(tmp_path, monkeypatch):
         np.testing.assert_allclose(getattr(model, name), getattr(threaded, name), rtol=1e-12)
 
 
+def test_a_fit_readies_every_fresh_worker_at_once():
+    """Before its first pass a fit has every worker import the modules its
+    tasks run (at the same time, not each when its first task arrives: issue
+    26 Must show 6); fresh workers have none of them."""
+    from streamgmm.cluster import TASK_MODULES
+
+    def imported(names):  # local, so sent by value: the worker imports no test module
+        import sys
+
+        return [name in sys.modules for name in names]
+
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                 dashboard_address=None) as cluster,
+        distributed.Client(cluster) as fresh,
+    ):
+        before = fresh.run(imported, TASK_MODULES)
+        persisted_rows(as_rows(np.ones((10, 2))), False)
+        after = fresh.run(imported, TASK_MODULES)
+    assert len(before) == len(after) == 2
+    assert all(not any(found) for found in before.values()), before
+    assert all(all(found) for found in after.values()), after
+
+
 def test_bayesian_mixture_on_the_cluster_equals_threads(client, tmp_path):
     """BayesianGaussianMixture (issue 28): the same passes on two worker
     processes give the threaded fit to 1e-12."""
