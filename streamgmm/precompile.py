@@ -107,7 +107,6 @@ def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
     """The E-step's float32 half and the M-step's kernels (statistics under
     given responsibilities, merge, parameters), compiled on their own while the
     batch process compiles the float64 E-step."""
-    import numba
 
     from .estep import statistics_from_responsibilities
     from .kernels import estep
@@ -115,8 +114,7 @@ def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
     from .statistics import merge
 
     rows, single, plan32 = _e_step_arguments(X, np.float32)
-    estep.typed_range_sums.compile(
-        tuple(numba.typeof(argument) for argument in (rows, 0, 0, single, single.single, plan32)))
+    _compile(estep.typed_range_sums, (rows, 0, 0, single, single.single, plan32))
     statistics = statistics_from_responsibilities(X, np.full((len(X), 2), 0.5),
                                                   np.zeros((2, X.shape[1])), "full")
     parameters_from_statistics(merge(statistics, statistics, "full"), 1e-6, "full")
@@ -128,22 +126,24 @@ def _compile_e_step_first(X: np.ndarray) -> None:
     ``range_sums`` also links the float32 half, and the batch fit needs the
     M-step's kernels, which the online group compiles meanwhile: both are
     waited for and loaded, not compiled twice."""
-    import numba
 
     from .kernels import entries, estep
 
     rows, operands, plan = _e_step_arguments(X, np.float64)
     _, single, plan32 = _e_step_arguments(X, np.float32)
-    for function, arguments in (
-            (estep.typed_range_sums, (rows, 0, 0, operands, operands.double, plan)),
-            (entries.density_operands.compiled, _density_arguments(X, plan))):
-        function.compile(tuple(numba.typeof(argument) for argument in arguments))
+    _compile(estep.typed_range_sums, (rows, 0, 0, operands, operands.double, plan))
+    _compile(entries.density_operands.compiled, _density_arguments(X, plan))
     _wait_for(estep.typed_range_sums, (rows, 0, 0, single, single.single, plan32))
-    for function, arguments in (
-            (entries.range_sums.compiled, (rows, 0, 0, operands, plan)),
-            (entries.log_densities.compiled, (rows, operands, plan))):
-        function.compile(tuple(numba.typeof(argument) for argument in arguments))
+    _compile(entries.range_sums.compiled, (rows, 0, 0, operands, plan))
+    _compile(entries.log_densities.compiled, (rows, operands, plan))
     _wait_for_m_step(X)
+
+
+def _compile(dispatcher: Any, arguments: tuple) -> None:
+    """Compile ``dispatcher`` for the numba types of ``arguments``."""
+    import numba
+
+    dispatcher.compile(tuple(numba.typeof(argument) for argument in arguments))
 
 
 def _wait_for_m_step(X: np.ndarray) -> None:
@@ -151,22 +151,11 @@ def _wait_for_m_step(X: np.ndarray) -> None:
     them the parameters' (it compiles them while the batch group compiles the
     E-step), so that the batch fit loads them rather than compiling them too."""
     from .covariance import KINDS
-    from .estep import statistics_from_responsibilities
     from .kernels import entries
-    from .statistics import statistics_blocks
+    from .statistics import empty_statistics, statistics_blocks
 
-    mode = os.environ.get("STREAMGMM_KERNELS")
-    os.environ["STREAMGMM_KERNELS"] = "interpreted"  # the arguments, made without compiling
-    try:
-        statistics = statistics_from_responsibilities(X, np.full((len(X), 2), 0.5),
-                                                      np.zeros((2, X.shape[1])), "full")
-    finally:
-        if mode is None:
-            del os.environ["STREAMGMM_KERNELS"]
-        else:
-            os.environ["STREAMGMM_KERNELS"] = mode
-    _wait_for(entries.parameters_blocks.compiled,
-              (statistics_blocks(statistics, "full"), 1e-6, KINDS["full"]))
+    blocks = statistics_blocks(empty_statistics(2, X.shape[1], "full"), "full")
+    _wait_for(entries.parameters_blocks.compiled, (blocks, 1e-6, KINDS["full"]))
 
 
 def _wait_for_e_step(X: np.ndarray) -> None:
