@@ -191,10 +191,11 @@ def _weighted_log_densities(X: np.ndarray, params: GaussianParameters) -> np.nda
     cov_type = params.covariance_type
     dtype = compute_dtype(X, cov_type)
     n_components, d = params.means.shape
-    return kernels.log_densities(
-        rows_record(X), density_factors(params, dtype),
-        kernel_plan(cov_type, n_components, d, dtype),
-    )
+    operands = density_factors(params, dtype)
+    rows, plan = rows_record(X), kernel_plan(cov_type, n_components, d, dtype)
+    if plan.float32:
+        return kernels.log_densities_float32(rows, operands, operands.single, plan)
+    return kernels.log_densities(rows, operands, operands.double, plan)
 
 
 def _centred_statistics(sums, covariance_type: str, common: np.ndarray,
@@ -369,8 +370,11 @@ def chunk_statistics(
     dtype = compute_dtype(X, cov_type, float32_products)
     operands = density_factors(params, dtype)
     rows = rows_record(X, weights=None if sample_weight is None else kernel_weights(sample_weight))
-    sums = kernels.range_sums(rows, 0, X.shape[0], operands,
-                                    kernel_plan(cov_type, n_components, d, dtype))
+    plan = kernel_plan(cov_type, n_components, d, dtype)
+    if plan.float32:
+        sums = kernels.range_sums_float32(rows, 0, X.shape[0], operands, operands.single, plan)
+    else:
+        sums = kernels.range_sums(rows, 0, X.shape[0], operands, operands.double, plan)
     n_samples = X.shape[0] if sample_weight is None else rows.weights.sum()
     return _centred_statistics(sums, cov_type, operands.shift, params.means, operands.own_shift,
                                n_samples)

@@ -53,7 +53,6 @@ from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
-import numba
 import numpy as np
 import zarr
 
@@ -84,7 +83,6 @@ from .kernels.records import (
     Sums,
     rows_record,
 )
-from .kernels.tiers import load_cached
 from .mstep import OVERFLOW_MESSAGE, cholesky_error, parameters_from_statistics
 from .outputs import STREAM_ROWS_FORMAT, write_output
 from .reduction import row_offsets
@@ -370,12 +368,10 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
     fold = kernels.online_steps.tier(rows, running, settings, plan, _unpaired())
     if fold is not kernels.online_steps.compiled:
         return fold(rows, running, settings, plan, _unpaired())
-    pairing = Pairing(True, np.zeros(codes.SYNC_SLOTS, dtype=np.int64),
+    pairing = Pairing(True, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64),
                       _buffers(running.mixture, plan))
-    helper_arguments = (rows, plan, settings.limit, pairing)
-    helper_fold = kernels.help_online_steps.compiled
-    compiled_here(helper_fold, helper_arguments)
-    helping = _helper_thread().submit(helper_fold, *helper_arguments)
+    helping = _helper_thread().submit(fold, rows, running, settings, plan,
+                                      pairing._replace(helping=True))
     try:
         return fold(rows, running, settings, plan, pairing)
     finally:
@@ -387,7 +383,7 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
 def _unpaired() -> Pairing:
     """The pairing of steps without a helper thread, made once: its flags and
     buffers are never read nor written (every step's ``posted`` is 0)."""
-    return Pairing(False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64), _no_buffers())
+    return Pairing(False, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64), _no_buffers())
 
 
 @functools.cache
@@ -515,19 +511,9 @@ def _worth_a_helper(n_rows: int, batch_size: int) -> bool:
 _CORES = os.cpu_count() or 1
 
 
-def compiled_here(function: Any, arguments: Sequence[Any]) -> None:
-    """Compile (or load from numba's cache) ``function`` for ``arguments``'
-    types on the calling thread before another thread calls it: numba compiles
-    inside ``warnings.catch_warnings``, whose process-wide filters a compiling
-    helper thread would swap under the caller's feet (a warning the caller gives
-    meanwhile would be lost or turned into an error)."""
-    if not load_cached(function, tuple(arguments)):
-        function.compile(tuple(numba.typeof(argument) for argument in arguments))
-
-
 @functools.cache
 def _helper_thread() -> ThreadPoolExecutor:
-    """The thread that runs :func:`streamgmm.kernels.pairing.help_online_steps`."""
+    """The thread that helps the fold (:func:`streamgmm.kernels.pairing.help_online_steps`)."""
     return ThreadPoolExecutor(1, thread_name_prefix="streamgmm-online-helper")
 
 

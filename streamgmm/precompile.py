@@ -25,16 +25,16 @@ import numpy as np
 
 GROUPS = ("batch", "online")
 """The groups of kernels; each is compiled by its own process. The online fold
-calls the batch E-step, so the batch process compiles the float64 E-step and
-its operands before anything else, while the online process compiles the
-E-step's float32 half and the M-step's kernels (each process loads what the
-other cached); the online process then waits for the E-step and compiles the
-fold and its helper, while the batch process compiles the log-densities and,
-once the M-step's kernels are in the cache, runs its fits: they reach the
-kernels for rows with missing values (the masked one for full, diag and
-spherical, the pattern table, the component-by-component one for tied). In
+calls the batch E-step, so the batch process compiles the float64 E-step
+before anything else, then its operands and log-densities, while the online
+process compiles the E-step's float32 versions and the M-step's kernels (each
+process loads what the other cached); the online process then waits for the
+E-step and compiles the fold (the helper thread's part included), while the
+batch process, once the M-step's kernels are in the cache, runs its fits: they
+reach the kernels for rows with missing values (the masked one for full, diag
+and spherical, the pattern table, the component-by-component one for tied). In
 that order neither process waits long, no kernel is compiled by both, and the
-two take about the same time (docs/benchmarks.md, "Session 12")."""
+two take about the same time (docs/benchmarks.md, "Session 13")."""
 
 WAIT_SECONDS = 600.0
 """How long the online group waits for the batch group's E-step before
@@ -104,17 +104,18 @@ def _density_arguments(X: np.ndarray, plan: Any) -> tuple:
 
 
 def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
-    """The E-step's float32 half and the M-step's kernels (statistics under
+    """The E-step's float32 versions and the M-step's kernels (statistics under
     given responsibilities, merge, parameters), compiled on their own while the
     batch process compiles the float64 E-step."""
 
     from .estep import statistics_from_responsibilities
-    from .kernels import estep
+    from .kernels import entries
     from .mstep import parameters_from_statistics
     from .statistics import merge
 
     rows, single, plan32 = _e_step_arguments(X, np.float32)
-    _compile(estep.typed_range_sums, (rows, 0, 0, single, single.single, plan32))
+    _compile(entries.range_sums_float32.compiled, (rows, 0, 0, single, single.single, plan32))
+    _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
     statistics = statistics_from_responsibilities(X, np.full((len(X), 2), 0.5),
                                                   np.zeros((2, X.shape[1])), "full")
     parameters_from_statistics(merge(statistics, statistics, "full"), 1e-6, "full")
@@ -122,20 +123,16 @@ def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
 
 def _compile_e_step_first(X: np.ndarray) -> None:
     """The float64 E-step, its operands and the log-densities, before anything
-    else of the batch group: the online group waits for the E-step.
-    ``range_sums`` also links the float32 half, and the batch fit needs the
-    M-step's kernels, which the online group compiles meanwhile: both are
-    waited for and loaded, not compiled twice."""
+    else of the batch group: the online group waits for the E-step. The batch
+    fit needs the M-step's kernels, which the online group compiles meanwhile:
+    they are waited for and loaded, not compiled twice."""
 
-    from .kernels import entries, estep
+    from .kernels import entries
 
     rows, operands, plan = _e_step_arguments(X, np.float64)
-    _, single, plan32 = _e_step_arguments(X, np.float32)
-    _compile(estep.typed_range_sums, (rows, 0, 0, operands, operands.double, plan))
+    _compile(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
     _compile(entries.density_operands.compiled, _density_arguments(X, plan))
-    _wait_for(estep.typed_range_sums, (rows, 0, 0, single, single.single, plan32))
-    _compile(entries.range_sums.compiled, (rows, 0, 0, operands, plan))
-    _compile(entries.log_densities.compiled, (rows, operands, plan))
+    _compile(entries.log_densities.compiled, (rows, operands, operands.double, plan))
     _wait_for_m_step(X)
 
 
@@ -163,7 +160,7 @@ def _wait_for_e_step(X: np.ndarray) -> None:
     from .kernels import entries
 
     rows, operands, plan = _e_step_arguments(X, np.float64)
-    _wait_for(entries.range_sums.compiled, (rows, 0, 0, operands, plan))
+    _wait_for(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
 
 
 def _wait_for(dispatcher: Any, arguments: tuple) -> None:

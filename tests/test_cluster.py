@@ -478,8 +478,9 @@ def _compiled_kernels() -> int:
     """How many compiled versions of streamgmm's kernels this process holds."""
     from streamgmm.kernels import entries
 
-    return sum(len(entry.compiled.signatures) for entry in entries.ALL
-               if entry._dispatcher is not None)
+    dispatchers = {id(entry.compiled): entry.compiled for entry in entries.ALL
+                   if entry._dispatcher is not None}
+    return sum(len(dispatcher.signatures) for dispatcher in dispatchers.values())
 
 
 def test_fresh_workers_fit_without_compiling(tmp_path, monkeypatch):

@@ -247,8 +247,8 @@ def test_broad_components_share_the_shift_and_the_expanded_form():
 
 def test_the_chunk_kernel_releases_the_gil():
     assert all(function.targetoptions.get("nogil") for function in (
-        estep_kernels.range_sums, estep_kernels.responsibility_sums,
-        estep_kernels.log_densities, online_kernels.online_steps,
+        estep_kernels.typed_range_sums, estep_kernels.responsibility_sums,
+        estep_kernels.typed_log_densities, online_kernels.online_steps,
     ))
 
 

@@ -87,14 +87,16 @@ def test_e_step_kernels_are_identical_in_both_tiers(covariance_type, separated, 
     weights = rng.random(n) * 3
     for rows in (rows_record(X), rows_record(X, order), rows_record(X, order, weights),
                  rows_record(X, None, weights)):
-        sums = [f(rows, 3, 480, operands, plan) for f in both("estep", "range_sums")]
+        chosen = operands.single if plan.float32 else operands.double
+        sums = [f(rows, 3, 480, operands, chosen, plan)
+                for f in both("estep", "typed_range_sums")]
         assert_identical(*sums, "range_sums")
         stats = [f(sums[0], operands.shift, writeable(params.means), operands.own_shift,
                    KINDS[covariance_type]) for f in both("mstep", "centred_statistics")]
         assert_identical(*stats, "centred_statistics")
     rows = rows_record(X)
-    assert_identical(*(f(rows, operands, plan) for f in both("estep", "log_densities")),
-                     "log_densities")
+    assert_identical(*(f(rows, operands, chosen, plan)
+                       for f in both("estep", "typed_log_densities")), "log_densities")
     resp = rng.dirichlet(np.ones(K), size=n)
     resp_operands = operands._replace(own_index=np.arange(K, dtype=np.int64))
     assert_identical(*(f(rows, resp, resp_operands, kernel_plan(covariance_type, K, d))
@@ -139,7 +141,7 @@ def test_online_fold_is_identical_in_both_tiers(covariance_type, weighted, avera
     settings = OnlineSettings(64, 1e-6, 0.6, 2.0, 0.0, averaging, 10 * K * (d + 1), 1e100)
     from streamgmm.online import _no_buffers
 
-    pairing = Pairing(False, np.zeros(10, dtype=np.int64), _no_buffers())
+    pairing = Pairing(False, False, np.zeros(10, dtype=np.int64), _no_buffers())
     for running in (Running(mixture, zero, np.zeros(2), 0, 0.0, zero, np.zeros(2), 0),
                     Running(mixture, statistics, np.array([-3.0, 1.0]), 4, 500.0, statistics,
                             np.array([-3.0, 1.0]), 2)):

@@ -235,12 +235,14 @@ def block_weights(rows, start, stop):  # pragma: no cover
     return weights[order[start:stop]]
 
 
-@kernel
+@part
 def range_sums(rows, begin, end, operands, plan):  # pragma: no cover
     """E-step and shifted sums of the rows ``begin:end`` of ``rows``, ``plan.block``
     rows at a time; weighted rows count their weight times (:func:`normalise`),
     so every sum is weighted. Products are in float32 if ``plan.float32``, else
-    in float64; sums add up in float64."""
+    in float64; sums add up in float64. (Python calls :func:`typed_range_sums`
+    with the products it chose: a compiled wrapper would optimise both of its
+    versions again.)"""
     if plan.float32:
         return typed_range_sums(rows, begin, end, operands, operands.single, plan)
     return typed_range_sums(rows, begin, end, operands, operands.double, plan)
@@ -294,17 +296,10 @@ def responsibility_sums(rows, resp, operands, plan):  # pragma: no cover
 
 
 @kernel
-def log_densities(rows, operands, plan):  # pragma: no cover
-    """``log pi_k + log N(x_i | k)`` of ``rows``, (K, n) float64, the products
-    as in :func:`range_sums`."""
-    if plan.float32:
-        return typed_log_densities(rows, operands, operands.single, plan)
-    return typed_log_densities(rows, operands, operands.double, plan)
-
-
-@kernel
 def typed_log_densities(rows, operands, chosen, plan):  # pragma: no cover
-    """:func:`log_densities` with products in the dtype of ``chosen``."""
+    """``log pi_k + log N(x_i | k)`` of ``rows``, (K, n) float64, with products in
+    the dtype of ``chosen`` (the :class:`~streamgmm.kernels.records.Products`
+    of ``operands`` to use), as in :func:`range_sums`."""
     n, d = rows.X.shape
     n_components = operands.constant.shape[0]
     out = np.empty((n_components, n))

@@ -133,7 +133,7 @@ def normalise(log_weighted, resp_t, row_weights):  # pragma: no cover
     return total_log_likelihood
 
 
-@kernel
+@part
 def copy_into(out, values):  # pragma: no cover
     """``out[...] = values`` for C-contiguous arrays of one size (any shapes)."""
     flat_out = out.reshape(out.size)
@@ -159,7 +159,7 @@ def added(first, second):  # pragma: no cover
     return out
 
 
-@kernel
+@part
 def scaled(values, factor):  # pragma: no cover
     """``values * factor`` as a new array."""
     out = values.copy()

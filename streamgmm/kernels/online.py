@@ -24,7 +24,7 @@ from .jit import kernel, part
 from .mathfn import scaled
 from .mstep import centred_statistics, parameters_blocks, stepwise_blocks
 from .operands import density_operands, variances_of
-from .pairing import post_half, posted_sums, rows_usable, split_row
+from .pairing import help_online_steps, post_half, posted_sums, rows_usable, split_row
 from .records import Outcome, Running, Statistics
 
 
@@ -107,11 +107,17 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
     count its rows (its statistics are weighted and divided by that sum;
     ``n_seen`` and the burn-in add weights), and a batch of weight 0 takes no
     step. With ``pairing.paired``, the second half of each batch is offered to
-    a thread running :func:`~streamgmm.kernels.pairing.help_online_steps`. A
+    a helper thread, which calls this same fold with ``pairing.helping`` (and
+    the same arguments otherwise) to run
+    :func:`~streamgmm.kernels.pairing.help_online_steps`, returning an
+    ``Outcome`` of no batches when told to stop. A
     batch with a value above ``settings.limit`` in magnitude, or NaN, stops the
     steps (``STEPS_UNUSABLE_ROWS``). Nothing passed in is modified. Returns an
     :class:`~streamgmm.kernels.records.Outcome`.
     """
+    if pairing.helping:
+        help_online_steps(rows, plan, settings.limit, pairing)
+        return Outcome(STEPS_DONE, -1, -1, np.zeros(0), running)
     order = rows.order
     n_rows = rows.X.shape[0] if order.shape[0] == 0 else order.shape[0]
     kind = plan.kind

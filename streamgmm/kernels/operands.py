@@ -38,7 +38,7 @@ def n_product_rows(kind, d, shared_products_max_features):  # pragma: no cover
     return d if kind == SQUARES else (0 if kind == NONE else 1)
 
 
-@kernel
+@part
 def variances_of(covariances, kind, n_components, d):  # pragma: no cover
     """The diagonals (K, d) of covariances in blocks form."""
     variances = np.empty((n_components, d))

@@ -1,6 +1,8 @@
 """A mini-batch on two threads: the protocol by which the thread folding
 stepwise EM (:func:`streamgmm.kernels.online.online_steps`) hands the second
-half of each batch to a helper thread (:func:`help_online_steps`).
+half of each batch to a helper thread (:func:`help_online_steps`, which the
+helper thread reaches through the same compiled fold, called with
+``pairing.helping``: one compiled entry for both threads).
 
 A batch's E-step sums are those of its two halves added, first + second. The
 halves are fixed by the batch's rows alone, so a result does not depend on
@@ -30,20 +32,20 @@ from .codes import (
     SYNC_STOP,
 )
 from .estep import range_sums
-from .jit import kernel, part
+from .jit import part
 from .mathfn import copy_into
 from .operands import density_operands, variances_of
 from .records import Sums
 
 
-@kernel
+@part
 def split_row(begin, end):  # pragma: no cover
     """Where the batch ``begin:end`` is split (``end``: not split)."""
     size = end - begin
     return begin + size // 2 if size >= SPLIT_MIN_ROWS else end
 
 
-@kernel
+@part
 def rows_usable(rows, begin, end, limit):  # pragma: no cover
     """Whether every value of the rows ``begin:end`` is at most ``limit`` in
     magnitude (NaN is not)."""
@@ -81,7 +83,7 @@ def posted_sums(buffer):  # pragma: no cover
                 sums.own_full, sums.pooled, buffer.scalars[0]), buffer.scalars[1] != 0.0
 
 
-@kernel
+@part
 def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
     """The helper thread of :func:`~streamgmm.kernels.online.online_steps` (same
     ``rows``, ``plan``, ``limit`` and ``pairing``): claim each posted half,

@@ -122,7 +122,7 @@ def same_columns(X, row, pattern, m):  # pragma: no cover
     return True
 
 
-@kernel
+@part
 def key_slot(key):  # pragma: no cover
     """A key's first slot (the table's size masks it): its bits mixed by two
     multiplications that stay below 2^62."""

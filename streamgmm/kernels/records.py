@@ -220,10 +220,12 @@ class HalfBuffer(NamedTuple):
 
 class Pairing(NamedTuple):
     """The two-thread protocol's shared state: whether a helper thread runs
-    (``paired``), the int64 ``sync`` slots (:data:`~streamgmm.kernels.codes.SYNC_SLOTS`)
-    and the two buffers halves are posted in, alternately."""
+    (``paired``), whether this is the helper's call (``helping``), the int64
+    ``sync`` slots (:data:`~streamgmm.kernels.codes.SYNC_SLOTS`) and the two
+    buffers halves are posted in, alternately."""
 
     paired: bool
+    helping: bool
     sync: np.ndarray
     buffers: tuple
 
