@@ -73,9 +73,15 @@ def constant(record: Any) -> Any:
     whose numba fingerprint the fast call (:meth:`Tiered.__call__`) computes
     once rather than at every call (that of the unpaired pairing, 23 arrays,
     took 10 us). The registry keeps ``record`` alive for good, so that its
-    ``id`` names it alone."""
+    ``id`` names it alone. Its fingerprint is taken now if numba's is loaded,
+    else when a fast call is first checked with it (:meth:`Tiered._check_fast`)."""
     with _lock:
         _constants.setdefault(id(record), record)
+        if _fingerprint is not None and _constants[id(record)] is record:
+            try:
+                _constant_prints.setdefault(id(record), _fingerprint(record))
+            except (ValueError, TypeError):
+                pass
     return record
 
 
