@@ -61,6 +61,7 @@ from .covariance import (
 from .kernels import codes
 from .kernels import entries as kernels
 from .kernels.records import Operands, Plan, Products, rows_record
+from .kernels.tiers import constant
 from .statistics import SufficientStatistics
 
 _NOTHING32 = np.empty((0, 0), dtype=np.float32)
@@ -168,8 +169,9 @@ def kernel_plan(covariance_type: str, n_components: int, n_features: int,
 @functools.cache
 def _plan(covariance_type: str, n_components: int, n_features: int, dtype: np.dtype,
           expansion_limit: float, shared_shift_limit: float, max_features: int) -> Plan:
-    return Plan(KINDS[covariance_type], block_rows(n_components, n_features, covariance_type),
-                dtype == np.float32, expansion_limit, shared_shift_limit, max_features)
+    return constant(Plan(
+        KINDS[covariance_type], block_rows(n_components, n_features, covariance_type),
+        dtype == np.float32, expansion_limit, shared_shift_limit, max_features))
 
 
 def density_factors(params: GaussianParameters, dtype=np.float64) -> Operands:

@@ -83,6 +83,7 @@ from .kernels.records import (
     Sums,
     rows_record,
 )
+from .kernels.tiers import constant
 from .mstep import OVERFLOW_MESSAGE, cholesky_error, parameters_from_statistics
 from .outputs import STREAM_ROWS_FORMAT, write_output
 from .reduction import row_offsets
@@ -383,7 +384,8 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
 def _unpaired() -> Pairing:
     """The pairing of steps without a helper thread, made once: its flags and
     buffers are never read nor written (every step's ``posted`` is 0)."""
-    return Pairing(False, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64), _no_buffers())
+    return constant(Pairing(False, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64),
+                            _no_buffers()))
 
 
 @functools.cache
@@ -391,12 +393,12 @@ def _settings(config: OnlineConfig, batch_size: int, n_components: int, n_featur
               float32: bool) -> OnlineSettings:
     """The kernels' :class:`~streamgmm.kernels.records.OnlineSettings` (made
     once per set of arguments)."""
-    return OnlineSettings(
+    return constant(OnlineSettings(
         batch_size, float(config.reg_covar), float(config.learning_decay),
         float(config.learning_offset), float(config.step_floor), bool(config.averaging),
         burn_in_cap(n_components, n_features),
         usable_limit(np.dtype(np.float32 if float32 else np.float64)),
-    )
+    ))
 
 
 def stepped_state(

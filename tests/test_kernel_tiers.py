@@ -266,3 +266,29 @@ def test_a_kernel_is_compiled_once_hot_and_the_user_is_told_once(tmp_path):
     assert "compiling" not in runs[1].stderr
     assert runs[2].stdout.split()[0] == "False"
     assert "compiling" not in runs[2].stderr
+
+
+def test_the_fast_call_takes_only_argument_types_numba_checked(monkeypatch):
+    """Once compiled, a kernel goes past numba's dispatcher only for arguments
+    whose fingerprints numba's typing matched to its single compiled version
+    (a registered constant's fingerprint taken once); arguments of another type
+    take the dispatcher, which compiles for them as before."""
+    import numba
+
+    monkeypatch.setenv("STREAMGMM_KERNELS", "compiled")
+    kernel = tiers.Tiered("online", "step_size")
+    kernel._dispatcher = numba.njit(lambda values, settings: values.sum() * settings.reg_covar)
+    settings = tiers.constant(OnlineSettings(64, 0.5, 0.6, 2.0, 0.0, False, 100, 1e100))
+    values = np.arange(6.0)
+    assert kernel(values, settings) == 7.5
+    assert len(kernel._fast) == 1
+    assert kernel(values, settings) == 7.5  # the fast call
+    assert kernel(values + 1, settings) == 10.5
+    assert kernel(np.arange(6, dtype=np.float32), settings) == 7.5  # float32: the dispatcher
+    assert len(kernel._dispatcher.overloads) == 2
+    assert len(kernel._fast) == 1
+    frozen = np.arange(6.0)
+    frozen.flags.writeable = False
+    assert kernel(frozen, settings) == 7.5
+    assert len(kernel._fast) == 1
+    assert kernel(values, settings) == 7.5
