@@ -47,8 +47,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable, Container, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import dask
@@ -350,6 +351,8 @@ def kernel_steps(
                          values.dtype == np.float32)
     if helper and _worth_a_helper(n_rows, batch_size):
         outcome = _paired_steps(kernel_rows, running, settings, plan)
+    elif helper and _worth_a_standing_helper(n_rows, batch_size):
+        outcome = _standing_steps(kernel_rows, running, settings, plan)
     else:
         outcome = kernels.online_steps(kernel_rows, running, settings, plan, _unpaired())
     if outcome.status == codes.STEPS_UNUSABLE_ROWS:
@@ -369,8 +372,7 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
     fold = kernels.online_steps.tier(rows, running, settings, plan, _unpaired())
     if fold is not kernels.online_steps.compiled:
         return fold(rows, running, settings, plan, _unpaired())
-    pairing = Pairing(True, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64),
-                      _buffers(running.mixture, plan))
+    pairing = _pairing(running.mixture, plan, settings.batch_size, rows.weights.shape[0] > 0, 0)
     helping = _helper_thread().submit(fold, rows, running, settings, plan,
                                       pairing._replace(helping=True))
     try:
@@ -378,6 +380,57 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
     finally:
         pairing.sync[codes.SYNC_STOP] = 1
         helping.result()
+
+
+class _Standing:
+    """A pairing that outlives the fold calls using it, for folds of a single
+    batch (a ``partial_fit``): its helper thread, once started, waits
+    :data:`STANDING_PATIENCE` reads for the next half before it leaves, so that
+    calls in quick succession find it waiting instead of paying for its start."""
+
+    def __init__(self, pairing: Pairing, capacity: int) -> None:
+        self.pairing = pairing
+        self.capacity = capacity
+        self.lock = threading.Lock()
+        self.helping: Future | None = None
+
+
+STANDING_PATIENCE = 5_000_000
+"""Processor cycles a standing helper waits without a half posted before it
+leaves (about 2 ms; it yields its core between reads after the first few)."""
+
+_standing: dict[tuple, _Standing] = {}
+_standing_lock = threading.Lock()
+
+
+def _standing_steps(rows: Rows, running: Running, settings: OnlineSettings,
+                    plan: Plan) -> Outcome:
+    """The compiled steps of a single batch with a standing helper (:class:`_Standing`)
+    offered its second half; alone if the pairing is in use by another thread,
+    or before the compiled tier is due. The halves are the same either way,
+    so is every result."""
+    fold = kernels.online_steps.tier(rows, running, settings, plan, _unpaired())
+    if fold is not kernels.online_steps.compiled:
+        return fold(rows, running, settings, plan, _unpaired())
+    weighted = rows.weights.shape[0] > 0
+    key = (plan, settings.limit, running.mixture.means.shape, weighted)
+    capacity = max(settings.batch_size, 1024)
+    with _standing_lock:
+        if key not in _standing or _standing[key].capacity < settings.batch_size:
+            if len(_standing) >= 4:
+                _standing.clear()
+            _standing[key] = _Standing(_pairing(running.mixture, plan, capacity, weighted,
+                                                STANDING_PATIENCE), capacity)
+        standing = _standing[key]
+    if not standing.lock.acquire(blocking=False):
+        return fold(rows, running, settings, plan, _unpaired())
+    try:
+        if standing.helping is None or standing.helping.done():
+            standing.helping = _standing_thread().submit(
+                fold, rows, running, settings, plan, standing.pairing._replace(helping=True))
+        return fold(rows, running, settings, plan, standing.pairing)
+    finally:
+        standing.lock.release()
 
 
 @functools.cache
@@ -475,17 +528,26 @@ def row_check(config: OnlineConfig) -> Callable:
     return check_finite if config.missing == "raise" else missing.check_observed
 
 
-def _buffers(mixture: Mixture, plan) -> tuple[HalfBuffer, HalfBuffer]:
-    """The two buffers halves are posted in (:mod:`streamgmm.kernels.pairing`),
-    shaped for ``mixture`` under ``plan``."""
+def _pairing(mixture: Mixture, plan, batch_size: int, weighted: bool,
+             patience: int) -> Pairing:
+    """A :class:`~streamgmm.kernels.records.Pairing` with a helper thread, its two
+    buffers shaped for ``mixture`` under ``plan`` and for the second half of a
+    batch of ``batch_size`` rows (``weighted`` or not); its helper leaves after
+    ``patience`` reads without a half posted (0: only when stopped)."""
     n_components, d = mixture.means.shape
     m = kernels.n_product_rows(plan.kind, d, plan.shared_products_max_features)
+    half = (batch_size + 1) // 2
 
     def buffer() -> HalfBuffer:
+        values, weights = np.zeros((half, d)), np.zeros(half if weighted else 0)
         return HalfBuffer(Mixture(*(array.copy() for array in mixture)),
-                          kernels.zero_sums(m, plan.kind, n_components, d), np.zeros(2))
+                          kernels.zero_sums(m, plan.kind, n_components, d), np.zeros(2),
+                          values, weights, rows_record(values, None,
+                                                       weights if weighted else None))
 
-    return buffer(), buffer()
+    sync = np.zeros(codes.SYNC_SLOTS, dtype=np.int64)
+    sync[codes.SYNC_PATIENCE] = patience
+    return Pairing(True, False, sync, (buffer(), buffer()))
 
 
 @functools.cache
@@ -498,8 +560,15 @@ def _no_buffers() -> tuple[HalfBuffer, HalfBuffer]:
 
     buffer = HalfBuffer(Mixture(empty(1), empty(2), empty(3), empty(3)),
                         Sums(empty(2), empty(2), empty(2), empty(2), empty(3),
-                                           empty(2), 0.0), np.zeros(2))
+                                           empty(2), 0.0), np.zeros(2),
+                        empty(2), empty(1), rows_record(empty(2)))
     return buffer, buffer
+
+
+def _worth_a_standing_helper(n_rows: int, batch_size: int) -> bool:
+    """Whether a single batch (a ``partial_fit``'s) should offer its second half
+    to a standing helper: when it is split and there is more than one core."""
+    return codes.SPLIT_MIN_ROWS <= n_rows <= batch_size and _CORES > 1
 
 
 def _worth_a_helper(n_rows: int, batch_size: int) -> bool:
@@ -519,7 +588,20 @@ def _helper_thread() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="streamgmm-online-helper")
 
 
-os.register_at_fork(after_in_child=_helper_thread.cache_clear)
+@functools.cache
+def _standing_thread() -> ThreadPoolExecutor:
+    """The thread of the standing helpers (:class:`_Standing`), apart from that
+    of the passes' helpers, which a pass waits for at its end."""
+    return ThreadPoolExecutor(1, thread_name_prefix="streamgmm-standing-helper")
+
+
+def _after_fork() -> None:
+    _helper_thread.cache_clear()
+    _standing_thread.cache_clear()
+    _standing.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class FoldCarry(NamedTuple):

@@ -15,7 +15,7 @@ import pytest
 from streamgmm import estep
 from streamgmm.covariance import KINDS, as_blocks, writeable
 from streamgmm.estep import kernel_plan
-from streamgmm.kernels import records, tiers, vectorized
+from streamgmm.kernels import codes, records, tiers, vectorized
 from streamgmm.kernels.records import (
     Mixture,
     OnlineSettings,
@@ -141,7 +141,7 @@ def test_online_fold_is_identical_in_both_tiers(covariance_type, weighted, avera
     settings = OnlineSettings(64, 1e-6, 0.6, 2.0, 0.0, averaging, 10 * K * (d + 1), 1e100)
     from streamgmm.online import _no_buffers
 
-    pairing = Pairing(False, False, np.zeros(10, dtype=np.int64), _no_buffers())
+    pairing = Pairing(False, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64), _no_buffers())
     for running in (Running(mixture, zero, np.zeros(2), 0, 0.0, zero, np.zeros(2), 0),
                     Running(mixture, statistics, np.array([-3.0, 1.0]), 4, 500.0, statistics,
                             np.array([-3.0, 1.0]), 2)):

@@ -129,13 +129,19 @@ between reads (a few microseconds)."""
 
 
 @njit(nogil=True, cache=True)
-def wait_at_least(flags, index, value, stop_index):  # pragma: no cover
-    """Wait until ``flags[index] >= value`` (True) or ``flags[stop_index]`` is
-    non-zero (False), spinning first (:func:`spin_pause` between reads), then
-    yielding the core between reads."""
+def wait_at_least(flags, index, value, stop_index, patience):  # pragma: no cover
+    """Wait until ``flags[index] >= value`` (True), or until ``flags[stop_index]``
+    is non-zero or, if ``patience`` is positive, ``patience`` processor cycles
+    have passed (False; where there is no cycle counter, ``patience / 1000``
+    reads), spinning first (:func:`spin_pause` between reads), then yielding
+    the core between reads."""
     spins = 0
+    start = cycle_count()
     while load_acquire(flags, index) < value:
         if load_acquire(flags, stop_index) != 0:
+            return False
+        if patience > 0 and (cycle_count() - start >= patience if start != 0
+                             else spins * 1000 >= patience):
             return False
         spins += 1
         if spins > SPINS_BEFORE_YIELD:

@@ -35,10 +35,15 @@ STEPS_DONE, STEPS_OVERFLOWED, STEPS_NOT_POSITIVE_DEFINITE, STEPS_UNUSABLE_ROWS =
 SPLIT_MIN_ROWS = 128
 """Mini-batches with fewer rows are not split between two threads."""
 
-SYNC_POSTED, SYNC_CLAIMED, SYNC_DONE, SYNC_STOP, SYNC_HELPED, SYNC_RANGES = range(6)
-SYNC_SLOTS = SYNC_RANGES + 4
+(SYNC_POSTED, SYNC_CLAIMED, SYNC_DONE, SYNC_STOP, SYNC_HELPED, SYNC_PATIENCE,
+ SYNC_RANGES) = range(7)
+SYNC_HOLDS = SYNC_RANGES + 4
+SYNC_SLOTS = SYNC_HOLDS + 2
 """Slots of the int64 ``sync`` array of the two-thread protocol
 (:mod:`streamgmm.kernels.pairing`): the generation (count) of the last posted
 half, of the last claimed one and of the last one the helper finished; the stop
-flag; how many halves the helper computed (for benchmarks); and the rows
-``begin, end`` of the half posted in buffer 0, then in buffer 1."""
+flag; how many halves the helper computed (for benchmarks); the helper's
+patience (processor cycles it waits for a post before it leaves; 0: until the
+stop flag); the rows ``begin, end`` of the half posted in buffer 0, then in
+buffer 1 (of the rows copied into that buffer); and the generation of the half
+the helper may still hold in buffer 0, then 1 (0 for none)."""

@@ -18,6 +18,8 @@ from .codes import (
     STEPS_UNUSABLE_ROWS,
     SYNC_CLAIMED,
     SYNC_DONE,
+    SYNC_HOLDS,
+    SYNC_POSTED,
 )
 from .estep import add_sums, block_weights, range_sums
 from .jit import kernel, part
@@ -116,7 +118,7 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
     :class:`~streamgmm.kernels.records.Outcome`.
     """
     if pairing.helping:
-        help_online_steps(rows, plan, settings.limit, pairing)
+        help_online_steps(plan, settings.limit, pairing)
         return Outcome(STEPS_DONE, -1, -1, np.zeros(0), running)
     order = rows.order
     n_rows = rows.X.shape[0] if order.shape[0] == 0 else order.shape[0]
@@ -130,27 +132,27 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
     batch_size = settings.batch_size
     n_batches = (n_rows + batch_size - 1) // batch_size
     batch_log_likelihoods = np.zeros(n_batches)
-    generation = 0
-    helper_holds = np.zeros(2, dtype=np.int64)
+    sync = pairing.sync
+    generation = load_acquire(sync, SYNC_POSTED) if pairing.paired else 0
     for batch in range(n_batches):
         begin = batch * batch_size
         end = min(begin + batch_size, n_rows)
         parity = (generation + 1) % 2
         posted = 0
         if (pairing.paired and split_row(begin, end) < end and (
-                helper_holds[parity] == 0
-                or load_acquire(pairing.sync, SYNC_DONE) >= helper_holds[parity])):
+                sync[SYNC_HOLDS + parity] == 0
+                or load_acquire(sync, SYNC_DONE) >= sync[SYNC_HOLDS + parity])):
             generation += 1
-            helper_holds[parity] = 0
+            sync[SYNC_HOLDS + parity] = 0
             posted = generation
-            post_half(pairing, generation, split_row(begin, end), end, mixture)
+            post_half(pairing, generation, rows, split_row(begin, end), end, mixture)
         operands = density_operands(
             mixture.weights, mixture.means, mixture.factors,
             variances_of(mixture.covariances, kind, n_components, n_features), plan)
         sums, usable, claimed = batch_sums(rows, begin, end, operands, plan, settings, pairing,
                                            posted)
         if claimed:
-            helper_holds[parity] = posted
+            sync[SYNC_HOLDS + parity] = posted
         if not usable:
             return Outcome(STEPS_UNUSABLE_ROWS, batch, -1, batch_log_likelihoods, running)
         batch_statistics = centred_statistics(sums, operands.shift, mixture.means,
