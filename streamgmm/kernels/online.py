@@ -118,7 +118,7 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
     :class:`~streamgmm.kernels.records.Outcome`.
     """
     if pairing.helping:
-        help_online_steps(plan, settings.limit, pairing)
+        help_online_steps(rows, plan, settings.limit, pairing)
         return Outcome(STEPS_DONE, -1, -1, np.zeros(0), running)
     order = rows.order
     n_rows = rows.X.shape[0] if order.shape[0] == 0 else order.shape[0]

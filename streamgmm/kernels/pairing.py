@@ -65,21 +65,25 @@ def rows_usable(rows, begin, end, limit):  # pragma: no cover
 @part
 def post_half(pairing, generation, rows, begin, end, mixture):  # pragma: no cover
     """Offer the rows ``begin:end`` of ``rows`` under ``mixture`` as half
-    ``generation``: both copied into the buffer of its parity."""
+    ``generation``, in the buffer of its parity: the mixture copied, and for a
+    standing helper (positive patience), which outlives the call and so its
+    rows, the rows too."""
     buffer = pairing.buffers[generation % 2]
     copy_into(buffer.mixture.weights, mixture.weights)
     copy_into(buffer.mixture.means, mixture.means)
     copy_into(buffer.mixture.covariances, mixture.covariances)
     copy_into(buffer.mixture.factors, mixture.factors)
-    X, order, weights = rows.X, rows.order, rows.weights
-    for i in range(begin, end):
-        row = i if order.shape[0] == 0 else order[i]
-        for j in range(X.shape[1]):
-            buffer.values[i - begin, j] = X[row, j]
-        if weights.shape[0] > 0:
-            buffer.weights[i - begin] = weights[row]
-    pairing.sync[SYNC_RANGES + 2 * (generation % 2)] = 0
-    pairing.sync[SYNC_RANGES + 2 * (generation % 2) + 1] = end - begin
+    if pairing.sync[SYNC_PATIENCE] > 0:
+        X, order, weights = rows.X, rows.order, rows.weights
+        for i in range(begin, end):
+            row = i if order.shape[0] == 0 else order[i]
+            for j in range(X.shape[1]):
+                buffer.values[i - begin, j] = X[row, j]
+            if weights.shape[0] > 0:
+                buffer.weights[i - begin] = weights[row]
+        begin, end = 0, end - begin
+    pairing.sync[SYNC_RANGES + 2 * (generation % 2)] = begin
+    pairing.sync[SYNC_RANGES + 2 * (generation % 2) + 1] = end
     store_release(pairing.sync, SYNC_POSTED, generation)
 
 
@@ -92,11 +96,12 @@ def posted_sums(buffer):  # pragma: no cover
 
 
 @part
-def help_online_steps(plan, limit, pairing):  # pragma: no cover
+def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
     """The helper thread of :func:`~streamgmm.kernels.online.online_steps` (same
-    ``plan``, ``limit`` and ``pairing``): claim each posted half, compute its
-    sums from the rows posted with it into its buffer, until the stop flag is
-    set or no half was posted for the pairing's patience."""
+    ``rows``, ``plan``, ``limit`` and ``pairing``): claim each posted half,
+    compute its sums into its buffer (from the rows posted with it if the
+    helper is a standing one), until the stop flag is set or no half was
+    posted for the pairing's patience."""
     sync = pairing.sync
     seen = 0
     while wait_at_least(sync, SYNC_POSTED, seen + 1, SYNC_STOP, sync[SYNC_PATIENCE]):
@@ -110,8 +115,9 @@ def help_online_steps(plan, limit, pairing):  # pragma: no cover
             mixture.weights, mixture.means, mixture.factors,
             variances_of(mixture.covariances, plan.kind, n_components, d), plan)
         begin, end = sync[SYNC_RANGES + 2 * (seen % 2)], sync[SYNC_RANGES + 2 * (seen % 2) + 1]
-        usable = rows_usable(buffer.rows, begin, end, limit)
-        sums = range_sums(buffer.rows, begin, end if usable else begin, operands, plan)
+        half = buffer.rows if sync[SYNC_PATIENCE] > 0 else rows
+        usable = rows_usable(half, begin, end, limit)
+        sums = range_sums(half, begin, end if usable else begin, operands, plan)
         copy_into(buffer.sums.products, sums.products)
         copy_into(buffer.sums.columns, sums.columns)
         copy_into(buffer.sums.own_products, sums.own_products)

@@ -211,10 +211,10 @@ class Running(NamedTuple):
 class HalfBuffer(NamedTuple):
     """Where a posted half-batch travels between the two threads
     (:mod:`streamgmm.kernels.pairing`): the parameters it is to be computed
-    under, its sums, ``scalars`` [log_likelihood, usable (1.0 or 0.0)], and its
-    rows: copied into ``values`` (r, d) and ``weights`` (r,) (empty for
-    unweighted rows), which ``rows`` views read-only (so that the helper needs
-    no rows of its own and outlives the call that started it)."""
+    under, its sums, ``scalars`` [log_likelihood, usable (1.0 or 0.0)], and, for
+    a standing helper (which outlives the call that started it, and so that
+    call's rows), its rows: copied into ``values`` (r, d) and ``weights`` (r,)
+    (empty for unweighted rows), which ``rows`` views read-only."""
 
     mixture: Mixture
     sums: Sums
