@@ -122,10 +122,11 @@ def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
 
 
 def _compile_e_step_first(X: np.ndarray) -> None:
-    """The float64 E-step, its operands and the log-densities, before anything
-    else of the batch group: the online group waits for the E-step. The batch
-    fit needs the M-step's kernels, which the online group compiles meanwhile:
-    they are waited for and loaded, not compiled twice."""
+    """The float64 E-step, its operands, the log-densities and the pattern
+    table of rows with gaps, before anything else of the batch group: the
+    online group waits for the E-step. The batch fit needs the M-step's
+    kernels, which the online group compiles meanwhile: they are waited for
+    and loaded, not compiled twice (by then they are in the cache)."""
 
     from .kernels import entries
 
@@ -133,6 +134,8 @@ def _compile_e_step_first(X: np.ndarray) -> None:
     _compile(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
     _compile(entries.density_operands.compiled, _density_arguments(X, plan))
     _compile(entries.log_densities.compiled, (rows, operands, operands.double, plan))
+    d = X.shape[1]
+    _compile(entries.pattern_table.compiled, (rows.X, 0, np.zeros((d, d, 2)), 2))
     _wait_for_m_step(X)
 
 
