@@ -45,7 +45,7 @@ estimator (docs/user-guide.md says so)."""
         (GaussianMixture(2, covariance_type="tied"), RANDOM_START_CHECKS),
         (GaussianMixture(2, covariance_type="diag"), RANDOM_START_CHECKS),
         (GaussianMixture(2, covariance_type="spherical"), RANDOM_START_CHECKS),
-        (GaussianMixture(2, max_iter=20), RANDOM_START_CHECKS),
+        (GaussianMixture(2, max_iter=20, random_state=0), RANDOM_START_CHECKS),
     ],
     ids=["default", "diag, max_iter=0", "online", "tied", "diag", "spherical", "max_iter=20"],
 )
