@@ -372,7 +372,7 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
     fold = kernels.online_steps.tier(rows, running, settings, plan, _unpaired())
     if fold is not kernels.online_steps.compiled:
         return fold(rows, running, settings, plan, _unpaired())
-    pairing = _pairing(running.mixture, plan, settings.batch_size, rows.weights.shape[0] > 0, 0)
+    pairing = _pairing(running.mixture, plan)
     helping = _helper_thread().submit(fold, rows, running, settings, plan,
                                       pairing._replace(helping=True))
     try:
@@ -385,7 +385,7 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
 class _Standing:
     """A pairing that outlives the fold calls using it, for folds of a single
     batch (a ``partial_fit``): its helper thread, once started, waits
-    :data:`STANDING_PATIENCE` reads for the next half before it leaves, so that
+    :data:`STANDING_PATIENCE` processor cycles for the next half before it leaves, so that
     calls in quick succession find it waiting instead of paying for its start."""
 
     def __init__(self, pairing: Pairing, capacity: int) -> None:
@@ -419,8 +419,8 @@ def _standing_steps(rows: Rows, running: Running, settings: OnlineSettings,
         if key not in _standing or _standing[key].capacity < settings.batch_size:
             if len(_standing) >= 4:
                 _standing.clear()
-            _standing[key] = _Standing(_pairing(running.mixture, plan, capacity, weighted,
-                                                STANDING_PATIENCE), capacity)
+            _standing[key] = _Standing(_pairing(running.mixture, plan, STANDING_PATIENCE,
+                                                capacity, weighted), capacity)
         standing = _standing[key]
     if not standing.lock.acquire(blocking=False):
         return fold(rows, running, settings, plan, _unpaired())
@@ -528,15 +528,17 @@ def row_check(config: OnlineConfig) -> Callable:
     return check_finite if config.missing == "raise" else missing.check_observed
 
 
-def _pairing(mixture: Mixture, plan, batch_size: int, weighted: bool,
-             patience: int) -> Pairing:
+def _pairing(mixture: Mixture, plan, patience: int = 0, batch_size: int = 0,
+             weighted: bool = False) -> Pairing:
     """A :class:`~streamgmm.kernels.records.Pairing` with a helper thread, its two
-    buffers shaped for ``mixture`` under ``plan`` and for the second half of a
-    batch of ``batch_size`` rows (``weighted`` or not); its helper leaves after
-    ``patience`` reads without a half posted (0: only when stopped)."""
+    buffers shaped for ``mixture`` under ``plan``; its helper leaves after
+    ``patience`` processor cycles without a half posted (0: only when
+    stopped). A standing helper's (positive ``patience``) buffers also hold the
+    rows of the second half of a batch of ``batch_size`` rows (``weighted`` or
+    not); a pass's helper reads the pass's rows in place."""
     n_components, d = mixture.means.shape
     m = kernels.n_product_rows(plan.kind, d, plan.shared_products_max_features)
-    half = (batch_size + 1) // 2
+    half = (batch_size + 1) // 2 if patience > 0 else 0
 
     def buffer() -> HalfBuffer:
         values, weights = np.zeros((half, d)), np.zeros(half if weighted else 0)
