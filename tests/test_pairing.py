@@ -1,7 +1,10 @@
 """The two-thread protocol of the online fold (:mod:`streamgmm.kernels.pairing`):
 whichever thread computes a batch's second half, the results are the same to
 the last bit; a ``partial_fit``'s standing helper serves calls in quick
-succession and leaves when they stop."""
+succession and leaves when they stop. The kernels are compiled first
+(``STREAMGMM_KERNELS=compiled``): only the compiled fold pairs, and with an
+empty cache the tiered mode could still be compiling it in the background
+when the test's deadline passes."""
 
 import time
 
@@ -20,6 +23,7 @@ def _helped() -> int:
 
 
 def _learn(monkeypatch, cores: int, batches: list) -> GaussianMixture:
+    monkeypatch.setenv("STREAMGMM_KERNELS", "compiled")
     monkeypatch.setattr(online, "_CORES", cores)
     model = GaussianMixture(3, algorithm="online", batch_size=512, max_iter=2, random_state=0)
     model.fit(np.concatenate(batches[:8]))
@@ -44,6 +48,7 @@ def test_a_helper_thread_changes_no_bit_of_a_fit_or_of_partial_fit(monkeypatch):
 
 
 def test_a_standing_helper_leaves_when_the_calls_stop(monkeypatch):
+    monkeypatch.setenv("STREAMGMM_KERNELS", "compiled")
     monkeypatch.setattr(online, "_CORES", 2)
     rng = np.random.default_rng(5)
     model = GaussianMixture(2, algorithm="online", batch_size=256, random_state=0)

@@ -135,20 +135,18 @@ def normalise(log_weighted, resp_t, row_weights):  # pragma: no cover
 
 @part
 def copy_into(out, values):  # pragma: no cover
-    """``out[...] = values`` for C-contiguous arrays of one size (any shapes)."""
-    flat_out = out.reshape(out.size)
-    flat_values = values.reshape(values.size)
-    for i in range(flat_out.size):
-        flat_out[i] = flat_values[i]
+    """``out[...] = values`` for arrays of one size (any shapes), element by
+    element in C order. (``.flat`` rather than a reshaped view: numba's
+    reshape brings its shape checks and error paths into every caller.)"""
+    for i in range(out.size):
+        out.flat[i] = values.flat[i]
 
 
 @kernel
 def add_into(out, values):  # pragma: no cover
-    """``out += values`` for C-contiguous arrays of one size (any shapes)."""
-    flat_out = out.reshape(out.size)
-    flat_values = values.reshape(values.size)
-    for i in range(flat_out.size):
-        flat_out[i] += flat_values[i]
+    """``out += values`` for arrays of one size (any shapes), in C order."""
+    for i in range(out.size):
+        out.flat[i] += values.flat[i]
 
 
 @kernel
@@ -163,7 +161,6 @@ def added(first, second):  # pragma: no cover
 def scaled(values, factor):  # pragma: no cover
     """``values * factor`` as a new array."""
     out = values.copy()
-    flat = out.reshape(out.size)
-    for i in range(flat.size):
-        flat[i] *= factor
+    for i in range(out.size):
+        out.flat[i] *= factor
     return out

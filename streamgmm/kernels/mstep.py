@@ -147,10 +147,8 @@ def sum_of_scaled(first, first_factor, second, second_factor):  # pragma: no cov
     :func:`~streamgmm.kernels.mathfn.scaled` twice and
     :func:`~streamgmm.kernels.mathfn.added` give, in one pass."""
     out = np.empty_like(first)
-    flat_out, flat_first = out.reshape(out.size), first.reshape(first.size)
-    flat_second = second.reshape(second.size)
-    for i in range(flat_out.size):
-        flat_out[i] = flat_first[i] * first_factor + flat_second[i] * second_factor
+    for i in range(out.size):
+        out.flat[i] = first.flat[i] * first_factor + second.flat[i] * second_factor
     return out
 
 
