@@ -47,8 +47,3 @@ patience (processor cycles it waits for a post before it leaves; 0: until the
 stop flag); the rows ``begin, end`` of the half posted in buffer 0, then in
 buffer 1 (of the rows copied into that buffer); and the generation of the half
 the helper may still hold in buffer 0, then 1 (0 for none)."""
-
-GAP_SUMS_RUN = 16
-"""Runs of at least this many rows of one missingness pattern add their cross
-terms ``g e z^T`` to the second sums by one product
-(:func:`streamgmm.kernels.masked.full_gap_sums`); shorter ones row by row."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codes import GAP_SUMS_RUN, LOG_2PI, PAIRWISE
+from .codes import LOG_2PI, PAIRWISE
 from .estep import accumulate, block_log_density, fill_products, zero_sums
 from .gappy import block_buffers, log_table, next_block, row_weights
 from .jit import kernel, part
@@ -187,84 +187,30 @@ def full_gap_sums(z, ids, table, resp_t, completed, first, second):  # pragma: n
     e^T / 2)`` to ``second`` (d, K, d: the coordinates of z innermost, so that
     the loop over them vectorises), whose symmetric part (``S + S^T``) is
     then what the gaps add to the second sums, with the conditional
-    covariances (:func:`~streamgmm.kernels.patterns.pattern_covariances`).
-    A run of at least ``GAP_SUMS_RUN`` rows of one pattern (:func:`full_gaps`)
-    adds its ``g e z^T`` by one product ((m K, n) times (n, d)), then its ``g
-    e e^T / 2`` row by row; shorter runs add both row by row."""
-    n_components = resp_t.shape[1]
-    b, d = z.shape
-    weighted = np.empty(n_components)
-    start = 0
-    i = 0
-    while i < b:
-        p = ids[i]
-        stop = i + 1
-        while stop < b and ids[stop] == p:
-            stop += 1
-        if p < 0:
-            i = stop
-            continue
-        m = table.n_missing[p]
-        n = stop - i
-        if n >= GAP_SUMS_RUN:
-            run_gap_sums(z, i, n, table.columns[p, :m], resp_t, completed[start:], first,
-                         second)
-            start += n * m
-            i = stop
-            continue
-        for row in range(i, stop):
-            for a in range(m):
-                j = table.columns[p, a]
-                for k in range(n_components):
-                    weighted[k] = resp_t[row, k] * completed[start + a, k]
-                    first[j, k] += weighted[k]
-                for k in range(n_components):
-                    value = weighted[k]
-                    for e in range(d):
-                        second[j, k, e] += value * z[row, e]
-                for c in range(m):
-                    column = table.columns[p, c]
-                    for k in range(n_components):
-                        second[j, k, column] += 0.5 * weighted[k] * completed[start + c, k]
-            start += m
-        i = stop
-
-
-@part
-def run_gap_sums(z, i, n, columns, resp_t, completed, first, second):  # pragma: no cover
-    """:func:`full_gap_sums` for the n rows of z from row i, of one pattern
-    missing ``columns`` (m), their ``e_M`` from the first row of
-    ``completed``: ``first`` gains each row's ``g e`` one row after the
-    other, ``second`` the product ``(g e)^T z`` and then each row's ``g e
-    e^T / 2``."""
+    covariances (:func:`~streamgmm.kernels.patterns.pattern_covariances`)."""
     n_components = resp_t.shape[1]
     d = z.shape[1]
-    m = columns.shape[0]
-    weighted = np.empty((m * n_components, n))
-    rows = np.empty((n, d))
-    for t in range(n):
-        for e in range(d):
-            rows[t, e] = z[i + t, e]
+    weighted = np.empty(n_components)
+    start = 0
+    for i in range(ids.shape[0]):
+        p = ids[i]
+        if p < 0:
+            continue
+        m = table.n_missing[p]
         for a in range(m):
+            j = table.columns[p, a]
             for k in range(n_components):
-                weighted[a * n_components + k, t] = resp_t[i + t, k] * completed[t * m + a, k]
-    for a in range(m):
-        for k in range(n_components):
-            value = first[columns[a], k]
-            for t in range(n):
-                value += weighted[a * n_components + k, t]
-            first[columns[a], k] = value
-    product = np.dot(weighted, rows)
-    for a in range(m):
-        for k in range(n_components):
-            for e in range(d):
-                second[columns[a], k, e] += product[a * n_components + k, e]
-    for t in range(n):
-        for a in range(m):
+                weighted[k] = resp_t[i, k] * completed[start + a, k]
+                first[j, k] += weighted[k]
+            for k in range(n_components):
+                value = weighted[k]
+                for e in range(d):
+                    second[j, k, e] += value * z[i, e]
             for c in range(m):
+                column = table.columns[p, c]
                 for k in range(n_components):
-                    second[columns[a], k, columns[c]] += (
-                        0.5 * weighted[a * n_components + k, t] * completed[t * m + c, k])
+                    second[j, k, column] += 0.5 * weighted[k] * completed[start + c, k]
+        start += m
 
 
 @part

@@ -282,7 +282,6 @@ from .vectorized_gaps import (  # noqa: E402, F401  (REPLACEMENTS names them)
     ldl_inverses,
     marginal_densities,
     pattern_covariances,
-    run_gap_sums,
     small_inverses,
     squared_norms,
     transposed,
@@ -302,7 +301,7 @@ REPLACEMENTS = {
     "patterns": ("chunk_patterns", "small_inverses", "ldl_inverses", "pattern_covariances",
                  "add_pattern_mass"),
     "masked": ("fill_products", "block_log_density", "accumulate", "normalise",
-               "transposed", "full_gaps", "full_gap_sums", "run_gap_sums",
+               "transposed", "full_gaps", "full_gap_sums",
                "pattern_covariances", "add_pattern_mass"),
 }
 """Which names of which kernel modules the interpreted tier replaces by these."""

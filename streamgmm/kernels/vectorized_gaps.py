@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .codes import GAP_SUMS_RUN, LOG_2PI
+from .codes import LOG_2PI
 
 
 def _logs(values: np.ndarray) -> np.ndarray:
@@ -189,48 +189,8 @@ def full_gaps(columns, ids, table, precisions, tables, log_weighted, completed):
 
 
 def full_gap_sums(z, ids, table, resp_t, completed, first, second):
-    """:func:`streamgmm.kernels.masked.full_gap_sums`: run by run of one
-    pattern, in the compiled loop's order."""
-    b = ids.shape[0]
-    bounds = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), b]
-    start = 0
-    for i, stop in zip(bounds[:-1], bounds[1:], strict=True):
-        p = ids[i]
-        if p < 0:
-            continue
-        m, n = int(table.n_missing[p]), stop - i
-        if n >= GAP_SUMS_RUN:
-            run_gap_sums(z, i, n, table.columns[p, :m], resp_t, completed[start:], first,
-                         second)
-        else:
-            _row_gap_sums(z[i:stop], ids[i:stop], table, resp_t[i:stop],
-                          completed[start:start + n * m], first, second)
-        start += n * m
-
-
-def _in_order(initial, values):
-    """``initial + v_0 + v_1 + ...`` along the last axis, in order."""
-    return np.cumsum(np.concatenate([initial[..., None], values], axis=-1), axis=-1)[..., -1]
-
-
-def run_gap_sums(z, i, n, columns, resp_t, completed, first, second):
-    """:func:`streamgmm.kernels.masked.run_gap_sums`."""
-    n_components, d, m = resp_t.shape[1], z.shape[1], columns.shape[0]
-    gaps = completed[:n * m].reshape(n, m, n_components)
-    weighted = resp_t[i:i + n, None, :] * gaps
-    by_row = np.ascontiguousarray(weighted.transpose(1, 2, 0))
-    first[columns] = _in_order(first[columns], by_row)
-    product = np.dot(by_row.reshape(m * n_components, n), np.ascontiguousarray(z[i:i + n]))
-    second[columns] += product.reshape(m, n_components, d)
-    within = (0.5 * weighted[:, :, None, :]) * gaps[:, None, :, :]
-    where = (columns[:, None], slice(None), columns[None, :])
-    second[where] = _in_order(second[where], within.transpose(1, 2, 3, 0))
-
-
-def _row_gap_sums(z, ids, table, resp_t, completed, first, second):
-    """:func:`streamgmm.kernels.masked.full_gap_sums` for rows added row by
-    row: every addition listed in the compiled loop's order and made by
-    ``np.add.at``."""
+    """:func:`streamgmm.kernels.masked.full_gap_sums`: every addition listed
+    in the compiled loop's order and made by ``np.add.at``."""
     rows, patterns, counts, starts = _gappy_rows(ids, table)
     n_components, d = resp_t.shape[1], z.shape[1]
     components = np.arange(n_components)
