@@ -495,10 +495,11 @@ def by_pattern(rows: Rows, ids: np.ndarray, table) -> Rows:
     """``rows`` visited pattern by pattern (rows without a gap first), each
     pattern's rows in their order, for the full type's gap terms
     (:func:`streamgmm.kernels.masked.full_gaps`), which run over the rows of
-    one pattern side by side; the rows' sums then add in another order (the
-    same to about 1e-15). While the patterns are numbered below 2^15 - 1, the
-    pattern numbers sort as int16, which NumPy's stable sort orders by radix
-    (a counting sort: 2 ms for 250,000 rows, against 23 for int64)."""
+    one pattern side by side; the rows' sums then add in another order
+    (equal to rounding: about 1e-15 relative in a chunk's sums). While the
+    patterns are numbered below 2^15 - 1, the pattern numbers sort as int16,
+    which NumPy's stable sort orders by radix (a counting sort: 2 ms for
+    250,000 rows, against 23 for int64)."""
     keys = ids if len(rows.order) == 0 else ids[rows.order]
     if len(table.n_missing) < np.iinfo(np.int16).max:
         keys = keys.astype(np.int16)
