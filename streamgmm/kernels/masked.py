@@ -102,57 +102,83 @@ def with_gap_terms(operands, terms):  # pragma: no cover
 
 
 @part
-def full_gaps(z, ids, table, precisions, tables, log_weighted, completed):  # pragma: no cover
-    """Full: the log-densities (K, b) of the rows of ``z`` (b, d) with gaps
-    (pattern numbers ``ids``, -1 for none; ``table`` their
+def full_gaps(columns, ids, table, precisions, tables, log_weighted,
+              completed):  # pragma: no cover
+    """Full: the log-densities (K, b) of the rows of ``columns`` (d + 1, b,
+    :func:`~streamgmm.kernels.gappy.gather_block`) with gaps (pattern numbers
+    ``ids``, -1 for none; ``table`` their
     :class:`~streamgmm.kernels.records.PatternTable`) made their observed
     coordinates' (module docs), in place; the rows' ``e_M`` one after the
     other into ``completed`` (sum m, K), for the sums. ``precisions`` and
-    ``tables`` have the components last (d, d, K), (3, d, K)."""
+    ``tables`` have the components last (d, d, K), (3, d, K). Each row's
+    operations in the order of a row-by-row loop, but for a run of rows of one
+    pattern (:func:`streamgmm.missing.gappy_statistics` visits a chunk's rows
+    by pattern) side by side, the rows innermost (SIMD),
+    where the K components' short loops of one row ran one at a time."""
     n_components, b = log_weighted.shape
-    d = z.shape[1]
-    g = np.empty((d, n_components))
-    u = np.empty((d, n_components))
-    h = np.empty(n_components)
-    change = np.empty(n_components)
+    d = precisions.shape[0]
+    rows = np.empty((d, b))
+    u = np.empty((d, b))
+    change = np.empty(b)
+    solved = np.empty(b)
     start = 0
-    for i in range(b):
+    i = 0
+    while i < b:
         p = ids[i]
+        stop = i + 1
+        while stop < b and ids[stop] == p:
+            stop += 1
         if p < 0:
+            i = stop
             continue
         m = table.n_missing[p]
         square = table.offsets[p]
+        n = stop - i
+        # the run's rows from place 0 of buffers of their own: loops over
+        # range(n) index them with a place numba knows is not negative, so that
+        # they vectorise (i + t is wrapped around as if it could be)
+        for e in range(d):
+            for t in range(n):
+                rows[e, t] = columns[e, i + t]
         for k in range(n_components):
-            change[k] = 0.0
-        for a in range(m):
-            j = table.columns[p, a]
-            for k in range(n_components):
-                g[a, k] = -tables[1, j, k]
-            for e in range(d):
-                value = z[i, e]
-                for k in range(n_components):
-                    g[a, k] += precisions[j, e, k] * value
-            for k in range(n_components):
-                h[k] = 0.0
-            for c in range(m):
-                column = table.columns[p, c]
-                for k in range(n_components):
-                    h[k] += precisions[j, column, k] * tables[0, column, k]
-            for k in range(n_components):
-                u[a, k] = g[a, k] + h[k]
-                change[k] += tables[0, j, k] * (2.0 * g[a, k] + h[k])
-        for a in range(m):
-            for k in range(n_components):
-                h[k] = 0.0
-            for c in range(m):
-                for k in range(n_components):
-                    h[k] += table.inverses[square + a * m + c, k] * u[c, k]
-            for k in range(n_components):
-                change[k] -= u[a, k] * h[k]
-                completed[start + a, k] = tables[0, table.columns[p, a], k] - h[k]
-        for k in range(n_components):
-            log_weighted[k, i] += 0.5 * m * LOG_2PI - table.half_log_dets[p, k] - 0.5 * change[k]
-        start += m
+            for t in range(n):
+                change[t] = 0.0
+            for a in range(m):
+                j = table.columns[p, a]
+                for t in range(n):
+                    solved[t] = -tables[1, j, k]
+                for e in range(d):
+                    weight = precisions[j, e, k]
+                    for t in range(n):
+                        solved[t] += weight * rows[e, t]
+                h = 0.0
+                for c in range(m):
+                    column = table.columns[p, c]
+                    h += precisions[j, column, k] * tables[0, column, k]
+                offset = tables[0, j, k]
+                for t in range(n):
+                    u[a, t] = solved[t] + h
+                    change[t] += offset * (2.0 * solved[t] + h)
+            for a in range(m):
+                for t in range(n):
+                    solved[t] = 0.0
+                for c in range(m):
+                    inverse = table.inverses[square + a * m + c, k]
+                    for t in range(n):
+                        solved[t] += inverse * u[c, t]
+                offset = tables[0, table.columns[p, a], k]
+                for t in range(n):
+                    change[t] -= u[a, t] * solved[t]
+                    solved[t] = offset - solved[t]
+                for t in range(n):
+                    completed[start + t * m + a, k] = solved[t]
+            constant = 0.5 * m * LOG_2PI - table.half_log_dets[p, k]
+            for t in range(n):
+                change[t] = constant - 0.5 * change[t]
+            for t in range(n):
+                log_weighted[k, i + t] += change[t]
+        start += n * m
+        i = stop
 
 
 @part
@@ -266,7 +292,7 @@ def masked_sums(rows, marginal, operands, plan, ids, table, precisions):  # prag
         completed = np.empty((n_missing.sum() if full else 0, n_components))
         z = transposed(columns, d if full else 0)
         if full:
-            full_gaps(z, block_ids, table, precisions, tables, log_weighted, completed)
+            full_gaps(columns, block_ids, table, precisions, tables, log_weighted, completed)
         resp_t = np.empty((count, n_components))
         weights = row_weights(rows, block)
         totals[0] += normalise(log_weighted, resp_t, weights)

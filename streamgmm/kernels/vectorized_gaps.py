@@ -157,9 +157,10 @@ def _gappy_rows(ids, table):
     return rows, patterns, m, np.cumsum(m) - m
 
 
-def full_gaps(z, ids, table, precisions, tables, log_weighted, completed):
+def full_gaps(columns, ids, table, precisions, tables, log_weighted, completed):
     """:func:`streamgmm.kernels.masked.full_gaps`, the rows with as many
     missing values together."""
+    z = columns[:precisions.shape[0]].T
     rows, patterns, counts, starts = _gappy_rows(ids, table)
     for m in np.unique(counts).tolist():
         chosen = counts == m
