@@ -32,6 +32,15 @@ def streamgmm_script() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "streamgmm"]
 
 
+CTRL_C_AT_DEFAULT = [sys.executable, "-c",
+                     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                     "os.execv(sys.argv[1], sys.argv[1:])"]
+"""Prefix of a command whose process starts with Ctrl-C at its default action.
+A test run started in the background of a shell without job control inherits
+SIGINT ignored, and a Python started so keeps ignoring it: the Ctrl-C tests
+then sent a signal the fit never saw (it ran on after the test's timeout)."""
+
+
 def environment(**extra) -> dict:
     env = {**os.environ, "PYTHONPATH": str(WORKTREE), **extra}
     env.pop("STREAMGMM_TRACEBACK", None)
@@ -217,7 +226,10 @@ def interrupted_after(process: subprocess.Popen, text: str) -> tuple[int, str]:
         assert time.time() < deadline and process.poll() is None, lines
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=120)
+    try:
+        process.wait(timeout=120)
+    finally:
+        process.kill()
     reader.join(timeout=10)
     return process.returncode, "".join(lines)
 
@@ -229,14 +241,17 @@ def test_6_ctrl_c_exits_130_pointing_at_checkpoint_and_a_rerun_says_it_resumed(t
     command = [*streamgmm_script(), "fit", str(tmp_path / "rows.npy"), "-k", 4, "--tol", 0,
                "--max-iter", 100_000, "--random-state", 0, "--checkpoint", str(checkpoint),
                "--out", str(tmp_path / "m.zarr")]
-    process = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE,
+    process = subprocess.Popen([*CTRL_C_AT_DEFAULT, *map(str, command)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=environment())
     deadline = time.time() + 240
-    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert checkpoint.exists()
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert checkpoint.exists()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "run the same command again to resume" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "m.zarr").exists()
@@ -244,7 +259,7 @@ def test_6_ctrl_c_exits_130_pointing_at_checkpoint_and_a_rerun_says_it_resumed(t
     rerun[rerun.index("100000")] = "3"  # a checkpoint of another max_iter is refused...
     refused = run(*rerun[len(streamgmm_script()):])
     assert refused.returncode == 1
-    resumed = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE,
+    resumed = subprocess.Popen([*CTRL_C_AT_DEFAULT, *map(str, command)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=environment())
     returncode, _ = interrupted_after(resumed, "resumed from checkpoint")
     assert returncode == 130
@@ -253,8 +268,8 @@ def test_6_ctrl_c_exits_130_pointing_at_checkpoint_and_a_rerun_says_it_resumed(t
 def test_6_ctrl_c_without_a_checkpoint_mentions_checkpoint(tmp_path):
     np.save(tmp_path / "rows.npy", np.random.default_rng(3).normal(size=(20_000, 3)))
     process = subprocess.Popen(
-        [*streamgmm_script(), "fit", str(tmp_path / "rows.npy"), "-k", "3", "--tol", "0",
-         "--max-iter", "100000", "-v", "--out", str(tmp_path / "m.zarr")],
+        [*CTRL_C_AT_DEFAULT, *streamgmm_script(), "fit", str(tmp_path / "rows.npy"), "-k", "3",
+         "--tol", "0", "--max-iter", "100000", "-v", "--out", str(tmp_path / "m.zarr")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
     )
     returncode, text = interrupted_after(process, "step")
