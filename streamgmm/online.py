@@ -349,10 +349,14 @@ def kernel_steps(
                        compute_dtype(values, cov_type, config.float32_products))
     settings = _settings(config, int(batch_size), n_components, n_features,
                          values.dtype == np.float32)
+    steps = None
     if helper and _worth_a_helper(n_rows, batch_size):
-        outcome = _paired_steps(kernel_rows, running, settings, plan)
+        steps = _paired_steps
     elif helper and _worth_a_standing_helper(n_rows, batch_size):
-        outcome = _standing_steps(kernel_rows, running, settings, plan)
+        steps = _standing_steps
+    if steps is not None and kernels.online_steps.tier(
+            kernel_rows, running, settings, plan, _unpaired()) is kernels.online_steps.compiled:
+        outcome = steps(kernel_rows, running, settings, plan)
     else:
         outcome = kernels.online_steps(kernel_rows, running, settings, plan, _unpaired())
     if outcome.status == codes.STEPS_UNUSABLE_ROWS:
@@ -368,10 +372,8 @@ def kernel_steps(
 
 def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: Plan) -> Outcome:
     """The compiled steps with a helper thread offered the second halves of the
-    batches, once the compiled tier is due; the interpreted steps alone before."""
-    fold = kernels.online_steps.tier(rows, running, settings, plan, _unpaired())
-    if fold is not kernels.online_steps.compiled:
-        return fold(rows, running, settings, plan, _unpaired())
+    batches (only the compiled tier pairs: :func:`kernel_steps` checks it is due)."""
+    fold = kernels.online_steps.compiled
     pairing = _pairing(running.mixture, plan)
     helping = _helper_thread().submit(fold, rows, running, settings, plan,
                                       pairing._replace(helping=True))
@@ -414,12 +416,9 @@ _standing_lock = threading.Lock()
 def _standing_steps(rows: Rows, running: Running, settings: OnlineSettings,
                     plan: Plan) -> Outcome:
     """The compiled steps of a single batch with a standing helper (:class:`_Standing`)
-    offered its second half; alone if the pairing is in use by another thread,
-    or before the compiled tier is due. The halves are the same either way,
-    so is every result."""
-    fold = kernels.online_steps.tier(rows, running, settings, plan, _unpaired())
-    if fold is not kernels.online_steps.compiled:
-        return fold(rows, running, settings, plan, _unpaired())
+    offered its second half; alone if the pairing is in use by another thread.
+    The halves are the same either way, so is every result. Compiled tier only
+    (:func:`kernel_steps` checks it is due)."""
     weighted = rows.weights.shape[0] > 0
     key = (plan, settings.limit, running.mixture.means.shape, weighted)
     capacity = max(settings.batch_size, 1024)
