@@ -72,12 +72,12 @@ from .inputs import row_store_compressor
 from .kernels import codes
 from .kernels import entries as kernels
 from .kernels.records import (
-    HalfBuffer,
     Mixture,
     OnlineSettings,
     Outcome,
     Pairing,
     Plan,
+    PostedBatch,
     Rows,
     Running,
     Statistics,
@@ -328,9 +328,9 @@ def kernel_steps(
     ``running`` over ``rows`` (n, d), ``batch_size`` rows per step (the last
     batch may be shorter); with a non-empty ``order`` (int), the rows
     ``rows[order]`` in that order, without copying them. With ``helper`` (and
-    more than one core), a second thread takes the second halves of the batches
-    when it can (:mod:`streamgmm.kernels.pairing`); the results are the same
-    to the last bit either way.
+    more than one core), a second thread shares the pieces of each batch
+    (:mod:`streamgmm.kernels.pairing`); the results are the same to the last
+    bit either way.
 
     Raises ``ValueError`` naming the rows if a row it visits is NaN, infinite or
     too large (the compiled steps check every row they read; rows are named as
@@ -371,10 +371,10 @@ def kernel_steps(
 
 
 def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: Plan) -> Outcome:
-    """The compiled steps with a helper thread offered the second halves of the
-    batches (only the compiled tier pairs: :func:`kernel_steps` checks it is due)."""
+    """The compiled steps with a helper thread sharing the pieces of each batch
+    (only the compiled tier pairs: :func:`kernel_steps` checks it is due)."""
     fold = kernels.online_steps.compiled
-    pairing = _pairing(running.mixture, plan)
+    pairing = _pairing(running.mixture, plan, settings.batch_size)
     helping = _helper_thread().submit(fold, rows, running, settings, plan,
                                       pairing._replace(helping=True))
     try:
@@ -387,8 +387,8 @@ def _paired_steps(rows: Rows, running: Running, settings: OnlineSettings, plan: 
 class _Standing:
     """A pairing that outlives the fold calls using it, for folds of a single
     batch (a ``partial_fit``): its helper thread, once started, waits
-    :data:`STANDING_PATIENCE` processor cycles for the next half before it leaves, so that
-    calls in quick succession find it waiting instead of paying for its start.
+    :data:`STANDING_PATIENCE` processor cycles for the next batch before it leaves, so
+    that calls in quick succession find it waiting instead of paying for its start.
 
     Both of its pairings (the folding thread's and the helper's) are registered
     kernel constants (:func:`~streamgmm.kernels.tiers.constant`: their arrays
@@ -406,7 +406,7 @@ class _Standing:
 
 
 STANDING_PATIENCE = 5_000_000
-"""Processor cycles a standing helper waits without a half posted before it
+"""Processor cycles a standing helper waits without a batch posted before it
 leaves (about 2 ms; it yields its core between reads after the first few)."""
 
 _standing: dict[tuple, _Standing] = {}
@@ -416,16 +416,16 @@ _standing_lock = threading.Lock()
 def _standing_steps(rows: Rows, running: Running, settings: OnlineSettings,
                     plan: Plan) -> Outcome:
     """The compiled steps of a single batch with a standing helper (:class:`_Standing`)
-    offered its second half; alone if the pairing is in use by another thread.
-    The halves are the same either way, so is every result. Compiled tier only
+    sharing its pieces; alone if the pairing is in use by another thread. The
+    pieces are the same either way, so is every result. Compiled tier only
     (:func:`kernel_steps` checks it is due)."""
     weighted = rows.weights.shape[0] > 0
     key = (plan, settings.limit, running.mixture.means.shape, weighted)
     capacity = max(settings.batch_size, 1024)
     with _standing_lock:
         if key not in _standing or _standing[key].capacity < settings.batch_size:
-            _standing[key] = _Standing(_pairing(running.mixture, plan, STANDING_PATIENCE,
-                                                capacity, weighted), capacity)
+            _standing[key] = _Standing(_pairing(running.mixture, plan, capacity,
+                                                STANDING_PATIENCE, weighted), capacity)
         standing = _standing[key]
     if not standing.lock.acquire(blocking=False):
         return kernels.online_steps(rows, running, settings, plan, _unpaired())
@@ -533,24 +533,29 @@ def row_check(config: OnlineConfig) -> Callable:
     return check_finite if config.missing == "raise" else missing.check_observed
 
 
-def _pairing(mixture: Mixture, plan, patience: int = 0, batch_size: int = 0,
+def _pairing(mixture: Mixture, plan, batch_size: int, patience: int = 0,
              weighted: bool = False) -> Pairing:
     """A :class:`~streamgmm.kernels.records.Pairing` with a helper thread, its two
-    buffers shaped for ``mixture`` under ``plan``; its helper leaves after
-    ``patience`` processor cycles without a half posted (0: only when
-    stopped). A standing helper's (positive ``patience``) buffers also hold the
-    rows of the second half of a batch of ``batch_size`` rows (``weighted`` or
-    not); a pass's helper reads the pass's rows in place."""
+    buffers shaped for ``mixture`` under ``plan`` and batches of up to
+    ``batch_size`` rows; its helper leaves after ``patience`` processor cycles
+    without a batch posted (0: only when stopped). A standing helper's
+    (positive ``patience``) buffers also hold the rows of a batch after its
+    first piece (``weighted`` or not); a pass's helper reads the pass's rows in
+    place."""
     n_components, d = mixture.means.shape
     m = kernels.n_product_rows(plan.kind, d, plan.shared_products_max_features)
-    half = (batch_size + 1) // 2 if patience > 0 else 0
+    pieces = batch_size // plan.block + 2
+    capacity = batch_size if patience > 0 else 0
 
-    def buffer() -> HalfBuffer:
-        values, weights = np.zeros((half, d)), np.zeros(half if weighted else 0)
-        return HalfBuffer(Mixture(*(array.copy() for array in mixture)),
-                          kernels.zero_sums(m, plan.kind, n_components, d), np.zeros(2),
-                          values, weights, rows_record(values, None,
-                                                       weights if weighted else None))
+    def buffer() -> PostedBatch:
+        values, weights = np.zeros((capacity, d)), np.zeros(capacity if weighted else 0)
+        sums = kernels.zero_sums(m, plan.kind, n_components, d)
+        return PostedBatch(Mixture(*(array.copy() for array in mixture)),
+                           Sums(*(np.zeros((pieces,) + array.shape) for array in sums[:-1]),
+                                0.0),
+                           np.zeros((pieces, 2)), np.zeros(pieces, dtype=np.int64),
+                           values, weights, rows_record(values, None,
+                                                        weights if weighted else None))
 
     sync = np.zeros(codes.SYNC_SLOTS, dtype=np.int64)
     sync[codes.SYNC_PATIENCE] = patience
@@ -558,29 +563,29 @@ def _pairing(mixture: Mixture, plan, patience: int = 0, batch_size: int = 0,
 
 
 @functools.cache
-def _no_buffers() -> tuple[HalfBuffer, HalfBuffer]:
+def _no_buffers() -> tuple[PostedBatch, PostedBatch]:
     """The buffers of a fold without a helper (never read nor written): empty
-    arrays of the dimensions :func:`_buffers` gives, so that the fold has one
+    arrays of the dimensions :func:`_pairing` gives, so that the fold has one
     numba type; made once."""
     def empty(ndim: int) -> np.ndarray:
         return np.zeros((0,) * ndim)
 
-    buffer = HalfBuffer(Mixture(empty(1), empty(2), empty(3), empty(3)),
-                        Sums(empty(2), empty(2), empty(2), empty(2), empty(3),
-                                           empty(2), 0.0), np.zeros(2),
-                        empty(2), empty(1), rows_record(empty(2)))
+    buffer = PostedBatch(Mixture(empty(1), empty(2), empty(3), empty(3)),
+                         Sums(empty(3), empty(3), empty(3), empty(3), empty(4), empty(3), 0.0),
+                         empty(2), np.zeros(0, dtype=np.int64), empty(2), empty(1),
+                         rows_record(empty(2)))
     return buffer, buffer
 
 
 def _worth_a_standing_helper(n_rows: int, batch_size: int) -> bool:
-    """Whether a single batch (a ``partial_fit``'s) should offer its second half
-    to a standing helper: when it is split and there is more than one core."""
+    """Whether a single batch (a ``partial_fit``'s) should share its pieces with
+    a standing helper: when it is split and there is more than one core."""
     return codes.SPLIT_MIN_ROWS <= n_rows <= batch_size and _CORES > 1
 
 
 def _worth_a_helper(n_rows: int, batch_size: int) -> bool:
-    """Whether a second thread should be offered the second halves of the batches
-    of :func:`online_steps`: when there are batches to split and more than one
+    """Whether a second thread should share the pieces of the batches of
+    :func:`online_steps`: when there are batches to split and more than one
     core."""
     return (min(batch_size, n_rows) >= codes.SPLIT_MIN_ROWS and n_rows > batch_size
             and _CORES > 1)

@@ -37,13 +37,22 @@ SPLIT_MIN_ROWS = 128
 
 (SYNC_POSTED, SYNC_CLAIMED, SYNC_DONE, SYNC_STOP, SYNC_HELPED, SYNC_PATIENCE,
  SYNC_RANGES) = range(7)
-SYNC_HOLDS = SYNC_RANGES + 4
+SYNC_PIECES = SYNC_RANGES + 8
+SYNC_HOLDS = SYNC_PIECES + 2
 SYNC_SLOTS = SYNC_HOLDS + 2
 """Slots of the int64 ``sync`` array of the two-thread protocol
 (:mod:`streamgmm.kernels.pairing`): the generation (count) of the last posted
-half, of the last claimed one and of the last one the helper finished; the stop
-flag; how many halves the helper computed (for benchmarks); the helper's
-patience (processor cycles it waits for a post before it leaves; 0: until the
-stop flag); the rows ``begin, end`` of the half posted in buffer 0, then in
-buffer 1 (of the rows copied into that buffer); and the generation of the half
-the helper may still hold in buffer 0, then 1 (0 for none)."""
+batch, of the last one the helper joined (or the folding thread closed to it),
+and of the last one the helper finished; the stop flag; how many pieces the
+helper computed (for tests and benchmarks); the helper's patience (processor
+cycles it waits for a post before it leaves; 0: until the stop flag); the rows
+``begin, split, end`` of the batch posted in buffer 0 and the row at which the
+rows copied into that buffer start, then the same for buffer 1; the claims
+word of buffer 0, then of buffer 1 (:data:`CLAIM_BITS`); and the generation of
+the batch the helper may still hold in buffer 0, then 1 (0 for none)."""
+
+CLAIM_BITS = 21
+"""A claims word packs, from the high bits down, the batch's generation modulo
+``2**CLAIM_BITS``, the next piece to claim from the front and the end of the
+pieces not yet claimed from the back, ``CLAIM_BITS`` bits each: one
+compare-exchange claims a piece at either end."""

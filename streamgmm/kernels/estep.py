@@ -122,17 +122,6 @@ def zero_sums(n_products, kind, n_components, d):  # pragma: no cover
     )
 
 
-@part
-def add_sums(first, second):  # pragma: no cover
-    """The sums of two disjoint sets of rows."""
-    return Sums(
-        added(first.products, second.products), added(first.columns, second.columns),
-        added(first.own_products, second.own_products),
-        added(first.own_columns, second.own_columns), added(first.own_full, second.own_full),
-        added(first.pooled, second.pooled), first.log_likelihood + second.log_likelihood,
-    )
-
-
 @kernel
 def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  # pragma: no cover
     """Add a block's sums to ``sums`` (in place; its log-likelihood untouched).
@@ -145,13 +134,17 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  
     component k in ``own_index``: for PAIRWISE and NONE, ``sum_i gamma_ik s_i
     s_i^T`` of the shifted columns ``s = [x - mu_k; 1]``, one product holding
     scatter, first sums and weight, into ``own_full[k]`` (PAIRWISE); for NONE
-    its scatter is added to ``pooled`` and its first sums and weight go to
+    its scatter is added to the block's pooled scatter (added to ``pooled``
+    once, after the shared part and every own component: so a range's sums are
+    its blocks' sums added in order, which the online fold's pieces rely on,
+    :mod:`streamgmm.kernels.pairing`) and its first sums and weight go to
     column k of ``own_columns``; otherwise the product rows and columns of ``s``
     into column k of ``own_products`` and ``own_columns``.
     """
     d = columns.shape[0] - 1
     b = columns.shape[1]
     n_components = resp_t.shape[1]
+    pooled = np.zeros((d + 1, d + 1) if kind == NONE else (0, 0))
     if kind == NONE and own_index.size < n_components:
         shared = np.ones(n_components, dtype=columns.dtype)
         for position in range(own_index.size):
@@ -163,11 +156,13 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  
                 row_weight += resp_t[i, k] * shared[k]
             for j in range(d + 1):
                 weighted[j, i] = columns[j, i] * row_weight
-        add_into(sums.pooled, np.dot(weighted, columns.T))
+        pooled = np.dot(weighted, columns.T).astype(np.float64)
     elif products.shape[0] > 0:
         add_into(sums.products, np.dot(products, resp_t))
     add_into(sums.columns, np.dot(columns, resp_t))
     if own_index.size == 0:
+        if kind == NONE:
+            add_into(sums.pooled, pooled)
         return
     shifted = np.empty_like(columns)
     weighted = np.empty_like(columns)
@@ -192,7 +187,7 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  
             else:
                 for i in range(d):
                     for j in range(d):
-                        sums.pooled[i, j] += own[i, j]
+                        pooled[i, j] += own[i, j]
                 for j in range(d + 1):
                     sums.own_columns[j, k] += own[d, j]
         else:
@@ -203,6 +198,8 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  
                 sums.own_products[j, k] += own_products[j]
             for j in range(d + 1):
                 sums.own_columns[j, k] += own_columns[j]
+    if kind == NONE:
+        add_into(sums.pooled, pooled)
 
 
 @part

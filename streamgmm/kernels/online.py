@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .atomics import compare_exchange, cycle_count, load_acquire, wait_cycles
+from .atomics import load_acquire
 from .codes import (
     NONE,
     OVERFLOWED,
@@ -16,17 +16,16 @@ from .codes import (
     STEPS_NOT_POSITIVE_DEFINITE,
     STEPS_OVERFLOWED,
     STEPS_UNUSABLE_ROWS,
-    SYNC_CLAIMED,
     SYNC_DONE,
     SYNC_HOLDS,
     SYNC_POSTED,
 )
-from .estep import add_sums, block_weights, range_sums
+from .estep import block_weights
 from .jit import kernel, part
 from .mathfn import scaled
 from .mstep import centred_statistics, parameters_blocks, stepwise_blocks
 from .operands import density_operands, variances_of
-from .pairing import help_online_steps, post_half, posted_sums, rows_usable, split_row
+from .pairing import batch_sums, help_online_steps, post_batch, split_row
 from .records import Outcome, Running, Statistics
 
 
@@ -75,30 +74,6 @@ def blended(old, new, step):  # pragma: no cover
     return out
 
 
-@part
-def batch_sums(rows, begin, end, operands, plan, settings, pairing, posted):  # pragma: no cover
-    """The E-step sums of the batch ``begin:end``, whether its rows were usable,
-    and whether the helper claimed its second half: the first half is computed
-    here, the second by the helper if it claimed and finished it (``posted`` > 0
-    the half's generation), else here too."""
-    started = cycle_count()
-    split = split_row(begin, end)
-    usable = rows_usable(rows, begin, split, settings.limit)
-    sums = range_sums(rows, begin, split if usable else begin, operands, plan)
-    if split == end:
-        return sums, usable, False
-    claimed = posted > 0 and not compare_exchange(pairing.sync, SYNC_CLAIMED, posted - 1, posted)
-    helped = False
-    if claimed:
-        helped = wait_cycles(pairing.sync, SYNC_DONE, posted, (cycle_count() - started) // 2)
-    if helped:
-        second, second_usable = posted_sums(pairing.buffers[posted % 2])
-    else:
-        second_usable = rows_usable(rows, split, end, settings.limit)
-        second = range_sums(rows, split, end if second_usable else split, operands, plan)
-    return add_sums(sums, second), usable and second_usable, claimed
-
-
 @kernel
 def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
     """Stepwise EM over ``rows`` (:class:`~streamgmm.kernels.records.Rows`),
@@ -108,8 +83,8 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
     Weighted rows: a batch counts the sum of its rows' weights wherever it would
     count its rows (its statistics are weighted and divided by that sum;
     ``n_seen`` and the burn-in add weights), and a batch of weight 0 takes no
-    step. With ``pairing.paired``, the second half of each batch is offered to
-    a helper thread, which calls this same fold with ``pairing.helping`` (and
+    step. With ``pairing.paired``, the pieces of each batch are shared with a
+    helper thread, which calls this same fold with ``pairing.helping`` (and
     the same arguments otherwise) to run
     :func:`~streamgmm.kernels.pairing.help_online_steps`, returning an
     ``Outcome`` of no batches when told to stop. A
@@ -142,16 +117,16 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
         if (pairing.paired and split_row(begin, end) < end and (
                 sync[SYNC_HOLDS + parity] == 0
                 or load_acquire(sync, SYNC_DONE) >= sync[SYNC_HOLDS + parity])):
-            generation += 1
-            sync[SYNC_HOLDS + parity] = 0
-            posted = generation
-            post_half(pairing, generation, rows, split_row(begin, end), end, mixture)
+            if post_batch(pairing, generation + 1, rows, begin, end, plan.block, mixture):
+                generation += 1
+                sync[SYNC_HOLDS + parity] = 0
+                posted = generation
         operands = density_operands(
             mixture.weights, mixture.means, mixture.factors,
             variances_of(mixture.covariances, kind, n_components, n_features), plan)
-        sums, usable, claimed = batch_sums(rows, begin, end, operands, plan, settings, pairing,
-                                           posted)
-        if claimed:
+        sums, usable, joined = batch_sums(rows, begin, end, operands, plan, settings.limit,
+                                          pairing, posted)
+        if joined:
             sync[SYNC_HOLDS + parity] = posted
         if not usable:
             return Outcome(STEPS_UNUSABLE_ROWS, batch, -1, batch_log_likelihoods, running)

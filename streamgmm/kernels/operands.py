@@ -77,17 +77,22 @@ def log_constants(weights, factors, kind, d):  # pragma: no cover
 
 @part
 def full_precisions(factors):  # pragma: no cover
-    """``Lambda_k = P_k P_k^T`` (K, d, d) from the full type's factors."""
+    """``Lambda_k = P_k P_k^T`` (K, d, d) from the full type's factors, each
+    entry summed over ``p`` in order from 0. All entries of a component are
+    summed side by side (``p`` outer, from a transposed copy of the factor), so
+    that the loops vectorise instead of waiting on one sum at a time."""
     n_components, d = factors.shape[0], factors.shape[1]
-    precisions = np.empty((n_components, d, d))
+    precisions = np.zeros((n_components, d, d))
+    transposed = np.empty((d, d))
     for k in range(n_components):
-        for i in range(d):
-            for j in range(i, d):
-                total = 0.0
-                for p in range(d):
-                    total += factors[k, i, p] * factors[k, j, p]
-                precisions[k, i, j] = total
-                precisions[k, j, i] = total
+        for p in range(d):
+            for j in range(d):
+                transposed[p, j] = factors[k, j, p]
+        for p in range(d):
+            for i in range(d):
+                value = factors[k, i, p]
+                for j in range(d):
+                    precisions[k, i, j] += value * transposed[p, j]
     return precisions
 
 

@@ -1,42 +1,61 @@
 """A mini-batch on two threads: the protocol by which the thread folding
-stepwise EM (:func:`streamgmm.kernels.online.online_steps`) hands the second
-half of each batch to a helper thread (:func:`help_online_steps`, which the
+stepwise EM (:func:`streamgmm.kernels.online.online_steps`) shares the E-step
+of each batch with a helper thread (:func:`help_online_steps`, which the
 helper thread reaches through the same compiled fold, called with
 ``pairing.helping``: one compiled entry for both threads).
 
-A batch's E-step sums are those of its two halves added, first + second. The
-halves are fixed by the batch's rows alone, so a result does not depend on
-which thread computed which half, nor on whether a second thread ran. The
-folding thread posts the second half (the parameters and the rows, in one of
-two buffers, alternately) and computes the first; whichever thread claims the
-posted half first (an atomic compare-exchange on ``SYNC_CLAIMED``) computes it.
-If the helper claimed it but has not finished by the time half as long again
-has passed (it may have lost its core to another process), the folding thread
-computes the half itself and moves on; a buffer is posted again only once the
-helper is done with it. A helper that has not started, or is slow, therefore
-never holds the fit up for long. Both threads wait by spinning with the
-processor's pause hint, the helper yielding its core after a few microseconds
+A batch is cut into *pieces*, fixed by its rows alone: its two halves
+(:func:`split_row`), each cut into blocks of ``plan.block`` rows, the blocks
+:func:`~streamgmm.kernels.estep.range_sums` would visit. A batch's sums are
+each half's pieces added in order, then the two halves added: the sums of
+:func:`~streamgmm.kernels.estep.range_sums` over each half, to the last bit,
+whichever thread computed which piece and whether a second thread ran at all.
+
+The folding thread posts the batch (the parameters, the rows' ranges and a
+claims word: :data:`~streamgmm.kernels.codes.CLAIM_BITS`) in one of two
+buffers, alternately, and claims pieces from the front, starting with the
+first; the helper claims pieces from the back, each with one atomic
+compare-exchange, so the threads meet wherever their speeds put them (the two
+processors of a shared machine often run at different speeds). The helper
+leaves each of its pieces' sums in the buffer. When no piece is left, the
+folding thread waits for each of the helper's pieces at most as long as one of
+its own took, then computes a late piece itself (it may have lost its core to
+another process) and moves on; a buffer is posted again only once the helper
+is done with it. A helper that has not started, or is slow, therefore never
+holds the fit up for long. Both threads wait by spinning with the processor's
+pause hint, the helper yielding its core after a few microseconds
 (:mod:`streamgmm.kernels.atomics`).
 """
 
 from __future__ import annotations
 
-from .atomics import compare_exchange, load_acquire, store_release, wait_at_least
+from .atomics import (
+    compare_exchange,
+    cycle_count,
+    load_acquire,
+    store_release,
+    wait_at_least,
+    wait_cycles,
+)
 from .codes import (
+    CLAIM_BITS,
     SPLIT_MIN_ROWS,
     SYNC_CLAIMED,
     SYNC_DONE,
     SYNC_HELPED,
     SYNC_PATIENCE,
+    SYNC_PIECES,
     SYNC_POSTED,
     SYNC_RANGES,
     SYNC_STOP,
 )
-from .estep import range_sums
+from .estep import range_sums, zero_sums
 from .jit import part
-from .mathfn import copy_into
+from .mathfn import add_into, added, copy_into
 from .operands import density_operands, variances_of
 from .records import Sums
+
+CLAIM_MASK = (1 << CLAIM_BITS) - 1
 
 
 @part
@@ -63,68 +82,202 @@ def rows_usable(rows, begin, end, limit):  # pragma: no cover
 
 
 @part
-def post_half(pairing, generation, rows, begin, end, mixture):  # pragma: no cover
-    """Offer the rows ``begin:end`` of ``rows`` under ``mixture`` as half
+def piece_range(begin, split, end, block, piece):  # pragma: no cover
+    """The rows ``(start, stop)`` of ``piece`` of the batch ``begin:end`` split
+    at ``split``: the first half's blocks of ``block`` rows, then the second's."""
+    first_pieces = (split - begin + block - 1) // block
+    if piece < first_pieces:
+        start = begin + piece * block
+        return start, min(start + block, split)
+    start = split + (piece - first_pieces) * block
+    return start, min(start + block, end)
+
+
+@part
+def claim(sync, index, generation, from_front):  # pragma: no cover
+    """Claim a piece of batch ``generation`` from the claims word
+    ``sync[index]``, from the front or the back: its number, or -1 if none is
+    left (or the word is another batch's)."""
+    while True:
+        word = load_acquire(sync, index)
+        if word >> (2 * CLAIM_BITS) != generation & CLAIM_MASK:
+            return -1
+        front, back = (word >> CLAIM_BITS) & CLAIM_MASK, word & CLAIM_MASK
+        if front >= back:
+            return -1
+        claimed = word + (1 << CLAIM_BITS) if from_front else word - 1
+        if compare_exchange(sync, index, word, claimed):
+            return front if from_front else back - 1
+
+
+@part
+def post_batch(pairing, generation, rows, begin, end, block, mixture):  # pragma: no cover
+    """Offer the pieces of the rows ``begin:end`` of ``rows`` after the first
+    (which the folding thread keeps) under ``mixture`` as batch
     ``generation``, in the buffer of its parity: the mixture copied, and for a
     standing helper (positive patience), which outlives the call and so its
-    rows, the rows too."""
-    buffer = pairing.buffers[generation % 2]
+    rows, the rows from the second piece on too. Returns whether it was posted
+    (not if the buffer has too few piece slots)."""
+    parity = generation % 2
+    buffer = pairing.buffers[parity]
+    sync = pairing.sync
+    split = split_row(begin, end)
+    count = ((split - begin + block - 1) // block) + ((end - split + block - 1) // block)
+    if count > buffer.done.shape[0]:
+        return False
     copy_into(buffer.mixture.weights, mixture.weights)
     copy_into(buffer.mixture.means, mixture.means)
     copy_into(buffer.mixture.covariances, mixture.covariances)
     copy_into(buffer.mixture.factors, mixture.factors)
-    if pairing.sync[SYNC_PATIENCE] > 0:
+    offset = 0
+    if sync[SYNC_PATIENCE] > 0:
+        offset = piece_range(begin, split, end, block, 1)[0]
         X, order, weights = rows.X, rows.order, rows.weights
-        for i in range(begin, end):
+        for i in range(offset, end):
             row = i if order.shape[0] == 0 else order[i]
             for j in range(X.shape[1]):
-                buffer.values[i - begin, j] = X[row, j]
+                buffer.values[i - offset, j] = X[row, j]
             if weights.shape[0] > 0:
-                buffer.weights[i - begin] = weights[row]
-        begin, end = 0, end - begin
-    pairing.sync[SYNC_RANGES + 2 * (generation % 2)] = begin
-    pairing.sync[SYNC_RANGES + 2 * (generation % 2) + 1] = end
-    store_release(pairing.sync, SYNC_POSTED, generation)
+                buffer.weights[i - offset] = weights[row]
+    ranges = SYNC_RANGES + 4 * parity
+    sync[ranges] = begin
+    sync[ranges + 1] = split
+    sync[ranges + 2] = end
+    sync[ranges + 3] = offset
+    sync[SYNC_PIECES + parity] = ((generation & CLAIM_MASK) << (2 * CLAIM_BITS)
+                                  | (1 << CLAIM_BITS) | count)
+    store_release(sync, SYNC_POSTED, generation)
+    return True
 
 
 @part
-def posted_sums(buffer):  # pragma: no cover
-    """What the helper left in ``buffer``: its sums and whether its rows were usable."""
-    sums = buffer.sums
-    return Sums(sums.products, sums.columns, sums.own_products, sums.own_columns,
-                sums.own_full, sums.pooled, buffer.scalars[0]), buffer.scalars[1] != 0.0
+def posted_piece(buffer, piece):  # pragma: no cover
+    """A copy of the sums the helper left in ``buffer`` for ``piece``, and
+    whether its rows were usable."""
+    sums = buffer.pieces
+    return Sums(sums.products[piece].copy(), sums.columns[piece].copy(),
+                sums.own_products[piece].copy(), sums.own_columns[piece].copy(),
+                sums.own_full[piece].copy(), sums.pooled[piece].copy(),
+                buffer.scalars[piece, 0]), buffer.scalars[piece, 1] != 0.0
+
+
+@part
+def add_piece(total, sums):  # pragma: no cover
+    """``total`` after ``total += sums`` in place, for every array (the
+    log-likelihood is added apart)."""
+    add_into(total.products, sums.products)
+    add_into(total.columns, sums.columns)
+    add_into(total.own_products, sums.own_products)
+    add_into(total.own_columns, sums.own_columns)
+    add_into(total.own_full, sums.own_full)
+    add_into(total.pooled, sums.pooled)
+    return total
+
+
+@part
+def batch_sums(rows, begin, end, operands, plan, limit, pairing, posted):  # pragma: no cover
+    """The E-step sums of the batch ``begin:end``, whether its rows were usable,
+    and whether the helper joined the batch (``posted`` > 0 its generation,
+    else not posted): the folding thread's side of the protocol."""
+    split = split_row(begin, end)
+    block = plan.block
+    first_pieces = (split - begin + block - 1) // block
+    count = first_pieces + (end - split + block - 1) // block
+    sync = pairing.sync
+    claims = SYNC_PIECES + posted % 2
+    first = second = zero_sums(0, plan.kind, 0, -1)
+    first_log_likelihood = second_log_likelihood = 0.0
+    usable = True
+    spent = 0
+    last = 0
+    piece = 0
+    while piece >= 0:
+        started = cycle_count()
+        start, stop = piece_range(begin, split, end, block, piece)
+        piece_usable = rows_usable(rows, start, stop, limit)
+        sums = range_sums(rows, start, stop if piece_usable else start, operands, plan)
+        usable = usable and piece_usable
+        if piece < first_pieces:
+            first = sums if piece == 0 else add_piece(first, sums)
+            first_log_likelihood += sums.log_likelihood
+        else:
+            second = sums if piece == first_pieces else add_piece(second, sums)
+            second_log_likelihood += sums.log_likelihood
+        spent += cycle_count() - started
+        last = piece
+        if posted > 0:
+            piece = claim(sync, claims, posted, True)
+        else:
+            piece = piece + 1 if piece + 1 < count else -1
+    joined = posted > 0 and not compare_exchange(sync, SYNC_CLAIMED, posted - 1, posted)
+    if joined:
+        buffer = pairing.buffers[posted % 2]
+        patience = spent // (last + 1)
+        for piece in range(last + 1, count):
+            if wait_cycles(buffer.done, piece, posted, patience):
+                sums, piece_usable = posted_piece(buffer, piece)
+            else:
+                start, stop = piece_range(begin, split, end, block, piece)
+                piece_usable = rows_usable(rows, start, stop, limit)
+                sums = range_sums(rows, start, stop if piece_usable else start, operands, plan)
+            usable = usable and piece_usable
+            if piece < first_pieces:
+                first = add_piece(first, sums)
+                first_log_likelihood += sums.log_likelihood
+            else:
+                second = sums if piece == first_pieces else add_piece(second, sums)
+                second_log_likelihood += sums.log_likelihood
+    if split == end:
+        return Sums(first.products, first.columns, first.own_products, first.own_columns,
+                    first.own_full, first.pooled, first_log_likelihood), usable, joined
+    return Sums(added(first.products, second.products), added(first.columns, second.columns),
+                added(first.own_products, second.own_products),
+                added(first.own_columns, second.own_columns),
+                added(first.own_full, second.own_full), added(first.pooled, second.pooled),
+                first_log_likelihood + second_log_likelihood), usable, joined
 
 
 @part
 def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
     """The helper thread of :func:`~streamgmm.kernels.online.online_steps` (same
-    ``rows``, ``plan``, ``limit`` and ``pairing``): claim each posted half,
-    compute its sums into its buffer (from the rows posted with it if the
-    helper is a standing one), until the stop flag is set or no half was
-    posted for the pairing's patience."""
+    ``rows``, ``plan``, ``limit`` and ``pairing``): join each posted batch,
+    claim its pieces from the back and leave their sums in its buffer (from
+    the rows posted with it if the helper is a standing one), until the stop
+    flag is set or no batch was posted for the pairing's patience."""
     sync = pairing.sync
     seen = 0
     while wait_at_least(sync, SYNC_POSTED, seen + 1, SYNC_STOP, sync[SYNC_PATIENCE]):
         seen = load_acquire(sync, SYNC_POSTED)
         if not compare_exchange(sync, SYNC_CLAIMED, seen - 1, seen):
             continue
-        buffer = pairing.buffers[seen % 2]
+        parity = seen % 2
+        buffer = pairing.buffers[parity]
         mixture = buffer.mixture
         n_components, d = mixture.means.shape
         operands = density_operands(
             mixture.weights, mixture.means, mixture.factors,
             variances_of(mixture.covariances, plan.kind, n_components, d), plan)
-        begin, end = sync[SYNC_RANGES + 2 * (seen % 2)], sync[SYNC_RANGES + 2 * (seen % 2) + 1]
-        half = buffer.rows if sync[SYNC_PATIENCE] > 0 else rows
-        usable = rows_usable(half, begin, end, limit)
-        sums = range_sums(half, begin, end if usable else begin, operands, plan)
-        copy_into(buffer.sums.products, sums.products)
-        copy_into(buffer.sums.columns, sums.columns)
-        copy_into(buffer.sums.own_products, sums.own_products)
-        copy_into(buffer.sums.own_columns, sums.own_columns)
-        copy_into(buffer.sums.own_full, sums.own_full)
-        copy_into(buffer.sums.pooled, sums.pooled)
-        buffer.scalars[0] = sums.log_likelihood
-        buffer.scalars[1] = 1.0 if usable else 0.0
-        sync[SYNC_HELPED] += 1
+        ranges = SYNC_RANGES + 4 * parity
+        begin, split, end, offset = (sync[ranges], sync[ranges + 1], sync[ranges + 2],
+                                     sync[ranges + 3])
+        source = buffer.rows if sync[SYNC_PATIENCE] > 0 else rows
+        while True:
+            piece = claim(sync, SYNC_PIECES + parity, seen, False)
+            if piece < 0:
+                break
+            start, stop = piece_range(begin, split, end, plan.block, piece)
+            usable = rows_usable(source, start - offset, stop - offset, limit)
+            sums = range_sums(source, start - offset, (stop if usable else start) - offset,
+                              operands, plan)
+            pieces = buffer.pieces
+            copy_into(pieces.products[piece], sums.products)
+            copy_into(pieces.columns[piece], sums.columns)
+            copy_into(pieces.own_products[piece], sums.own_products)
+            copy_into(pieces.own_columns[piece], sums.own_columns)
+            copy_into(pieces.own_full[piece], sums.own_full)
+            copy_into(pieces.pooled[piece], sums.pooled)
+            buffer.scalars[piece, 0] = sums.log_likelihood
+            buffer.scalars[piece, 1] = 1.0 if usable else 0.0
+            sync[SYNC_HELPED] += 1
+            store_release(buffer.done, piece, seen)
         store_release(sync, SYNC_DONE, seen)

@@ -208,17 +208,22 @@ class Running(NamedTuple):
     n_averaged: int
 
 
-class HalfBuffer(NamedTuple):
-    """Where a posted half-batch travels between the two threads
-    (:mod:`streamgmm.kernels.pairing`): the parameters it is to be computed
-    under, its sums, ``scalars`` [log_likelihood, usable (1.0 or 0.0)], and, for
-    a standing helper (which outlives the call that started it, and so that
-    call's rows), its rows: copied into ``values`` (r, d) and ``weights`` (r,)
-    (empty for unweighted rows), which ``rows`` views read-only."""
+class PostedBatch(NamedTuple):
+    """Where a posted mini-batch travels between the two threads
+    (:mod:`streamgmm.kernels.pairing`): the parameters its pieces are to be
+    computed under; per piece the helper computed, its sums in ``pieces`` (a
+    :class:`Sums` whose arrays have a leading piece axis, its
+    ``log_likelihood`` unused), ``scalars`` [log_likelihood, usable (1.0 or
+    0.0)] (pieces, 2), and ``done`` (pieces,) int64, the generation of the batch
+    when the helper finished it; and, for a standing helper (which outlives the
+    call that started it, and so that call's rows), the rows after the first
+    piece: copied into ``values`` (r, d) and ``weights`` (r,) (empty for
+    unweighted rows), which ``rows`` views read-only."""
 
     mixture: Mixture
-    sums: Sums
+    pieces: Sums
     scalars: np.ndarray
+    done: np.ndarray
     values: np.ndarray
     weights: np.ndarray
     rows: Rows
@@ -228,7 +233,7 @@ class Pairing(NamedTuple):
     """The two-thread protocol's shared state: whether a helper thread runs
     (``paired``), whether this is the helper's call (``helping``), the int64
     ``sync`` slots (:data:`~streamgmm.kernels.codes.SYNC_SLOTS`) and the two
-    buffers halves are posted in, alternately."""
+    :class:`PostedBatch` buffers batches are posted in, alternately."""
 
     paired: bool
     helping: bool

@@ -171,6 +171,7 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums) ->
     """:func:`streamgmm.kernels.estep.accumulate` on a whole block."""
     d = columns.shape[0] - 1
     n_components = resp_t.shape[1]
+    pooled = np.zeros((d + 1, d + 1))
     if kind == NONE and own_index.size < n_components:
         shared = np.ones(n_components, dtype=columns.dtype)
         shared[own_index] = 0.0
@@ -179,7 +180,7 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums) ->
             row_weight += resp_t[:, k] * shared[k]
         weighted = np.empty_like(columns)
         weighted[:] = columns * row_weight
-        sums.pooled[:] += np.dot(weighted, columns.T)
+        pooled = np.dot(weighted, columns.T).astype(np.float64)
     elif products.shape[0] > 0:
         sums.products[:] += np.dot(products, resp_t)
     sums.columns[:] += np.dot(columns, resp_t)
@@ -195,12 +196,14 @@ def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums) ->
             if kind == PAIRWISE:
                 sums.own_full[k] += own
             else:
-                sums.pooled[:d, :d] += own[:d, :d]
+                pooled[:d, :d] += own[:d, :d]
                 sums.own_columns[:, k] += own[d]
         else:
             fill_products(shifted, kind, shifted_products)
             sums.own_products[:, k] += _matvec(shifted_products, weights)
             sums.own_columns[:, k] += _matvec(shifted, weights)
+    if kind == NONE:
+        sums.pooled[:] += pooled
 
 
 def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -293,8 +296,8 @@ REPLACEMENTS = {
     "estep": ("fill_columns", "fill_products", "block_log_density", "accumulate", "row_block",
               "put_columns", "normalise", "add_into", "added"),
     "mstep": ("added", "scaled", "sum_of_scaled"),
-    "pairing": ("rows_usable", "copy_into"),
-    "online": ("batch_weight", "cycle_count", "scaled", "rows_usable"),
+    "pairing": ("rows_usable", "copy_into", "add_into", "added", "cycle_count"),
+    "online": ("batch_weight", "scaled"),
     "gappy": ("gather_block", "normalise", "pattern_covariances", "add_pattern_mass",
               "fill_deviations", "squared_norms", "condition_rows", "diagonal_densities",
               "diagonal_sums", "full_sums", "marginal_densities"),
