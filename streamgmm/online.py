@@ -607,9 +607,17 @@ def _standing_thread() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="streamgmm-standing-helper")
 
 
+@functools.cache
+def _order_thread() -> ThreadPoolExecutor:
+    """The thread that draws the next in-memory pass's order while this pass
+    folds (:func:`online_em`)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="streamgmm-pass-order")
+
+
 def _after_fork() -> None:
     _helper_thread.cache_clear()
     _standing_thread.cache_clear()
+    _order_thread.cache_clear()
     _standing.clear()
 
 
@@ -924,6 +932,29 @@ SHUFFLED_GATHER_ROWS = 2**15
 chunks of a pass over NumPy rows, and the points a checkpoint can resume at)."""
 
 
+def pass_order(n_rows: int, seed: int) -> np.ndarray:
+    """The order (n_rows,) in which an in-memory pass drawn from ``seed`` visits
+    the rows (:func:`fold_in_memory`)."""
+    return np.random.default_rng(seed).permutation(n_rows)
+
+
+def pass_draws(rng: np.random.Generator, n_chunks: int,
+               shuffle: bool) -> tuple[np.ndarray, int | None]:
+    """What a pass of :func:`online_em` draws from ``rng`` before it folds: the
+    order of its ``n_chunks`` chunks and, with ``shuffle``, the seed of its
+    rows' order."""
+    order = rng.permutation(n_chunks)
+    return order, int(rng.integers(2**63)) if shuffle else None
+
+
+def next_pass_seed(rng: np.random.Generator, n_chunks: int, shuffle: bool) -> int | None:
+    """The rows' seed the next pass will draw from ``rng`` (:func:`pass_draws`),
+    leaving ``rng`` as it is."""
+    ahead = np.random.Generator(type(rng.bit_generator)())
+    ahead.bit_generator.state = rng.bit_generator.state
+    return pass_draws(ahead, n_chunks, shuffle)[1]
+
+
 def shuffled_block_rows(n_rows: int, batch_size: int) -> int:
     """Rows per block of :func:`fold_in_memory`: whole batches, about
     ``SHUFFLED_GATHER_ROWS``."""
@@ -940,10 +971,12 @@ def fold_in_memory(
     blocks_done: int = 0,
     report_at: Container[int] = (),
     report: Report | None = None,
+    order: np.ndarray | None = None,
 ) -> FoldCarry:
     """``carry`` after a pass over in-memory ``rows`` (n, d) in one random
     order drawn from ``seed`` (every row once, each batch a sample of the whole
-    data whatever their stored order), finished by :func:`finish_pass`.
+    data whatever their stored order: :func:`pass_order`, or ``order`` if
+    given, which must be that order), finished by :func:`finish_pass`.
 
     Each block of :func:`shuffled_block_rows` rows of that order is a chunk of
     the fold; the first ``blocks_done`` blocks are skipped (a resumed pass).
@@ -957,7 +990,8 @@ def fold_in_memory(
     ``report`` as in :func:`fold_pass`, with blocks for chunks (counted from
     ``blocks_done``).
     """
-    order = np.random.default_rng(seed).permutation(rows.shape[0])
+    if order is None:
+        order = pass_order(rows.shape[0], seed)
     step = shuffled_block_rows(rows.shape[0], batch_size)
     n_blocks = -(-rows.shape[0] // step) - blocks_done
     in_place = rows.dtype in (np.float32, np.float64) and rows.flags.c_contiguous
@@ -1072,6 +1106,7 @@ def online_em(
     )
     settings = EMSettings(tol, max_iter, config.reg_covar, verbose=verbose,
                           verbose_interval=verbose_interval)
+    ahead: tuple[int, Future] | None = None
     with run_progress(run, settings) as progress:
         while not run.stopped(max_iter):
             carry, chunks_done = FoldCarry(state, params, covariances), 0
@@ -1088,8 +1123,7 @@ def online_em(
                 )
                 chunks_done = position.chunks_done
             pass_rng_state = rng.bit_generator.state
-            order = rng.permutation(array.numblocks[0])
-            seed = int(rng.integers(2**63)) if shuffle else None
+            order, seed = pass_draws(rng, array.numblocks[0], shuffle)
             pass_position = OnlinePosition(
                 run.n_iter, list(run.lower_bounds), False, pass_rng_state, 0, 0.0, 0
             )
@@ -1113,8 +1147,15 @@ def online_em(
                 "report": report_from(chunks_done),
             }
             if in_memory_pass:
+                drawn = ahead[1].result() if ahead is not None and ahead[0] == seed else None
+                ahead = None
+                if run.n_iter + 1 < max_iter:
+                    following = next_pass_seed(rng, array.numblocks[0], shuffle)
+                    ahead = following, _order_thread().submit(
+                        pass_order, in_memory.shape[0], following)
                 carry = fold_in_memory(
-                    carry, in_memory, seed, config, batch_size, blocks_done=chunks_done, **reports
+                    carry, in_memory, seed, config, batch_size, blocks_done=chunks_done,
+                    order=drawn, **reports
                 )
             else:
                 remaining = order[chunks_done:]

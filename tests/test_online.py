@@ -27,6 +27,9 @@ from streamgmm.online import (
     finish_pass,
     fold_chunk,
     initial_state,
+    next_pass_seed,
+    pass_draws,
+    pass_order,
     step_size,
     stepwise_update,
 )
@@ -598,3 +601,18 @@ def test_online_em_resumes_exactly_from_a_position_inside_a_pass(kind, monkeypat
     np.testing.assert_array_equal(resumed.params.means, uninterrupted.params.means)
     np.testing.assert_array_equal(resumed.covariances, uninterrupted.covariances)
     assert resumed.lower_bounds == uninterrupted.lower_bounds
+
+
+def test_the_next_passs_seed_is_drawn_ahead_without_moving_the_generator():
+    """An in-memory fit draws the next pass's order in the background while a
+    pass folds; the seed it draws it from is the one the next pass takes."""
+    rng = np.random.default_rng(21)
+    pass_draws(rng, 6, True)
+    state = copy.deepcopy(rng.bit_generator.state)
+    predicted = next_pass_seed(rng, 6, True)
+    assert rng.bit_generator.state == state
+    _, seed = pass_draws(rng, 6, True)
+    assert predicted == seed
+    np.testing.assert_array_equal(pass_order(1000, seed),
+                                  np.random.default_rng(seed).permutation(1000))
+    assert next_pass_seed(rng, 6, False) is None
