@@ -104,20 +104,22 @@ def _density_arguments(X: np.ndarray, plan: Any) -> tuple:
 
 
 def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
-    """The E-step's float32 versions and the M-step's kernels (statistics under
-    given responsibilities, merge, parameters), compiled on their own while the
-    batch process compiles the float64 E-step."""
+    """The E-step's float32 versions and the M-step's kernels (merge,
+    parameters), compiled on their own while the batch process compiles the
+    float64 E-step. (The statistics under given responsibilities are left to
+    the batch process, which reaches them after its fit: the online process,
+    which then compiles the fold, is the longer of the two.)"""
 
-    from .estep import statistics_from_responsibilities
     from .kernels import entries
     from .mstep import parameters_from_statistics
-    from .statistics import merge
+    from .statistics import SufficientStatistics, merge
 
     rows, single, plan32 = _e_step_arguments(X, np.float32)
     _compile(entries.range_sums_float32.compiled, (rows, 0, 0, single, single.single, plan32))
     _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
-    statistics = statistics_from_responsibilities(X, np.full((len(X), 2), 0.5),
-                                                  np.zeros((2, X.shape[1])), "full")
+    d = X.shape[1]
+    statistics = SufficientStatistics(np.ones(2), np.zeros((2, d)), np.stack([np.eye(d)] * 2),
+                                      0.0, 2.0)
     parameters_from_statistics(merge(statistics, statistics, "full"), 1e-6, "full")
 
 

@@ -152,12 +152,12 @@ def post_batch(pairing, generation, rows, begin, end, block, mixture):  # pragma
 
 @part
 def posted_piece(buffer, piece):  # pragma: no cover
-    """A copy of the sums the helper left in ``buffer`` for ``piece``, and
-    whether its rows were usable."""
+    """The sums the helper left in ``buffer`` for ``piece`` (views: the helper
+    writes them once per batch, and the buffer is posted again only after the
+    batch), and whether its rows were usable."""
     sums = buffer.pieces
-    return Sums(sums.products[piece].copy(), sums.columns[piece].copy(),
-                sums.own_products[piece].copy(), sums.own_columns[piece].copy(),
-                sums.own_full[piece].copy(), sums.pooled[piece].copy(),
+    return Sums(sums.products[piece], sums.columns[piece], sums.own_products[piece],
+                sums.own_columns[piece], sums.own_full[piece], sums.pooled[piece],
                 buffer.scalars[piece, 0]), buffer.scalars[piece, 1] != 0.0
 
 
@@ -178,55 +178,48 @@ def add_piece(total, sums):  # pragma: no cover
 def batch_sums(rows, begin, end, operands, plan, limit, pairing, posted):  # pragma: no cover
     """The E-step sums of the batch ``begin:end``, whether its rows were usable,
     and whether the helper joined the batch (``posted`` > 0 its generation,
-    else not posted): the folding thread's side of the protocol."""
+    else not posted): the folding thread's side of the protocol. The pieces
+    are visited in order: the folding thread's own (claimed from the front)
+    computed, then the helper's taken from the buffer (or computed, if late),
+    each added to its half's sums at once."""
     split = split_row(begin, end)
     block = plan.block
     first_pieces = (split - begin + block - 1) // block
     count = first_pieces + (end - split + block - 1) // block
     sync = pairing.sync
-    claims = SYNC_PIECES + posted % 2
+    buffer = pairing.buffers[posted % 2]
     first = second = zero_sums(0, plan.kind, 0, -1)
     first_log_likelihood = second_log_likelihood = 0.0
-    usable = True
-    spent = 0
-    last = 0
-    piece = 0
-    while piece >= 0:
+    usable = claiming = True
+    joined = False
+    spent = patience = 0
+    for piece in range(count):
+        if piece > 0 and posted > 0 and claiming:
+            claiming = claim(sync, SYNC_PIECES + posted % 2, posted, True) == piece
+            if not claiming:
+                joined = not compare_exchange(sync, SYNC_CLAIMED, posted - 1, posted)
+                patience = spent // piece
         started = cycle_count()
-        start, stop = piece_range(begin, split, end, block, piece)
-        piece_usable = rows_usable(rows, start, stop, limit)
-        sums = range_sums(rows, start, stop if piece_usable else start, operands, plan)
+        if not claiming and wait_cycles(buffer.done, piece, posted, patience):
+            sums, piece_usable = posted_piece(buffer, piece)
+        else:
+            start, stop = piece_range(begin, split, end, block, piece)
+            piece_usable = rows_usable(rows, start, stop, limit)
+            sums = range_sums(rows, start, stop if piece_usable else start, operands, plan)
+        spent += cycle_count() - started
         usable = usable and piece_usable
+        if piece == 0:
+            first = sums
+        elif piece == first_pieces:
+            second = sums
+        else:
+            add_piece(first if piece < first_pieces else second, sums)
         if piece < first_pieces:
-            first = sums if piece == 0 else add_piece(first, sums)
             first_log_likelihood += sums.log_likelihood
         else:
-            second = sums if piece == first_pieces else add_piece(second, sums)
             second_log_likelihood += sums.log_likelihood
-        spent += cycle_count() - started
-        last = piece
-        if posted > 0:
-            piece = claim(sync, claims, posted, True)
-        else:
-            piece = piece + 1 if piece + 1 < count else -1
-    joined = posted > 0 and not compare_exchange(sync, SYNC_CLAIMED, posted - 1, posted)
-    if joined:
-        buffer = pairing.buffers[posted % 2]
-        patience = spent // (last + 1)
-        for piece in range(last + 1, count):
-            if wait_cycles(buffer.done, piece, posted, patience):
-                sums, piece_usable = posted_piece(buffer, piece)
-            else:
-                start, stop = piece_range(begin, split, end, block, piece)
-                piece_usable = rows_usable(rows, start, stop, limit)
-                sums = range_sums(rows, start, stop if piece_usable else start, operands, plan)
-            usable = usable and piece_usable
-            if piece < first_pieces:
-                first = add_piece(first, sums)
-                first_log_likelihood += sums.log_likelihood
-            else:
-                second = sums if piece == first_pieces else add_piece(second, sums)
-                second_log_likelihood += sums.log_likelihood
+    if posted > 0 and claiming:
+        joined = not compare_exchange(sync, SYNC_CLAIMED, posted - 1, posted)
     if split == end:
         return Sums(first.products, first.columns, first.own_products, first.own_columns,
                     first.own_full, first.pooled, first_log_likelihood), usable, joined
