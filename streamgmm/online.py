@@ -1141,10 +1141,11 @@ def online_em(
                 sizes = [step] * (-(-in_memory.shape[0] // step))
             else:
                 sizes = [array.chunks[0][index] for index in order]
-            points = report_points(sizes, batch_size, every)
+            report = report_from(chunks_done)
+            points = report_points(sizes, batch_size, every) if report is not None else set()
             reports = {
                 "report_at": {point - chunks_done for point in points if point > chunks_done},
-                "report": report_from(chunks_done),
+                "report": report,
             }
             if in_memory_pass:
                 drawn = ahead[1].result() if ahead is not None and ahead[0] == seed else None
