@@ -70,6 +70,8 @@ def _fit_everything(group: str) -> None:
         entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
         _fit_with_gaps(X, "full")
         _fit_with_gaps(X, "tied")
+        rows, single, plan32 = _e_step_arguments(X, np.float32)
+        _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
 
 
 def _fit_with_gaps(X: np.ndarray, covariance_type: str) -> None:
@@ -104,11 +106,11 @@ def _density_arguments(X: np.ndarray, plan: Any) -> tuple:
 
 
 def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
-    """The E-step's float32 versions and the M-step's kernels (merge,
-    parameters), compiled on their own while the batch process compiles the
-    float64 E-step. (The statistics under given responsibilities are left to
-    the batch process, which reaches them after its fit: the online process,
-    which then compiles the fold, is the longer of the two.)"""
+    """The E-step's float32 sums and the M-step's kernels (merge, parameters),
+    compiled on their own while the batch process compiles the float64
+    E-step. (The statistics under given responsibilities and the float32
+    log-densities are left to the batch process, after its fit: the online
+    process, which then compiles the fold, is the longer of the two.)"""
 
     from .kernels import entries
     from .mstep import parameters_from_statistics
@@ -116,7 +118,6 @@ def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
 
     rows, single, plan32 = _e_step_arguments(X, np.float32)
     _compile(entries.range_sums_float32.compiled, (rows, 0, 0, single, single.single, plan32))
-    _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
     d = X.shape[1]
     statistics = SufficientStatistics(np.ones(2), np.zeros((2, d)), np.stack([np.eye(d)] * 2),
                                       0.0, 2.0)
