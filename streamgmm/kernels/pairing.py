@@ -82,10 +82,16 @@ def rows_usable(rows, begin, end, limit):  # pragma: no cover
 
 
 @part
+def pieces_in(begin, end, block):  # pragma: no cover
+    """How many pieces (blocks of ``block`` rows) the rows ``begin:end`` make."""
+    return (end - begin + block - 1) // block
+
+
+@part
 def piece_range(begin, split, end, block, piece):  # pragma: no cover
     """The rows ``(start, stop)`` of ``piece`` of the batch ``begin:end`` split
     at ``split``: the first half's blocks of ``block`` rows, then the second's."""
-    first_pieces = (split - begin + block - 1) // block
+    first_pieces = pieces_in(begin, split, block)
     if piece < first_pieces:
         start = begin + piece * block
         return start, min(start + block, split)
@@ -122,7 +128,7 @@ def post_batch(pairing, generation, rows, begin, end, block, mixture):  # pragma
     buffer = pairing.buffers[parity]
     sync = pairing.sync
     split = split_row(begin, end)
-    count = ((split - begin + block - 1) // block) + ((end - split + block - 1) // block)
+    count = pieces_in(begin, split, block) + pieces_in(split, end, block)
     if count > buffer.done.shape[0]:
         return False
     copy_into(buffer.mixture.weights, mixture.weights)
@@ -184,8 +190,8 @@ def batch_sums(rows, begin, end, operands, plan, limit, pairing, posted):  # pra
     each added to its half's sums at once."""
     split = split_row(begin, end)
     block = plan.block
-    first_pieces = (split - begin + block - 1) // block
-    count = first_pieces + (end - split + block - 1) // block
+    first_pieces = pieces_in(begin, split, block)
+    count = first_pieces + pieces_in(split, end, block)
     sync = pairing.sync
     buffer = pairing.buffers[posted % 2]
     first = second = zero_sums(0, plan.kind, 0, -1)
