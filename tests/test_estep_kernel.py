@@ -312,3 +312,30 @@ def test_the_whitened_form_is_chosen_early_only_when_the_full_test_chooses_it():
                 early += 1
                 assert error > limit, (case, limit, error)
     assert early > 100
+
+
+@pytest.mark.parametrize("shape", ["upper", "lower", "full", "upper with a non-finite value"])
+def test_precisions_from_factors_are_the_sums_in_order_to_the_last_bit(shape):
+    """``full_precisions`` skips the zero terms of an upper-triangular factor;
+    every entry is still the sum over ``p`` from 0 in order, bit for bit, for
+    any factor (issue 26)."""
+    from streamgmm.kernels import operands
+
+    rng = np.random.default_rng(7)
+    factors = rng.normal(size=(3, 7, 7)) * 10.0 ** rng.uniform(-3, 3, size=(3, 1, 1))
+    factors[:, :, 2] *= -0.0
+    if shape.startswith("upper"):
+        factors = np.triu(factors)
+    elif shape == "lower":
+        factors = np.tril(factors)
+    if shape.endswith("value"):
+        factors[1, 0, 1] = np.inf
+    expected = np.zeros_like(factors)
+    for k, i, j in np.ndindex(*factors.shape):
+        total = 0.0
+        for p in range(factors.shape[2]):
+            total += float(factors[k, i, p]) * float(factors[k, j, p])
+        expected[k, i, j] = total
+    for tier in (operands.full_precisions, operands.full_precisions.py_func):
+        with np.errstate(invalid="ignore"):
+            assert tier(factors).tobytes() == expected.tobytes()

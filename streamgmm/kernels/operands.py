@@ -76,11 +76,28 @@ def log_constants(weights, factors, kind, d):  # pragma: no cover
 
 
 @part
+def is_upper_triangular(factor):  # pragma: no cover
+    """Whether ``factor`` (d, d) is finite with exact zeros below its diagonal
+    (what the M-step makes)."""
+    d = factor.shape[0]
+    for i in range(d):
+        for j in range(d):
+            if not (math.isfinite(factor[i, j]) and (j >= i or factor[i, j] == 0.0)):
+                return False
+    return True
+
+
+@part
 def full_precisions(factors):  # pragma: no cover
     """``Lambda_k = P_k P_k^T`` (K, d, d) from the full type's factors, each
     entry summed over ``p`` in order from 0. All entries of a component are
     summed side by side (``p`` outer, from a transposed copy of the factor), so
-    that the loops vectorise instead of waiting on one sum at a time."""
+    that the loops vectorise instead of waiting on one sum at a time.
+
+    For an upper-triangular factor (:func:`is_upper_triangular`) the terms
+    ``p < i`` of row i are products with 0, each added to a sum that is still
+    +0.0: they are skipped, which gives the same bits from about half the
+    products."""
     n_components, d = factors.shape[0], factors.shape[1]
     precisions = np.zeros((n_components, d, d))
     transposed = np.empty((d, d))
@@ -88,8 +105,9 @@ def full_precisions(factors):  # pragma: no cover
         for p in range(d):
             for j in range(d):
                 transposed[p, j] = factors[k, j, p]
+        upper = is_upper_triangular(factors[k])
         for p in range(d):
-            for i in range(d):
+            for i in range(p + 1 if upper else d):
                 value = factors[k, i, p]
                 for j in range(d):
                     precisions[k, i, j] += value * transposed[p, j]
