@@ -492,6 +492,7 @@ def test_demo_runs_end_to_end_on_small_data(tmp_path):
         3,
         "--out",
         tmp_path,
+        timeout=300,  # the demo compiles its kernels first, if no test has yet
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress bars off a terminal

@@ -431,7 +431,10 @@ def test_cli_replaces_its_own_outputs(workspace, tmp_path):
 DEMO = ["demo", "--n-samples", "4000", "--chunk-rows", "1000", "--n-components", "2", "-q"]
 
 
-def test_demo_twice_replaces_its_outputs_and_refuses_others(tmp_path):
+def test_demo_twice_replaces_its_outputs_and_refuses_others(tmp_path, monkeypatch):
+    # what the demo writes, not its kernels: they run tiered, as in any fit
+    # (the demo would compile them first; tests/test_cli.py runs it so)
+    monkeypatch.setenv("STREAMGMM_KERNELS", "tiered")
     for _ in range(2):
         status, stderr = invoke_in_process([*DEMO, "--out", str(tmp_path)], tmp_path)
         assert status == 0, stderr
