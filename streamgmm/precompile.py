@@ -27,14 +27,15 @@ GROUPS = ("batch", "online")
 """The groups of kernels; each is compiled by its own process. The online fold
 calls the batch E-step, so the batch process compiles the float64 E-step
 before anything else, then its operands and log-densities, while the online
-process compiles the E-step's float32 versions and the M-step's kernels (each
+process compiles the E-step's float32 sums and the M-step's kernels (each
 process loads what the other cached); the online process then waits for the
 E-step and compiles the fold (the helper thread's part included), while the
 batch process, once the M-step's kernels are in the cache, runs its fits: they
 reach the kernels for rows with missing values (the masked one for full, diag
-and spherical, the pattern table, the component-by-component one for tied). In
-that order neither process waits long, no kernel is compiled by both, and the
-two take about the same time (docs/benchmarks.md, "Session 13")."""
+and spherical, the pattern table, the component-by-component one for tied);
+the batch process ends with the float32 log-densities. In that order neither
+process waits long, no kernel is compiled by both, and the two take about the
+same time (docs/benchmarks.md, "Session 15")."""
 
 WAIT_SECONDS = 600.0
 """How long the online group waits for the batch group's E-step before
