@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .kernels.pointers import density_operand_examples, e_step_examples
+
 GROUPS = ("batch", "online")
 """The groups of kernels; each is compiled by its own process. The online fold
 calls the batch E-step, so the batch process compiles the float64 E-step
@@ -71,7 +73,7 @@ def _fit_everything(group: str) -> None:
         entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
         _fit_with_gaps(X, "full")
         _fit_with_gaps(X, "tied")
-        rows, single, plan32 = _e_step_arguments(X, np.float32)
+        rows, single, plan32 = e_step_examples(np.float32)
         _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
 
 
@@ -87,23 +89,6 @@ def _fit_with_gaps(X: np.ndarray, covariance_type: str) -> None:
                     random_state=0).fit(gappy)
 
 
-def _e_step_arguments(X: np.ndarray, dtype: type) -> tuple:
-    """``(rows, operands, plan)`` of a two-component mixture on X, products in
-    ``dtype``, made by the interpreted kernels (no compiling)."""
-    from .estep import kernel_plan
-    from .kernels import entries
-    from .kernels.records import rows_record
-
-    plan = kernel_plan("full", 2, X.shape[1], dtype)
-    operands = entries.density_operands.interpreted(*_density_arguments(X, plan))
-    return rows_record(X), operands, plan
-
-
-def _density_arguments(X: np.ndarray, plan: Any) -> tuple:
-    """Arguments of ``density_operands`` for a two-component mixture on X."""
-    d = X.shape[1]
-    factors = np.repeat(np.eye(d)[None], 2, axis=0)
-    return np.full(2, 0.5), np.array(X[:2], dtype=np.float64), factors, np.ones((2, d)), plan
 
 
 def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
@@ -117,7 +102,7 @@ def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
     from .mstep import parameters_from_statistics
     from .statistics import SufficientStatistics, merge
 
-    rows, single, plan32 = _e_step_arguments(X, np.float32)
+    rows, single, plan32 = e_step_examples(np.float32)
     _compile(entries.range_sums_float32.compiled, (rows, 0, 0, single, single.single, plan32))
     d = X.shape[1]
     statistics = SufficientStatistics(np.ones(2), np.zeros((2, d)), np.stack([np.eye(d)] * 2),
@@ -134,9 +119,9 @@ def _compile_e_step_first(X: np.ndarray) -> None:
 
     from .kernels import entries
 
-    rows, operands, plan = _e_step_arguments(X, np.float64)
+    rows, operands, plan = e_step_examples(np.float64)
     _compile(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
-    _compile(entries.density_operands.compiled, _density_arguments(X, plan))
+    _compile(entries.density_operands.compiled, density_operand_examples())
     _compile(entries.log_densities.compiled, (rows, operands, operands.double, plan))
     d = X.shape[1]
     _compile(entries.pattern_table.compiled, (rows.X, 0, np.zeros((d, d, 2)), 2))
@@ -166,7 +151,7 @@ def _wait_for_e_step(X: np.ndarray) -> None:
     """Wait until the batch group has put the E-step in the disk cache."""
     from .kernels import entries
 
-    rows, operands, plan = _e_step_arguments(X, np.float64)
+    rows, operands, plan = e_step_examples(np.float64)
     _wait_for(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
 
 

@@ -233,16 +233,18 @@ def block_weights(rows, start, stop):  # pragma: no cover
 
 
 @part
-def range_sums(rows, begin, end, operands, plan):  # pragma: no cover
+def range_sums(rows, begin, end, operands, plan, callees):  # pragma: no cover
     """E-step and shifted sums of the rows ``begin:end`` of ``rows``, ``plan.block``
     rows at a time; weighted rows count their weight times (:func:`normalise`),
     so every sum is weighted. Products are in float32 if ``plan.float32``, else
-    in float64; sums add up in float64. (Python calls :func:`typed_range_sums`
-    with the products it chose: a compiled wrapper would optimise both of its
-    versions again.)"""
+    in float64; sums add up in float64. :func:`typed_range_sums` is called
+    through the pointers of ``callees``
+    (:class:`~streamgmm.kernels.pointers.FoldCallees`), so that the caller's
+    library does not hold both of its versions again. (Python calls
+    :func:`typed_range_sums` with the products it chose.)"""
     if plan.float32:
-        return typed_range_sums(rows, begin, end, operands, operands.single, plan)
-    return typed_range_sums(rows, begin, end, operands, operands.double, plan)
+        return callees.range_sums_float32(rows, begin, end, operands, operands.single, plan)
+    return callees.range_sums(rows, begin, end, operands, operands.double, plan)
 
 
 @kernel

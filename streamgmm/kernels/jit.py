@@ -6,14 +6,21 @@ on disk. :func:`part` marks a function that has a single compiled caller: numba
 inlines it into that caller instead of compiling it on its own. The interpreted
 tier (:mod:`streamgmm.kernels.tiers`) loads the kernel modules with another
 ``jit`` module in this one's place, whose decorators leave each function as it
-is.
+is. It also makes numba type a
+:class:`~streamgmm.kernels.pointers.KernelPointer` as a first-class function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numba.experimental.function_type  # noqa: F401  (types first-class functions)
 from numba import njit
+from numba.core.types.function_type import WrapperAddressProtocol
+
+from .pointers import KernelPointer
+
+WrapperAddressProtocol.register(KernelPointer)
 
 
 def kernel(function: Callable) -> Callable:
