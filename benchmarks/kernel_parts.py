@@ -16,6 +16,7 @@ import os
 import time
 
 import numpy as np
+from numba import njit
 from threadpoolctl import threadpool_limits
 
 from streamgmm import GaussianMixture, estep
@@ -37,8 +38,38 @@ def milliseconds_per_million(function, n_rows: int, repeats: int = 7) -> float:
     return best * 1e3 * 1e6 / n_rows
 
 
+@njit(nogil=True)
+def _fill(record, rows, n_blocks, shift, columns, kind, products):
+    for block in range(n_blocks):
+        kernels.fill_columns(record, block * rows, (block + 1) * rows, shift, columns)
+        kernels.fill_products(columns, kind, products)
+
+
+@njit(nogil=True)
+def _densities(n_blocks, products, columns, factors, chosen):
+    log_weighted = kernels.block_log_density(products, columns, factors, chosen)
+    for _ in range(1, n_blocks):
+        log_weighted = kernels.block_log_density(products, columns, factors, chosen)
+    return log_weighted
+
+
+@njit(nogil=True)
+def _log_sum_exp(n_blocks, log_weighted, resp_t, no_weights):
+    for _ in range(n_blocks):
+        mathfn.normalise(log_weighted, resp_t, no_weights)
+
+
+@njit(nogil=True)
+def _accumulate(n_blocks, products, columns, resp_t, kind, factors, sums):
+    for _ in range(n_blocks):
+        kernels.accumulate(products, columns, resp_t, kind, factors.own_index,
+                           factors.own_offsets, sums)
+
+
 def step_times(X: np.ndarray, params, dtype) -> dict[str, float]:
-    """Each step of the block loop of ``kernels.range_sums``, over all blocks of X."""
+    """Each step of the block loop of ``kernels.range_sums``, over all blocks of X,
+    in a compiled loop (the steps are compiled for kernels only: Python cannot
+    call them)."""
     n_components, d = params.means.shape
     factors = estep.density_factors(params, np.dtype(dtype))
     chosen = factors.single if np.dtype(dtype) == np.float32 else factors.double
@@ -48,39 +79,24 @@ def step_times(X: np.ndarray, params, dtype) -> dict[str, float]:
     record = rows_record(X)
     columns = np.empty((d + 1, rows), dtype)
     products = np.empty((factors.n_products, rows), dtype)
-    kernels.fill_columns(record, 0, rows, factors.shift, columns)
-    kernels.fill_products(columns, kind, products)
-    log_weighted = kernels.block_log_density(products, columns, factors, chosen)
     resp_t = np.empty((rows, n_components), dtype)
     no_weights = np.empty(0)
-    mathfn.normalise(log_weighted, resp_t, no_weights)
     sums = kernels.zero_sums(factors.n_products, kind, n_components, d)
-
-    def fill():
-        for block in range(n_blocks):
-            start = block * rows
-            kernels.fill_columns(record, start, start + rows, factors.shift, columns)
-            kernels.fill_products(columns, kind, products)
-
-    def densities():
-        for _ in range(n_blocks):
-            kernels.block_log_density(products, columns, factors, chosen)
-
-    def log_sum_exp():
-        for _ in range(n_blocks):
-            mathfn.normalise(log_weighted, resp_t, no_weights)
-
-    def accumulate():
-        for _ in range(n_blocks):
-            kernels.accumulate(products, columns, resp_t, kind, factors.own_index,
-                               factors.own_offsets, sums)
-
+    _fill(record, rows, 1, factors.shift, columns, kind, products)
+    log_weighted = _densities(1, products, columns, factors, chosen)
+    _log_sum_exp(1, log_weighted, resp_t, no_weights)
     covered = n_blocks * rows
     return {
-        "fill": milliseconds_per_million(fill, covered),
-        "log-densities": milliseconds_per_million(densities, covered),
-        "log-sum-exp": milliseconds_per_million(log_sum_exp, covered),
-        "accumulate": milliseconds_per_million(accumulate, covered),
+        "fill": milliseconds_per_million(
+            lambda: _fill(record, rows, n_blocks, factors.shift, columns, kind, products),
+            covered),
+        "log-densities": milliseconds_per_million(
+            lambda: _densities(n_blocks, products, columns, factors, chosen), covered),
+        "log-sum-exp": milliseconds_per_million(
+            lambda: _log_sum_exp(n_blocks, log_weighted, resp_t, no_weights), covered),
+        "accumulate": milliseconds_per_million(
+            lambda: _accumulate(n_blocks, products, columns, resp_t, kind, factors, sums),
+            covered),
     }
 
 

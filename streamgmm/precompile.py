@@ -27,17 +27,18 @@ from .kernels.pointers import density_operand_examples, e_step_examples
 
 GROUPS = ("batch", "online")
 """The groups of kernels; each is compiled by its own process. The online fold
-calls the batch E-step, so the batch process compiles the float64 E-step
-before anything else, then its operands and log-densities, while the online
-process compiles the E-step's float32 sums and the M-step's kernels (each
-process loads what the other cached); the online process then waits for the
-E-step and compiles the fold (the helper thread's part included), while the
-batch process, once the M-step's kernels are in the cache, runs its fits: they
-reach the kernels for rows with missing values (the masked one for full, diag
-and spherical, the pattern table, the component-by-component one for tied);
-the batch process ends with the float32 log-densities. In that order neither
-process waits long, no kernel is compiled by both, and the two take about the
-same time (docs/benchmarks.md, "Session 15")."""
+calls the batch E-step (through a pointer, :mod:`streamgmm.kernels.pointers`:
+it needs the E-step's compiled version, not its code), so the batch process
+compiles the float64 E-step before anything else, then its operands and
+log-densities, while the online process compiles the E-step's float32 sums and
+the M-step's kernels (each process loads what the other cached); the online
+process then waits for the E-step and compiles the fold (the helper thread's
+part included) and ends with the float32 log-densities, while the batch
+process, once the M-step's kernels are in the cache, runs its fits: they reach
+the kernels for rows with missing values (the masked one for full, diag and
+spherical, the pattern table, the component-by-component one for tied). In
+that order neither process waits long, no kernel is compiled by both, and the
+two take about the same time (docs/benchmarks.md, "Session 17")."""
 
 WAIT_SECONDS = 600.0
 """How long the online group waits for the batch group's E-step before
@@ -48,6 +49,7 @@ def _fit_everything(group: str) -> None:
     """Compile every kernel of ``group`` (small fits through its entry points)."""
     from . import GaussianMixture
     from .datasets import make_mixture
+    from .kernels import entries
 
     X, _, _ = make_mixture(2000, n_components=2, n_features=3, random_state=0)
     with warnings.catch_warnings():
@@ -58,9 +60,10 @@ def _fit_everything(group: str) -> None:
             model = GaussianMixture(2, covariance_type="full", algorithm="online", max_iter=2,
                                     batch_size=256, random_state=0).fit(X)
             model.partial_fit(X[:300])
+            rows, single, plan32 = e_step_examples(np.float32)
+            _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
             return
         from .estep import statistics_from_responsibilities
-        from .kernels import entries
         from .mstep import m_step
 
         _compile_e_step_first(X)
@@ -73,8 +76,6 @@ def _fit_everything(group: str) -> None:
         entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
         _fit_with_gaps(X, "full")
         _fit_with_gaps(X, "tied")
-        rows, single, plan32 = e_step_examples(np.float32)
-        _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
 
 
 def _fit_with_gaps(X: np.ndarray, covariance_type: str) -> None:
@@ -148,11 +149,14 @@ def _wait_for_m_step(X: np.ndarray) -> None:
 
 
 def _wait_for_e_step(X: np.ndarray) -> None:
-    """Wait until the batch group has put the E-step in the disk cache."""
+    """Wait until the batch group has put the E-step and the density operands
+    (which it compiles next) in the disk cache: the fold calls both (through
+    pointers), and would otherwise compile them a second time."""
     from .kernels import entries
 
     rows, operands, plan = e_step_examples(np.float64)
     _wait_for(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
+    _wait_for(entries.density_operands.compiled, density_operand_examples())
 
 
 def _wait_for(dispatcher: Any, arguments: tuple) -> None:

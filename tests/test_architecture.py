@@ -110,7 +110,8 @@ def test_no_kernel_takes_more_than_eight_arguments():
             decorators = [ast.unparse(decorator) for decorator in
                           getattr(node, "decorator_list", ())]
             if isinstance(node, ast.FunctionDef) and any(
-                    name in ("kernel", "part") or name.startswith("njit") for name in decorators):
+                    name in ("kernel", "shared", "part") or name.startswith("njit")
+                    for name in decorators):
                 checked += 1
                 assert len(node.args.args) <= 8, f"{path.name}:{node.name}"
     assert checked > 30
@@ -214,11 +215,12 @@ def _compiled_functions() -> dict[str, tuple[str, set[str]]]:
         for node in ast.parse(path.read_text()).body:
             decorators = [ast.unparse(decorator) for decorator in node.decorator_list] if (
                 isinstance(node, ast.FunctionDef)) else []
-            if "kernel" in decorators or "part" in decorators:
+            kinds = [name for name in ("kernel", "shared", "part") if name in decorators]
+            if kinds:
                 calls = {call.func.id if isinstance(call.func, ast.Name) else call.func.attr
                          for call in ast.walk(node) if isinstance(call, ast.Call)
                          and isinstance(call.func, ast.Name | ast.Attribute)}
-                functions[node.name] = ("part" if "part" in decorators else "kernel", calls)
+                functions[node.name] = (kinds[0], calls)
     return functions
 
 
@@ -228,7 +230,9 @@ def test_a_kernel_with_one_compiled_caller_is_inlined_into_it():
     compiled caller pays that twice for nothing, so it is a ``part``, inlined
     into its caller (issue 26's compile budget). A function's compiled callers
     are the kernels that call it, directly or through parts. Entries (called
-    from Python) stay kernels."""
+    from Python) are ``kernel``s, compiled with the wrappers Python calls them
+    through; every other function several kernels call is ``shared``, compiled
+    without them."""
     import re
 
     entries = set(re.findall(r'Tiered\("\w+", "(\w+)"\)', (KERNELS / "entries.py").read_text()))
@@ -239,7 +243,7 @@ def test_a_kernel_with_one_compiled_caller_is_inlined_into_it():
     def compiled_callers(name: str, seen: frozenset = frozenset()) -> set[str]:
         found = set()
         for caller in callers[name] - seen:
-            found |= ({caller} if functions[caller][0] == "kernel"
+            found |= ({caller} if functions[caller][0] != "part"
                       else compiled_callers(caller, seen | {name}))
         return found
 
@@ -247,6 +251,9 @@ def test_a_kernel_with_one_compiled_caller_is_inlined_into_it():
         if decorator == "part":
             assert len(compiled_callers(name)) == 1 and name not in entries, (
                 name, compiled_callers(name))
-        elif name not in entries:
-            assert len(compiled_callers(name)) > 1, (name, compiled_callers(name))
+        elif decorator == "shared":
+            assert len(compiled_callers(name)) > 1 and name not in entries, (
+                name, compiled_callers(name))
+        else:
+            assert name in entries, name
     assert sum(decorator == "part" for decorator, _ in functions.values()) > 30

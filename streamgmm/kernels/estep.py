@@ -21,12 +21,12 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import LINEAR, NONE, NORM, PAIRWISE, SQUARES, WHITENED
-from .jit import kernel, part
+from .jit import kernel, part, shared
 from .mathfn import add_into, added, normalise
 from .records import Sums
 
 
-@kernel
+@shared
 def fill_columns(rows, start, stop, shift, columns):  # pragma: no cover
     """``columns[:, :b] = [(x_i - shift)^T; 1]`` for the rows ``start:stop`` of
     ``rows`` (:class:`~streamgmm.kernels.records.Rows`), subtracting in float64."""
@@ -39,7 +39,7 @@ def fill_columns(rows, start, stop, shift, columns):  # pragma: no cover
         columns[d, i] = 1.0
 
 
-@kernel
+@shared
 def fill_products(columns, kind, products):  # pragma: no cover
     """The product rows of ``columns`` (d + 1, b) that ``kind`` needs, into
     ``products`` (m, b)."""
@@ -66,7 +66,7 @@ def fill_products(columns, kind, products):  # pragma: no cover
                 products[0, i] += columns[first, i] * columns[first, i]
 
 
-@kernel
+@shared
 def block_log_density(products, columns, operands, chosen):  # pragma: no cover
     """``log pi_k + log N(x_i | k)`` of a block, (K, b) in the dtype of ``columns``,
     with ``chosen`` the :class:`~streamgmm.kernels.records.Products` of that dtype.
@@ -122,7 +122,7 @@ def zero_sums(n_products, kind, n_components, d):  # pragma: no cover
     )
 
 
-@kernel
+@shared
 def accumulate(products, columns, resp_t, kind, own_index, own_offsets, sums):  # pragma: no cover
     """Add a block's sums to ``sums`` (in place; its log-likelihood untouched).
 
@@ -220,7 +220,7 @@ def put_columns(out, start, block):  # pragma: no cover
             out[k, start + i] = block[k, i]
 
 
-@kernel
+@shared
 def block_weights(rows, start, stop):  # pragma: no cover
     """The weights of the rows ``start:stop`` as :func:`fill_columns` reads them
     (empty for unweighted rows)."""

@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from .codes import LOG_2PI
-from .jit import kernel, part
+from .jit import kernel, part, shared
 from .mathfn import normalise
 from .patterns import add_pattern_mass, pattern_covariances
 from .records import GappySums
@@ -75,7 +75,7 @@ def gather_block(rows, start, shift, columns, gaps, n_missing, index):  # pragma
     return count, row, largest
 
 
-@kernel
+@shared
 def next_block(rows, start, shift, buffers, totals):  # pragma: no cover
     """:func:`gather_block` into ``buffers`` (columns, gaps, n_missing, index
     of ``block`` rows); returns where the next block starts and the gathered
@@ -90,7 +90,7 @@ def next_block(rows, start, shift, buffers, totals):  # pragma: no cover
             n_missing[:count].copy(), index[:count].copy())
 
 
-@kernel
+@shared
 def block_buffers(block, d, extra):  # pragma: no cover
     """The buffers of :func:`next_block` (``extra`` more rows of columns)."""
     return (np.empty((d + 1 + extra, block)), np.empty((block, d), dtype=np.int64),
@@ -213,7 +213,7 @@ def full_sums(deviations, weights, first, second):  # pragma: no cover
             second[a, c] += product[a, c]
 
 
-@kernel
+@shared
 def log_table(marginal):  # pragma: no cover
     """Per factor (F, d): ``log Lambda_jj / 2`` (full, tied) or ``log p_j``
     (diag; spherical's one value in every column)."""
@@ -320,7 +320,7 @@ def gappy_sums(rows, marginal, ids, table):  # pragma: no cover
     return sums
 
 
-@kernel
+@shared
 def row_weights(rows, index):  # pragma: no cover
     """The weights of the rows ``index`` (empty for unweighted rows)."""
     if rows.weights.shape[0] == 0:

@@ -2,8 +2,10 @@
 
 :func:`kernel` compiles a function with numba, without the GIL (so that Dask's
 threads and the online helper thread run kernels truly in parallel) and cached
-on disk. :func:`part` marks a function that has a single compiled caller: numba
-inlines it into that caller instead of compiling it on its own. The interpreted
+on disk; :func:`shared` compiles a function that only kernels call, without
+the wrappers Python would need. :func:`part` marks a function that has a
+single compiled caller: numba inlines it into that caller instead of compiling
+it on its own. The interpreted
 tier (:mod:`streamgmm.kernels.tiers`) loads the kernel modules with another
 ``jit`` module in this one's place, whose decorators leave each function as it
 is. It also makes numba type a
@@ -24,8 +26,22 @@ WrapperAddressProtocol.register(KernelPointer)
 
 
 def kernel(function: Callable) -> Callable:
-    """``function`` compiled by numba on its first call (``nogil``, ``cache``)."""
+    """``function``, an entry point Python calls (through
+    :mod:`streamgmm.kernels.entries`), compiled by numba on its first call
+    (``nogil``, ``cache``), with the wrappers through which Python (and a
+    :class:`~streamgmm.kernels.pointers.KernelPointer`) call it."""
     return njit(nogil=True, cache=True)(function)
+
+
+def shared(function: Callable) -> Callable:
+    """``function``, called by several compiled kernels and never by Python,
+    compiled once on its own (``nogil``, ``cache``) without the wrappers a
+    call from Python needs: numba makes a CPython wrapper (unboxing every
+    argument) and a C wrapper for each compiled function, 500 to 1,700 lines
+    of IR each, and optimises and emits them with it although only compiled
+    callers call it (docs/benchmarks.md, "Session 17": the E-step's sums
+    compiled in 8.6 against 12.4 s)."""
+    return njit(nogil=True, cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)(function)
 
 
 def part(function: Callable) -> Callable:

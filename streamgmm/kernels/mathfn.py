@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .jit import kernel, part
+from .jit import part, shared
 
 LOG2_E = 1.4426950408889634
 LN2_HIGH = 6.93147180369123816490e-01
@@ -89,7 +89,7 @@ def exp_nonpositive_float32(values, out):  # pragma: no cover
         out[i] = out[i] * scale[i] if values[i] >= EXP_SMALLEST_FLOAT32 else np.float32(0.0)
 
 
-@kernel
+@shared
 def normalise(log_weighted, resp_t, row_weights):  # pragma: no cover
     """Responsibilities ``resp_t`` (b, K) from log-densities (K, b) by
     log-sum-exp, in the dtype of ``log_weighted`` (float32 for float32 products);
@@ -142,14 +142,14 @@ def copy_into(out, values):  # pragma: no cover
         out.flat[i] = values.flat[i]
 
 
-@kernel
+@shared
 def add_into(out, values):  # pragma: no cover
     """``out += values`` for arrays of one size (any shapes), in C order."""
     for i in range(out.size):
         out.flat[i] += values.flat[i]
 
 
-@kernel
+@shared
 def added(first, second):  # pragma: no cover
     """``first + second`` for C-contiguous arrays of one shape, as a new array."""
     out = first.copy()

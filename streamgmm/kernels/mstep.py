@@ -11,12 +11,12 @@ import math
 import numpy as np
 
 from .codes import NONE, NORM, OVERFLOWED, PAIRWISE, SQUARES, WEIGHT_FLOOR
-from .jit import kernel, part
+from .jit import kernel, part, shared
 from .mathfn import added, scaled
 from .records import Mixture, MStep, Statistics
 
 
-@kernel
+@shared
 def outer_add(weights, vectors, kind, scatter):  # pragma: no cover
     """``scatter += sum_k w_k v_k v_k^T`` reduced as ``kind`` keeps it (blocks form):
     weights (K,), vectors (K, d)."""
@@ -108,7 +108,7 @@ def merge_blocks(a, b, kind):  # pragma: no cover
     return merged(a.weight, a.mean, b.weight, b.mean, added(a.scatter, b.scatter), kind)
 
 
-@kernel
+@shared
 def merged(weight_a, mean_a, weight_b, mean_b, scatter, kind):  # pragma: no cover
     """:func:`merge_blocks` of the sets of weights ``weight_a``, ``weight_b`` and
     means ``mean_a``, ``mean_b`` whose scatters sum to ``scatter`` (a new

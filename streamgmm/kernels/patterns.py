@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .jit import kernel, part
+from .jit import kernel, part, shared
 from .records import PatternTable
 
 
@@ -275,7 +275,7 @@ def pattern_table(X, n_rows, precisions, n_components):  # pragma: no cover
                              np.zeros((n_patterns, n_components)))
 
 
-@kernel
+@shared
 def pattern_covariances(table, second):  # pragma: no cover
     """Add each pattern's ``mass C`` to ``second`` (K, d, d), the conditional
     covariances' part of the second sums."""
@@ -292,7 +292,7 @@ def pattern_covariances(table, second):  # pragma: no cover
                         square + a * m + c, 0 if shared else k]
 
 
-@kernel
+@shared
 def add_pattern_mass(ids, resp_t, mass):  # pragma: no cover
     """``mass[p] +=`` the responsibilities (b, K) of the rows of pattern p
     (``ids``, -1 for none), one row after the other."""
