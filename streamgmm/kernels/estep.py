@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import LINEAR, NONE, NORM, PAIRWISE, SQUARES, WHITENED
-from .jit import kernel, part, shared
+from .jit import addressable, kernel, part, shared
 from .mathfn import add_into, added, normalise
 from .records import Sums
 
@@ -247,7 +247,7 @@ def range_sums(rows, begin, end, operands, plan, callees):  # pragma: no cover
     return callees.range_sums(rows, begin, end, operands, operands.double, plan)
 
 
-@kernel
+@addressable
 def typed_range_sums(rows, begin, end, operands, chosen, plan):  # pragma: no cover
     """:func:`range_sums` with products in the dtype of ``chosen`` (the
     :class:`~streamgmm.kernels.records.Products` of ``operands`` to use)."""

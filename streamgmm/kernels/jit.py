@@ -2,7 +2,8 @@
 
 :func:`kernel` compiles a function with numba, without the GIL (so that Dask's
 threads and the online helper thread run kernels truly in parallel) and cached
-on disk; :func:`shared` compiles a function that only kernels call, without
+on disk (:func:`addressable` also with the C wrapper a pointer to it calls);
+:func:`shared` compiles a function that only kernels call, without
 the wrappers Python would need. :func:`part` marks a function that has a
 single compiled caller: numba inlines it into that caller instead of compiling
 it on its own. The interpreted
@@ -28,8 +29,14 @@ WrapperAddressProtocol.register(KernelPointer)
 def kernel(function: Callable) -> Callable:
     """``function``, an entry point Python calls (through
     :mod:`streamgmm.kernels.entries`), compiled by numba on its first call
-    (``nogil``, ``cache``), with the wrappers through which Python (and a
-    :class:`~streamgmm.kernels.pointers.KernelPointer`) call it."""
+    (``nogil``, ``cache``), with the CPython wrapper Python calls it through."""
+    return njit(nogil=True, cache=True, no_cfunc_wrapper=True)(function)
+
+
+def addressable(function: Callable) -> Callable:
+    """A :func:`kernel` that other kernels also call through a
+    :class:`~streamgmm.kernels.pointers.KernelPointer`: compiled with the C
+    wrapper too, whose address the pointer hands to them."""
     return njit(nogil=True, cache=True)(function)
 
 

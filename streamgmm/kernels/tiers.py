@@ -107,7 +107,8 @@ def _load_interpreted() -> None:
     package = types.ModuleType(_INTERPRETED_PACKAGE)
     package.__path__ = [os.path.dirname(__file__)]
     as_written = types.ModuleType(f"{_INTERPRETED_PACKAGE}.jit")
-    as_written.kernel = as_written.shared = as_written.part = lambda function: function
+    as_written.kernel = as_written.addressable = as_written.shared = as_written.part = (
+        lambda function: function)
     shared = {"records": records, "codes": codes, "atomics": atomics, "jit": as_written}
     sys.modules[_INTERPRETED_PACKAGE] = package
     for name, module in shared.items():
