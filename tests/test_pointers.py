@@ -23,6 +23,8 @@ def test_a_kernel_called_through_its_pointer_gives_what_python_gets(dtype):
     the pointer gets them too."""
     import numba
 
+    from streamgmm.kernels.jit import called
+
     rng = np.random.default_rng(3)
     X = rng.normal(size=(700, 4))
     plan = kernel_plan("full", 3, 4, dtype)._replace(block=128)
@@ -37,8 +39,9 @@ def test_a_kernel_called_through_its_pointer_gives_what_python_gets(dtype):
     @numba.njit
     def through(callees, rows, operands, plan):
         if plan.float32:
-            return callees.range_sums_float32(rows, 5, 650, operands, operands.single, plan)
-        return callees.range_sums(rows, 5, 650, operands, operands.double, plan)
+            return called(callees.range_sums_float32)(rows, 5, 650, operands, operands.single,
+                                                      plan)
+        return called(callees.range_sums)(rows, 5, 650, operands, operands.double, plan)
 
     tier = entries.range_sums_float32 if dtype == np.float32 else entries.range_sums
     direct = tier.compiled(rows, 5, 650, operands, chosen, plan)
@@ -50,20 +53,17 @@ def test_a_kernel_called_through_its_pointer_gives_what_python_gets(dtype):
     assert direct.log_likelihood < 0
 
 
-def test_fold_callees_are_made_once_and_typed_as_functions():
+def test_fold_callees_are_made_once_and_typed_as_addresses():
     """The pointers are made once per process (a constant of the fold's
-    pairing) and numba types each as a first-class function of its kernel's
-    one compiled signature."""
+    pairing); numba types each as the address of its field's kernel, which is
+    that kernel's one compiled version."""
     import numba
-    from numba.core.types.function_type import FunctionType
 
-    import streamgmm.kernels.jit  # noqa: F401  (numba's typing of pointers)
+    from streamgmm.kernels.jit import KernelAddress
 
     callees = fold_callees()
     assert fold_callees() is callees and isinstance(callees, FoldCallees)
-    for pointer in callees:
-        kind = numba.typeof(pointer)
-        assert isinstance(kind, FunctionType)
-        assert kind.signature == pointer.signature()
+    for field, pointer in zip(FoldCallees._fields, callees, strict=True):
+        assert numba.typeof(pointer) == KernelAddress(field)
         assert pointer.signature().args in pointer.tiered.compiled.overloads
         assert pointer.__wrapper_address__() > 0

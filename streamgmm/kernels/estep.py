@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import LINEAR, NONE, NORM, PAIRWISE, SQUARES, WHITENED
-from .jit import addressable, kernel, part, shared
+from .jit import addressable, called, kernel, part, shared
 from .mathfn import add_into, added, normalise
 from .records import Sums
 
@@ -243,8 +243,9 @@ def range_sums(rows, begin, end, operands, plan, callees):  # pragma: no cover
     library does not hold both of its versions again. (Python calls
     :func:`typed_range_sums` with the products it chose.)"""
     if plan.float32:
-        return callees.range_sums_float32(rows, begin, end, operands, operands.single, plan)
-    return callees.range_sums(rows, begin, end, operands, operands.double, plan)
+        single = called(callees.range_sums_float32)
+        return single(rows, begin, end, operands, operands.single, plan)
+    return called(callees.range_sums)(rows, begin, end, operands, operands.double, plan)
 
 
 @addressable

@@ -50,7 +50,7 @@ from .codes import (
     SYNC_STOP,
 )
 from .estep import range_sums, zero_sums
-from .jit import part
+from .jit import called, part
 from .mathfn import add_into, added, copy_into
 from .operands import variances_of
 from .records import Sums
@@ -254,7 +254,7 @@ def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
         buffer = pairing.buffers[parity]
         mixture = buffer.mixture
         n_components, d = mixture.means.shape
-        operands = pairing.callees.density_operands(
+        operands = called(pairing.callees.density_operands)(
             mixture.weights, mixture.means, mixture.factors,
             variances_of(mixture.covariances, plan.kind, n_components, d), plan)
         ranges = SYNC_RANGES + 4 * parity

@@ -3,13 +3,14 @@
 numba links the whole library of every kernel a compiled kernel calls into the
 caller's library, and optimises and emits it again there: the online fold's
 library held both of the E-step's versions and the density operands a second
-time, half of its code. A :class:`KernelPointer` is typed by numba as a
-first-class function of the kernel's one signature (its ``FunctionType``,
-through numba's wrapper address protocol): the caller calls the kernel's own
-compiled version through its address, and only the caller's code is compiled
-with it (``streamgmm compile``'s online group: the fold 23.7 -> 17.8 s,
-docs/benchmarks.md, "Session 17"). Called from Python (the interpreted tier),
-a pointer runs its tiered kernel.
+time, half of its code. A :class:`KernelPointer` reaches compiled code as the
+address of its kernel's compiled version (numba's type ``KernelAddress``,
+:mod:`streamgmm.kernels.jit`), which ``called(pointer)`` turns into a
+first-class function of the kernel's one signature: the caller calls the
+kernel there, and only the caller's code is compiled with it (the fold's
+compile about a sixth shorter, docs/benchmarks.md, "Session 17"). Called from
+Python (the interpreted tier, where ``called`` returns the pointer itself), a
+pointer runs its tiered kernel.
 
 Nothing here imports numba until a pointer is typed or compiled.
 """
@@ -31,14 +32,15 @@ class KernelPointer:
     argument types (each kernel has one compiled version). Typing or unboxing
     it compiles the kernel, or loads it from the disk cache."""
 
-    def __init__(self, tiered: Any, examples: Callable[[], tuple]):
+    def __init__(self, field: str, tiered: Any, examples: Callable[[], tuple]):
+        self.field = field
         self.tiered = tiered
         self.examples = examples
         self._signature: Any = None
         self._address = 0
 
     def __repr__(self) -> str:
-        return f"KernelPointer({self.tiered.name})"
+        return f"KernelPointer({self.field})"
 
     def _compiled(self) -> Any:
         import numba
@@ -53,15 +55,13 @@ class KernelPointer:
         return dispatcher.overloads[types]
 
     def signature(self) -> Any:
-        """The numba signature of the kernel's compiled version (the wrapper
-        address protocol's)."""
+        """The numba signature of the kernel's compiled version."""
         if self._signature is None:
             self._signature = self._compiled().signature
         return self._signature
 
     def __wrapper_address__(self) -> int:
-        """The address of the compiled version's C wrapper (the wrapper address
-        protocol's)."""
+        """The address of the compiled version's C wrapper."""
         if not self._address:
             result = self._compiled()
             self._address = result.library.get_pointer_to_function(
@@ -115,7 +115,9 @@ def fold_callees() -> FoldCallees:
     from . import entries
 
     return FoldCallees(
-        KernelPointer(entries.range_sums, lambda: range_sums_examples(np.float64)),
-        KernelPointer(entries.range_sums_float32, lambda: range_sums_examples(np.float32)),
-        KernelPointer(entries.density_operands, density_operand_examples),
+        KernelPointer("range_sums", entries.range_sums,
+                      lambda: range_sums_examples(np.float64)),
+        KernelPointer("range_sums_float32", entries.range_sums_float32,
+                      lambda: range_sums_examples(np.float32)),
+        KernelPointer("density_operands", entries.density_operands, density_operand_examples),
     )

@@ -109,6 +109,7 @@ def _load_interpreted() -> None:
     as_written = types.ModuleType(f"{_INTERPRETED_PACKAGE}.jit")
     as_written.kernel = as_written.addressable = as_written.shared = as_written.part = (
         lambda function: function)
+    as_written.called = lambda pointer: pointer
     shared = {"records": records, "codes": codes, "atomics": atomics, "jit": as_written}
     sys.modules[_INTERPRETED_PACKAGE] = package
     for name, module in shared.items():
