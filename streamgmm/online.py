@@ -71,7 +71,6 @@ from .estep import (
 from .inputs import row_store_compressor
 from .kernels import codes
 from .kernels import entries as kernels
-from .kernels.pointers import fold_callees
 from .kernels.records import (
     Mixture,
     OnlineSettings,
@@ -444,7 +443,7 @@ def _unpaired() -> Pairing:
     """The pairing of steps without a helper thread, made once: its flags and
     buffers are never read nor written (every step's ``posted`` is 0)."""
     return constant(Pairing(False, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64),
-                            _no_buffers(), fold_callees()))
+                            _no_buffers()))
 
 
 @functools.cache
@@ -560,7 +559,7 @@ def _pairing(mixture: Mixture, plan, batch_size: int, patience: int = 0,
 
     sync = np.zeros(codes.SYNC_SLOTS, dtype=np.int64)
     sync[codes.SYNC_PATIENCE] = patience
-    return Pairing(True, False, sync, (buffer(), buffer()), fold_callees())
+    return Pairing(True, False, sync, (buffer(), buffer()))
 
 
 @functools.cache

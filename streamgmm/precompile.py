@@ -23,12 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .kernels.pointers import density_operand_examples, e_step_examples
-
 GROUPS = ("batch", "online")
 """The groups of kernels; each is compiled by its own process. The online fold
-calls the batch E-step (through a pointer, :mod:`streamgmm.kernels.pointers`:
-it needs the E-step's compiled version, not its code), so the batch process
+calls the batch E-step and its operands, so the batch process
 compiles the float64 E-step before anything else, then its operands and
 log-densities, while the online process compiles the E-step's float32 sums and
 the M-step's kernels (each process loads what the other cached); the online
@@ -76,6 +73,28 @@ def _fit_everything(group: str) -> None:
         entries.burn_in_complete(np.ones(2), 10.0, 4, 100)
         _fit_with_gaps(X, "full")
         _fit_with_gaps(X, "tied")
+
+
+def e_step_examples(dtype: type = np.float64) -> tuple:
+    """``(rows, operands, plan)`` of the E-step with products in ``dtype``
+    (two components, three features), of the types every caller passes; made
+    by the interpreted kernels (nothing is compiled)."""
+    from .kernels import entries
+    from .kernels.records import rows_record
+
+    arguments = density_operand_examples(dtype)
+    operands = entries.density_operands.interpreted(*arguments)
+    return rows_record(np.zeros((2, 3))), operands, arguments[-1]
+
+
+def density_operand_examples(dtype: type = np.float64) -> tuple:
+    """Arguments of ``density_operands`` (two components, three features)
+    with products in ``dtype``."""
+    from .estep import kernel_plan
+
+    plan = kernel_plan("full", 2, 3, dtype)
+    factors = np.repeat(np.eye(3)[None], 2, axis=0)
+    return np.full(2, 0.5), np.zeros((2, 3)), factors, np.ones((2, 3)), plan
 
 
 def _fit_with_gaps(X: np.ndarray, covariance_type: str) -> None:
@@ -150,8 +169,8 @@ def _wait_for_m_step(X: np.ndarray) -> None:
 
 def _wait_for_e_step(X: np.ndarray) -> None:
     """Wait until the batch group has put the E-step and the density operands
-    (which it compiles next) in the disk cache: the fold calls both (through
-    pointers), and would otherwise compile them a second time."""
+    (which it compiles next) in the disk cache: the fold calls both, and would
+    otherwise compile them a second time."""
     from .kernels import entries
 
     rows, operands, plan = e_step_examples(np.float64)

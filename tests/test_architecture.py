@@ -110,7 +110,7 @@ def test_no_kernel_takes_more_than_eight_arguments():
             decorators = [ast.unparse(decorator) for decorator in
                           getattr(node, "decorator_list", ())]
             if isinstance(node, ast.FunctionDef) and any(
-                    name in ("kernel", "addressable", "shared", "part") or name.startswith("njit")
+                    name in ("kernel", "shared", "part") or name.startswith("njit")
                     for name in decorators):
                 checked += 1
                 assert len(node.args.args) <= 8, f"{path.name}:{node.name}"
@@ -215,13 +215,12 @@ def _compiled_functions() -> dict[str, tuple[str, set[str]]]:
         for node in ast.parse(path.read_text()).body:
             decorators = [ast.unparse(decorator) for decorator in node.decorator_list] if (
                 isinstance(node, ast.FunctionDef)) else []
-            kinds = [name for name in ("kernel", "addressable", "shared", "part")
-                     if name in decorators]
+            kinds = [name for name in ("kernel", "shared", "part") if name in decorators]
             if kinds:
                 calls = {call.func.id if isinstance(call.func, ast.Name) else call.func.attr
                          for call in ast.walk(node) if isinstance(call, ast.Call)
                          and isinstance(call.func, ast.Name | ast.Attribute)}
-                functions[node.name] = (kinds[0].replace("addressable", "kernel"), calls)
+                functions[node.name] = (kinds[0], calls)
     return functions
 
 

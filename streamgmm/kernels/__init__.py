@@ -12,8 +12,6 @@
 * :mod:`~streamgmm.kernels.vectorized`: NumPy twins of the row loops, bit for bit;
 * :mod:`~streamgmm.kernels.tiers`, :mod:`~streamgmm.kernels.entries`: every
   kernel interpreted until it is hot or found in the disk cache, then compiled.
-* :mod:`~streamgmm.kernels.pointers`: kernels handed to another kernel as
-  data, so that numba does not compile them into it again.
 
 Rows reach every kernel as one type (float64, C-contiguous, read-only) and
 parameters as writeable float64 blocks, and the products' dtype is chosen at

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import LINEAR, NONE, NORM, PAIRWISE, SQUARES, WHITENED
-from .jit import addressable, called, kernel, part, shared
+from .jit import kernel, part, shared
 from .mathfn import add_into, added, normalise
 from .records import Sums
 
@@ -233,22 +233,19 @@ def block_weights(rows, start, stop):  # pragma: no cover
 
 
 @part
-def range_sums(rows, begin, end, operands, plan, callees):  # pragma: no cover
+def range_sums(rows, begin, end, operands, plan):  # pragma: no cover
     """E-step and shifted sums of the rows ``begin:end`` of ``rows``, ``plan.block``
     rows at a time; weighted rows count their weight times (:func:`normalise`),
     so every sum is weighted. Products are in float32 if ``plan.float32``, else
-    in float64; sums add up in float64. :func:`typed_range_sums` is called
-    through the pointers of ``callees``
-    (:class:`~streamgmm.kernels.pointers.FoldCallees`), so that the caller's
-    library does not hold both of its versions again. (Python calls
-    :func:`typed_range_sums` with the products it chose.)"""
+    in float64; sums add up in float64. (Python calls :func:`typed_range_sums`
+    with the products it chose: a compiled wrapper would optimise both of its
+    versions again.)"""
     if plan.float32:
-        single = called(callees.range_sums_float32)
-        return single(rows, begin, end, operands, operands.single, plan)
-    return called(callees.range_sums)(rows, begin, end, operands, operands.double, plan)
+        return typed_range_sums(rows, begin, end, operands, operands.single, plan)
+    return typed_range_sums(rows, begin, end, operands, operands.double, plan)
 
 
-@addressable
+@kernel
 def typed_range_sums(rows, begin, end, operands, chosen, plan):  # pragma: no cover
     """:func:`range_sums` with products in the dtype of ``chosen`` (the
     :class:`~streamgmm.kernels.records.Products` of ``operands`` to use)."""

@@ -21,10 +21,10 @@ from .codes import (
     SYNC_POSTED,
 )
 from .estep import block_weights
-from .jit import called, kernel, part
+from .jit import kernel, part
 from .mathfn import scaled
 from .mstep import centred_statistics, parameters_blocks, stepwise_blocks
-from .operands import variances_of
+from .operands import density_operands, variances_of
 from .pairing import batch_sums, help_online_steps, post_batch, split_row
 from .records import Outcome, Running, Statistics
 
@@ -121,7 +121,7 @@ def online_steps(rows, running, settings, plan, pairing):  # pragma: no cover
                 generation += 1
                 sync[SYNC_HOLDS + parity] = 0
                 posted = generation
-        operands = called(pairing.callees.density_operands)(
+        operands = density_operands(
             mixture.weights, mixture.means, mixture.factors,
             variances_of(mixture.covariances, kind, n_components, n_features), plan)
         sums, usable, joined = batch_sums(rows, begin, end, operands, plan, settings.limit,

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .codes import LINEAR, LOG_2PI, NONE, PAIRWISE, SQUARES, TIED, WHITENED
-from .jit import addressable, kernel, part
+from .jit import kernel, part
 from .records import Operands, Products
 
 
@@ -221,7 +221,7 @@ def no_products(probe):  # pragma: no cover
     return Products(empty, empty, empty, empty)
 
 
-@addressable
+@kernel
 def density_operands(weights, means, factors, variances, plan):  # pragma: no cover
     """The :class:`~streamgmm.kernels.records.Operands` of one set of parameters:
     ``weights`` (K,), ``means`` (K, d), precision ``factors`` (blocks form) and

@@ -50,9 +50,9 @@ from .codes import (
     SYNC_STOP,
 )
 from .estep import range_sums, zero_sums
-from .jit import called, part
+from .jit import part
 from .mathfn import add_into, added, copy_into
-from .operands import variances_of
+from .operands import density_operands, variances_of
 from .records import Sums
 
 CLAIM_MASK = (1 << CLAIM_BITS) - 1
@@ -211,8 +211,7 @@ def batch_sums(rows, begin, end, operands, plan, limit, pairing, posted):  # pra
         else:
             start, stop = piece_range(begin, split, end, block, piece)
             piece_usable = rows_usable(rows, start, stop, limit)
-            sums = range_sums(rows, start, stop if piece_usable else start, operands, plan,
-                              pairing.callees)
+            sums = range_sums(rows, start, stop if piece_usable else start, operands, plan)
         spent += cycle_count() - started
         usable = usable and piece_usable
         if piece == 0:
@@ -254,7 +253,7 @@ def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
         buffer = pairing.buffers[parity]
         mixture = buffer.mixture
         n_components, d = mixture.means.shape
-        operands = called(pairing.callees.density_operands)(
+        operands = density_operands(
             mixture.weights, mixture.means, mixture.factors,
             variances_of(mixture.covariances, plan.kind, n_components, d), plan)
         ranges = SYNC_RANGES + 4 * parity
@@ -268,7 +267,7 @@ def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
             start, stop = piece_range(begin, split, end, plan.block, piece)
             usable = rows_usable(source, start - offset, stop - offset, limit)
             sums = range_sums(source, start - offset, (stop if usable else start) - offset,
-                              operands, plan, pairing.callees)
+                              operands, plan)
             pieces = buffer.pieces
             copy_into(pieces.products[piece], sums.products)
             copy_into(pieces.columns[piece], sums.columns)

@@ -232,16 +232,13 @@ class PostedBatch(NamedTuple):
 class Pairing(NamedTuple):
     """The two-thread protocol's shared state: whether a helper thread runs
     (``paired``), whether this is the helper's call (``helping``), the int64
-    ``sync`` slots (:data:`~streamgmm.kernels.codes.SYNC_SLOTS`), the two
-    :class:`PostedBatch` buffers batches are posted in, alternately, and the
-    kernels the fold calls through pointers
-    (:class:`~streamgmm.kernels.pointers.FoldCallees`)."""
+    ``sync`` slots (:data:`~streamgmm.kernels.codes.SYNC_SLOTS`) and the two
+    :class:`PostedBatch` buffers batches are posted in, alternately."""
 
     paired: bool
     helping: bool
     sync: np.ndarray
     buffers: tuple
-    callees: tuple
 
 
 class Outcome(NamedTuple):

@@ -107,9 +107,7 @@ def _load_interpreted() -> None:
     package = types.ModuleType(_INTERPRETED_PACKAGE)
     package.__path__ = [os.path.dirname(__file__)]
     as_written = types.ModuleType(f"{_INTERPRETED_PACKAGE}.jit")
-    as_written.kernel = as_written.addressable = as_written.shared = as_written.part = (
-        lambda function: function)
-    as_written.called = lambda pointer: pointer
+    as_written.kernel = as_written.shared = as_written.part = lambda function: function
     shared = {"records": records, "codes": codes, "atomics": atomics, "jit": as_written}
     sys.modules[_INTERPRETED_PACKAGE] = package
     for name, module in shared.items():
@@ -283,8 +281,7 @@ class Tiered:
 def _constant_print(record: Any) -> bytes:
     """The fingerprint of a registered constant: numba's, or one made of its
     ``id`` (which names it alone for good) for a record numba cannot
-    fingerprint, such as a pairing holding
-    :class:`~streamgmm.kernels.pointers.KernelPointer` objects."""
+    fingerprint."""
     try:
         return _fingerprint(record)
     except (ValueError, TypeError, NotImplementedError):
