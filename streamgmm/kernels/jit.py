@@ -32,8 +32,7 @@ def shared(function: Callable) -> Callable:
     call from Python needs: numba makes a CPython wrapper (unboxing every
     argument) and a C wrapper for each compiled function, 500 to 1,700 lines
     of IR each, and optimises and emits them with it although only compiled
-    callers call it (docs/benchmarks.md, "Session 17": the E-step's sums
-    compiled in 8.6 against 12.4 s)."""
+    callers call it (docs/benchmarks.md, "Session 17")."""
     return njit(nogil=True, cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)(function)
 
 
