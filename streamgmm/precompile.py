@@ -29,7 +29,7 @@ calls the batch E-step and its operands, so the batch process
 compiles the float64 E-step before anything else, then its operands and
 log-densities, while the online process compiles the E-step's float32 sums and
 the M-step's kernels (each process loads what the other cached); the online
-process then waits for the E-step and compiles the fold (the helper thread's
+process then waits for the E-step and its operands and compiles the fold (the helper thread's
 part included) and ends with the float32 log-densities, while the batch
 process, once the M-step's kernels are in the cache, runs its fits: they reach
 the kernels for rows with missing values (the masked one for full, diag and
@@ -57,7 +57,7 @@ def _fit_everything(group: str) -> None:
             model = GaussianMixture(2, covariance_type="full", algorithm="online", max_iter=2,
                                     batch_size=256, random_state=0).fit(X)
             model.partial_fit(X[:300])
-            rows, single, plan32 = e_step_examples(np.float32)
+            rows, single, plan32 = _e_step_examples(np.float32)
             _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
             return
         from .estep import statistics_from_responsibilities
@@ -75,19 +75,19 @@ def _fit_everything(group: str) -> None:
         _fit_with_gaps(X, "tied")
 
 
-def e_step_examples(dtype: type = np.float64) -> tuple:
+def _e_step_examples(dtype: type = np.float64) -> tuple:
     """``(rows, operands, plan)`` of the E-step with products in ``dtype``
     (two components, three features), of the types every caller passes; made
     by the interpreted kernels (nothing is compiled)."""
     from .kernels import entries
     from .kernels.records import rows_record
 
-    arguments = density_operand_examples(dtype)
+    arguments = _density_operand_examples(dtype)
     operands = entries.density_operands.interpreted(*arguments)
     return rows_record(np.zeros((2, 3))), operands, arguments[-1]
 
 
-def density_operand_examples(dtype: type = np.float64) -> tuple:
+def _density_operand_examples(dtype: type = np.float64) -> tuple:
     """Arguments of ``density_operands`` (two components, three features)
     with products in ``dtype``."""
     from .estep import kernel_plan
@@ -109,8 +109,6 @@ def _fit_with_gaps(X: np.ndarray, covariance_type: str) -> None:
                     random_state=0).fit(gappy)
 
 
-
-
 def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
     """The E-step's float32 sums and the M-step's kernels (merge, parameters),
     compiled on their own while the batch process compiles the float64
@@ -122,7 +120,7 @@ def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
     from .mstep import parameters_from_statistics
     from .statistics import SufficientStatistics, merge
 
-    rows, single, plan32 = e_step_examples(np.float32)
+    rows, single, plan32 = _e_step_examples(np.float32)
     _compile(entries.range_sums_float32.compiled, (rows, 0, 0, single, single.single, plan32))
     d = X.shape[1]
     statistics = SufficientStatistics(np.ones(2), np.zeros((2, d)), np.stack([np.eye(d)] * 2),
@@ -139,9 +137,9 @@ def _compile_e_step_first(X: np.ndarray) -> None:
 
     from .kernels import entries
 
-    rows, operands, plan = e_step_examples(np.float64)
+    rows, operands, plan = _e_step_examples(np.float64)
     _compile(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
-    _compile(entries.density_operands.compiled, density_operand_examples())
+    _compile(entries.density_operands.compiled, _density_operand_examples())
     _compile(entries.log_densities.compiled, (rows, operands, operands.double, plan))
     d = X.shape[1]
     _compile(entries.pattern_table.compiled, (rows.X, 0, np.zeros((d, d, 2)), 2))
@@ -173,9 +171,9 @@ def _wait_for_e_step(X: np.ndarray) -> None:
     otherwise compile them a second time."""
     from .kernels import entries
 
-    rows, operands, plan = e_step_examples(np.float64)
+    rows, operands, plan = _e_step_examples(np.float64)
     _wait_for(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
-    _wait_for(entries.density_operands.compiled, density_operand_examples())
+    _wait_for(entries.density_operands.compiled, _density_operand_examples())
 
 
 def _wait_for(dispatcher: Any, arguments: tuple) -> None:

@@ -78,7 +78,10 @@ def constant(record: Any) -> Any:
     with _lock:
         _constants.setdefault(id(record), record)
         if _fingerprint is not None and _constants[id(record)] is record:
-            _constant_prints.setdefault(id(record), _constant_print(record))
+            try:
+                _constant_prints.setdefault(id(record), _fingerprint(record))
+            except (ValueError, TypeError):
+                pass
     return record
 
 
@@ -239,7 +242,7 @@ class Tiered:
             try:
                 prints = tuple([_constant_prints.get(id(argument)) or _fingerprint(argument)
                                 for argument in arguments])
-            except (ValueError, TypeError, NotImplementedError):
+            except (ValueError, TypeError):
                 prints = None
             if prints in self._fast:
                 return self._entry(*arguments)
@@ -261,10 +264,11 @@ class Tiered:
             try:
                 for argument in arguments:
                     if _constants.get(id(argument)) is argument:
-                        _constant_prints.setdefault(id(argument), _constant_print(argument))
+                        _constant_prints.setdefault(id(argument), compute_fingerprint(argument))
                 prints = tuple([_constant_prints.get(id(argument)) or compute_fingerprint(argument)
                                 for argument in arguments])
-            except (ValueError, TypeError, NotImplementedError):
+            except (ValueError, TypeError):
+                self._checks_left = 0
                 return
             if prints in self._fast:
                 return
@@ -276,16 +280,6 @@ class Tiered:
             if tuple(_typeof(argument) for argument in arguments) == tuple(signature):
                 self._entry = result.entry_point
                 self._fast = self._fast | {prints}
-
-
-def _constant_print(record: Any) -> bytes:
-    """The fingerprint of a registered constant: numba's, or one made of its
-    ``id`` (which names it alone for good) for a record numba cannot
-    fingerprint."""
-    try:
-        return _fingerprint(record)
-    except (ValueError, TypeError, NotImplementedError):
-        return b"constant:" + id(record).to_bytes(8, "little")
 
 
 def _typeof(argument: Any) -> Any:
