@@ -83,6 +83,7 @@ from .kernels.records import (
     Statistics,
     Sums,
     rows_record,
+    unpaired,
 )
 from .kernels.tiers import constant
 from .mstep import OVERFLOW_MESSAGE, cholesky_error, parameters_from_statistics
@@ -442,8 +443,7 @@ def _standing_steps(rows: Rows, running: Running, settings: OnlineSettings,
 def _unpaired() -> Pairing:
     """The pairing of steps without a helper thread, made once: its flags and
     buffers are never read nor written (every step's ``posted`` is 0)."""
-    return constant(Pairing(False, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64),
-                            _no_buffers()))
+    return constant(unpaired())
 
 
 @functools.cache
@@ -560,21 +560,6 @@ def _pairing(mixture: Mixture, plan, batch_size: int, patience: int = 0,
     sync = np.zeros(codes.SYNC_SLOTS, dtype=np.int64)
     sync[codes.SYNC_PATIENCE] = patience
     return Pairing(True, False, sync, (buffer(), buffer()))
-
-
-@functools.cache
-def _no_buffers() -> tuple[PostedBatch, PostedBatch]:
-    """The buffers of a fold without a helper (never read nor written): empty
-    arrays of the dimensions :func:`_pairing` gives, so that the fold has one
-    numba type; made once."""
-    def empty(ndim: int) -> np.ndarray:
-        return np.zeros((0,) * ndim)
-
-    buffer = PostedBatch(Mixture(empty(1), empty(2), empty(3), empty(3)),
-                         Sums(empty(3), empty(3), empty(3), empty(3), empty(4), empty(3), 0.0),
-                         empty(2), np.zeros(0, dtype=np.int64), empty(2), empty(1),
-                         rows_record(empty(2)))
-    return buffer, buffer
 
 
 def _worth_a_standing_helper(n_rows: int, batch_size: int) -> bool:

@@ -25,17 +25,20 @@ import numpy as np
 
 GROUPS = ("batch", "online")
 """The groups of kernels; each is compiled by its own process. The online fold
-calls the batch E-step and its operands, so the batch process
-compiles the float64 E-step before anything else, then its operands and
-log-densities, while the online process compiles the E-step's float32 sums and
-the M-step's kernels (each process loads what the other cached); the online
-process then waits for the E-step and its operands and compiles the fold (the helper thread's
-part included) and ends with the float32 log-densities, while the batch
-process, once the M-step's kernels are in the cache, runs its fits: they reach
-the kernels for rows with missing values (the masked one for full, diag and
-spherical, the pattern table, the component-by-component one for tied). In
-that order neither process waits long, no kernel is compiled by both, and the
-two take about the same time (docs/benchmarks.md, "Session 17")."""
+calls the batch E-step and its operands, so the batch process compiles the
+float64 E-step before anything else, then its operands, its log-densities and
+the pattern table of rows with gaps, while the online process compiles the
+E-step's float32 sums, the M-step's kernels and the sums under given
+responsibilities (each process loads what the other cached). The online
+process then waits for the E-step and its operands, compiles the fold (the
+helper thread's part included) and ends with the float32 log-densities; it
+compiles from example arguments and imports neither scikit-learn nor Dask
+(about 2 s of a process's start). The batch process, once the M-step's
+kernels are in the cache, runs its fits, which reach the kernels for rows
+with missing values (the masked one for full, diag and spherical, the
+component-by-component one for tied). In that order neither process waits
+long, no kernel is compiled by both, and the two take about the same time
+(docs/benchmarks.md, "Session 18")."""
 
 WAIT_SECONDS = 600.0
 """How long the online group waits for the batch group's E-step before
@@ -43,27 +46,27 @@ compiling it itself."""
 
 
 def _fit_everything(group: str) -> None:
-    """Compile every kernel of ``group`` (small fits through its entry points)."""
+    """Compile every kernel of ``group``: the online group's from example
+    arguments (its process imports neither scikit-learn nor Dask), the batch
+    group's through small fits."""
+    from .kernels import entries
+
+    if group == "online":
+        _compile_outside_the_batch_fit()
+        _wait_for_e_step()
+        _compile(entries.online_steps.compiled, _online_fold_examples())
+        rows, single, plan32 = _e_step_examples(np.float32)
+        _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
+        return
     from . import GaussianMixture
     from .datasets import make_mixture
-    from .kernels import entries
+    from .estep import statistics_from_responsibilities
+    from .mstep import m_step
 
     X, _, _ = make_mixture(2000, n_components=2, n_features=3, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if group == "online":
-            _compile_outside_the_batch_fit(X)
-            _wait_for_e_step(X)
-            model = GaussianMixture(2, covariance_type="full", algorithm="online", max_iter=2,
-                                    batch_size=256, random_state=0).fit(X)
-            model.partial_fit(X[:300])
-            rows, single, plan32 = _e_step_examples(np.float32)
-            _compile(entries.log_densities_float32.compiled, (rows, single, single.single, plan32))
-            return
-        from .estep import statistics_from_responsibilities
-        from .mstep import m_step
-
-        _compile_e_step_first(X)
+        _compile_e_step_first()
         model = GaussianMixture(2, covariance_type="full", max_iter=2, random_state=0)
         model.fit(X, sample_weight=np.ones(len(X)))
         model.score_samples(X)
@@ -109,26 +112,42 @@ def _fit_with_gaps(X: np.ndarray, covariance_type: str) -> None:
                     random_state=0).fit(gappy)
 
 
-def _compile_outside_the_batch_fit(X: np.ndarray) -> None:
-    """The E-step's float32 sums and the M-step's kernels (merge, parameters),
-    compiled on their own while the batch process compiles the float64
-    E-step. (The statistics under given responsibilities and the float32
-    log-densities are left to the batch process, after its fit: the online
-    process, which then compiles the fold, is the longer of the two.)"""
-
+def _compile_outside_the_batch_fit() -> None:
+    """The E-step's float32 sums, the M-step's kernels (centred statistics,
+    merge, parameters) and the sums under given responsibilities, compiled
+    while the batch process compiles the float64 E-step and its operands."""
+    from .covariance import KINDS
     from .kernels import entries
     from .mstep import parameters_from_statistics
     from .statistics import SufficientStatistics, merge
 
     rows, single, plan32 = _e_step_examples(np.float32)
     _compile(entries.range_sums_float32.compiled, (rows, 0, 0, single, single.single, plan32))
-    d = X.shape[1]
-    statistics = SufficientStatistics(np.ones(2), np.zeros((2, d)), np.stack([np.eye(d)] * 2),
+    sums = entries.zero_sums.interpreted(single.n_products, plan32.kind, 2, 3)
+    _compile(entries.centred_statistics.compiled,
+             (sums, np.zeros(3), np.zeros((2, 3)), np.ones(2, dtype=bool), KINDS["full"]))
+    statistics = SufficientStatistics(np.ones(2), np.zeros((2, 3)), np.stack([np.eye(3)] * 2),
                                       0.0, 2.0)
     parameters_from_statistics(merge(statistics, statistics, "full"), 1e-6, "full")
+    rows, operands, plan = _e_step_examples(np.float64)
+    _compile(entries.responsibility_sums.compiled, (rows, np.zeros((2, 2)), operands, plan))
 
 
-def _compile_e_step_first(X: np.ndarray) -> None:
+def _online_fold_examples() -> tuple:
+    """Arguments of ``online_steps`` (two components, three features, full) of
+    the types every caller passes, paired or not."""
+    from .kernels.records import Mixture, OnlineSettings, Running, Statistics, unpaired
+
+    rows, _, plan = _e_step_examples(np.float64)
+    identities = np.repeat(np.eye(3)[None], 2, axis=0)
+    mixture = Mixture(np.full(2, 0.5), np.zeros((2, 3)), identities, identities.copy())
+    statistics = Statistics(np.ones(2), np.zeros((2, 3)), identities.copy())
+    running = Running(mixture, statistics, np.zeros(2), 0, 0.0, statistics, np.zeros(2), 0)
+    settings = OnlineSettings(256, 1e-6, 0.6, 0.0, 0.0, False, 40, 1e100)
+    return rows, running, settings, plan, unpaired()
+
+
+def _compile_e_step_first() -> None:
     """The float64 E-step, its operands, the log-densities and the pattern
     table of rows with gaps, before anything else of the batch group: the
     online group waits for the E-step. The batch fit needs the M-step's
@@ -141,9 +160,8 @@ def _compile_e_step_first(X: np.ndarray) -> None:
     _compile(entries.range_sums.compiled, (rows, 0, 0, operands, operands.double, plan))
     _compile(entries.density_operands.compiled, _density_operand_examples())
     _compile(entries.log_densities.compiled, (rows, operands, operands.double, plan))
-    d = X.shape[1]
-    _compile(entries.pattern_table.compiled, (rows.X, 0, np.zeros((d, d, 2)), 2))
-    _wait_for_m_step(X)
+    _compile(entries.pattern_table.compiled, (rows.X, 0, np.zeros((3, 3, 2)), 2))
+    _wait_for_m_step()
 
 
 def _compile(dispatcher: Any, arguments: tuple) -> None:
@@ -153,7 +171,7 @@ def _compile(dispatcher: Any, arguments: tuple) -> None:
     dispatcher.compile(tuple(numba.typeof(argument) for argument in arguments))
 
 
-def _wait_for_m_step(X: np.ndarray) -> None:
+def _wait_for_m_step() -> None:
     """Wait until the online group has cached the M-step's kernels, the last of
     them the parameters' (it compiles them while the batch group compiles the
     E-step), so that the batch fit loads them rather than compiling them too."""
@@ -161,11 +179,11 @@ def _wait_for_m_step(X: np.ndarray) -> None:
     from .kernels import entries
     from .statistics import empty_statistics, statistics_blocks
 
-    blocks = statistics_blocks(empty_statistics(2, X.shape[1], "full"), "full")
+    blocks = statistics_blocks(empty_statistics(2, 3, "full"), "full")
     _wait_for(entries.parameters_blocks.compiled, (blocks, 1e-6, KINDS["full"]))
 
 
-def _wait_for_e_step(X: np.ndarray) -> None:
+def _wait_for_e_step() -> None:
     """Wait until the batch group has put the E-step and the density operands
     (which it compiles next) in the disk cache: the fold calls both, and would
     otherwise compile them a second time."""

@@ -15,14 +15,14 @@ import pytest
 from streamgmm import estep
 from streamgmm.covariance import KINDS, as_blocks, writeable
 from streamgmm.estep import kernel_plan
-from streamgmm.kernels import codes, records, tiers, vectorized
+from streamgmm.kernels import records, tiers, vectorized
 from streamgmm.kernels.records import (
     Mixture,
     OnlineSettings,
-    Pairing,
     Running,
     Statistics,
     rows_record,
+    unpaired,
 )
 from streamgmm.mstep import parameters_from_statistics
 from streamgmm.statistics import statistics_blocks
@@ -139,9 +139,7 @@ def test_online_fold_is_identical_in_both_tiers(covariance_type, weighted, avera
                       as_blocks(covariances, covariance_type),
                       as_blocks(params.precisions_cholesky, covariance_type))
     settings = OnlineSettings(64, 1e-6, 0.6, 2.0, 0.0, averaging, 10 * K * (d + 1), 1e100)
-    from streamgmm.online import _no_buffers
-
-    pairing = Pairing(False, False, np.zeros(codes.SYNC_SLOTS, dtype=np.int64), _no_buffers())
+    pairing = unpaired()
     for running in (Running(mixture, zero, np.zeros(2), 0, 0.0, zero, np.zeros(2), 0),
                     Running(mixture, statistics, np.array([-3.0, 1.0]), 4, 500.0, statistics,
                             np.array([-3.0, 1.0]), 2)):

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .codes import SYNC_SLOTS
+
 
 class Rows(NamedTuple):
     """The rows a kernel reads, always of one type (one compiled version).
@@ -277,3 +279,17 @@ def rows_record(X: np.ndarray, order: np.ndarray | None = None,
         NO_ROWS_ORDER if order is None or len(order) == 0 else frozen(order, np.int64),
         NO_WEIGHTS if weights is None else frozen(np.ravel(weights)),
     )
+
+
+def unpaired() -> Pairing:
+    """The :class:`Pairing` of a fold without a helper thread. Its buffers are
+    never read nor written: empty arrays of the dimensions a helper's have,
+    so that the fold has one numba type whether it is paired or not."""
+    def empty(ndim: int) -> np.ndarray:
+        return np.zeros((0,) * ndim)
+
+    buffer = PostedBatch(Mixture(empty(1), empty(2), empty(3), empty(3)),
+                         Sums(empty(3), empty(3), empty(3), empty(3), empty(4), empty(3), 0.0),
+                         empty(2), np.zeros(0, dtype=np.int64), empty(2), empty(1),
+                         rows_record(empty(2)))
+    return Pairing(False, False, np.zeros(SYNC_SLOTS, dtype=np.int64), (buffer, buffer))
