@@ -123,6 +123,28 @@ def cycle_count(typingctx):  # pragma: no cover
     return signature, codegen
 
 
+@intrinsic
+def prefetch(typingctx, values, row, column):  # pragma: no cover
+    """A hint that ``values[row, column]`` (a 2-D C-contiguous array) will be
+    read soon: its cache line is fetched meanwhile (LLVM's ``prefetch``, for
+    reading, kept in every cache level). It reads nothing and cannot fault;
+    the value is not checked against the bounds."""
+    signature = types.none(values, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        array = context.make_array(sig.args[0])(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, sig.args[0], array,
+                                           [args[1], args[2]], wraparound=False)
+        integer = ir.IntType(32)
+        function_type = ir.FunctionType(ir.VoidType(), [pointer.type, integer, integer, integer])
+        function = cgutils.get_or_insert_function(builder.module, function_type,
+                                                  "llvm.prefetch.p0")
+        builder.call(function, [pointer, integer(0), integer(3), integer(1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 SPINS_BEFORE_YIELD = 64
 """Reads of a slot a waiting thread makes before it starts yielding its core
 between reads (a few microseconds)."""

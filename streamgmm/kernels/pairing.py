@@ -33,6 +33,7 @@ from .atomics import (
     compare_exchange,
     cycle_count,
     load_acquire,
+    prefetch,
     store_release,
     wait_at_least,
     wait_cycles,
@@ -56,6 +57,11 @@ from .operands import density_operands, variances_of
 from .records import Sums
 
 CLAIM_MASK = (1 << CLAIM_BITS) - 1
+PREFETCH_ROWS = 32
+"""How far ahead :func:`rows_usable` asks for the rows it visits out of order
+(whose cache misses it would otherwise wait for one after another)."""
+CACHE_LINE_VALUES = 8
+"""float64 values in a 64-byte cache line."""
 
 
 @part
@@ -68,17 +74,34 @@ def split_row(begin, end):  # pragma: no cover
 @part
 def rows_usable(rows, begin, end, limit):  # pragma: no cover
     """Whether every value of the rows ``begin:end`` is at most ``limit`` in
-    magnitude (NaN is not)."""
+    magnitude (NaN is not). Rows visited out of order are asked for
+    :data:`PREFETCH_ROWS` rows ahead, so that their cache misses overlap (the
+    E-step then finds them in the cache)."""
     X, order = rows.X, rows.order
     d = X.shape[1]
+    shuffled = order.shape[0] > 0
+    if shuffled:
+        for i in range(begin, min(begin + PREFETCH_ROWS, end)):
+            prefetch_row(X, order[i])
     for i in range(begin, end):
-        row = i if order.shape[0] == 0 else order[i]
+        row = order[i] if shuffled else i
+        if shuffled and i + PREFETCH_ROWS < end:
+            prefetch_row(X, order[i + PREFETCH_ROWS])
         usable = True
         for j in range(d):
             usable &= abs(X[row, j]) <= limit
         if not usable:
             return False
     return True
+
+
+@part
+def prefetch_row(X, row):  # pragma: no cover
+    """Ask for every cache line of ``X[row]`` (float64)."""
+    d = X.shape[1]
+    for j in range(0, d, CACHE_LINE_VALUES):
+        prefetch(X, row, j)
+    prefetch(X, row, d - 1)
 
 
 @part
