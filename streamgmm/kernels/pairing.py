@@ -79,14 +79,11 @@ def rows_usable(rows, begin, end, limit):  # pragma: no cover
     E-step then finds them in the cache)."""
     X, order = rows.X, rows.order
     d = X.shape[1]
-    shuffled = order.shape[0] > 0
-    if shuffled:
-        for i in range(begin, min(begin + PREFETCH_ROWS, end)):
-            prefetch_row(X, order[i])
+    prefetch_rows(rows, begin, min(begin + PREFETCH_ROWS, end))
     for i in range(begin, end):
-        row = order[i] if shuffled else i
-        if shuffled and i + PREFETCH_ROWS < end:
-            prefetch_row(X, order[i + PREFETCH_ROWS])
+        row = i if order.shape[0] == 0 else order[i]
+        if i + PREFETCH_ROWS < end:
+            prefetch_rows(rows, i + PREFETCH_ROWS, i + PREFETCH_ROWS + 1)
         usable = True
         for j in range(d):
             usable &= abs(X[row, j]) <= limit
@@ -96,12 +93,33 @@ def rows_usable(rows, begin, end, limit):  # pragma: no cover
 
 
 @part
-def prefetch_row(X, row):  # pragma: no cover
-    """Ask for every cache line of ``X[row]`` (float64)."""
+def prefetch_rows(rows, start, stop):  # pragma: no cover
+    """Ask for every cache line of the rows ``start:stop`` of ``rows`` if they
+    are visited out of order (rows in stored order need no help)."""
+    X, order = rows.X, rows.order
+    if order.shape[0] == 0:
+        return
     d = X.shape[1]
-    for j in range(0, d, CACHE_LINE_VALUES):
-        prefetch(X, row, j)
-    prefetch(X, row, d - 1)
+    for i in range(start, stop):
+        for j in range(0, d, CACHE_LINE_VALUES):
+            prefetch(X, order[i], j)
+        prefetch(X, order[i], d - 1)
+
+
+@part
+def prefetch_next_piece(rows, begin, end, block, last):  # pragma: no cover
+    """Ask for the rows of the batch after ``begin:end`` (as long, or what
+    rows are left) that a thread computes first: its first piece, or with
+    ``last`` its last piece (the helper claims from the back). Issued before
+    a thread's wait, they arrive while the batch's M-step runs."""
+    n_rows = rows.X.shape[0] if rows.order.shape[0] == 0 else rows.order.shape[0]
+    next_end = min(end + (end - begin), n_rows)
+    if next_end <= end:
+        return
+    split = split_row(end, next_end)
+    count = pieces_in(end, split, block) + pieces_in(split, next_end, block)
+    start, stop = piece_range(end, split, next_end, block, count - 1 if last else 0)
+    prefetch_rows(rows, start, stop)
 
 
 @part
@@ -228,6 +246,7 @@ def batch_sums(rows, begin, end, operands, plan, limit, pairing, posted):  # pra
             if not claiming:
                 joined = not compare_exchange(sync, SYNC_CLAIMED, posted - 1, posted)
                 patience = spent // piece
+                prefetch_next_piece(rows, begin, end, block, False)
         started = cycle_count()
         if not claiming and wait_cycles(buffer.done, piece, posted, patience):
             sums, piece_usable = posted_piece(buffer, piece)
@@ -303,3 +322,5 @@ def help_online_steps(rows, plan, limit, pairing):  # pragma: no cover
             sync[SYNC_HELPED] += 1
             store_release(buffer.done, piece, seen)
         store_release(sync, SYNC_DONE, seen)
+        if sync[SYNC_PATIENCE] == 0:
+            prefetch_next_piece(rows, begin, end, plan.block, True)
