@@ -268,6 +268,49 @@ def test_a_kernel_is_compiled_once_hot_and_the_user_is_told_once(tmp_path):
     assert "compiling" not in runs[2].stderr
 
 
+def test_an_edit_of_any_kernel_module_recompiles_the_kernels_that_use_it(tmp_path):
+    """numba stamps a cached kernel with its own file alone; ours carry every
+    kernel module's source (``jit.stamped``). In a copy of the package, a
+    process compiles ``merge_blocks`` (``mstep.py``), whose scatter is summed
+    by ``added`` (``mathfn.py``, linked in); after ``added`` is edited to
+    subtract, a second process on the same cache must run the edited code,
+    not load the kernel as it was."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import streamgmm
+
+    package = tmp_path / "copy" / "streamgmm"
+    shutil.copytree(Path(streamgmm.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = (
+        "import numpy as np, streamgmm\n"
+        f"assert streamgmm.__file__.startswith({str(package)!r})\n"
+        "from streamgmm.kernels import entries\n"
+        "from streamgmm.kernels.records import Statistics\n"
+        "a = Statistics(np.ones(2), np.zeros((2, 3)), np.ones((2, 3, 3)))\n"
+        "print(entries.merge_blocks(a, a, 0).scatter.sum())\n"
+    )
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+                       STREAMGMM_KERNELS="compiled", PYTHONPATH=str(package.parent))
+
+    def run() -> float:
+        return float(subprocess.run([sys.executable, "-c", code], env=environment, cwd=tmp_path,
+                                    capture_output=True, text=True, check=True).stdout)
+
+    assert run() == 36.0
+    mathfn = package / "kernels" / "mathfn.py"
+    source = mathfn.read_text()
+    edited = source.replace("    out = first.copy()\n    add_into(out, second)\n",
+                            "    out = first.copy()\n    out -= second\n")
+    assert edited != source
+    mathfn.write_text(edited)
+    assert run() == 0.0
+
+
 def test_the_fast_call_takes_only_argument_types_numba_checked(monkeypatch):
     """Once compiled, a kernel goes past numba's dispatcher only for arguments
     whose fingerprints numba's typing matched to its single compiled version
